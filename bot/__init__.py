@@ -1,0 +1,1 @@
+"""GitHub-facing side of Gantry: webhooks, commands, permissions, App auth, reporting."""

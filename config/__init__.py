@@ -1,0 +1,1 @@
+"""Everything that is read: server settings, repository config, AGENTS.md, secrets."""

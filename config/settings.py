@@ -1,0 +1,152 @@
+"""Server settings: `GANTRY_*` environment variables and `.env`, validated once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config.errors import SettingsError
+
+ENV_PREFIX = "GANTRY_"
+DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_IMAGE = "gantry-universal:latest"
+DEFAULT_DATA_DIR = Path("~/.local/share/gantry")
+SQLITE_PREFIX = "sqlite:///"
+
+
+class Settings(BaseSettings):
+    """Every server setting of DESIGN.md; secrets are `SecretStr` so they never print."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    github_app_id: int | None = Field(default=None, gt=0)
+    github_private_key: SecretStr | None = None
+    github_private_key_path: Path | None = None
+    github_webhook_secret: SecretStr
+    github_api_url: AnyHttpUrl = AnyHttpUrl(DEFAULT_API_URL)
+    bot_handle: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$")
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str | None = None
+    executor: Literal["docker", "local"] = "docker"
+    default_image: str = DEFAULT_IMAGE
+    agent_command: str | None = None
+    max_concurrent_tasks: Annotated[int, Field(ge=1, le=256)] = 2
+    public_url: AnyHttpUrl | None = None
+    secrets_file: Path | None = None
+    extra_ca_certs: Path | None = None
+
+    @field_validator("github_webhook_secret")
+    @classmethod
+    def _secret_not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("data_dir", "github_private_key_path", "secrets_file", "extra_ca_certs")
+    @classmethod
+    def _expand_user(cls, value: Path | None) -> Path | None:
+        return value.expanduser().absolute() if value is not None else None
+
+    @model_validator(mode="after")
+    def _check_app_credentials(self) -> Settings:
+        if self.github_private_key is not None and self.github_private_key_path is not None:
+            raise ValueError(
+                "set GANTRY_GITHUB_PRIVATE_KEY or GANTRY_GITHUB_PRIVATE_KEY_PATH, not both"
+            )
+        has_key = self.github_private_key is not None or self.github_private_key_path is not None
+        if has_key != (self.github_app_id is not None):
+            raise ValueError(
+                "GANTRY_GITHUB_APP_ID and a private key (GANTRY_GITHUB_PRIVATE_KEY or "
+                "GANTRY_GITHUB_PRIVATE_KEY_PATH) must be set together"
+            )
+        if has_key:
+            load_private_key(self.private_key_pem())
+        return self
+
+    @property
+    def has_app_credentials(self) -> bool:
+        """Whether the App can authenticate to GitHub."""
+        return self.github_app_id is not None
+
+    @property
+    def effective_database_url(self) -> str:
+        """`DATABASE_URL`, or SQLite in `DATA_DIR` by default."""
+        return self.database_url or f"{SQLITE_PREFIX}{self.data_dir / 'gantry.db'}"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file of the task store, or None when the database is not SQLite."""
+        url = self.effective_database_url
+        return Path(url.removeprefix(SQLITE_PREFIX)) if url.startswith(SQLITE_PREFIX) else None
+
+    @property
+    def api_url(self) -> str:
+        """The GitHub API base URL without a trailing slash."""
+        return str(self.github_api_url).rstrip("/")
+
+    def private_key_pem(self) -> str:
+        """The App's private key as PEM text, read from the setting or its file."""
+        if self.github_private_key is not None:
+            return self.github_private_key.get_secret_value()
+        if self.github_private_key_path is None:
+            raise ValueError("no private key is configured")
+        try:
+            return self.github_private_key_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(
+                f"GANTRY_GITHUB_PRIVATE_KEY_PATH: cannot read {self.github_private_key_path}: "
+                f"{getattr(exc, 'strerror', None) or exc}"
+            ) from None
+
+
+def load_private_key(pem: str) -> RSAPrivateKey:
+    """Parse the App's PEM key; GitHub App keys are RSA (the JWT is RS256)."""
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ValueError(
+            "the GitHub App private key is not a readable PEM private key "
+            "(download it again from the App's settings page)"
+        ) from None
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError("the GitHub App private key must be an RSA key")
+    return key
+
+
+def load_settings(env_file: Path | None = Path(".env")) -> Settings:
+    """Build the settings or raise `SettingsError` with one line per problem."""
+    try:
+        return Settings(_env_file=env_file)
+    except ValidationError as exc:
+        raise SettingsError(describe_errors(exc)) from None
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """Turn pydantic's errors into `GANTRY_NAME: message` lines, never echoing input values."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = error["loc"]
+        name = f"{ENV_PREFIX}{str(loc[0]).upper()}" if loc else "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "is required but not set"
+        lines.append(f"{name}: {message}" if loc else message)
+    return lines

@@ -1,0 +1,1 @@
+"""A local stand-in for GitHub: REST, git smart HTTP, OpenAPI checks, webhook sender."""

@@ -1,0 +1,1 @@
+"""The composition root: the `gantry` command line and `gantry doctor`."""

@@ -1,0 +1,175 @@
+"""`gantry doctor`: check what a running Gantry needs and say how to fix what is missing."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import aiohttp
+import docker
+import docker.errors
+import gidgethub
+from requests.exceptions import RequestException
+
+from bot.github_app import fetch_app
+from config.errors import SettingsError
+from config.settings import Settings
+
+OK_MARK = "ok"
+FAIL_MARK = "FAIL"
+SKIP_MARK = "skip"
+DOCKER_TIMEOUT_S = 10
+GITHUB_TIMEOUT_S = 15
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of the doctor's report: what was checked, how it went, how to fix it."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAIL_MARK
+
+
+def passed(name: str, detail: str) -> CheckResult:
+    return CheckResult(name, OK_MARK, detail)
+
+
+def failed(name: str, detail: str, fix: str) -> CheckResult:
+    return CheckResult(name, FAIL_MARK, detail, fix)
+
+
+def skipped(name: str, detail: str) -> CheckResult:
+    return CheckResult(name, SKIP_MARK, detail)
+
+
+def check_settings(settings: Settings | SettingsError) -> CheckResult:
+    """Settings parse and validate."""
+    if isinstance(settings, SettingsError):
+        return failed(
+            "settings",
+            "; ".join(settings.problems),
+            "set the GANTRY_* variables in the environment or in .env (see docs/operating.md)",
+        )
+    mode = "loud development mode: tasks run on this host" if settings.executor == "local" else ""
+    return passed("settings", f"valid (executor {settings.executor}{', ' + mode if mode else ''})")
+
+
+def check_docker() -> CheckResult:
+    """The Docker engine answers, and which version it is."""
+    try:
+        client = docker.from_env(timeout=DOCKER_TIMEOUT_S)
+        try:
+            version = client.version()
+        finally:
+            client.close()
+    except (docker.errors.DockerException, RequestException) as exc:
+        return failed(
+            "docker",
+            f"no Docker engine answers: {exc}",
+            "install and start Docker (Debian: apt-get install docker.io; dockerd), make its "
+            "socket readable by this user (docker group), or set DOCKER_HOST",
+        )
+    return passed(
+        "docker", f"engine {version.get('Version', '?')} (API {version.get('ApiVersion', '?')})"
+    )
+
+
+def check_data_dir(data_dir: Path) -> CheckResult:
+    """`DATA_DIR` exists (or can be made) and is writable."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return failed(
+            "data dir",
+            f"{data_dir} is not writable: {exc.strerror or exc}",
+            f"create {data_dir} and give this user write access, or point GANTRY_DATA_DIR "
+            "at a writable directory",
+        )
+    return passed("data dir", f"{data_dir} is writable")
+
+
+def check_database(settings: Settings) -> CheckResult:
+    """The task database can be opened (SQLite is the embedded default)."""
+    path = settings.sqlite_path
+    if path is None:
+        scheme = urlparse(settings.effective_database_url).scheme
+        return failed(
+            "database",
+            f"scheme {scheme!r} is not supported by this version",
+            "unset GANTRY_DATABASE_URL to use SQLite in GANTRY_DATA_DIR",
+        )
+    try:
+        with sqlite3.connect(path, timeout=5) as conn:
+            version = conn.execute("select sqlite_version()").fetchone()[0]
+    except sqlite3.Error as exc:
+        return failed(
+            "database",
+            f"cannot open SQLite database {path}: {exc}",
+            "check that GANTRY_DATA_DIR is writable and on a local disk",
+        )
+    return passed("database", f"SQLite {version} at {path}")
+
+
+async def check_github(settings: Settings) -> CheckResult:
+    """The App's credentials are accepted by the GitHub API."""
+    if not settings.has_app_credentials:
+        return skipped(
+            "github",
+            "no App credentials (GANTRY_GITHUB_APP_ID and a private key) are set",
+        )
+    timeout = aiohttp.ClientTimeout(total=GITHUB_TIMEOUT_S)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            app = await fetch_app(session, settings)
+    except gidgethub.HTTPException as exc:
+        return failed(
+            "github",
+            f"{settings.api_url} refused the App's credentials ({exc.status_code})",
+            "check GANTRY_GITHUB_APP_ID and that the private key belongs to that App "
+            "(generate a new one on the App's settings page if unsure)",
+        )
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return failed(
+            "github",
+            f"cannot reach {settings.api_url}: {exc or type(exc).__name__}",
+            "check GANTRY_GITHUB_API_URL, DNS and any proxy between this host and GitHub",
+        )
+    return passed("github", f"authenticated as App {app.get('slug')!r} at {settings.api_url}")
+
+
+async def run_checks(settings: Settings | SettingsError) -> list[CheckResult]:
+    """Every check, in the order a person would fix them."""
+    results = [check_settings(settings), await asyncio.to_thread(check_docker)]
+    if isinstance(settings, SettingsError):
+        for name in ("data dir", "database", "github"):
+            results.append(skipped(name, "needs valid settings"))
+        return results
+    results.append(await asyncio.to_thread(check_data_dir, settings.data_dir))
+    results.append(await asyncio.to_thread(check_database, settings))
+    results.append(await check_github(settings))
+    return results
+
+
+def render(results: list[CheckResult]) -> str:
+    """The report as text: one line per check, and the fix under each failure."""
+    width = max(len(r.name) for r in results)
+    lines = []
+    for result in results:
+        lines.append(f"[{result.status:>4}] {result.name:<{width}}  {result.detail}")
+        if result.fix:
+            lines.append(f"       {'':<{width}}  fix: {result.fix}")
+    bad = sum(r.failed for r in results)
+    lines.append("all checks passed" if not bad else f"{bad} check(s) failed")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Everything that executes: task store, queue, pipeline, Docker sandbox, cache, mirrors."""
