@@ -1,0 +1,131 @@
+"""`gantry doctor`: each check passes on a healthy setup and says how to fix a broken one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker
+import pytest
+
+from config.errors import SettingsError
+from config.settings import Settings
+from gantry import doctor
+from gantry.cli import main
+
+SECRET = "doctor-secret"
+
+
+def settings_for(tmp_path: Path, **values: object) -> Settings:
+    return Settings(github_webhook_secret=SECRET, data_dir=tmp_path / "data", **values)  # type: ignore[arg-type]
+
+
+def test_data_dir_is_created_and_writable(tmp_path: Path) -> None:
+    result = doctor.check_data_dir(tmp_path / "new" / "dir")
+    assert result.status == doctor.OK_MARK
+    assert (tmp_path / "new" / "dir").is_dir()
+
+
+def test_data_dir_under_a_file_fails_with_a_fix(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = doctor.check_data_dir(blocker / "data")
+    assert result.failed
+    assert "is not writable" in result.detail
+    assert "GANTRY_DATA_DIR" in result.fix
+
+
+def test_sqlite_database_opens(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    settings.data_dir.mkdir()
+    result = doctor.check_database(settings)
+    assert result.status == doctor.OK_MARK
+    assert str(settings.data_dir / "gantry.db") in result.detail
+
+
+def test_unsupported_database_scheme_fails(tmp_path: Path) -> None:
+    result = doctor.check_database(settings_for(tmp_path, database_url="postgresql://db/gantry"))
+    assert result.failed
+    assert "'postgresql'" in result.detail
+    assert "GANTRY_DATABASE_URL" in result.fix
+
+
+def test_unreachable_docker_fails_with_a_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    result = doctor.check_docker()
+    assert result.failed
+    assert "no Docker engine answers" in result.detail
+    assert "dockerd" in result.fix
+
+
+def test_reachable_docker_reports_its_version(docker_client: docker.DockerClient) -> None:
+    result = doctor.check_docker()
+    assert result.status == doctor.OK_MARK
+    assert docker_client.version()["Version"] in result.detail
+
+
+async def test_github_is_skipped_without_credentials(tmp_path: Path) -> None:
+    result = await doctor.check_github(settings_for(tmp_path))
+    assert result.status == doctor.SKIP_MARK
+
+
+async def test_unreachable_github_fails_with_a_fix(tmp_path: Path) -> None:
+    from tests.test_settings import rsa_pem
+
+    settings = settings_for(
+        tmp_path,
+        github_app_id=1,
+        github_private_key=rsa_pem(),
+        github_api_url="http://127.0.0.1:9/",
+    )
+    result = await doctor.check_github(settings)
+    assert result.failed
+    assert "cannot reach http://127.0.0.1:9" in result.detail
+    assert "GANTRY_GITHUB_API_URL" in result.fix
+
+
+async def test_invalid_settings_skip_what_depends_on_them() -> None:
+    results = await doctor.run_checks(SettingsError(["GANTRY_X: broken"]))
+    by_name = {r.name: r for r in results}
+    assert by_name["settings"].failed
+    assert by_name["settings"].detail == "GANTRY_X: broken"
+    assert {by_name[n].status for n in ("data dir", "database", "github")} == {doctor.SKIP_MARK}
+
+
+def test_render_lists_each_check_and_its_fix() -> None:
+    text = doctor.render(
+        [doctor.passed("docker", "engine 1"), doctor.failed("data dir", "nope", "mkdir it")]
+    )
+    assert "[  ok] docker    engine 1" in text
+    assert "[FAIL] data dir  nope" in text
+    assert "fix: mkdir it" in text
+    assert text.endswith("1 check(s) failed")
+
+
+def test_cli_doctor_without_settings_exits_1_without_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["doctor"]) == 1
+    out, err = capsys.readouterr()
+    assert "GANTRY_GITHUB_WEBHOOK_SECRET: is required but not set" in out
+    assert "Traceback" not in out + err
+
+
+def test_cli_doctor_passes_on_a_healthy_host(
+    docker_client: docker.DockerClient,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("GANTRY_DATA_DIR", str(tmp_path))
+    assert main(["doctor"]) == 0, capsys.readouterr().out
+    assert "all checks passed" in capsys.readouterr().out
+
+
+def test_cli_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert "doctor" in capsys.readouterr().out

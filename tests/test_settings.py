@@ -1,0 +1,171 @@
+"""Server settings: read from GANTRY_* variables and .env, with one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from config.errors import SettingsError
+from config.settings import Settings, load_settings
+
+SECRET = "s3cr3t-webhook-value"
+
+
+def rsa_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def problems(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:
+    for name, value in env.items():
+        monkeypatch.setenv(f"GANTRY_{name}", value)
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=None)
+    return info.value.problems
+
+
+def test_missing_webhook_secret_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert problems(monkeypatch) == ["GANTRY_GITHUB_WEBHOOK_SECRET: is required but not set"]
+
+
+def test_blank_webhook_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert problems(monkeypatch, GITHUB_WEBHOOK_SECRET="  ") == [
+        "GANTRY_GITHUB_WEBHOOK_SECRET: must not be empty"
+    ]
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("GANTRY_DATA_DIR", str(tmp_path))
+    settings = load_settings(env_file=None)
+    assert settings.api_url == "https://api.github.com"
+    assert settings.executor == "docker"
+    assert settings.max_concurrent_tasks == 2
+    assert settings.effective_database_url == f"sqlite:///{tmp_path}/gantry.db"
+    assert settings.sqlite_path == tmp_path / "gantry.db"
+    assert not settings.has_app_credentials
+
+
+def test_every_design_setting_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env = {
+        "GITHUB_APP_ID": "42",
+        "GITHUB_PRIVATE_KEY": rsa_pem(),
+        "GITHUB_WEBHOOK_SECRET": SECRET,
+        "GITHUB_API_URL": "https://ghe.example.com/api/v3/",
+        "BOT_HANDLE": "gantry-dev",
+        "DATA_DIR": str(tmp_path),
+        "DATABASE_URL": "sqlite:////var/lib/gantry/tasks.db",
+        "EXECUTOR": "local",
+        "DEFAULT_IMAGE": "acme/dev:1",
+        "AGENT_COMMAND": 'codex exec "$GANTRY_PROMPT"',
+        "MAX_CONCURRENT_TASKS": "8",
+        "PUBLIC_URL": "https://gantry.example.com",
+        "SECRETS_FILE": str(tmp_path / "secrets.yml"),
+        "EXTRA_CA_CERTS": str(tmp_path / "ca.pem"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(f"GANTRY_{name}", value)
+    settings = load_settings(env_file=None)
+    assert settings.github_app_id == 42
+    assert settings.api_url == "https://ghe.example.com/api/v3"
+    assert settings.bot_handle == "gantry-dev"
+    assert settings.sqlite_path == Path("/var/lib/gantry/tasks.db")
+    assert settings.executor == "local"
+    assert settings.default_image == "acme/dev:1"
+    assert settings.agent_command == 'codex exec "$GANTRY_PROMPT"'
+    assert settings.max_concurrent_tasks == 8
+    assert str(settings.public_url) == "https://gantry.example.com/"
+    assert settings.secrets_file == tmp_path / "secrets.yml"
+    assert settings.extra_ca_certs == tmp_path / "ca.pem"
+    assert settings.private_key_pem() == env["GITHUB_PRIVATE_KEY"]
+
+
+def test_dotenv_file_is_read(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"GANTRY_GITHUB_WEBHOOK_SECRET={SECRET}\nGANTRY_BOT_HANDLE=from-dotenv\n")
+    settings = load_settings(env_file=env_file)
+    assert settings.bot_handle == "from-dotenv"
+    assert settings.github_webhook_secret.get_secret_value() == SECRET
+
+
+def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
+    pem = rsa_pem()
+    settings = Settings(github_webhook_secret=SECRET, github_app_id=1, github_private_key=pem)
+    text = repr(settings) + str(settings) + settings.model_dump_json()
+    assert SECRET not in text
+    assert "PRIVATE KEY" not in text
+
+
+def test_unreadable_private_key_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pem"
+    found = problems(
+        monkeypatch,
+        GITHUB_WEBHOOK_SECRET=SECRET,
+        GITHUB_APP_ID="7",
+        GITHUB_PRIVATE_KEY_PATH=str(missing),
+    )
+    assert found == [
+        f"GANTRY_GITHUB_PRIVATE_KEY_PATH: cannot read {missing}: No such file or directory"
+    ]
+
+
+def test_private_key_read_from_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(rsa_pem())
+    monkeypatch.setenv("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("GANTRY_GITHUB_APP_ID", "7")
+    monkeypatch.setenv("GANTRY_GITHUB_PRIVATE_KEY_PATH", str(key_file))
+    assert load_settings(env_file=None).private_key_pem() == key_file.read_text()
+
+
+def test_garbage_private_key_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    garbage = "-----BEGIN RSA PRIVATE KEY-----\nnot-a-key-SENTINEL\n-----END RSA PRIVATE KEY-----"
+    found = problems(
+        monkeypatch, GITHUB_WEBHOOK_SECRET=SECRET, GITHUB_APP_ID="7", GITHUB_PRIVATE_KEY=garbage
+    )
+    assert len(found) == 1
+    assert "not a readable PEM private key" in found[0]
+    assert "SENTINEL" not in found[0]
+
+
+def test_non_rsa_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    ec_pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    found = problems(
+        monkeypatch, GITHUB_WEBHOOK_SECRET=SECRET, GITHUB_APP_ID="7", GITHUB_PRIVATE_KEY=ec_pem
+    )
+    assert found == ["the GitHub App private key must be an RSA key"]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"GITHUB_APP_ID": "7"}, "must be set together"),
+        ({"GITHUB_PRIVATE_KEY": "x"}, "must be set together"),
+        ({"EXECUTOR": "kubernetes"}, "GANTRY_EXECUTOR: Input should be 'docker' or 'local'"),
+        ({"MAX_CONCURRENT_TASKS": "0"}, "GANTRY_MAX_CONCURRENT_TASKS: Input should be greater"),
+        ({"GITHUB_API_URL": "not a url"}, "GANTRY_GITHUB_API_URL: Input should be a valid URL"),
+        ({"BOT_HANDLE": "bad handle!"}, "GANTRY_BOT_HANDLE: String should match pattern"),
+    ],
+)
+def test_invalid_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    found = problems(monkeypatch, GITHUB_WEBHOOK_SECRET=SECRET, **env)
+    assert any(line.startswith(expected) or expected in line for line in found), found
