@@ -1,0 +1,139 @@
+"""Bare git repositories on disk: create them from a folder, read refs, trees and blobs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+FIXED_AUTHOR = {
+    "GIT_AUTHOR_NAME": "Forge",
+    "GIT_AUTHOR_EMAIL": "forge@example.invalid",
+    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
+    "GIT_COMMITTER_NAME": "Forge",
+    "GIT_COMMITTER_EMAIL": "forge@example.invalid",
+    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+}
+# Keep the user's and system's git config out of the stand-in's repositories.
+ISOLATED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C"}
+INITIAL_MESSAGE = "Initial commit"
+COMMIT_FIELDS = "%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%T%x00%P%x00%B"
+
+
+class GitError(RuntimeError):
+    """A git command failed."""
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One line of `git ls-tree -l`."""
+
+    mode: str
+    type: str
+    sha: str
+    size: int
+    path: str
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """The parts of a commit the REST API shows."""
+
+    sha: str
+    author_name: str
+    author_email: str
+    author_date: str
+    committer_name: str
+    committer_email: str
+    committer_date: str
+    tree: str
+    parents: tuple[str, ...]
+    message: str
+
+
+async def git(
+    git_dir: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> tuple[int, bytes]:
+    """Run git against a bare repo; return (exit code, stdout)."""
+    proc = await asyncio.create_subprocess_exec(
+        "git",
+        f"--git-dir={git_dir}",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **ISOLATED_ENV, **(env or {})},
+    )
+    out, err = await proc.communicate()
+    code = proc.returncode or 0
+    if check and code != 0:
+        raise GitError(f"git {' '.join(args)} failed ({code}): {err.decode(errors='replace')}")
+    return code, out
+
+
+async def init_bare(git_dir: Path, source: Path | None, default_branch: str) -> str | None:
+    """Create a bare repo; commit `source`'s files on `default_branch`; return that SHA."""
+    git_dir.parent.mkdir(parents=True, exist_ok=True)
+    await git(git_dir, "init", "--quiet", "--bare", f"--initial-branch={default_branch}")
+    await git(git_dir, "config", "http.receivepack", "true")
+    if source is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="forge-index-") as tmp:
+        env = {**FIXED_AUTHOR, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        await git(git_dir, f"--work-tree={source}", "add", "--all", ".", env=env)
+        _, tree = await git(git_dir, "write-tree", env=env)
+        args = ("commit-tree", tree.decode().strip(), "-m", INITIAL_MESSAGE)
+        _, commit = await git(git_dir, *args, env=env)
+    sha = commit.decode().strip()
+    await git(git_dir, "update-ref", f"refs/heads/{default_branch}", sha)
+    return sha
+
+
+async def branch_heads(git_dir: Path) -> dict[str, str]:
+    """Every branch name and the SHA it points at."""
+    _, out = await git(git_dir, "for-each-ref", "--format=%(objectname) %(refname)", "refs/heads")
+    heads: dict[str, str] = {}
+    for line in out.decode().splitlines():
+        sha, _, ref = line.partition(" ")
+        heads[ref.removeprefix("refs/heads/")] = sha
+    return heads
+
+
+async def resolve_commit(git_dir: Path, ref: str) -> str | None:
+    """The commit SHA a branch, tag or SHA names, or None."""
+    if ref.startswith("-"):
+        return None
+    code, out = await git(
+        git_dir, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False
+    )
+    return out.decode().strip() if code == 0 else None
+
+
+async def tree_entries(git_dir: Path, commit: str, path: str) -> list[TreeEntry]:
+    """`ls-tree -l` of `path` itself (file or dir), or of its children when `listing`."""
+    code, out = await git(git_dir, "ls-tree", "-l", "-z", commit, "--", path, check=False)
+    if code != 0:
+        return []
+    entries = []
+    for record in out.decode().split("\0"):
+        if not record:
+            continue
+        meta, _, name = record.partition("\t")
+        mode, kind, sha, size = meta.split()
+        entries.append(TreeEntry(mode, kind, sha, int(size) if size != "-" else 0, name))
+    return entries
+
+
+async def read_blob(git_dir: Path, sha: str) -> bytes:
+    """The bytes of a blob."""
+    _, out = await git(git_dir, "cat-file", "blob", sha)
+    return out
+
+
+async def commit_info(git_dir: Path, sha: str) -> CommitInfo:
+    """Author, committer, tree, parents and message of a commit."""
+    _, out = await git(git_dir, "show", "-s", f"--format={COMMIT_FIELDS}", sha)
+    parts = out.decode().split("\0")
+    parents = tuple(parts[7].split())
+    return CommitInfo(sha, *parts[:7], parents=parents, message=parts[8].rstrip("\n"))

@@ -1,0 +1,329 @@
+"""The stand-in's in-memory world: apps, installations, tokens, users, repos, issues, PRs."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from forge.auth import KeyPair, generate_key_pair, new_installation_token
+
+DEFAULT_TOKEN_TTL_SECONDS = 3600.0
+PERMISSIONS = ("admin", "maintain", "write", "triage", "read", "none")
+# The collaborator-permission endpoint folds roles into GitHub's older permission levels.
+LEGACY_PERMISSION = {
+    "admin": "admin",
+    "maintain": "write",
+    "write": "write",
+    "triage": "read",
+    "read": "read",
+    "none": "none",
+}
+APP_PERMISSIONS = {
+    "contents": "write",
+    "issues": "write",
+    "pull_requests": "write",
+    "checks": "write",
+    "metadata": "read",
+}
+APP_EVENTS = ("issue_comment", "issues", "pull_request", "pull_request_review_comment")
+
+UserType = Literal["User", "Bot", "Organization"]
+
+
+@dataclass
+class User:
+    """An account: a person, a bot, or an organization owning repos."""
+
+    id: int
+    login: str
+    type: UserType = "User"
+
+
+@dataclass
+class App:
+    """A registered GitHub App, with the key pair whose public half verifies its JWTs."""
+
+    id: int
+    slug: str
+    name: str
+    owner: User
+    keys: KeyPair
+    bot: User
+
+
+@dataclass
+class Installation:
+    """An App installed on an account, for some of its repositories."""
+
+    id: int
+    app: App
+    account: User
+    repos: set[str]
+
+
+@dataclass
+class Token:
+    """An installation access token with its expiry."""
+
+    value: str
+    installation: Installation
+    expires_at: float
+
+
+@dataclass
+class Repo:
+    """A repository whose git data lives in a bare repo on disk."""
+
+    id: int
+    owner: User
+    name: str
+    path: Path
+    default_branch: str = "main"
+    permissions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def full_name(self) -> str:
+        """`owner/name`."""
+        return f"{self.owner.login}/{self.name}"
+
+
+@dataclass
+class Issue:
+    """An issue, or the issue half of a pull request (they share numbers)."""
+
+    id: int
+    repo: Repo
+    number: int
+    title: str
+    body: str | None
+    user: User
+    created_at: float
+    state: str = "open"
+    updated_at: float = 0.0
+
+
+@dataclass
+class Pull:
+    """A pull request; its head SHA is read from the bare repo whenever it is shown."""
+
+    issue: Issue
+    id: int
+    head: str
+    base: str
+    draft: bool = False
+    maintainer_can_modify: bool = False
+
+
+@dataclass
+class Comment:
+    """An issue comment or a pull request review comment."""
+
+    id: int
+    repo: Repo
+    number: int
+    body: str
+    user: User
+    created_at: float
+    updated_at: float
+    kind: Literal["issue", "review"] = "issue"
+
+
+@dataclass
+class Reaction:
+    """A reaction on a comment."""
+
+    id: int
+    comment_id: int
+    content: str
+    user: User
+    created_at: float
+
+
+@dataclass
+class CheckRun:
+    """A check run created by an App on a commit."""
+
+    id: int
+    repo: Repo
+    app: App
+    name: str
+    head_sha: str
+    status: str = "queued"
+    conclusion: str | None = None
+    details_url: str | None = None
+    external_id: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    output: dict[str, object] = field(default_factory=dict)
+
+
+class Clock:
+    """Wall-clock time plus an offset tests can move forward."""
+
+    def __init__(self, now: Callable[[], float] = time.time) -> None:
+        self._now = now
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        """Current time in seconds since the epoch, as the stand-in sees it."""
+        return self._now() + self.offset
+
+
+class State:
+    """All records, with GitHub-like id allocation and lookups."""
+
+    def __init__(self, clock: Clock, token_ttl: float = DEFAULT_TOKEN_TTL_SECONDS) -> None:
+        self.clock = clock
+        self.token_ttl = token_ttl
+        self._ids: Iterator[int] = itertools.count(1001)
+        self.users: dict[str, User] = {}
+        self.apps: dict[int, App] = {}
+        self.installations: dict[int, Installation] = {}
+        self.tokens: dict[str, Token] = {}
+        self.repos: dict[str, Repo] = {}
+        self.issues: dict[tuple[str, int], Issue] = {}
+        self.pulls: dict[tuple[str, int], Pull] = {}
+        self.comments: dict[int, Comment] = {}
+        self.reactions: list[Reaction] = []
+        self.check_runs: dict[int, CheckRun] = {}
+
+    def next_id(self) -> int:
+        """A fresh id, unique across all record kinds (GitHub ids are global too)."""
+        return next(self._ids)
+
+    def user(self, login: str, kind: UserType = "User") -> User:
+        """Get or create an account; an explicit kind updates an existing one."""
+        found = self.users.get(login.lower())
+        if found is None:
+            found = User(self.next_id(), login, kind)
+            self.users[login.lower()] = found
+        elif kind != "User":
+            found.type = kind
+        return found
+
+    def add_app(self, slug: str, owner: str) -> App:
+        """Register an App with a fresh RSA key and its `slug[bot]` user."""
+        bot = self.user(f"{slug}[bot]", "Bot")
+        app = App(self.next_id(), slug, slug, self.user(owner), generate_key_pair(), bot)
+        self.apps[app.id] = app
+        return app
+
+    def install(self, app: App, account: str, repos: set[str]) -> Installation:
+        """Install `app` on `account` for the given repo names."""
+        installation = Installation(self.next_id(), app, self.user(account), set(repos))
+        self.installations[installation.id] = installation
+        return installation
+
+    def installation_for(self, repo: Repo, app: App) -> Installation | None:
+        """The installation of `app` that covers `repo`, if any."""
+        for installation in self.installations.values():
+            if (
+                installation.app is app
+                and installation.account is repo.owner
+                and repo.name in installation.repos
+            ):
+                return installation
+        return None
+
+    def mint_token(self, installation: Installation) -> Token:
+        """Issue an installation token valid for `token_ttl` seconds."""
+        token = Token(new_installation_token(), installation, self.clock() + self.token_ttl)
+        self.tokens[token.value] = token
+        return token
+
+    def valid_token(self, value: str) -> Token | None:
+        """The token record if it exists and has not expired."""
+        token = self.tokens.get(value)
+        if token is None or token.expires_at <= self.clock():
+            return None
+        return token
+
+    def expire_tokens(self) -> None:
+        """Make every token issued so far expired."""
+        for token in self.tokens.values():
+            token.expires_at = min(token.expires_at, self.clock() - 1)
+
+    def repo(self, owner: str, name: str) -> Repo | None:
+        """Look a repo up by owner and name, case-insensitively like GitHub."""
+        return self.repos.get(f"{owner}/{name}".lower())
+
+    def add_repo(self, owner: str, name: str, path: Path, default_branch: str) -> Repo:
+        """Record a repository whose bare git dir is at `path`; its owner is admin."""
+        account = self.user(owner)
+        repo = Repo(self.next_id(), account, name, path, default_branch)
+        repo.permissions[account.login.lower()] = "admin"
+        self.repos[repo.full_name.lower()] = repo
+        return repo
+
+    def next_number(self, repo: Repo) -> int:
+        """Issues and PRs share one number sequence per repository."""
+        numbers = [n for (key, n) in self.issues if key == repo.full_name.lower()]
+        return max(numbers, default=0) + 1
+
+    def add_issue(self, repo: Repo, title: str, body: str | None, user: User) -> Issue:
+        """Open an issue."""
+        now = self.clock()
+        issue = Issue(self.next_id(), repo, self.next_number(repo), title, body, user, now)
+        issue.updated_at = now
+        self.issues[(repo.full_name.lower(), issue.number)] = issue
+        return issue
+
+    def issue(self, repo: Repo, number: int) -> Issue | None:
+        """An issue (or a PR's issue half) by number."""
+        return self.issues.get((repo.full_name.lower(), number))
+
+    def pull(self, repo: Repo, number: int) -> Pull | None:
+        """A pull request by number."""
+        return self.pulls.get((repo.full_name.lower(), number))
+
+    def add_pull(self, repo: Repo, fields: PullFields, user: User) -> Pull:
+        """Open a pull request (an issue with head and base)."""
+        issue = self.add_issue(repo, fields.title, fields.body, user)
+        pull = Pull(issue, self.next_id(), fields.head, fields.base, fields.draft)
+        pull.maintainer_can_modify = fields.maintainer_can_modify
+        self.pulls[(repo.full_name.lower(), issue.number)] = pull
+        return pull
+
+    def add_comment(
+        self,
+        repo: Repo,
+        number: int,
+        body: str,
+        user: User,
+        kind: Literal["issue", "review"] = "issue",
+    ) -> Comment:
+        """Add a comment to an issue/PR conversation, or a review comment to a PR."""
+        now = self.clock()
+        comment = Comment(self.next_id(), repo, number, body, user, now, now, kind)
+        self.comments[comment.id] = comment
+        return comment
+
+    def add_reaction(self, comment: Comment, content: str, user: User) -> tuple[Reaction, bool]:
+        """React once per user and content, like GitHub; say whether it was new."""
+        for reaction in self.reactions:
+            same = reaction.comment_id == comment.id and reaction.user is user
+            if same and reaction.content == content:
+                return reaction, False
+        reaction = Reaction(self.next_id(), comment.id, content, user, self.clock())
+        self.reactions.append(reaction)
+        return reaction, True
+
+    def permission(self, repo: Repo, login: str) -> str:
+        """A user's role on a repo (admin/maintain/write/triage/read/none)."""
+        return repo.permissions.get(login.lower(), "none")
+
+
+@dataclass(frozen=True)
+class PullFields:
+    """What a create-PR request gives."""
+
+    title: str
+    head: str
+    base: str
+    body: str | None = None
+    draft: bool = False
+    maintainer_can_modify: bool = False
