@@ -19,6 +19,8 @@ SPEC_URI = "urn:forge:api.github.com.json"
 METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
 PARAM_RE = re.compile(r"\{([^}]+)\}")
 MAX_REASON_ERRORS = 5
+# Trailing parameters GitHub lets span `/` (file paths, refs, branch names like `gantry/1-x`).
+SLASHED_PARAMS = frozenset({"path", "ref", "branch", "basehead"})
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Verdict:
 class _Route:
     template: str
     strict: re.Pattern[str]
-    greedy: re.Pattern[str]
+    greedy: re.Pattern[str] | None
     literals: int
     operations: Mapping[str, Operation]
 
@@ -81,10 +83,18 @@ def _compile_template(template: str, *, greedy_last: bool) -> re.Pattern[str]:
     names = PARAM_RE.findall(template)
     pattern = re.escape(template)
     for index, name in enumerate(names):
-        spans = greedy_last and index == len(names) - 1
+        spans = greedy_last and index == len(names) - 1 and template.endswith("{" + name + "}")
         group = f"(?P<p{index}>{'.+' if spans else '[^/]+'})"
         pattern = pattern.replace(re.escape("{" + name + "}"), group, 1)
     return re.compile(pattern)
+
+
+def _greedy_pattern(template: str) -> re.Pattern[str] | None:
+    """The pattern letting a trailing slashed parameter hold `/`, if the template has one."""
+    names = PARAM_RE.findall(template)
+    if not names or names[-1] not in SLASHED_PARAMS:
+        return None
+    return _compile_template(template, greedy_last=True)
 
 
 class OpenAPISpec:
@@ -120,7 +130,7 @@ class OpenAPISpec:
         return _Route(
             template=template,
             strict=_compile_template(template, greedy_last=False),
-            greedy=_compile_template(template, greedy_last=True),
+            greedy=_greedy_pattern(template),
             literals=literals,
             operations=operations,
         )
@@ -155,7 +165,7 @@ class OpenAPISpec:
                 if lowered not in route.operations:
                     continue
                 pattern = route.strict if attempt == "strict" else route.greedy
-                found = pattern.fullmatch(raw_path)
+                found = pattern.fullmatch(raw_path) if pattern is not None else None
                 if found is not None:
                     return Match(route.operations[lowered], _path_params(route.template, found))
         return None
