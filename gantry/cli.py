@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from aiohttp import web
+
+from bot.app import create_app
 from config.errors import SettingsError
 from config.settings import Settings, load_settings
 from gantry import doctor
 
 DESCRIPTION = "Gantry: a GitHub App that gives coding agents a Docker environment."
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def package_version() -> str:
@@ -26,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gantry", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"gantry {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="receive GitHub webhooks and queue the tasks they ask for",
+        description="Serve POST /webhook, GET /healthz and GET /readyz.",
+    )
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     commands.add_parser(
         "doctor",
         help="check Docker, GitHub credentials, data dir and database, and say how to fix them",
@@ -47,10 +61,29 @@ def cmd_doctor() -> int:
     return 1 if any(r.failed for r in results) else 0
 
 
+def cmd_serve(host: str, port: int) -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print("gantry serve: the settings are not valid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    try:
+        web.run_app(create_app(settings), host=host, port=port, print=None)
+    except SettingsError as exc:
+        print(f"gantry serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "doctor":
         return cmd_doctor()
+    if args.command == "serve":
+        return cmd_serve(args.host, args.port)
     print(f"gantry: unknown command {args.command!r}", file=sys.stderr)
     return 2
 

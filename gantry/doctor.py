@@ -10,19 +10,16 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import aiohttp
-import docker
-import docker.errors
 import gidgethub
-from requests.exceptions import RequestException
 
 from bot.github_app import fetch_app
 from config.errors import SettingsError
 from config.settings import Settings
+from runner.engine import EngineUnavailableError, docker_version
 
 OK_MARK = "ok"
 FAIL_MARK = "FAIL"
 SKIP_MARK = "skip"
-DOCKER_TIMEOUT_S = 10
 GITHUB_TIMEOUT_S = 15
 
 
@@ -67,12 +64,8 @@ def check_settings(settings: Settings | SettingsError) -> CheckResult:
 def check_docker() -> CheckResult:
     """The Docker engine answers, and which version it is."""
     try:
-        client = docker.from_env(timeout=DOCKER_TIMEOUT_S)
-        try:
-            version = client.version()
-        finally:
-            client.close()
-    except (docker.errors.DockerException, RequestException) as exc:
+        version = docker_version()
+    except EngineUnavailableError as exc:
         return failed(
             "docker",
             f"no Docker engine answers: {exc}",

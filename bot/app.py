@@ -1,0 +1,199 @@
+"""The aiohttp application: `POST /webhook`, `GET /healthz`, `GET /readyz`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+import gidgethub
+from aiohttp import web
+from gidgethub import routing, sansio
+from gidgethub.abc import GitHubAPI
+
+from bot import assignments, installations, mentions
+from bot.background import Background
+from bot.github_app import fetch_app
+from bot.github_client import UncertainWriteError
+from bot.intake import Intake, Outcome
+from bot.permissions import PermissionCache
+from bot.routing import Dispatch
+from bot.tokens import InstallationTokens
+from bot.webhook import MAX_BODY_BYTES, WebhookRejectedError, check_headers, verify_signature
+from config.errors import SettingsError
+from config.settings import Settings
+from runner.engine import EngineUnavailableError, docker_version
+from runner.queue import MemoryQueue, TaskQueue, requeue_pending
+from runner.store import SQLiteTaskStore, TaskStore
+
+log = logging.getLogger(__name__)
+
+ROUTER = routing.Router(mentions.router, assignments.router, installations.router)
+# Failures of GitHub or of the network while handling a genuine delivery: answer 503 and
+# forget the delivery, so that GitHub's redelivery is handled instead of ignored.
+UPSTREAM_ERRORS = (gidgethub.HTTPException, aiohttp.ClientError, TimeoutError, UncertainWriteError)
+
+
+@dataclass
+class Services:
+    """Everything the handlers need, opened in `cleanup_ctx` and closed after."""
+
+    settings: Settings
+    store: TaskStore
+    queue: TaskQueue
+    intake: Intake
+    background: Background
+    tokens: InstallationTokens | None
+
+
+class GitHubFactory(Protocol):
+    """Gives the client that acts as an installation."""
+
+    def __call__(self, installation_id: int) -> GitHubAPI: ...
+
+
+SETTINGS = web.AppKey("settings", Settings)
+SERVICES = web.AppKey("services", Services)
+# Tests inject a client factory instead of App credentials (the stand-in mints tokens).
+GITHUB_FACTORY = web.AppKey("github_factory", GitHubFactory)
+
+
+def create_app(settings: Settings, *, store: TaskStore | None = None) -> web.Application:
+    """The webhook receiver; its resources open on start-up and close on shutdown."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(lambda app: services_ctx(app, store))
+    app.router.add_post("/webhook", webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def open_store(settings: Settings) -> TaskStore:
+    """The configured store; SQLite is the only one this version has."""
+    path = settings.sqlite_path
+    if path is None:
+        raise SettingsError(["GANTRY_DATABASE_URL: only sqlite:/// URLs are supported yet"])
+    return await SQLiteTaskStore.open(path)
+
+
+async def resolve_handle(session: aiohttp.ClientSession, settings: Settings) -> str:
+    """`BOT_HANDLE`, or the App's slug from `GET /app`."""
+    if settings.bot_handle:
+        return settings.bot_handle
+    if not settings.has_app_credentials:
+        raise SettingsError(["GANTRY_BOT_HANDLE: set it, or set the App's credentials"])
+    app = await fetch_app(session, settings)
+    return str(app["slug"])
+
+
+async def services_ctx(app: web.Application, store: TaskStore | None) -> AsyncIterator[None]:
+    """Open the store, the HTTP session and the intake; requeue what was queued."""
+    settings = app[SETTINGS]
+    store = store or await open_store(settings)
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    try:
+        tokens = InstallationTokens(session, settings) if settings.has_app_credentials else None
+        factory = app.get(GITHUB_FACTORY) or (tokens.client if tokens else None)
+        if factory is None:
+            raise SettingsError(["gantry serve needs GANTRY_GITHUB_APP_ID and a private key"])
+        queue, background = MemoryQueue(), Background()
+        intake = Intake(
+            store=store,
+            queue=queue,
+            github=factory,
+            handle=await resolve_handle(session, settings),
+            background=background,
+            permissions=PermissionCache(),
+        )
+        requeued = await requeue_pending(store, queue)
+        log.info("intake ready as @%s; %d queued task(s) requeued", intake.handle, requeued)
+        app[SERVICES] = Services(settings, store, queue, intake, background, tokens)
+        yield
+        await background.drain()
+    finally:
+        await session.close()
+        await store.close()
+
+
+def answer(http_status: int, **fields: object) -> web.Response:
+    return web.json_response(fields, status=http_status)
+
+
+async def read_delivery(request: web.Request, secret: str) -> sansio.Event:
+    """Headers, size, signature, then JSON: in that order, so nothing unsigned is parsed."""
+    headers = check_headers(request.headers, request.content_length)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise WebhookRejectedError(413, "payload too large") from None
+    verify_signature(secret, body, headers.signature)
+    try:
+        event = sansio.Event.from_http(request.headers, body)
+    except (ValueError, gidgethub.BadRequest):
+        raise WebhookRejectedError(400, "body is not valid JSON") from None
+    if not isinstance(event.data, dict):
+        raise WebhookRejectedError(400, "body is not a JSON object")
+    return event
+
+
+async def webhook(request: web.Request) -> web.Response:
+    """Verify, deduplicate, route; the task is stored before this returns."""
+    services = request.app[SERVICES]
+    secret = services.settings.github_webhook_secret.get_secret_value()
+    try:
+        event = await read_delivery(request, secret)
+    except WebhookRejectedError as exc:
+        log.warning("delivery refused (%d): %s", exc.status, exc.reason)
+        return answer(exc.status, error=exc.reason)
+    if event.event == "ping":
+        return answer(200, outcome="pong")
+    if not ROUTER.fetch(event):
+        return answer(202, outcome=Outcome.IGNORED)
+    if not await services.store.claim_delivery(event.delivery_id, event.event):
+        return answer(200, outcome="duplicate")
+    return await dispatch(services, event)
+
+
+async def dispatch(services: Services, event: sansio.Event) -> web.Response:
+    """Run the handlers; on failure forget the delivery so a redelivery is handled."""
+    ctx = Dispatch(services.intake, event.delivery_id, services.tokens)
+    try:
+        await ROUTER.dispatch(event, ctx)
+    except UPSTREAM_ERRORS as exc:
+        await services.store.release_delivery(event.delivery_id)
+        log.warning("delivery %s: GitHub failed: %s", event.delivery_id, exc)
+        return answer(503, error="GitHub did not answer; the delivery can be redelivered")
+    except (KeyError, TypeError, ValueError) as exc:
+        await services.store.release_delivery(event.delivery_id)
+        log.warning("delivery %s: payload lacks %s", event.delivery_id, exc)
+        return answer(400, error="payload does not have the fields this event needs")
+    outcomes = ctx.outcomes or [Outcome.IGNORED]
+    log.info("delivery %s (%s): %s", event.delivery_id, event.event, ",".join(outcomes))
+    status = 202 if set(outcomes) == {Outcome.IGNORED} else 200
+    return answer(status, outcome=outcomes[0] if len(outcomes) == 1 else outcomes)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers."""
+    return answer(200, status="ok")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: the store and the Docker engine answer."""
+    services = request.app[SERVICES]
+    problems: dict[str, str] = {}
+    try:
+        await services.store.ping()
+    except Exception as exc:  # any store failure means not ready; say which
+        problems["store"] = f"{type(exc).__name__}: {exc}"
+    try:
+        await asyncio.to_thread(docker_version, 5)
+    except EngineUnavailableError as exc:
+        problems["docker"] = str(exc)
+    if problems:
+        return answer(503, status="not ready", problems=problems)
+    return answer(200, status="ready")

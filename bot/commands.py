@@ -1,0 +1,125 @@
+"""The command grammar: find `@handle <request>` in a comment and say what it asks for."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from markdown_it import MarkdownIt
+
+HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
+# Zero-width, bidirectional-control and other invisible format characters (Unicode Cf and
+# friends) that can hide text from a reviewer: https://trojansource.codes/
+INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]"
+)
+CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
+MASKED_BLOCKS = {"fence", "code_block", "blockquote_open", "html_block"}
+MAX_REQUEST_CHARS = 20_000
+
+
+class Kind(StrEnum):
+    """What a mention asks Gantry to do."""
+
+    REQUEST = "request"
+    CANCEL = "cancel"
+    RETRY = "retry"
+    STATUS = "status"
+    RESET_CACHE = "reset-cache"
+    HELP = "help"
+    EXEC = "exec"
+
+
+SUBCOMMANDS = {k.value: k for k in Kind if k not in (Kind.REQUEST, Kind.EXEC)}
+
+
+@dataclass(frozen=True)
+class Command:
+    """A parsed mention: its kind and its text (the request, or the command for `exec`)."""
+
+    kind: Kind
+    text: str = ""
+
+
+def clean(text: str) -> str:
+    """Drop HTML comments and invisible characters, which a reader of the comment cannot see."""
+    return INVISIBLE.sub("", HTML_COMMENT.sub("", text))
+
+
+def mention_pattern(handle: str) -> re.Pattern[str]:
+    """`@handle` as a word: not inside an e-mail address, a longer handle or a path."""
+    return re.compile(rf"(?<![\w@/.`-])@{re.escape(handle)}(?![\w-])", re.IGNORECASE)
+
+
+def _blank(text: str) -> str:
+    """Same length, newlines kept, everything else a space: offsets stay valid."""
+    return re.sub(r"[^\n]", " ", text)
+
+
+def _masked_lines(text: str) -> set[int]:
+    """Lines inside fenced or indented code, `>` quotes and raw HTML blocks."""
+    masked: set[int] = set()
+    for token in MarkdownIt("commonmark").parse(text):
+        if token.type in MASKED_BLOCKS and token.map is not None:
+            masked.update(range(token.map[0], token.map[1]))
+    return masked
+
+
+def mask_non_prose(text: str) -> str:
+    """The text with code blocks, quotes and code spans blanked out, offsets unchanged."""
+    masked = _masked_lines(text)
+    lines = text.split("\n")
+    kept = "\n".join(_blank(line) if n in masked else line for n, line in enumerate(lines))
+    return CODE_SPAN.sub(lambda m: _blank(m.group(0)), kept)
+
+
+def find_mention(text: str, handle: str) -> int | None:
+    """The offset just past the first mention of `handle` in prose, or None."""
+    match = mention_pattern(handle).search(mask_non_prose(text))
+    return match.end() if match else None
+
+
+def parse_command(body: str, handle: str) -> Command | None:
+    """Parse a comment body; None when it does not mention `handle` in prose."""
+    text = clean(body)
+    end = find_mention(text, handle)
+    if end is None:
+        return None
+    return interpret(text[end:].strip()[:MAX_REQUEST_CHARS])
+
+
+def interpret(request: str) -> Command:
+    """Turn the text after the mention into a subcommand or a request."""
+    if not request:
+        return Command(Kind.HELP)
+    first, *rest_list = request.split(None, 1)
+    rest = rest_list[0] if rest_list else ""
+    word = first.lower().rstrip(".!:,")
+    if word == Kind.EXEC.value:
+        command = rest.strip()
+        return Command(Kind.EXEC, command) if command else Command(Kind.HELP)
+    if word in SUBCOMMANDS and not rest.strip():
+        return Command(SUBCOMMANDS[word])
+    return Command(Kind.REQUEST, request)
+
+
+HELP_TEXT = """\
+I run a coding agent on this repository in a fresh environment and open a pull request with
+the result. Write what you want after the mention:
+
+- `@{handle} <request>`: start a task (on a pull request, the result lands on it)
+- `@{handle} exec <command>`: run one command as the agent step
+- `@{handle} status`: what the task on this thread is doing
+- `@{handle} cancel`: stop the running task
+- `@{handle} retry`: run the last task on this thread again
+- `@{handle} reset-cache`: drop this repository's cached environments
+- `@{handle} help`: this message
+
+Only people with {permission} access to the repository can start tasks."""
+
+
+def help_text(handle: str, min_permission: str = "write") -> str:
+    """The reply to `help` and to an empty mention."""
+    return HELP_TEXT.format(handle=handle, permission=min_permission)

@@ -1,0 +1,132 @@
+"""From a trigger to a stored, queued task: the permission gate and the subcommands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from gidgethub.abc import GitHubAPI
+
+from bot import replies
+from bot.background import Background
+from bot.commands import Command, Kind, help_text, parse_command
+from bot.permissions import PermissionCache, reaches
+from bot.triggers import Trigger, is_from_a_bot
+from runner.queue import TaskQueue
+from runner.store import ACTIVE_STATES, NewTask, Task, TaskState, TaskStore
+
+DEFAULT_MIN_PERMISSION = "write"
+DEFAULT_TRIGGER_LABEL = "gantry"
+
+
+class Outcome(StrEnum):
+    """What a delivery led to; the webhook's answer names it."""
+
+    IGNORED = "ignored"
+    REFUSED = "refused"
+    QUEUED = "queued"
+    ANSWERED = "answered"
+
+
+@dataclass
+class Intake:
+    """The deps of the intake: store, queue, GitHub clients and the bot's identity."""
+
+    store: TaskStore
+    queue: TaskQueue
+    github: Callable[[int], GitHubAPI]
+    handle: str
+    background: Background
+    permissions: PermissionCache
+    min_permission: str = DEFAULT_MIN_PERMISSION
+    trigger_label: str = DEFAULT_TRIGGER_LABEL
+
+    @property
+    def bot_login(self) -> str:
+        return f"{self.handle}[bot]"
+
+    async def on_comment(self, trigger: Trigger, delivery_id: str) -> Outcome:
+        """A comment or review body: act if it mentions the handle."""
+        if is_from_a_bot(trigger, self.handle):
+            return Outcome.IGNORED
+        command = parse_command(trigger.body, self.handle)
+        if command is None:
+            return Outcome.IGNORED
+        return await self.on_command(trigger, command, delivery_id)
+
+    async def on_issue_trigger(self, trigger: Trigger, delivery_id: str) -> Outcome:
+        """An assignment to the App or the trigger label: the issue is the request."""
+        if is_from_a_bot(trigger, self.handle):
+            return Outcome.IGNORED
+        return await self.on_command(trigger, Command(Kind.REQUEST, trigger.body), delivery_id)
+
+    async def on_command(self, trigger: Trigger, command: Command, delivery_id: str) -> Outcome:
+        """Check the requester's permission, then carry the command out."""
+        gh = self.github(trigger.installation_id)
+        level = await self.permissions.level(gh, trigger.repo, trigger.author)
+        if not reaches(level, self.min_permission):
+            if await self.store.first_refusal(trigger.repo, trigger.number):
+                text = replies.refusal(trigger.author, self.min_permission)
+                self.background.spawn(replies.comment(gh, trigger, text), "refusal reply")
+            return Outcome.REFUSED
+        if command.kind in (Kind.REQUEST, Kind.EXEC):
+            await self.enqueue(gh, trigger, command, delivery_id)
+            return Outcome.QUEUED
+        return await self.subcommand(gh, trigger, command, delivery_id)
+
+    async def enqueue(
+        self, gh: GitHubAPI, trigger: Trigger, command: Command, delivery_id: str
+    ) -> Task:
+        """Store the task, queue it, and mark the comment with 👀."""
+        head_ref, head_sha = trigger.head_ref, trigger.head_sha
+        if trigger.is_pull_request and head_sha is None:
+            head_ref, head_sha = await replies.pull_head(gh, trigger)
+        stored = new_task(trigger, command, head_ref, head_sha)
+        task = await self.store.add_task(stored, delivery_id)
+        await self.queue.put(task.id)
+        self.background.spawn(replies.react(gh, trigger, "eyes"), "👀 reaction")
+        return task
+
+    async def subcommand(
+        self, gh: GitHubAPI, trigger: Trigger, command: Command, delivery_id: str
+    ) -> Outcome:
+        """help, status, cancel, retry, reset-cache."""
+        latest = await self.store.latest_for_thread(trigger.repo, trigger.number)
+        if command.kind is Kind.RETRY and latest is not None:
+            retried = Command(Kind(latest.kind), latest.request)
+            task = await self.enqueue(gh, trigger, retried, delivery_id)
+            text = replies.retried(latest, task)
+        elif command.kind is Kind.CANCEL and latest is not None and latest.state in ACTIVE_STATES:
+            await self.store.set_state(latest.id, TaskState.CANCELLED)
+            text = replies.cancelled(latest)
+        elif command.kind in (Kind.STATUS, Kind.CANCEL, Kind.RETRY):
+            text = replies.status(latest)
+        elif command.kind is Kind.RESET_CACHE:
+            text = replies.RESET_CACHE_TEXT
+        else:
+            text = help_text(self.handle, self.min_permission)
+        self.background.spawn(replies.comment(gh, trigger, text), f"{command.kind} reply")
+        return Outcome.ANSWERED
+
+
+def new_task(
+    trigger: Trigger, command: Command, head_ref: str | None, head_sha: str | None
+) -> NewTask:
+    """The stored form of an accepted request."""
+    return NewTask(
+        repo=trigger.repo,
+        installation_id=trigger.installation_id,
+        number=trigger.number,
+        is_pull_request=trigger.is_pull_request,
+        title=trigger.title,
+        clone_url=trigger.clone_url,
+        default_branch=trigger.default_branch,
+        comment_id=trigger.comment_id,
+        comment_kind=trigger.comment_kind,
+        requester=trigger.author,
+        kind=command.kind.value,
+        request=command.text,
+        head_ref=head_ref,
+        head_sha=head_sha,
+    )

@@ -1,0 +1,62 @@
+"""Verify a delivery before anything else reads it: headers, size, type, HMAC-SHA256."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from config.errors import GantryError
+
+MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+SIGNATURE_PREFIX = "sha256="
+REQUIRED_HEADERS = ("x-github-event", "x-github-delivery")
+
+
+class WebhookRejectedError(GantryError):
+    """A delivery refused at the edge; `status` is the HTTP answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DeliveryHeaders:
+    """The headers GitHub sends with every delivery."""
+
+    event: str
+    delivery_id: str
+    signature: str
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The `X-Hub-Signature-256` value GitHub sends for this body."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return f"{SIGNATURE_PREFIX}{digest}"
+
+
+def check_headers(headers: Mapping[str, str], content_length: int | None) -> DeliveryHeaders:
+    """Refuse a delivery by its headers alone, before the body is read."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    if content_length is not None and content_length > MAX_BODY_BYTES:
+        raise WebhookRejectedError(413, "payload too large")
+    missing = [name for name in REQUIRED_HEADERS if not lower.get(name)]
+    if missing:
+        raise WebhookRejectedError(400, f"missing header(s): {', '.join(missing)}")
+    content_type = lower.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise WebhookRejectedError(415, "content type must be application/json")
+    signature = lower.get("x-hub-signature-256", "")
+    if not signature:
+        # A SHA-1-only delivery (X-Hub-Signature) is refused: SHA-1 is not good enough.
+        raise WebhookRejectedError(401, "X-Hub-Signature-256 is required")
+    return DeliveryHeaders(lower["x-github-event"], lower["x-github-delivery"], signature)
+
+
+def verify_signature(secret: str, body: bytes, signature: str) -> None:
+    """Raise unless `signature` is the HMAC-SHA256 of `body`; constant-time comparison."""
+    if not hmac.compare_digest(sign(secret, body).encode(), signature.strip().encode()):
+        raise WebhookRejectedError(401, "signature does not match")

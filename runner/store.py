@@ -1,0 +1,315 @@
+"""The task store: every accepted task and every seen delivery, durable before we answer GitHub."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+SCHEMA = """
+create table if not exists deliveries (
+    id text primary key,
+    event text not null,
+    received_at real not null
+);
+create table if not exists tasks (
+    id integer primary key autoincrement,
+    repo text not null,
+    installation_id integer not null,
+    number integer not null,
+    is_pull_request integer not null,
+    title text not null,
+    clone_url text not null,
+    default_branch text not null,
+    comment_id integer,
+    comment_kind text not null,
+    requester text not null,
+    kind text not null,
+    request text not null,
+    head_ref text,
+    head_sha text,
+    delivery_id text not null,
+    state text not null,
+    created_at real not null,
+    updated_at real not null
+);
+create index if not exists tasks_thread on tasks (repo, number, id);
+create index if not exists tasks_state on tasks (state);
+create table if not exists installations (
+    id integer primary key,
+    account text not null,
+    updated_at real not null
+);
+create table if not exists installation_repos (
+    installation_id integer not null,
+    repo text not null,
+    primary key (installation_id, repo)
+);
+create table if not exists refusals (
+    repo text not null,
+    number integer not null,
+    primary key (repo, number)
+);
+"""
+
+
+class TaskState(StrEnum):
+    """Where a task is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATES = (TaskState.QUEUED, TaskState.RUNNING)
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """What an accepted request carries into the store."""
+
+    repo: str
+    installation_id: int
+    number: int
+    is_pull_request: bool
+    title: str
+    clone_url: str
+    default_branch: str
+    comment_id: int | None
+    comment_kind: str
+    requester: str
+    kind: str
+    request: str
+    head_ref: str | None
+    head_sha: str | None
+
+
+@dataclass(frozen=True)
+class Task(NewTask):
+    """A stored task."""
+
+    id: int
+    delivery_id: str
+    state: TaskState
+    created_at: float
+    updated_at: float
+
+
+class TaskStore(Protocol):
+    """The store's interface; SQLite by default, another database to scale out."""
+
+    async def claim_delivery(self, delivery_id: str, event: str) -> bool: ...
+
+    async def release_delivery(self, delivery_id: str) -> None: ...
+
+    async def add_task(self, task: NewTask, delivery_id: str) -> Task: ...
+
+    async def get(self, task_id: int) -> Task | None: ...
+
+    async def latest_for_thread(self, repo: str, number: int) -> Task | None: ...
+
+    async def with_state(self, state: TaskState) -> list[Task]: ...
+
+    async def set_state(self, task_id: int, state: TaskState) -> Task | None: ...
+
+    async def first_refusal(self, repo: str, number: int) -> bool: ...
+
+    async def remember_installation(self, installation_id: int, account: str) -> None: ...
+
+    async def set_installation_repos(
+        self, installation_id: int, added: list[str], removed: list[str]
+    ) -> None: ...
+
+    async def forget_installation(self, installation_id: int) -> None: ...
+
+    async def installation_repos(self, installation_id: int) -> list[str]: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+TASK_FIELDS = [f.name for f in dataclasses.fields(Task)]
+
+
+class SQLiteTaskStore:
+    """SQLite in WAL mode; one thread owns the connection, so calls never block the loop."""
+
+    def __init__(self, path: Path, clock: Any = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gantry-store")
+        self._conn: sqlite3.Connection | None = None
+
+    @classmethod
+    async def open(cls, path: Path) -> SQLiteTaskStore:
+        """Open (creating if needed) the database file."""
+        store = cls(path)
+        await store._run(store._connect)
+        return store
+
+    def _connect(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, isolation_level=None, timeout=30)
+        conn.execute("pragma journal_mode=wal")
+        # FULL: a task the webhook acknowledged survives a power cut, not only a crash.
+        conn.execute("pragma synchronous=full")
+        conn.executescript(SCHEMA)
+        conn.row_factory = sqlite3.Row
+        self._conn = conn
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the task store is closed")
+        return self._conn
+
+    async def claim_delivery(self, delivery_id: str, event: str) -> bool:
+        """Record a delivery; False when it was seen before (a redelivery or a duplicate)."""
+        return bool(await self._run(self._claim, delivery_id, event))
+
+    def _claim(self, delivery_id: str, event: str) -> bool:
+        cursor = self.conn.execute(
+            "insert or ignore into deliveries (id, event, received_at) values (?, ?, ?)",
+            (delivery_id, event, self._clock()),
+        )
+        return cursor.rowcount == 1
+
+    async def release_delivery(self, delivery_id: str) -> None:
+        """Forget a delivery we could not handle, so GitHub's redelivery is not ignored."""
+        await self._run(self.conn.execute, "delete from deliveries where id = ?", (delivery_id,))
+
+    async def add_task(self, task: NewTask, delivery_id: str) -> Task:
+        """Insert a queued task."""
+        return await self._run(self._add, task, delivery_id)  # type: ignore[no-any-return]
+
+    def _add(self, task: NewTask, delivery_id: str) -> Task:
+        now = self._clock()
+        values = dataclasses.asdict(task) | {
+            "delivery_id": delivery_id,
+            "state": TaskState.QUEUED,
+            "created_at": now,
+            "updated_at": now,
+        }
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        cursor = self.conn.execute(
+            f"insert into tasks ({columns}) values ({marks})",  # noqa: S608 (names are ours)
+            tuple(values.values()),
+        )
+        row_id = cursor.lastrowid
+        if row_id is None:
+            raise RuntimeError("SQLite returned no row id")
+        return Task(**values, id=row_id)
+
+    async def get(self, task_id: int) -> Task | None:
+        rows = await self._select("where id = ?", (task_id,))
+        return rows[0] if rows else None
+
+    async def latest_for_thread(self, repo: str, number: int) -> Task | None:
+        rows = await self._select(
+            "where repo = ? and number = ? order by id desc limit 1", (repo, number)
+        )
+        return rows[0] if rows else None
+
+    async def with_state(self, state: TaskState) -> list[Task]:
+        return await self._select("where state = ? order by id", (state.value,))
+
+    async def set_state(self, task_id: int, state: TaskState) -> Task | None:
+        await self._run(
+            self.conn.execute,
+            "update tasks set state = ?, updated_at = ? where id = ?",
+            (state.value, self._clock(), task_id),
+        )
+        return await self.get(task_id)
+
+    async def _select(self, where: str, params: tuple[Any, ...]) -> list[Task]:
+        query = f"select {', '.join(TASK_FIELDS)} from tasks {where}"  # noqa: S608
+        rows = await self._run(lambda: self.conn.execute(query, params).fetchall())
+        return [row_to_task(row) for row in rows]
+
+    async def first_refusal(self, repo: str, number: int) -> bool:
+        """True the first time a thread is refused: one polite reply per thread."""
+        cursor = await self._run(
+            self.conn.execute,
+            "insert or ignore into refusals (repo, number) values (?, ?)",
+            (repo, number),
+        )
+        return bool(cursor.rowcount == 1)
+
+    async def remember_installation(self, installation_id: int, account: str) -> None:
+        await self._run(
+            self.conn.execute,
+            "insert into installations (id, account, updated_at) values (?, ?, ?) "
+            "on conflict(id) do update set account = excluded.account, "
+            "updated_at = excluded.updated_at",
+            (installation_id, account, self._clock()),
+        )
+
+    async def set_installation_repos(
+        self, installation_id: int, added: list[str], removed: list[str]
+    ) -> None:
+        def change() -> None:
+            with self.conn:
+                self.conn.execute("begin")
+                self.conn.executemany(
+                    "insert or ignore into installation_repos values (?, ?)",
+                    [(installation_id, repo) for repo in added],
+                )
+                self.conn.executemany(
+                    "delete from installation_repos where installation_id = ? and repo = ?",
+                    [(installation_id, repo) for repo in removed],
+                )
+
+        await self._run(change)
+
+    async def forget_installation(self, installation_id: int) -> None:
+        def forget() -> None:
+            with self.conn:
+                self.conn.execute("begin")
+                self.conn.execute("delete from installations where id = ?", (installation_id,))
+                self.conn.execute(
+                    "delete from installation_repos where installation_id = ?", (installation_id,)
+                )
+
+        await self._run(forget)
+
+    async def installation_repos(self, installation_id: int) -> list[str]:
+        rows = await self._run(
+            lambda: self.conn.execute(
+                "select repo from installation_repos where installation_id = ? order by repo",
+                (installation_id,),
+            ).fetchall()
+        )
+        return [row[0] for row in rows]
+
+    async def ping(self) -> None:
+        """Raise when the database does not answer."""
+        await self._run(lambda: self.conn.execute("select 1").fetchone())
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._run(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+
+def row_to_task(row: sqlite3.Row) -> Task:
+    """A database row as a `Task`."""
+    values = dict(row)
+    values["is_pull_request"] = bool(values["is_pull_request"])
+    values["state"] = TaskState(values["state"])
+    return Task(**values)
