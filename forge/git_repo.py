@@ -19,7 +19,7 @@ FIXED_AUTHOR = {
 # Keep the user's and system's git config out of the stand-in's repositories.
 ISOLATED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C"}
 INITIAL_MESSAGE = "Initial commit"
-COMMIT_FIELDS = "%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%T%x00%P%x00%B"
+COMMIT_FIELDS = "%an%x00%ae%x00%ad%x00%cn%x00%ce%x00%cd%x00%T%x00%P%x00%B"
 
 
 class GitError(RuntimeError):
@@ -133,7 +133,9 @@ async def read_blob(git_dir: Path, sha: str) -> bytes:
 
 async def commit_info(git_dir: Path, sha: str) -> CommitInfo:
     """Author, committer, tree, parents and message of a commit."""
-    _, out = await git(git_dir, "show", "-s", f"--format={COMMIT_FIELDS}", sha)
+    # Dates in UTC, whatever zone the committer was in (GitHub shows them that way).
+    args = ("show", "-s", "--date=iso-strict-local", f"--format={COMMIT_FIELDS}", sha)
+    _, out = await git(git_dir, *args, env={"TZ": "UTC"})
     parts = out.decode().split("\0")
     parents = tuple(parts[7].split())
     return CommitInfo(sha, *parts[:7], parents=parents, message=parts[8].rstrip("\n"))

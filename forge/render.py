@@ -50,6 +50,11 @@ def timestamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
+def git_date(iso: str) -> str:
+    """git's strict ISO date in UTC (`+00:00`) as GitHub writes it (`Z`)."""
+    return iso.removesuffix("+00:00") + "Z" if iso.endswith("+00:00") else iso
+
+
 def node_id(kind: str, ident: int) -> str:
     """An opaque node id in GitHub's legacy format."""
     return base64.b64encode(f"0{len(kind)}:{kind}{ident}".encode()).decode()
@@ -313,12 +318,12 @@ def branch(repo: Repo, urls: Urls, name: str, info: CommitInfo) -> JSON:
             "author": {
                 "name": info.author_name,
                 "email": info.author_email,
-                "date": info.author_date,
+                "date": git_date(info.author_date),
             },
             "committer": {
                 "name": info.committer_name,
                 "email": info.committer_email,
-                "date": info.committer_date,
+                "date": git_date(info.committer_date),
             },
             "message": info.message,
             "tree": {"sha": info.tree, "url": f"{api}/git/trees/{info.tree}"},

@@ -148,7 +148,8 @@ async def record_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except ConnectionDropped:
         ctx.requests.append(RequestRecord(request.method, path, 0))
-        raise
+        # The transport is already aborted: aiohttp drops this response quietly.
+        return web.Response(status=499)
     except web.HTTPException as exc:
         ctx.requests.append(RequestRecord(request.method, path, exc.status))
         raise

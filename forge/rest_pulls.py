@@ -31,6 +31,10 @@ def _branch_name(repo: Repo, head: str) -> str:
     return branch if sep else head
 
 
+def _custom_error(message: str) -> dict[str, str]:
+    return {"resource": "PullRequest", "code": "custom", "message": message}
+
+
 @routes.post("/repos/{owner}/{repo}/pulls")
 async def create_pull(request: web.Request) -> web.Response:
     """Open a PR from a pushed branch; 422 like GitHub when it cannot."""
@@ -44,13 +48,14 @@ async def create_pull(request: web.Request) -> web.Response:
         if ref not in heads:
             invalid("PullRequest", field)
     if heads[head] == heads[base]:
-        fail(422, "Validation Failed", errors=[{"message": f"No commits between {base} and {head}"}])
+        message = f"No commits between {base} and {head}"
+        fail(422, "Validation Failed", errors=[_custom_error(message)])
     state = context_of(request).state
     for other in state.pulls.values():
         same = other.issue.repo is repo and (other.head, other.base) == (head, base)
         if same and other.issue.state == "open":
             message = f"A pull request already exists for {repo.owner.login}:{head}."
-            fail(422, "Validation Failed", errors=[{"message": message}])
+            fail(422, "Validation Failed", errors=[_custom_error(message)])
     fields = PullFields(
         title=str(body["title"]),
         head=head,
