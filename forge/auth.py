@@ -12,7 +12,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-TOKEN_PREFIX = "ghs_"
+TOKEN_PREFIX = "ghs_"  # noqa: S105 (a prefix, not a secret)
 TOKEN_RANDOM_BYTES = 27
 # https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/generating-a-json-web-token-jwt-for-a-github-app
 JWT_CLOCK_SKEW_SECONDS = 60
@@ -29,7 +29,7 @@ class Scheme(Enum):
 
     NONE = "none"
     JWT = "jwt"
-    TOKEN = "token"
+    TOKEN = "token"  # noqa: S105 (a scheme name)
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,9 @@ def verify_app_jwt(token: str, public_pem: str, now: float) -> Mapping[str, obje
     if not isinstance(iat, int | float) or not isinstance(exp, int | float):
         raise JWTError("iat and exp must be numbers")
     if iat > now + JWT_CLOCK_SKEW_SECONDS:
-        raise JWTError("'Issued at' claim ('iat') must be an Integer representing a time in the past")
+        raise JWTError(
+            "'Issued at' claim ('iat') must be an Integer representing a time in the past"
+        )
     if exp <= now:
         raise JWTError("'Expiration time' claim ('exp') must be a numeric value in the future")
     if exp - iat > JWT_MAX_LIFETIME_SECONDS:

@@ -116,9 +116,9 @@ class ConnectionDropped(Exception):
     """Raised after a reset so no handler runs and no response is written."""
 
 
-async def apply_fault(request: web.Request, path: str, table: FaultTable, handler: Handler) -> (
-    web.StreamResponse
-):
+async def apply_fault(
+    request: web.Request, path: str, table: FaultTable, handler: Handler
+) -> web.StreamResponse:
     """Run `handler` unless a fault rule says otherwise."""
     fault = table.take(request.method, path)
     if fault is None:

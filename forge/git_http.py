@@ -82,7 +82,8 @@ async def run_backend(request: web.Request, env: dict[str, str]) -> web.StreamRe
         stderr=asyncio.subprocess.DEVNULL,
         env=env,
     )
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stdout is not None
     pump = asyncio.create_task(_pump_body(request, proc.stdin))
     try:
         status, headers = parse_cgi_headers(await _read_cgi_headers(proc.stdout))

@@ -136,6 +136,16 @@ async def commit_info(git_dir: Path, sha: str) -> CommitInfo:
     # Dates in UTC, whatever zone the committer was in (GitHub shows them that way).
     args = ("show", "-s", "--date=iso-strict-local", f"--format={COMMIT_FIELDS}", sha)
     _, out = await git(git_dir, *args, env={"TZ": "UTC"})
-    parts = out.decode().split("\0")
-    parents = tuple(parts[7].split())
-    return CommitInfo(sha, *parts[:7], parents=parents, message=parts[8].rstrip("\n"))
+    name, email, date, c_name, c_email, c_date, tree, parents, message = out.decode().split("\0")
+    return CommitInfo(
+        sha=sha,
+        author_name=name,
+        author_email=email,
+        author_date=date,
+        committer_name=c_name,
+        committer_email=c_email,
+        committer_date=c_date,
+        tree=tree,
+        parents=tuple(parents.split()),
+        message=message.rstrip("\n"),
+    )

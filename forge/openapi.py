@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from openapi_schema_validator import OAS30Validator
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
 SPEC_URI = "urn:forge:api.github.com.json"
@@ -103,7 +103,7 @@ class OpenAPISpec:
     def __init__(self, document: Mapping[str, Any]) -> None:
         self._document = document
         self._registry: Registry[Any] = Registry().with_resource(
-            SPEC_URI, Resource(contents=document, specification=DRAFT4)
+            SPEC_URI, DRAFT4.create_resource(document)
         )
         self._routes = [self._route(t, item) for t, item in document["paths"].items()]
         self._routes.sort(key=lambda r: -r.literals)
@@ -189,7 +189,9 @@ class OpenAPISpec:
         """Match a request and say why GitHub would refuse it, if it would."""
         found = self.match(method, raw_path)
         if found is None:
-            return None, Verdict(404, f"no operation {method.upper()} {raw_path} in the description")
+            return None, Verdict(
+                404, f"no operation {method.upper()} {raw_path} in the description"
+            )
         verdict = self._check_query(found.operation, query) or self._check_body(
             found.operation, content_type, body
         )

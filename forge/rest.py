@@ -41,9 +41,9 @@ def invalid(resource: str, field: str, code: str = "invalid", **extra: Any) -> N
     fail(422, "Validation Failed", errors=[entry])
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> (
-    web.Response
-):
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """A JSON response with GitHub's rate-limit headers."""
     reset = str(int(time.time()) + 3600)
     limits = {
@@ -102,9 +102,7 @@ def token_of(request: web.Request) -> Token:
 def repo_of(request: web.Request) -> tuple[Repo, Token]:
     """The repo named in the path, visible to this request's token, or 401/404."""
     token = token_of(request)
-    repo = context_of(request).state.repo(
-        request.match_info["owner"], request.match_info["repo"]
-    )
+    repo = context_of(request).state.repo(request.match_info["owner"], request.match_info["repo"])
     covered = repo is not None and (
         token.installation.account is repo.owner and repo.name in token.installation.repos
     )

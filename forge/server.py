@@ -22,7 +22,14 @@ from forge.rest_apps import routes as app_routes
 from forge.rest_code import routes as code_routes
 from forge.rest_issues import routes as issue_routes
 from forge.rest_pulls import routes as pull_routes
-from forge.sender import Rewrite, build_delivery, load_examples, pick_example, post_delivery, rewrite
+from forge.sender import (
+    Rewrite,
+    build_delivery,
+    load_examples,
+    pick_example,
+    post_delivery,
+    rewrite,
+)
 from forge.state import PERMISSIONS, Clock, Issue, Pull, Repo, State, UserType
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -171,9 +178,9 @@ class Forge:
         account = self.state.user(login, kind)
         self.repo(owner, repo).permissions[account.login.lower()] = permission
 
-    def create_issue(self, owner: str, repo: str, title: str, body: str = "", user: str = "") -> (
-        Issue
-    ):
+    def create_issue(
+        self, owner: str, repo: str, title: str, body: str = "", user: str = ""
+    ) -> Issue:
         """Open an issue as `user` (default: the owner)."""
         record = self.repo(owner, repo)
         author = self.state.user(user or owner)
@@ -184,8 +191,10 @@ class Forge:
     ) -> int:
         """A human's comment (issue comment, or PR review comment); return its id."""
         record = self.repo(owner, repo)
-        kind = "review" if review else "issue"
-        return self.state.add_comment(record, number, body, self.state.user(user), kind).id
+        author = self.state.user(user)
+        return self.state.add_comment(
+            record, number, body, author, "review" if review else "issue"
+        ).id
 
     def comments(self, owner: str, repo: str, number: int) -> list[dict[str, Any]]:
         """Issue comments on an issue/PR, oldest first: id, body, user login."""
@@ -198,7 +207,9 @@ class Forge:
 
     def reactions(self, comment_id: int) -> list[tuple[str, str]]:
         """(content, user login) of every reaction on a comment."""
-        return [(r.content, r.user.login) for r in self.state.reactions if r.comment_id == comment_id]
+        return [
+            (r.content, r.user.login) for r in self.state.reactions if r.comment_id == comment_id
+        ]
 
     def pulls(self, owner: str, repo: str) -> list[Pull]:
         """Pull requests of a repo, by number."""

@@ -20,7 +20,11 @@ DOCS_URL = "https://docs.github.com/rest"
 
 def _jwt(seeded: Seeded, *, iat_offset: int = -30, lifetime: int = 540, key: str = "") -> str:
     now = int(time.time())
-    payload = {"iat": now + iat_offset, "exp": now + iat_offset + lifetime, "iss": str(seeded.app.app_id)}
+    payload = {
+        "iat": now + iat_offset,
+        "exp": now + iat_offset + lifetime,
+        "iss": str(seeded.app.app_id),
+    }
     return jwt.encode(payload, key or seeded.app.private_key_pem, algorithm="RS256")
 
 
@@ -29,8 +33,10 @@ async def _status(session: aiohttp.ClientSession, url: str, authorization: str) 
         return response.status
 
 
-async def test_gidgethub_exchanges_jwt_for_token(seeded: Seeded) -> None:
-    gh = GitHubAPI(seeded.gh._session, "forge-tests", base_url=seeded.forge.api_url)  # type: ignore[attr-defined]
+async def test_gidgethub_exchanges_jwt_for_token(
+    seeded: Seeded, session: aiohttp.ClientSession
+) -> None:
+    gh = GitHubAPI(session, "forge-tests", base_url=seeded.forge.api_url)
     app_jwt = get_jwt(app_id=str(seeded.app.app_id), private_key=seeded.app.private_key_pem)
     app = await gh.getitem("/app", jwt=app_jwt)
     assert (app["id"], app["slug"]) == (seeded.app.app_id, "gantry")
@@ -103,7 +109,10 @@ async def test_expired_missing_and_unknown_tokens_are_bad_credentials(
     for headers in ({"Authorization": f"token {seeded.token}"}, {}, {"Authorization": "token x"}):
         async with session.get(url, headers=headers) as response:
             assert response.status == 401
-            assert await response.json() == {"message": "Bad credentials", "documentation_url": DOCS_URL}
+            assert await response.json() == {
+                "message": "Bad credentials",
+                "documentation_url": DOCS_URL,
+            }
 
 
 async def test_short_token_ttl_expires_with_the_clock(
@@ -124,4 +133,6 @@ async def test_token_of_another_installation_is_404(
     other = forge.mint_token(forge.install(seeded.app.app_id, "elsewhere", ["things"]))
     url = f"{forge.api_url}/repos/{OWNER}/{REPO}"
     assert await _status(session, url, f"token {other}") == 404
-    assert await _status(session, f"{forge.api_url}/repos/elsewhere/things", f"token {other}") == 200
+    assert (
+        await _status(session, f"{forge.api_url}/repos/elsewhere/things", f"token {other}") == 200
+    )

@@ -25,9 +25,24 @@ def test_spec_is_loaded_once_per_process(spec: OpenAPISpec) -> None:
     ("method", "path", "template", "params"),
     [
         ("GET", "/repos/o/r/pulls/comments", "/repos/{owner}/{repo}/pulls/comments", {}),
-        ("GET", "/repos/o/r/pulls/7", "/repos/{owner}/{repo}/pulls/{pull_number}", {"pull_number": "7"}),
-        ("GET", "/repos/o/r/contents/a/b%20c.py", "/repos/{owner}/{repo}/contents/{path}", {"path": "a/b c.py"}),
-        ("GET", "/repos/o/r/branches/gantry/1-x", "/repos/{owner}/{repo}/branches/{branch}", {"branch": "gantry/1-x"}),
+        (
+            "GET",
+            "/repos/o/r/pulls/7",
+            "/repos/{owner}/{repo}/pulls/{pull_number}",
+            {"pull_number": "7"},
+        ),
+        (
+            "GET",
+            "/repos/o/r/contents/a/b%20c.py",
+            "/repos/{owner}/{repo}/contents/{path}",
+            {"path": "a/b c.py"},
+        ),
+        (
+            "GET",
+            "/repos/o/r/branches/gantry/1-x",
+            "/repos/{owner}/{repo}/branches/{branch}",
+            {"branch": "gantry/1-x"},
+        ),
     ],
 )
 def test_paths_match_the_most_specific_template(
@@ -44,9 +59,13 @@ def test_nullable_and_enum_are_enforced(spec: OpenAPISpec) -> None:
     ok = b'{"status": "completed", "conclusion": "success"}'
     assert spec.check("PATCH", path, {}, "application/json", ok)[1] is None
     _, verdict = spec.check("PATCH", path, {}, "application/json", b'{"conclusion": "great"}')
-    assert verdict is not None and verdict.status == 422
-    _, verdict = spec.check("PATCH", "/repos/o/r/issues/comments/1", {}, "application/json", b'{"body": null}')
-    assert verdict is not None and "None" in verdict.reason
+    assert verdict is not None
+    assert verdict.status == 422
+    _, verdict = spec.check(
+        "PATCH", "/repos/o/r/issues/comments/1", {}, "application/json", b'{"body": null}'
+    )
+    assert verdict is not None
+    assert "None" in verdict.reason
 
 
 async def test_bad_reaction_is_refused_and_recorded(seeded: Seeded) -> None:
@@ -68,8 +87,11 @@ async def test_made_up_path_is_404_and_recorded(seeded: Seeded) -> None:
         await seeded.gh.getitem(f"/repos/{OWNER}/{REPO}/gantry-status")
     assert caught.value.status_code == 404
     assert seeded.forge.take_violations() == [
-        Violation("GET", f"/repos/{OWNER}/{REPO}/gantry-status", "no operation GET "
-                  f"/repos/{OWNER}/{REPO}/gantry-status in the description")
+        Violation(
+            "GET",
+            f"/repos/{OWNER}/{REPO}/gantry-status",
+            f"no operation GET /repos/{OWNER}/{REPO}/gantry-status in the description",
+        )
     ]
 
 
@@ -89,7 +111,9 @@ async def test_wrong_content_type_and_bad_query_are_recorded(
         assert response.status == 400
     async with session.get(url, params={"state": "merged"}, headers=headers) as response:
         assert response.status == 422
-    async with session.post(url, data=b"{not json", headers={"Content-Type": "application/json", **headers}) as response:
+    async with session.post(
+        url, data=b"{not json", headers={"Content-Type": "application/json", **headers}
+    ) as response:
         assert response.status == 400
     reasons = [v.reason for v in seeded.forge.take_violations()]
     assert "content type 'application/x-www-form-urlencoded'" in reasons[0]

@@ -66,7 +66,8 @@ async def test_too_many_requests_is_429_with_retry_after(seeded: Seeded) -> None
     with pytest.raises(BadRequest) as caught:
         await seeded.gh.getitem(PULLS_PATH)
     assert caught.value.status_code == 429
-    assert caught.value.headers is not None and caught.value.headers["Retry-After"] == "3"
+    assert caught.value.headers is not None
+    assert caught.value.headers["Retry-After"] == "3"
 
 
 async def test_connection_reset_drops_without_response(seeded: Seeded) -> None:
@@ -89,7 +90,9 @@ async def test_reset_of_a_get_survives_one_client_retry(seeded: Seeded) -> None:
 
 
 async def test_faults_reach_git_too(seeded: Seeded, session: aiohttp.ClientSession) -> None:
-    seeded.forge.inject_fault("GET", "/{owner}/{repo}.git/info/refs", "error", count=None, status=503)
+    seeded.forge.inject_fault(
+        "GET", "/{owner}/{repo}.git/info/refs", "error", count=None, status=503
+    )
     url = f"{seeded.forge.git_url(OWNER, REPO)}/info/refs?service=git-upload-pack"
     async with session.get(url) as response:
         assert response.status == 503

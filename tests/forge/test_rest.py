@@ -28,7 +28,11 @@ async def _push_branch(seeded: Seeded, tmp_path: Path, branch: str) -> str:
 
 async def test_contents_file_is_base64_from_the_bare_repo(seeded: Seeded) -> None:
     item = await seeded.gh.getitem(f"{REPO_API}/contents/.github/gantry.yml?ref=main")
-    assert (item["type"], item["path"], item["encoding"]) == ("file", ".github/gantry.yml", "base64")
+    assert (item["type"], item["path"], item["encoding"]) == (
+        "file",
+        ".github/gantry.yml",
+        "base64",
+    )
     assert base64.b64decode(item["content"]) == b"checks: [pytest -q]\n"
     assert item["size"] == len(b"checks: [pytest -q]\n")
 
@@ -52,8 +56,14 @@ async def test_contents_at_a_pushed_ref(seeded: Seeded, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("role", "legacy"),
-    [("admin", "admin"), ("maintain", "write"), ("write", "write"), ("triage", "read"),
-     ("read", "read"), ("none", "none")],
+    [
+        ("admin", "admin"),
+        ("maintain", "write"),
+        ("write", "write"),
+        ("triage", "read"),
+        ("read", "read"),
+        ("none", "none"),
+    ],
 )
 async def test_collaborator_permission(seeded: Seeded, role: str, legacy: str) -> None:
     seeded.forge.set_permission(OWNER, REPO, "alice", role)
@@ -72,7 +82,9 @@ async def test_permission_of_bot_and_unknown_user(seeded: Seeded) -> None:
 
 
 async def test_comments_create_update_list(seeded: Seeded) -> None:
-    issue = seeded.forge.create_issue(OWNER, REPO, "Flaky date test", "It fails at midnight", "alice")
+    issue = seeded.forge.create_issue(
+        OWNER, REPO, "Flaky date test", "It fails at midnight", "alice"
+    )
     human = seeded.forge.add_comment(OWNER, REPO, issue.number, "@gantry fix it", "alice")
     created = await seeded.gh.post(
         f"{REPO_API}/issues/{issue.number}/comments", data={"body": "Working on it"}
@@ -100,7 +112,9 @@ async def test_comment_list_paginates(seeded: Seeded) -> None:
     issue = seeded.forge.create_issue(OWNER, REPO, "Many comments")
     for index in range(35):
         seeded.forge.add_comment(OWNER, REPO, issue.number, f"c{index}", "alice")
-    bodies = [c["body"] async for c in seeded.gh.getiter(f"{REPO_API}/issues/{issue.number}/comments")]
+    bodies = [
+        c["body"] async for c in seeded.gh.getiter(f"{REPO_API}/issues/{issue.number}/comments")
+    ]
     assert bodies == [f"c{i}" for i in range(35)]
 
 
@@ -110,7 +124,8 @@ async def test_reactions_on_issue_and_review_comments(seeded: Seeded) -> None:
     url = f"{REPO_API}/issues/comments/{comment}/reactions"
     first = await seeded.gh.post(url, data={"content": "eyes"})
     again = await seeded.gh.post(url, data={"content": "eyes"})
-    assert first["id"] == again["id"] and first["content"] == "eyes"
+    assert first["id"] == again["id"]
+    assert first["content"] == "eyes"
     await seeded.gh.post(url, data={"content": "rocket"})
     listed = [r["content"] async for r in seeded.gh.getiter(url)]
     assert listed == ["eyes", "rocket"]
@@ -122,7 +137,9 @@ async def test_reactions_on_issue_and_review_comments(seeded: Seeded) -> None:
     assert created["user"]["login"] == "gantry[bot]"
     assert [r["content"] async for r in seeded.gh.getiter(review_url)] == ["confused"]
     with pytest.raises(BadRequest) as caught:
-        await seeded.gh.post(f"{REPO_API}/pulls/comments/{comment}/reactions", data={"content": "+1"})
+        await seeded.gh.post(
+            f"{REPO_API}/pulls/comments/{comment}/reactions", data={"content": "+1"}
+        )
     assert caught.value.status_code == 404
 
 
@@ -130,11 +147,19 @@ async def test_pulls_create_get_list_update(seeded: Seeded, tmp_path: Path) -> N
     sha = await _push_branch(seeded, tmp_path, "gantry/3-fix")
     created = await seeded.gh.post(
         f"{REPO_API}/pulls",
-        data={"title": "Fix", "head": "gantry/3-fix", "base": "main", "body": "Closes #1", "draft": True},
+        data={
+            "title": "Fix",
+            "head": "gantry/3-fix",
+            "base": "main",
+            "body": "Closes #1",
+            "draft": True,
+        },
     )
     number = created["number"]
-    assert created["head"]["ref"] == "gantry/3-fix" and created["head"]["sha"] == sha
-    assert created["base"]["ref"] == "main" and created["draft"] is True
+    assert created["head"]["ref"] == "gantry/3-fix"
+    assert created["head"]["sha"] == sha
+    assert created["base"]["ref"] == "main"
+    assert created["draft"] is True
     assert created["head"]["repo"]["full_name"] == f"{OWNER}/{REPO}"
     assert created["html_url"].endswith(f"/{OWNER}/{REPO}/pull/{number}")
     assert (created["state"], created["body"]) == ("open", "Closes #1")
@@ -156,7 +181,9 @@ async def test_pulls_create_get_list_update(seeded: Seeded, tmp_path: Path) -> N
 
 async def test_pull_refusals_match_github(seeded: Seeded, tmp_path: Path) -> None:
     with pytest.raises(InvalidField) as invalid:
-        await seeded.gh.post(f"{REPO_API}/pulls", data={"title": "x", "head": "nope", "base": "main"})
+        await seeded.gh.post(
+            f"{REPO_API}/pulls", data={"title": "x", "head": "nope", "base": "main"}
+        )
     assert invalid.value.status_code == 422
     await _push_branch(seeded, tmp_path, "dup")
     data = {"title": "x", "head": "dup", "base": "main"}
@@ -170,10 +197,20 @@ async def test_check_runs_create_update_get(seeded: Seeded) -> None:
     head = (await seeded.forge.branches(OWNER, REPO))["main"]
     created = await seeded.gh.post(
         f"{REPO_API}/check-runs",
-        data={"name": "gantry", "head_sha": head, "status": "in_progress", "details_url": "http://x/t/1"},
+        data={
+            "name": "gantry",
+            "head_sha": head,
+            "status": "in_progress",
+            "details_url": "http://x/t/1",
+        },
     )
-    assert (created["status"], created["conclusion"], created["head_sha"]) == ("in_progress", None, head)
-    assert created["started_at"] is not None and created["app"]["slug"] == "gantry"
+    assert (created["status"], created["conclusion"], created["head_sha"]) == (
+        "in_progress",
+        None,
+        head,
+    )
+    assert created["started_at"] is not None
+    assert created["app"]["slug"] == "gantry"
 
     updated = await seeded.gh.patch(
         f"{REPO_API}/check-runs/{created['id']}",
@@ -190,7 +227,9 @@ async def test_check_runs_create_update_get(seeded: Seeded) -> None:
 
 async def test_check_run_on_unknown_sha_is_422(seeded: Seeded) -> None:
     with pytest.raises(InvalidField) as caught:
-        await seeded.gh.post(f"{REPO_API}/check-runs", data={"name": "gantry", "head_sha": "0" * 40})
+        await seeded.gh.post(
+            f"{REPO_API}/check-runs", data={"name": "gantry", "head_sha": "0" * 40}
+        )
     assert caught.value.status_code == 422
 
 
