@@ -111,7 +111,7 @@ async def resolve_commit(git_dir: Path, ref: str) -> str | None:
 
 
 async def tree_entries(git_dir: Path, commit: str, path: str) -> list[TreeEntry]:
-    """`ls-tree -l` of `path` itself (file or dir), or of its children when `listing`."""
+    """`ls-tree -l` of `path` itself; with a trailing `/`, of the directory's children."""
     code, out = await git(git_dir, "ls-tree", "-l", "-z", commit, "--", path, check=False)
     if code != 0:
         return []

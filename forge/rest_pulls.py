@@ -18,7 +18,7 @@ PULL_EDITABLE = ("title", "body", "base", "maintainer_can_modify")
 CHECK_RUN_FIELDS = ("name", "details_url", "external_id", "started_at", "completed_at")
 
 
-async def _render_pull(request: web.Request, pull: Pull, heads: dict[str, str]) -> render.JSON:
+def _render_pull(request: web.Request, pull: Pull, heads: dict[str, str]) -> render.JSON:
     urls = context_of(request).urls
     return render.pull(pull, urls, heads.get(pull.head, ""), heads.get(pull.base, ""))
 
@@ -35,6 +35,26 @@ def _custom_error(message: str) -> dict[str, str]:
     return {"resource": "PullRequest", "code": "custom", "message": message}
 
 
+def _check_new_pull(
+    request: web.Request, repo: Repo, heads: dict[str, str], head: str, base: str
+) -> None:
+    """Refuse like GitHub: unknown branches, nothing to merge, or an open PR already."""
+    for field, ref in (("head", head), ("base", base)):
+        if ref not in heads:
+            invalid("PullRequest", field)
+    if heads[head] == heads[base]:
+        fail(
+            422,
+            "Validation Failed",
+            errors=[_custom_error(f"No commits between {base} and {head}")],
+        )
+    for other in context_of(request).state.pulls.values():
+        same = other.issue.repo is repo and (other.head, other.base) == (head, base)
+        if same and other.issue.state == "open":
+            message = f"A pull request already exists for {repo.owner.login}:{head}."
+            fail(422, "Validation Failed", errors=[_custom_error(message)])
+
+
 @routes.post("/repos/{owner}/{repo}/pulls")
 async def create_pull(request: web.Request) -> web.Response:
     """Open a PR from a pushed branch; 422 like GitHub when it cannot."""
@@ -44,18 +64,8 @@ async def create_pull(request: web.Request) -> web.Response:
         invalid("PullRequest", "title", "missing_field")
     head, base = _branch_name(repo, str(body["head"])), str(body["base"])
     heads = await branch_heads(repo.path)
-    for field, ref in (("head", head), ("base", base)):
-        if ref not in heads:
-            invalid("PullRequest", field)
-    if heads[head] == heads[base]:
-        message = f"No commits between {base} and {head}"
-        fail(422, "Validation Failed", errors=[_custom_error(message)])
+    _check_new_pull(request, repo, heads, head, base)
     state = context_of(request).state
-    for other in state.pulls.values():
-        same = other.issue.repo is repo and (other.head, other.base) == (head, base)
-        if same and other.issue.state == "open":
-            message = f"A pull request already exists for {repo.owner.login}:{head}."
-            fail(422, "Validation Failed", errors=[_custom_error(message)])
     fields = PullFields(
         title=str(body["title"]),
         head=head,
@@ -65,7 +75,7 @@ async def create_pull(request: web.Request) -> web.Response:
         maintainer_can_modify=bool(body.get("maintainer_can_modify", False)),
     )
     pull = state.add_pull(repo, fields, token.installation.app.bot)
-    return json_response(await _render_pull(request, pull, heads), status=201)
+    return json_response(_render_pull(request, pull, heads), status=201)
 
 
 @routes.get("/repos/{owner}/{repo}/pulls")
@@ -86,7 +96,7 @@ async def list_pulls(request: web.Request) -> web.Response:
             continue
         if base is not None and base != pull.base:
             continue
-        found.append(await _render_pull(request, pull, heads))
+        found.append(_render_pull(request, pull, heads))
     found.sort(key=lambda p: -int(p["number"]))
     return paginate(request, found)
 
@@ -103,7 +113,7 @@ async def get_pull(request: web.Request) -> web.Response:
     """One PR with its current head SHA."""
     repo, _ = repo_of(request)
     pull = _pull_of(request, repo)
-    return json_response(await _render_pull(request, pull, await branch_heads(repo.path)))
+    return json_response(_render_pull(request, pull, await branch_heads(repo.path)))
 
 
 @routes.patch("/repos/{owner}/{repo}/pulls/{pull_number}")
@@ -122,7 +132,7 @@ async def update_pull(request: web.Request) -> web.Response:
     if "state" in body:
         pull.issue.state = str(body["state"])
     pull.issue.updated_at = context_of(request).state.clock()
-    return json_response(await _render_pull(request, pull, heads))
+    return json_response(_render_pull(request, pull, heads))
 
 
 def _apply_check_fields(run: CheckRun, body: dict[str, Any], now: str) -> None:

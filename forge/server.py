@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from forge import git_repo
+from forge import git_repo, render
 from forge.context import API_PREFIX, CONTEXT_KEY, Context, RequestRecord, Violation
 from forge.data import GitHubDataPaths, ensure_github_data
 from forge.faults import Fault, FaultKind, compile_route
@@ -30,7 +30,16 @@ from forge.sender import (
     post_delivery,
     rewrite,
 )
-from forge.state import PERMISSIONS, Clock, Issue, Pull, Repo, State, UserType
+from forge.state import (
+    DEFAULT_TOKEN_TTL_SECONDS,
+    PERMISSIONS,
+    Clock,
+    Issue,
+    Pull,
+    Repo,
+    State,
+    UserType,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 GIT_ROUTE = "/{owner}/{repo}.git/{tail:.*}"
@@ -60,11 +69,17 @@ def create_app(ctx: Context) -> web.Application:
 class Forge:
     """A running GitHub stand-in and the helpers to arrange and inspect its world."""
 
-    def __init__(self, data_dir: Path, *, github_data: GitHubDataPaths | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        github_data: GitHubDataPaths | None = None,
+        token_ttl: float = DEFAULT_TOKEN_TTL_SECONDS,
+    ) -> None:
         self.data_dir = data_dir
         self.github_data = github_data or ensure_github_data()
         self.clock = Clock()
-        self.state = State(self.clock)
+        self.state = State(self.clock, token_ttl)
         self.context = Context(self.state, load_spec(self.github_data.openapi), data_dir / "repos")
         self.app = create_app(self.context)
         self._runner: web.AppRunner | None = None
@@ -279,9 +294,15 @@ class Forge:
         number: int | None = None,
         index: int = 0,
     ) -> int:
-        """Deliver a real example payload, rewritten to point here, signed; return the status."""
+        """Deliver a real example payload, rewritten to point here, signed; return the status.
+
+        When `number` names an issue or PR of the stand-in, the payload's `issue` and
+        `pull_request` objects are replaced by the stand-in's own (current head SHA included).
+        """
         payload = pick_example(load_examples(self.github_data.webhooks), event, action, index=index)
         record = self.state.repo(owner, repo)
+        if record is not None and number is not None:
+            await self._merge_records(payload, record, number)
         spec = Rewrite(
             owner=owner,
             repo=repo,
@@ -294,3 +315,19 @@ class Forge:
             number=number,
         )
         return await post_delivery(url, build_delivery(event, rewrite(payload, spec), secret))
+
+    async def _merge_records(self, payload: dict[str, Any], repo: Repo, number: int) -> None:
+        """Overlay the stand-in's issue/PR on the example's, keeping fields it does not model."""
+        urls = self.context.urls
+        issue = self.state.issue(repo, number)
+        pull = self.state.pull(repo, number)
+        if issue is not None and "issue" in payload:
+            rendered = render.issue(issue, urls, is_pull=pull is not None, comments=0)
+            payload["issue"] = {**payload["issue"], **rendered}
+            if pull is None:
+                payload["issue"].pop("pull_request", None)
+        if pull is not None and "pull_request" in payload:
+            heads = await git_repo.branch_heads(repo.path)
+            rendered = render.pull(pull, urls, heads.get(pull.head, ""), heads.get(pull.base, ""))
+            payload["pull_request"] = {**payload["pull_request"], **rendered}
+        payload["repository"] = {**payload.get("repository", {}), **render.repository(repo, urls)}

@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from forge.data import ensure_github_data
 from forge.sender import Rewrite, build_delivery, load_examples, pick_example, rewrite, sign
-from tests.forge.conftest import OWNER, REPO, Seeded
+from tests.forge.conftest import OWNER, REPO, Seeded, run_git
 
 SECRET = "webhook-secret"
 
@@ -144,3 +145,34 @@ async def test_wrong_secret_is_rejected_by_the_receiver(seeded: Seeded, receiver
     )
     assert status == 401
     assert receiver.received == []
+
+
+async def test_pull_request_delivery_carries_the_stand_ins_pull(
+    seeded: Seeded, receiver: Receiver, tmp_path: Path
+) -> None:
+    checkout = tmp_path / "clone"
+    url = seeded.forge.git_url(OWNER, REPO, seeded.token)
+    assert (await run_git("clone", "--quiet", url, str(checkout))).returncode == 0
+    await run_git("checkout", "--quiet", "-b", "topic", cwd=checkout)
+    await run_git("commit", "--quiet", "--allow-empty", "-m", "Topic", cwd=checkout)
+    assert (await run_git("push", "--quiet", "origin", "topic", cwd=checkout)).returncode == 0
+    pull = await seeded.gh.post(
+        f"/repos/{OWNER}/{REPO}/pulls", data={"title": "Topic", "head": "topic", "base": "main"}
+    )
+    common = {
+        "owner": OWNER,
+        "repo": REPO,
+        "installation_id": seeded.installation_id,
+        "sender": "alice",
+        "number": pull["number"],
+    }
+    await seeded.forge.send_webhook(receiver.url, SECRET, "pull_request", "opened", **common)
+    await seeded.forge.send_webhook(
+        receiver.url, SECRET, "issue_comment", "created", body="@gantry again", **common
+    )
+    [(_, opened), (_, commented)] = receiver.received
+    assert opened["pull_request"]["head"]["sha"] == pull["head"]["sha"]
+    assert opened["pull_request"]["head"]["ref"] == "topic"
+    assert opened["pull_request"]["number"] == pull["number"]
+    assert commented["issue"]["pull_request"]["url"] == pull["url"]
+    assert commented["comment"]["body"] == "@gantry again"
