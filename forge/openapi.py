@@ -254,6 +254,8 @@ def _coerce(value: str, kind: str | None) -> Any:
             return value
     if kind == "boolean" and value in ("true", "false"):
         return value == "true"
+    if kind == "array":
+        return value.split(",")
     return value
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 from gidgethub import BadRequest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from forge.context import Violation
 from forge.data import ensure_github_data
@@ -132,3 +134,16 @@ async def test_real_operation_the_stand_in_lacks_is_recorded(seeded: Seeded) -> 
 async def test_valid_requests_record_nothing(seeded: Seeded) -> None:
     await seeded.gh.getitem(f"/repos/{OWNER}/{REPO}/pulls?state=all&per_page=5")
     assert seeded.forge.violations == []
+
+
+@given(
+    owner=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9-]{0,20}", fullmatch=True),
+    repo=st.from_regex(r"[A-Za-z0-9._-]{1,30}", fullmatch=True),
+    number=st.integers(min_value=1, max_value=10**9),
+)
+def test_any_repo_name_matches_the_pulls_template(
+    spec: OpenAPISpec, owner: str, repo: str, number: int
+) -> None:
+    found = spec.match("GET", f"/repos/{owner}/{repo}/pulls/{number}")
+    assert found is not None
+    assert found.path_params == {"owner": owner, "repo": repo, "pull_number": str(number)}
