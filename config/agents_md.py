@@ -1,0 +1,186 @@
+"""AGENTS.md: setup and check commands from fenced shell blocks under the right headings."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+AGENTS_FILE = "AGENTS.md"
+SHELL_LANGUAGES = frozenset({"sh", "bash", "shell", "console", "zsh"})
+PROMPT = "$ "
+Kind = Literal["setup", "checks"]
+# Matched on whole words of a heading, case-insensitively; the first match in the heading wins.
+SETUP_WORDS = frozenset({"setup", "install", "installation", "installing", "bootstrap"})
+SETUP_PHRASES = frozenset(
+    {("set", "up"), ("setting", "up"), ("getting", "started")}
+    | {("development", "environment"), ("dev", "environment")}
+)
+CHECK_WORDS = frozenset(
+    {"test", "tests", "testing", "check", "checks", "checking", "lint", "linting", "linter"}
+    | {"linters", "validation", "validate", "validating", "ci", "typecheck", "typechecking"}
+)
+CHECK_PHRASES = frozenset({("continuous", "integration"), ("type", "checking")})
+WORD_RE = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a command was written: a repo-relative file and a 1-based line."""
+
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One shell command, where it came from, and the repo-relative directory it runs in."""
+
+    text: str
+    origin: Origin
+    cwd: str = ""
+
+
+@dataclass(frozen=True)
+class IgnoredBlock:
+    """A shell block that is neither setup nor checks, reported so maintainers see it."""
+
+    origin: Origin
+    heading: str | None
+
+
+@dataclass(frozen=True)
+class AgentsDoc:
+    """The commands one AGENTS.md gives for its own subtree."""
+
+    path: str
+    setup: tuple[Command, ...] = ()
+    checks: tuple[Command, ...] = ()
+    ignored: tuple[IgnoredBlock, ...] = ()
+
+    @property
+    def directory(self) -> str:
+        """The repo-relative directory this file governs (`""` for the root)."""
+        return posixpath.dirname(self.path)
+
+
+def classify_heading(title: str) -> Kind | None:
+    """Whether a heading is about setup, about checks, or neither (first keyword wins)."""
+    words = WORD_RE.findall(title.lower())
+    for index, word in enumerate(words):
+        pair = tuple(words[index : index + 2])
+        if word in SETUP_WORDS or pair in SETUP_PHRASES:
+            return "setup"
+        if word in CHECK_WORDS or pair in CHECK_PHRASES:
+            return "checks"
+    return None
+
+
+def parse_agents_md(text: str, path: str = AGENTS_FILE) -> AgentsDoc:
+    """Read the setup and check commands of one AGENTS.md; never fails on any Markdown."""
+    cwd = posixpath.dirname(path)
+    found: dict[Kind, list[Command]] = {"setup": [], "checks": []}
+    ignored: list[IgnoredBlock] = []
+    headings: list[tuple[int, str, Kind | None]] = []
+    tokens = MarkdownIt("commonmark").parse(text)
+    for index, token in enumerate(tokens):
+        if token.type == "heading_open":
+            level = int(token.tag[1:])
+            title = tokens[index + 1].content if index + 1 < len(tokens) else ""
+            headings = [h for h in headings if h[0] < level]
+            headings.append((level, title, classify_heading(title)))
+        elif token.type == "fence" and _language(token) in SHELL_LANGUAGES:
+            kind = next((h[2] for h in reversed(headings) if h[2] is not None), None)
+            first_line = (token.map[0] if token.map else 0) + 2
+            if kind is None:
+                heading = headings[-1][1] if headings else None
+                ignored.append(IgnoredBlock(Origin(path, first_line - 1), heading))
+                continue
+            block = shell_commands(token.content, console=_language(token) == "console")
+            found[kind] += [Command(t, Origin(path, first_line + n), cwd) for n, t in block]
+    return AgentsDoc(path, tuple(found["setup"]), tuple(found["checks"]), tuple(ignored))
+
+
+def _language(token: Token) -> str:
+    """The first word of a fence's info string, lower-cased (`bash title=x` → `bash`)."""
+    words = token.info.strip().split(maxsplit=1)
+    return words[0].lower() if words else ""
+
+
+def shell_commands(content: str, console: bool = False) -> list[tuple[int, str]]:
+    """Commands of one shell block with their 0-based line offsets.
+
+    Prompts (`$ `) are stripped; in `console` blocks, lines without a prompt are output.
+    Backslash continuations are joined; blank lines and `#` comments are dropped.
+    """
+    lines = content.splitlines()
+    commands: list[tuple[int, str]] = []
+    pending: tuple[int, str] | None = None
+    for offset, raw in enumerate(lines):
+        line = raw.strip()
+        if pending is not None:
+            start, text = pending
+            pending = None
+            line = _strip_prompt(line.removeprefix("> ") if console else line).strip()
+        else:
+            start, text = offset, ""
+            if console and not (line.startswith(PROMPT) or line == PROMPT.strip()):
+                continue
+            line = _strip_prompt(line)
+            if not line or line.startswith("#"):
+                continue
+        if _continues(line):
+            pending = (start, f"{text}{line[:-1].rstrip()} ")
+            continue
+        commands.append((start, f"{text}{line}".strip()))
+    if pending is not None and pending[1].strip():
+        commands.append((pending[0], pending[1].strip()))
+    return commands
+
+
+def _strip_prompt(line: str) -> str:
+    """`$ make test` → `make test`."""
+    return line[len(PROMPT) :].strip() if line.startswith(PROMPT) else line
+
+
+def _continues(line: str) -> bool:
+    """A line ending in an unescaped backslash continues on the next line."""
+    trailing = len(line) - len(line.rstrip("\\"))
+    return trailing % 2 == 1
+
+
+def nearest_doc(docs: Iterable[AgentsDoc], file_path: str) -> AgentsDoc | None:
+    """The AGENTS.md whose directory most closely contains `file_path` (repo-relative)."""
+    best: AgentsDoc | None = None
+    for doc in docs:
+        directory = doc.directory
+        inside = not directory or file_path.startswith(directory + "/")
+        if inside and (best is None or len(directory) > len(best.directory)):
+            best = doc
+    return best
+
+
+def checks_for_changes(
+    docs: Sequence[AgentsDoc], changed_files: Sequence[str] | None
+) -> tuple[Command, ...]:
+    """Checks of the nearest AGENTS.md of each changed file (root's when none are given)."""
+    if not changed_files:
+        root = next((d for d in docs if not d.directory), None)
+        return root.checks if root else ()
+    chosen = {doc.path for f in changed_files if (doc := nearest_doc(docs, f)) is not None}
+    ordered = sorted((d for d in docs if d.path in chosen), key=lambda d: (d.directory, d.path))
+    return tuple(c for doc in ordered for c in doc.checks)
+
+
+def setup_from_docs(docs: Sequence[AgentsDoc]) -> tuple[Command, ...]:
+    """Setup of every AGENTS.md, root first; each runs in its own directory."""
+    ordered = sorted(docs, key=lambda d: (d.directory.count("/") + bool(d.directory), d.path))
+    return tuple(c for doc in ordered for c in doc.setup)
