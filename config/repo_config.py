@@ -31,7 +31,9 @@ CONFIG_SCHEMA_VERSION = 1
 MAX_CONFIG_BYTES = 64 * 1024
 MAX_DEPTH = 32
 YAML_TAG = "tag:yaml.org,2002:"
-SCALAR_TAGS = frozenset(YAML_TAG + t for t in ("str", "int", "float", "bool", "null"))
+ALLOWED_TAGS = frozenset(
+    YAML_TAG + t for t in ("str", "int", "float", "bool", "null", "seq", "map")
+)
 # YAML 1.2 core schema: `off`, `yes`, `on` stay text and dates stay text (PyYAML reads 1.1).
 CORE_RESOLVERS = (
     ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
@@ -163,7 +165,10 @@ def _compose(text: str, source: str) -> yaml.Node | None:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        message = f"invalid YAML: {exc.problem or exc.context}"
+        reason = exc.problem or exc.context
+        if exc.context and exc.problem and not exc.context.startswith("while "):
+            reason = f"{exc.context}, {exc.problem}"
+        message = f"invalid YAML: {reason}"
         raise ConfigError([Problem("", message, line)], source) from None
     except yaml.YAMLError as exc:
         position = getattr(exc, "position", 0)
@@ -179,10 +184,10 @@ def _to_python(
 ) -> Any:
     """Build plain data from a node, recording lines and collecting every problem."""
     line = node.start_mark.line + 1
+    if node.tag not in ALLOWED_TAGS:
+        problems.append(Problem(render_path(path), f"unsupported YAML tag {node.tag}", line))
+        return None
     if isinstance(node, yaml.ScalarNode):
-        if node.tag not in SCALAR_TAGS:
-            problems.append(Problem(render_path(path), f"unsupported YAML tag {node.tag}", line))
-            return None
         return yaml.SafeLoader.construct_object(_CONSTRUCTOR, node)
     if isinstance(node, yaml.SequenceNode):
         items = []
@@ -374,7 +379,8 @@ def _bounded(low: timedelta, high: timedelta) -> AfterValidator:
 
 
 Text = Annotated[str, BeforeValidator(_text)]
-Script = Annotated[str, BeforeValidator(_script), BeforeValidator(_text)]
+# Before-validators run last-first: lists of lines are joined, then checked as text.
+Script = Annotated[str, BeforeValidator(_text), BeforeValidator(_script)]
 Duration = Annotated[
     timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
 ]
