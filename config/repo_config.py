@@ -133,12 +133,14 @@ class YamlDocument:
         return ()
 
 
-def read_yaml(text: str | None, source: str = CONFIG_PATH) -> YamlDocument:
+def read_yaml(
+    text: str | None, source: str = CONFIG_PATH, max_bytes: int = MAX_CONFIG_BYTES
+) -> YamlDocument:
     """Read one YAML mapping safely, or raise `ConfigError` with every problem and its line."""
     if text is None or not text.strip():
         return YamlDocument({})
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
-        raise ConfigError([Problem("", f"larger than {MAX_CONFIG_BYTES // 1024} KiB", 1)], source)
+    if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise ConfigError([Problem("", f"larger than {max_bytes // 1024} KiB", 1)], source)
     root = _compose(text, source)
     if root is None:
         return YamlDocument({})

@@ -1,0 +1,144 @@
+"""A checkout's effective config: gantry.yml plus every AGENTS.md, and the commands they give."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from config.agents_md import (
+    AGENTS_FILE,
+    AgentsDoc,
+    Command,
+    Origin,
+    checks_for_changes,
+    parse_agents_md,
+    setup_from_docs,
+)
+from config.repo_config import (
+    CONFIG_PATH,
+    MAX_CONFIG_BYTES,
+    ConfigError,
+    ParsedConfig,
+    Problem,
+    parse_repo_config,
+)
+from config.settings import Settings
+
+# Trees that hold dependencies or build output, never a maintainer's AGENTS.md.
+SKIP_DIRS = frozenset(
+    {".git", "node_modules", ".venv", "venv", "__pycache__", ".tox", ".nox", ".mypy_cache"}
+    | {".pytest_cache", ".ruff_cache", "vendor", "target", "dist", "build", ".next", ".gradle"}
+)
+MAX_AGENTS_BYTES = 512 * 1024
+Source = Literal["config", "AGENTS.md", "none"]
+
+
+@dataclass(frozen=True)
+class CommandPlan:
+    """What runs in each phase, every command with its origin, and where each list came from."""
+
+    setup: tuple[Command, ...]
+    maintenance: tuple[Command, ...]
+    checks: tuple[Command, ...]
+    setup_source: Source
+    checks_source: Source
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A checkout's validated config and its AGENTS.md files."""
+
+    parsed: ParsedConfig
+    docs: tuple[AgentsDoc, ...]
+
+    def plan(self, changed_files: Sequence[str] | None = None) -> CommandPlan:
+        """The commands for a task that changed `changed_files` (None: before any change)."""
+        return plan_commands(self.parsed, self.docs, changed_files)
+
+
+def script_commands(parsed: ParsedConfig, key: str) -> tuple[Command, ...]:
+    """A config script (`setup`, `maintenance`) as one command at the line of its key."""
+    script = getattr(parsed.config, key)
+    if script is None or not script.strip():
+        return ()
+    return (Command(script.strip(), Origin(parsed.source, parsed.line_of(key) or 1)),)
+
+
+def config_checks(parsed: ParsedConfig) -> tuple[Command, ...]:
+    """The config's `checks`, each at its own line."""
+    checks = parsed.config.checks or ()
+    key_line = parsed.line_of("checks") or 1
+    return tuple(
+        Command(text, Origin(parsed.source, parsed.line_of("checks", i) or key_line))
+        for i, text in enumerate(checks)
+    )
+
+
+def plan_commands(
+    parsed: ParsedConfig, docs: Sequence[AgentsDoc], changed_files: Sequence[str] | None = None
+) -> CommandPlan:
+    """Explicit `setup`/`checks` in the config win; otherwise AGENTS.md gives them."""
+    setup, setup_source = _chosen(
+        script_commands(parsed, "setup"), parsed.config.setup, setup_from_docs(docs)
+    )
+    checks, checks_source = _chosen(
+        config_checks(parsed), parsed.config.checks, checks_for_changes(docs, changed_files)
+    )
+    maintenance = script_commands(parsed, "maintenance")
+    return CommandPlan(setup, maintenance, checks, setup_source, checks_source)
+
+
+def _chosen(
+    from_config: tuple[Command, ...], explicit: object, from_docs: tuple[Command, ...]
+) -> tuple[tuple[Command, ...], Source]:
+    """The config's commands when it sets the key at all (even empty), else AGENTS.md's."""
+    if explicit is not None:
+        return from_config, "config"
+    return from_docs, "AGENTS.md" if from_docs else "none"
+
+
+def find_agents_files(root: Path) -> list[str]:
+    """Repo-relative paths of every AGENTS.md, skipping dependency and build trees."""
+    found = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if d not in SKIP_DIRS)
+        path = Path(directory) / AGENTS_FILE
+        # A symlinked AGENTS.md could point outside the checkout.
+        if AGENTS_FILE in files and not path.is_symlink():
+            found.append(path.relative_to(root).as_posix())
+    return sorted(found)
+
+
+def read_agents_docs(root: Path, files: Sequence[str]) -> tuple[AgentsDoc, ...]:
+    """Parse each AGENTS.md (undecodable bytes replaced, oversized files cut)."""
+    docs = []
+    for name in files:
+        with (root / name).open("rb") as handle:
+            text = handle.read(MAX_AGENTS_BYTES).decode("utf-8", errors="replace")
+        docs.append(parse_agents_md(text, name))
+    return tuple(docs)
+
+
+def read_config_text(root: Path) -> str | None:
+    """The text of `.github/gantry.yml`, None when absent; unreadable text is a `ConfigError`."""
+    path = root / CONFIG_PATH
+    if not path.is_file():
+        return None
+    with path.open("rb") as handle:
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([Problem("", f"larger than {MAX_CONFIG_BYTES // 1024} KiB", 1)])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([Problem("", "not UTF-8 text", line)]) from None
+
+
+def read_checkout(root: Path, settings: Settings | None = None) -> Checkout:
+    """Read and validate a checkout's config and AGENTS.md files, or raise `ConfigError`."""
+    parsed = parse_repo_config(read_config_text(root), settings)
+    return Checkout(parsed, read_agents_docs(root, find_agents_files(root)))
