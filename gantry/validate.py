@@ -1,0 +1,99 @@
+"""`gantry config validate [PATH]`: a checkout's effective config and commands, or its errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+
+from config.agents_md import AgentsDoc, Command
+from config.loader import (
+    CommandPlan,
+    find_agents_files,
+    plan_commands,
+    read_agents_docs,
+    read_config_text,
+)
+from config.repo_config import CONFIG_PATH, ConfigError, ParsedConfig, parse_repo_config
+from config.settings import Settings
+
+HELP = "validate .github/gantry.yml and the AGENTS.md files of a checkout"
+DESCRIPTION = (
+    "Print the effective repository config and the setup and check commands found, "
+    "each with its origin; exit 1 with every error when something is wrong."
+)
+SOURCE_NOTE = {"config": "from the config", "AGENTS.md": "from AGENTS.md", "none": "none"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `config validate [PATH]` to the `gantry` command line."""
+    config = subparsers.add_parser("config", help="work with a repository's Gantry config")
+    commands = config.add_subparsers(dest="config_command", metavar="COMMAND", required=True)
+    validate = commands.add_parser("validate", help=HELP, description=DESCRIPTION)
+    validate.add_argument(
+        "path", nargs="?", type=Path, default=Path("."), help="the checkout (default: .)"
+    )
+
+
+def run(path: Path, settings: Settings | None, out: TextIO = sys.stdout) -> int:
+    """Print what Gantry would read from the checkout at `path`; 1 when anything is wrong."""
+    if not path.is_dir():
+        print(f"gantry config validate: {path} is not a directory", file=out)
+        return 2
+    docs = read_agents_docs(path, find_agents_files(path))
+    try:
+        parsed = parse_repo_config(read_config_text(path), settings)
+    except ConfigError as exc:
+        print_docs(docs, out)
+        print(f"\n{CONFIG_PATH} has {len(exc.problems)} problem(s):", file=out)
+        for line in exc.lines():
+            print(f"  {line}", file=out)
+        return 1
+    print_config(parsed, out)
+    print_docs(docs, out)
+    # Each file's own path lies in its subtree, so every AGENTS.md shows its checks.
+    print_plan(plan_commands(parsed, docs, [doc.path for doc in docs]), parsed, out)
+    print("\nOK", file=out)
+    return 0
+
+
+def print_config(parsed: ParsedConfig, out: TextIO) -> None:
+    """The effective config as YAML, defaults filled in."""
+    where = CONFIG_PATH if parsed.document.lines else f"no {CONFIG_PATH}: all defaults"
+    print(f"Effective config ({where}):", file=out)
+    dumped = yaml.safe_dump(
+        parsed.config.model_dump(mode="json"), sort_keys=False, allow_unicode=True
+    )
+    print("  " + dumped.rstrip().replace("\n", "\n  "), file=out)
+
+
+def print_docs(docs: Sequence[AgentsDoc], out: TextIO) -> None:
+    """The AGENTS.md files found, and the shell blocks they hold that Gantry ignores."""
+    names = ", ".join(doc.path for doc in docs) or "none"
+    print(f"\nAGENTS.md files: {names}", file=out)
+    for doc in docs:
+        for block in doc.ignored:
+            under = f'under "{block.heading}"' if block.heading else "before any heading"
+            print(f"  {block.origin}: shell block {under} ignored (not setup or tests)", file=out)
+
+
+def print_plan(plan: CommandPlan, parsed: ParsedConfig, out: TextIO) -> None:
+    """Setup, maintenance and check commands, each with its origin and directory."""
+    print_commands(f"Setup ({SOURCE_NOTE[plan.setup_source]})", plan.setup, out)
+    if not plan.setup and parsed.config.auto_install:
+        print("  auto_install: dependencies are installed from the lockfiles found", file=out)
+    print_commands("Maintenance", plan.maintenance, out)
+    print_commands(f"Checks ({SOURCE_NOTE[plan.checks_source]})", plan.checks, out)
+
+
+def print_commands(title: str, commands: Sequence[Command], out: TextIO) -> None:
+    """One command per line: origin, directory when not the root, the command."""
+    print(f"\n{title}:" if commands else f"\n{title}: none", file=out)
+    for command in commands:
+        where = f" (in {command.cwd}/)" if command.cwd else ""
+        text = command.text.replace("\n", "\n      ")
+        print(f"  {command.origin}{where}\n      {text}", file=out)
