@@ -148,6 +148,8 @@ def shell_commands(content: str, console: bool = False) -> list[tuple[int, str]]
 
 def _strip_prompt(line: str) -> str:
     """`$ make test` → `make test`."""
+    if line == PROMPT.strip():
+        return ""
     return line[len(PROMPT) :].strip() if line.startswith(PROMPT) else line
 
 
