@@ -121,7 +121,8 @@ def shell_commands(content: str, console: bool = False) -> list[tuple[int, str]]
     Prompts (`$ `) are stripped; in `console` blocks, lines without a prompt are output.
     Backslash continuations are joined; blank lines and `#` comments are dropped.
     """
-    lines = content.splitlines()
+    # markdown-it ends lines with \n only; splitlines() would also split on \x0c, \u2028, ...
+    lines = content.split("\n")
     commands: list[tuple[int, str]] = []
     pending: tuple[int, str] | None = None
     for offset, raw in enumerate(lines):

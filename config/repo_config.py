@@ -161,8 +161,10 @@ def read_yaml(
 
 def _compose(text: str, source: str) -> yaml.Node | None:
     """Parse to a node tree; YAML errors become a `ConfigError` at their line."""
-    loader = _CoreLoader(text)
+    loader: _CoreLoader | None = None
     try:
+        # The reader checks characters as soon as it is built, so that is inside the try too.
+        loader = _CoreLoader(text)
         return loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -178,7 +180,8 @@ def _compose(text: str, source: str) -> yaml.Node | None:
         reason = getattr(exc, "reason", "unreadable text")
         raise ConfigError([Problem("", f"invalid YAML: {reason}", line)], source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _to_python(
