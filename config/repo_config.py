@@ -142,7 +142,7 @@ def read_yaml(
     if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise ConfigError([Problem("", f"larger than {max_bytes // 1024} KiB", 1)], source)
     root = _compose(text, source)
-    if root is None:
+    if root is None or root.tag == YAML_TAG + "null":
         return YamlDocument({})
     doc = YamlDocument({}, {(): root.start_mark.line + 1})
     if not isinstance(root, yaml.MappingNode):

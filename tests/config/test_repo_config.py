@@ -1,0 +1,100 @@
+"""The config reader's guards and the server defaults it fills in."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from pydantic import SecretStr
+
+from config.repo_config import (
+    MAX_CONFIG_BYTES,
+    ConfigError,
+    Problem,
+    load_repo_config,
+    parse_repo_config,
+)
+from config.settings import DEFAULT_IMAGE, Settings
+
+
+def _settings(**values: object) -> Settings:
+    return Settings(github_webhook_secret=SecretStr("s"), _env_file=None, **values)  # type: ignore[arg-type]
+
+
+def _problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_repo_config(text)
+    return [str(p) for p in info.value.problems]
+
+
+@pytest.mark.parametrize("text", [None, "", "\n\n", "# only a comment\n", "---\n", "~\n"])
+def test_no_file_means_defaults(text: str | None) -> None:
+    config = load_repo_config(text)
+    assert config.image == DEFAULT_IMAGE
+    assert config.network.setup == "full"
+    assert config.network.agent == "off"
+    assert config.timeouts.setup == timedelta(minutes=20)
+    assert config.triggers.min_permission == "write"
+    assert config.checks is None
+    assert config.setup is None
+
+
+def test_server_settings_fill_image_and_agent() -> None:
+    settings = _settings(default_image="registry.local/universal:3", agent_command="aider")
+    config = load_repo_config("checks: [make]\n", settings)
+    assert config.image == "registry.local/universal:3"
+    assert config.agent.command == "aider"
+
+
+def test_the_file_wins_over_server_settings() -> None:
+    settings = _settings(default_image="registry.local/universal:3", agent_command="aider")
+    config = load_repo_config("image: acme/dev:1\nagent: {command: codex}\n", settings)
+    assert config.image == "acme/dev:1"
+    assert config.agent.command == "codex"
+
+
+def test_billion_laughs_is_refused_without_expanding() -> None:
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [
+        f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]"
+        for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+    ]
+    assert _problems("\n".join(lines)) == [
+        "invalid YAML: anchors and aliases are not supported (line 1)"
+    ]
+
+
+def test_deep_nesting_is_refused() -> None:
+    assert _problems("env: " + "[" * 200 + "]" * 200) == [
+        "invalid YAML: nested deeper than 32 (line 1)"
+    ]
+
+
+def test_size_limit() -> None:
+    text = "# " + "x" * MAX_CONFIG_BYTES + "\n"
+    assert _problems(text) == ["larger than 64 KiB (line 1)"]
+
+
+def test_problems_render_for_editors_and_logs() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_repo_config("image: ok:1\nnetwork:\n  agnet: off\n", source="repo/.github/gantry.yml")
+    assert info.value.problems == (
+        Problem("network.agnet", "unknown key (did you mean agent?)", 3),
+    )
+    assert info.value.lines() == [
+        "repo/.github/gantry.yml:3: network.agnet: unknown key (did you mean agent?)"
+    ]
+    assert "network.agnet: unknown key (did you mean agent?) (line 3)" in str(info.value)
+
+
+def test_parsed_config_knows_where_each_key_is() -> None:
+    parsed = parse_repo_config("image: a:1\n\nchecks:\n  - make lint\n  - make test\n")
+    assert parsed.line_of("image") == 1
+    assert parsed.line_of("checks", 1) == 5
+    assert parsed.line_of("setup") is None
+
+
+def test_config_is_immutable() -> None:
+    config = load_repo_config("image: a:1\n")
+    with pytest.raises(ValueError, match="frozen"):
+        config.image = "b"  # type: ignore[misc]
