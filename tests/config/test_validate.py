@@ -1,0 +1,100 @@
+"""`gantry config validate`: what it prints, and its exit status."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+import pytest
+
+from gantry import validate
+
+CONFIG = """\
+image: ghcr.io/acme/dev:1
+network:
+  agent: limited
+  allow: [pypi.org]
+maintenance: make deps
+"""
+AGENTS = """\
+# Agents
+
+## Setup
+
+```bash
+pip install -e .
+```
+
+## Deploy
+
+```sh
+make deploy
+```
+"""
+WEB_AGENTS = "## Tests\n\n```console\n$ npm test\nok\n```\n"
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    (tmp_path / ".github").mkdir()
+    (tmp_path / ".github" / "gantry.yml").write_text(CONFIG, encoding="utf-8")
+    (tmp_path / "AGENTS.md").write_text(AGENTS, encoding="utf-8")
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "AGENTS.md").write_text(WEB_AGENTS, encoding="utf-8")
+    return tmp_path
+
+
+def _run(path: Path) -> tuple[int, str]:
+    out = io.StringIO()
+    return validate.run(path, None, out), out.getvalue()
+
+
+def test_valid_checkout_prints_config_and_commands_with_origins(checkout: Path) -> None:
+    status, text = _run(checkout)
+    assert status == 0
+    assert "image: ghcr.io/acme/dev:1" in text
+    assert "agent: limited" in text
+    assert "ttl: 12h" in text
+    assert "AGENTS.md files: AGENTS.md, web/AGENTS.md" in text
+    assert "Setup (from AGENTS.md):\n  AGENTS.md:6\n      pip install -e ." in text
+    assert "Maintenance:\n  .github/gantry.yml:5\n      make deps" in text
+    assert "web/AGENTS.md:4 (in web/)\n      npm test" in text
+    assert 'AGENTS.md:11: shell block under "Deploy" ignored' in text
+    assert "make deploy" not in text
+    assert text.rstrip().endswith("OK")
+
+
+def test_every_error_is_listed_and_the_status_is_1(checkout: Path) -> None:
+    (checkout / ".github" / "gantry.yml").write_text(
+        "network:\n  agnet: full\ntimeouts: {setup: 20}\n", encoding="utf-8"
+    )
+    status, text = _run(checkout)
+    assert status == 1
+    assert ".github/gantry.yml has 2 problem(s):" in text
+    assert ".github/gantry.yml:2: network.agnet: unknown key (did you mean agent?)" in text
+    assert ".github/gantry.yml:3: timeouts.setup: write a duration with a unit" in text
+    assert "AGENTS.md files: AGENTS.md, web/AGENTS.md" in text
+
+
+def test_no_config_file_means_defaults(tmp_path: Path) -> None:
+    status, text = _run(tmp_path)
+    assert status == 0
+    assert "no .github/gantry.yml: all defaults" in text
+    assert "AGENTS.md files: none" in text
+    assert "Setup (none): none" in text
+    assert "auto_install" in text
+
+
+def test_not_a_directory(tmp_path: Path) -> None:
+    assert _run(tmp_path / "missing")[0] == 2
+
+
+def test_parser_adds_config_validate() -> None:
+    parser = argparse.ArgumentParser(prog="gantry")
+    validate.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["config", "validate"])
+    assert (args.command, args.config_command, args.path) == ("config", "validate", Path("."))
+    assert parser.parse_args(["config", "validate", "repo"]).path == Path("repo")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["config"])
