@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -132,12 +133,12 @@ async def read_delivery(request: web.Request, secret: str) -> sansio.Event:
         raise WebhookRejectedError(413, "payload too large") from None
     verify_signature(secret, body, headers.signature)
     try:
-        event = sansio.Event.from_http(request.headers, body)
-    except (ValueError, gidgethub.BadRequest):
+        data = json.loads(body)
+    except ValueError:
         raise WebhookRejectedError(400, "body is not valid JSON") from None
-    if not isinstance(event.data, dict):
+    if not isinstance(data, dict):
         raise WebhookRejectedError(400, "body is not a JSON object")
-    return event
+    return sansio.Event(data, event=headers.event, delivery_id=headers.delivery_id)
 
 
 async def webhook(request: web.Request) -> web.Response:

@@ -73,11 +73,12 @@ def rewrite(payload: JSON, spec: Rewrite) -> JSON:
         _rewrite_repo(payload["repository"], spec)
     payload["installation"] = {"id": spec.installation_id, "node_id": f"MDIz{spec.installation_id}"}
     _set_login(payload.get("sender"), spec.sender)
-    for key in ("comment", "issue", "pull_request"):
+    for key in ("comment", "review", "issue", "pull_request"):
         if key in payload and spec.body is not None and key == _text_holder(payload):
             payload[key]["body"] = spec.body
-    if "comment" in payload:
-        _set_login(payload["comment"].get("user"), spec.sender)
+    for key in ("comment", "review"):
+        if key in payload:
+            _set_login(payload[key].get("user"), spec.sender)
     if spec.number is not None:
         _renumber(payload, spec)
     payload.update(copy.deepcopy(dict(spec.extra)))
@@ -86,8 +87,9 @@ def rewrite(payload: JSON, spec: Rewrite) -> JSON:
 
 def _text_holder(payload: JSON) -> str:
     """Which object's `body` is the text that triggers work: the comment, else issue/PR."""
-    if "comment" in payload:
-        return "comment"
+    for key in ("comment", "review"):
+        if key in payload:
+            return key
     return "issue" if "issue" in payload else "pull_request"
 
 

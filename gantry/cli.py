@@ -14,7 +14,7 @@ from aiohttp import web
 from bot.app import create_app
 from config.errors import SettingsError
 from config.settings import Settings, load_settings
-from gantry import doctor
+from gantry import doctor, validate
 
 DESCRIPTION = "Gantry: a GitHub App that gives coding agents a Docker environment."
 DEFAULT_HOST = "127.0.0.1"
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check Docker, GitHub credentials, data dir and database, and say how to fix them",
         description="Check what Gantry needs; exit 1 if anything is wrong.",
     )
+    validate.add_parser(commands)
     return parser
 
 
@@ -82,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "doctor":
         return cmd_doctor()
+    if args.command == "config":
+        settings = settings_or_error()
+        return validate.run(args.path, settings if isinstance(settings, Settings) else None)
     if args.command == "serve":
         return cmd_serve(args.host, args.port)
     print(f"gantry: unknown command {args.command!r}", file=sys.stderr)

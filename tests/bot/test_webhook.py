@@ -1,0 +1,211 @@
+"""The webhook edge, through the real app with real example payloads from the stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from bot.webhook import MAX_BODY_BYTES, sign
+from tests.bot.conftest import BOT, READER, SECRET, WRITER, Gantry
+
+MENTION = "@gantry fix the flaky date test"
+
+
+def test_signature_matches_githubs_documented_vector() -> None:
+    # https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
+    assert (
+        sign("It's a Secret to Everybody", b"Hello, World!")
+        == "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    )
+
+
+async def test_a_writers_mention_on_an_issue_queues_one_task_and_reacts(gantry: Gantry) -> None:
+    payload = gantry.examples("issue_comment")[0]
+    payload["issue"].pop("pull_request", None)
+    payload["comment"]["id"] = gantry.forge.add_comment(
+        "octo", "hello", gantry.issue_number, MENTION, WRITER
+    )
+    delivery = gantry.delivery("issue_comment", payload, body=MENTION, number=gantry.issue_number)
+    status, answer = await gantry.post(delivery)
+    assert (status, answer) == (200, {"outcome": "queued"})
+    [task] = await gantry.tasks()
+    assert (task.repo, task.number, task.requester) == ("octo/hello", gantry.issue_number, WRITER)
+    assert task.request == "fix the flaky date test"
+    assert task.delivery_id == delivery.delivery_id
+    assert task.clone_url.startswith(gantry.forge.base_url)
+    await gantry.settle()
+    assert ("eyes", "gantry[bot]") in gantry.forge.reactions(payload["comment"]["id"])
+
+
+async def test_a_mention_on_a_pull_request_records_its_head(gantry: Gantry) -> None:
+    payload = gantry.examples("issue_comment")[0]
+    payload["issue"]["pull_request"] = {"url": "set by the rewrite"}
+    delivery = gantry.delivery("issue_comment", payload, body=MENTION, number=gantry.pull_number)
+    status, _ = await gantry.post(delivery)
+    assert status == 200
+    [task] = await gantry.tasks()
+    branches = await gantry.forge.branches("octo", "hello")
+    assert task.is_pull_request
+    assert (task.head_ref, task.head_sha) == ("feature", branches["feature"])
+
+
+@pytest.mark.parametrize(
+    ("event", "creating_action"),
+    [
+        ("issue_comment", "created"),
+        ("pull_request_review_comment", "created"),
+        ("pull_request_review", "submitted"),
+        ("issues", None),
+        ("installation", None),
+        ("ping", None),
+    ],
+)
+async def test_every_real_example_is_answered_without_a_5xx(
+    gantry: Gantry, event: str, creating_action: str | None
+) -> None:
+    examples = gantry.examples(event)
+    assert examples, f"no examples of {event}"
+    expected_tasks = 0
+    for payload in examples:
+        is_pr = "pull_request" in payload or "pull_request" in payload.get("issue", {})
+        number = gantry.pull_number if is_pr else gantry.issue_number
+        delivery = gantry.delivery(event, payload, body=MENTION, number=number)
+        status, answer = await gantry.post(delivery)
+        assert status < 500, (event, payload.get("action"), answer)
+        if creating_action is not None and payload.get("action") == creating_action:
+            expected_tasks += 1
+            assert answer == {"outcome": "queued"}, (event, payload.get("action"))
+    assert len(await gantry.tasks()) == expected_tasks
+    await gantry.settle()
+
+
+async def test_the_same_delivery_twenty_times_at_once_makes_one_task(gantry: Gantry) -> None:
+    payload = gantry.examples("issue_comment")[0]
+    delivery = gantry.delivery("issue_comment", payload, body=MENTION, number=gantry.issue_number)
+    results = await asyncio.gather(*(gantry.post(delivery) for _ in range(20)))
+    outcomes = sorted(answer["outcome"] for _, answer in results)
+    assert outcomes == ["duplicate"] * 19 + ["queued"]
+    assert len(await gantry.tasks()) == 1
+
+
+@pytest.mark.parametrize(
+    ("sender", "login_type"), [(READER, "User"), (BOT, "Bot"), ("gantry[bot]", "Bot")]
+)
+async def test_readers_bots_and_gantry_itself_create_nothing(
+    gantry: Gantry, sender: str, login_type: str
+) -> None:
+    payload = gantry.examples("issue_comment")[0]
+    payload["comment"]["user"]["type"] = login_type
+    delivery = gantry.delivery(
+        "issue_comment", payload, sender=sender, body=MENTION, number=gantry.issue_number
+    )
+    status, answer = await gantry.post(delivery)
+    assert status < 300
+    assert answer["outcome"] in {"refused", "ignored"}
+    assert await gantry.tasks() == []
+
+
+async def test_a_refused_thread_gets_one_polite_reply(gantry: Gantry) -> None:
+    payload = gantry.examples("issue_comment")[0]
+    for _ in range(3):
+        delivery = gantry.delivery(
+            "issue_comment", payload, sender=READER, body=MENTION, number=gantry.issue_number
+        )
+        assert (await gantry.post(delivery))[1] == {"outcome": "refused"}
+    await gantry.settle()
+    replies = gantry.forge.comments("octo", "hello", gantry.issue_number)
+    assert [c["user"] for c in replies] == ["gantry[bot]"]
+    assert "only people with write access" in replies[0]["body"]
+
+
+async def test_edited_comments_do_not_trigger(gantry: Gantry) -> None:
+    payload = next(p for p in gantry.examples("issue_comment") if p["action"] == "edited")
+    delivery = gantry.delivery("issue_comment", payload, body=MENTION, number=gantry.issue_number)
+    status, answer = await gantry.post(delivery)
+    assert (status, answer) == (202, {"outcome": "ignored"})
+
+
+def body_of(gantry: Gantry) -> bytes:
+    payload = gantry.examples("issue_comment")[0]
+    return gantry.delivery("issue_comment", payload, body=MENTION, number=1).body
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ({"X-Hub-Signature-256": "sha256=" + "0" * 64}, 401),
+        ({"X-Hub-Signature-256": ""}, 401),
+        ({"X-GitHub-Event": ""}, 400),
+        ({"X-GitHub-Delivery": ""}, 400),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+    ],
+)
+async def test_bad_headers_get_their_4xx_and_create_nothing(
+    gantry: Gantry, change: dict[str, str], status: int
+) -> None:
+    payload = gantry.examples("issue_comment")[0]
+    delivery = gantry.delivery("issue_comment", payload, body=MENTION, number=1)
+    headers = {**delivery.headers, **change}
+    for name, value in change.items():
+        if not value:
+            del headers[name]
+    answered, _ = await gantry.post_raw(delivery.body, headers)
+    assert answered == status
+    assert await gantry.tasks() == []
+
+
+async def test_a_sha1_only_signature_is_refused(gantry: Gantry) -> None:
+    payload = gantry.examples("issue_comment")[0]
+    delivery = gantry.delivery("issue_comment", payload, body=MENTION, number=1)
+    headers = dict(delivery.headers)
+    del headers["X-Hub-Signature-256"]
+    headers["X-Hub-Signature"] = "sha1=" + "a" * 40
+    assert (await gantry.post_raw(delivery.body, headers))[0] == 401
+    assert await gantry.tasks() == []
+
+
+async def test_malformed_json_is_400_even_when_signed(gantry: Gantry) -> None:
+    for body in (b"{not json", b"[1, 2, 3]", "\u00e9".encode("latin-1")):
+        headers = {
+            "X-GitHub-Event": "issue_comment",
+            "X-GitHub-Delivery": "malformed",
+            "X-Hub-Signature-256": sign(SECRET, body),
+            "Content-Type": "application/json",
+        }
+        assert (await gantry.post_raw(body, headers))[0] == 400, body
+    assert await gantry.tasks() == []
+
+
+async def test_a_signed_payload_missing_fields_is_400(gantry: Gantry) -> None:
+    body = json.dumps({"action": "created", "comment": {"body": MENTION}}).encode()
+    headers = {
+        "X-GitHub-Event": "issue_comment",
+        "X-GitHub-Delivery": "thin",
+        "X-Hub-Signature-256": sign(SECRET, body),
+        "Content-Type": "application/json",
+    }
+    assert (await gantry.post_raw(body, headers))[0] == 400
+
+
+async def test_an_oversize_body_is_413(gantry: Gantry) -> None:
+    body = b"{" + b" " * MAX_BODY_BYTES + b"}"
+    headers = {
+        "X-GitHub-Event": "issue_comment",
+        "X-GitHub-Delivery": "big",
+        "X-Hub-Signature-256": sign(SECRET, body),
+        "Content-Type": "application/json",
+    }
+    assert (await gantry.post_raw(body, headers))[0] == 413
+
+
+async def test_an_unhandled_event_is_202(gantry: Gantry) -> None:
+    payload = gantry.examples("star")[0]
+    status, answer = await gantry.post(gantry.delivery("star", payload))
+    assert (status, answer) == (202, {"outcome": "ignored"})
+
+
+async def test_ping_is_200(gantry: Gantry) -> None:
+    status, answer = await gantry.post(gantry.delivery("ping", gantry.examples("ping")[0]))
+    assert (status, answer) == (200, {"outcome": "pong"})
