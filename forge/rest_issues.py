@@ -135,7 +135,7 @@ async def _create_reaction(request: web.Request, kind: str) -> web.Response:
     body = await read_json(request)
     ctx = context_of(request)
     content = str(body["content"])
-    reaction, created = ctx.state.add_reaction(comment, content, token.installation.app.bot)
+    reaction, created = ctx.state.add_reaction(comment.id, content, token.installation.app.bot)
     return json_response(render.reaction(reaction, ctx.urls), status=201 if created else 200)
 
 
@@ -161,3 +161,16 @@ async def list_review_comment_reactions(request: web.Request) -> web.Response:
 async def create_review_comment_reaction(request: web.Request) -> web.Response:
     """React to a pull request review comment."""
     return await _create_reaction(request, "review")
+
+
+@routes.post("/repos/{owner}/{repo}/issues/{issue_number}/reactions")
+async def create_issue_reaction(request: web.Request) -> web.Response:
+    """React to an issue or pull request itself (Gantry's mark on assigned/labeled issues)."""
+    repo, token = repo_of(request)
+    ctx = context_of(request)
+    issue = ctx.state.issue(repo, int_param(request, "issue_number"))
+    if issue is None:
+        fail(404, "Not Found")
+    content = str((await read_json(request))["content"])
+    reaction, created = ctx.state.add_reaction(issue.id, content, token.installation.app.bot)
+    return json_response(render.reaction(reaction, ctx.urls), status=201 if created else 200)

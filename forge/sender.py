@@ -71,7 +71,12 @@ def rewrite(payload: JSON, spec: Rewrite) -> JSON:
         payload = _replace_strings(payload, _url_map(old, spec))
     if "repository" in payload:
         _rewrite_repo(payload["repository"], spec)
-    payload["installation"] = {"id": spec.installation_id, "node_id": f"MDIz{spec.installation_id}"}
+    # Installation events carry the whole installation (account and all); keep it.
+    payload["installation"] = {
+        **payload.get("installation", {}),
+        "id": spec.installation_id,
+        "node_id": f"MDIz{spec.installation_id}",
+    }
     _set_login(payload.get("sender"), spec.sender)
     for key in ("comment", "review", "issue", "pull_request"):
         if key in payload and spec.body is not None and key == _text_holder(payload):

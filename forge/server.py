@@ -221,7 +221,7 @@ class Forge:
         ]
 
     def reactions(self, comment_id: int) -> list[tuple[str, str]]:
-        """(content, user login) of every reaction on a comment."""
+        """(content, user login) of every reaction on a comment (or an issue, by its id)."""
         return [
             (r.content, r.user.login) for r in self.state.reactions if r.comment_id == comment_id
         ]

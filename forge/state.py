@@ -134,7 +134,7 @@ class Comment:
 
 @dataclass
 class Reaction:
-    """A reaction on a comment."""
+    """A reaction on a comment or an issue (`comment_id` holds either's id)."""
 
     id: int
     comment_id: int
@@ -302,13 +302,14 @@ class State:
         self.comments[comment.id] = comment
         return comment
 
-    def add_reaction(self, comment: Comment, content: str, user: User) -> tuple[Reaction, bool]:
-        """React once per user and content, like GitHub; say whether it was new."""
+    def add_reaction(self, target_id: int, content: str, user: User) -> tuple[Reaction, bool]:
+        """React to a comment or issue (ids are unique across both) once per user and content,
+        like GitHub; say whether it was new."""
         for reaction in self.reactions:
-            same = reaction.comment_id == comment.id and reaction.user is user
+            same = reaction.comment_id == target_id and reaction.user is user
             if same and reaction.content == content:
                 return reaction, False
-        reaction = Reaction(self.next_id(), comment.id, content, user, self.clock())
+        reaction = Reaction(self.next_id(), target_id, content, user, self.clock())
         self.reactions.append(reaction)
         return reaction, True
 
