@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ FIXED_AUTHOR = {
 # Keep the user's and system's git config out of the stand-in's repositories.
 ISOLATED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C"}
 INITIAL_MESSAGE = "Initial commit"
+NULL_SHA = "0" * 40
 COMMIT_FIELDS = "%an%x00%ae%x00%ad%x00%cn%x00%ce%x00%cd%x00%T%x00%P%x00%B"
 
 
@@ -38,6 +40,19 @@ class TreeEntry:
 
 
 @dataclass(frozen=True)
+class DiffEntry:
+    """One file a diff touches: git's status letter, paths, blob SHAs and line counts."""
+
+    status: str
+    path: str
+    old_path: str
+    old_sha: str
+    new_sha: str
+    additions: int = 0
+    deletions: int = 0
+
+
+@dataclass(frozen=True)
 class CommitInfo:
     """The parts of a commit the REST API shows."""
 
@@ -54,18 +69,23 @@ class CommitInfo:
 
 
 async def git(
-    git_dir: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+    git_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    stdin: bytes | None = None,
 ) -> tuple[int, bytes]:
-    """Run git against a bare repo; return (exit code, stdout)."""
+    """Run git against a bare repo (feeding `stdin` when given); return (exit code, stdout)."""
     proc = await asyncio.create_subprocess_exec(
         "git",
         f"--git-dir={git_dir}",
         *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else None,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **ISOLATED_ENV, **(env or {})},
     )
-    out, err = await proc.communicate()
+    out, err = await proc.communicate(stdin)
     code = proc.returncode or 0
     if check and code != 0:
         raise GitError(f"git {' '.join(args)} failed ({code}): {err.decode(errors='replace')}")
@@ -149,3 +169,61 @@ async def commit_info(git_dir: Path, sha: str) -> CommitInfo:
         parents=tuple(parents.split()),
         message=message.rstrip("\n"),
     )
+
+
+async def commit_files(
+    git_dir: Path, parent: str, branch: str, files: Mapping[str, bytes | None], message: str
+) -> str:
+    """Commit `files` (path → bytes, None deletes) on top of `parent`; point `branch` at it."""
+    with tempfile.TemporaryDirectory(prefix="forge-index-") as tmp:
+        env = {**FIXED_AUTHOR, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        await git(git_dir, "read-tree", parent, env=env)
+        lines = []
+        for path, data in files.items():
+            if data is None:  # mode 0 removes the path from the index
+                lines.append(f"0 {NULL_SHA}\t{path}\n")
+                continue
+            _, blob = await git(git_dir, "hash-object", "-w", "--stdin", stdin=data)
+            lines.append(f"100644 {blob.decode().strip()}\t{path}\n")
+        await git(git_dir, "update-index", "--index-info", env=env, stdin="".join(lines).encode())
+        _, tree = await git(git_dir, "write-tree", env=env)
+        args = ("commit-tree", tree.decode().strip(), "-p", parent, "-m", message)
+        _, commit = await git(git_dir, *args, env=env)
+    sha = commit.decode().strip()
+    await git(git_dir, "update-ref", f"refs/heads/{branch}", sha)
+    return sha
+
+
+async def diff_files(git_dir: Path, base: str, head: str) -> list[DiffEntry]:
+    """The files a PR changes: `head` against its merge base with `base`, renames found."""
+    _, merge_base = await git(git_dir, "merge-base", base, head)
+    ends = (merge_base.decode().strip(), head)
+    _, raw = await git(git_dir, "diff", "--raw", "-z", "-M", "--no-abbrev", *ends)
+    _, numstat = await git(git_dir, "diff", "--numstat", "-z", "-M", *ends)
+    counts = _numstat_counts(numstat.decode())
+    entries = []
+    fields = raw.decode().split("\0")
+    index = 0
+    while index < len(fields) and fields[index].startswith(":"):
+        _, _, old_sha, new_sha, status = fields[index][1:].split()
+        renamed = status[0] in "RC"
+        old_path, path = fields[index + 1], fields[index + 1 + renamed]
+        added, deleted = counts.get(path, (0, 0))
+        entries.append(DiffEntry(status[0], path, old_path, old_sha, new_sha, added, deleted))
+        index += 2 + renamed
+    return entries
+
+
+def _numstat_counts(text: str) -> dict[str, tuple[int, int]]:
+    """`git diff --numstat -z` as path → (added, deleted); binary files count 0."""
+    counts: dict[str, tuple[int, int]] = {}
+    fields = text.split("\0")
+    index = 0
+    while index < len(fields) and fields[index]:
+        added, deleted, path = fields[index].split("\t", 2)
+        if not path:  # a rename: the old and new paths follow as their own fields
+            path = fields[index + 2]
+            index += 2
+        counts[path] = (int(added) if added != "-" else 0, int(deleted) if deleted != "-" else 0)
+        index += 1
+    return counts

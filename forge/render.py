@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from forge.git_repo import CommitInfo, TreeEntry
+from forge.git_repo import CommitInfo, DiffEntry, TreeEntry
 from forge.state import (
     APP_EVENTS,
     APP_PERMISSIONS,
@@ -274,7 +274,7 @@ def check_run(record: CheckRun, urls: Urls) -> JSON:
         "title": record.output.get("title"),
         "summary": record.output.get("summary"),
         "text": record.output.get("text"),
-        "annotations_count": 0,
+        "annotations_count": len(record.annotations),
         "annotations_url": f"{api}/annotations",
     }
     return {
@@ -369,4 +369,43 @@ def content_file(repo: Repo, urls: Urls, entry: TreeEntry, ref: str, data: bytes
     lines = [encoded[i : i + BASE64_LINE] for i in range(0, len(encoded), BASE64_LINE)]
     body = content_entry(repo, urls, entry, ref)
     body.update({"encoding": "base64", "content": "\n".join(lines) + "\n" if lines else ""})
+    return body
+
+
+def annotation(record: CheckRun, urls: Urls, note: dict[str, object]) -> JSON:
+    """A check-run annotation as `GET .../check-runs/{id}/annotations` lists it."""
+    path = str(note.get("path", ""))
+    return {
+        "path": path,
+        "blob_href": f"{urls.repo_html(record.repo)}/blob/{record.head_sha}/{path}",
+        "start_line": note.get("start_line"),
+        "end_line": note.get("end_line"),
+        "start_column": note.get("start_column"),
+        "end_column": note.get("end_column"),
+        "annotation_level": note.get("annotation_level"),
+        "title": note.get("title"),
+        "message": note.get("message"),
+        "raw_details": note.get("raw_details"),
+    }
+
+
+DIFF_STATUS = {"A": "added", "D": "removed", "M": "modified", "R": "renamed", "C": "copied"}
+
+
+def diff_entry(repo: Repo, urls: Urls, entry: DiffEntry, head_sha: str) -> JSON:
+    """An entry of `GET /repos/{o}/{r}/pulls/{n}/files`."""
+    status = DIFF_STATUS.get(entry.status, "changed")
+    body: JSON = {
+        "sha": entry.old_sha if status == "removed" else entry.new_sha,
+        "filename": entry.path,
+        "status": status,
+        "additions": entry.additions,
+        "deletions": entry.deletions,
+        "changes": entry.additions + entry.deletions,
+        "blob_url": f"{urls.repo_html(repo)}/blob/{head_sha}/{entry.path}",
+        "raw_url": f"{urls.repo_html(repo)}/raw/{head_sha}/{entry.path}",
+        "contents_url": f"{urls.repo_api(repo)}/contents/{entry.path}?ref={head_sha}",
+    }
+    if status in ("renamed", "copied"):
+        body["previous_filename"] = entry.old_path
     return body

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from forge import render
 from forge.context import context_of
-from forge.git_repo import branch_heads, resolve_commit
+from forge.git_repo import branch_heads, diff_files, resolve_commit
 from forge.rest import fail, int_param, invalid, json_response, paginate, read_json, repo_of
 from forge.state import CheckRun, Pull, PullFields, Repo
 
@@ -116,6 +116,20 @@ async def get_pull(request: web.Request) -> web.Response:
     return json_response(_render_pull(request, pull, await branch_heads(repo.path)))
 
 
+@routes.get("/repos/{owner}/{repo}/pulls/{pull_number}/files")
+async def list_pull_files(request: web.Request) -> web.Response:
+    """The files a PR changes against the merge base of its base branch, paginated."""
+    repo, _ = repo_of(request)
+    pull = _pull_of(request, repo)
+    heads = await branch_heads(repo.path)
+    head_sha, base_sha = heads.get(pull.head), heads.get(pull.base)
+    if head_sha is None or base_sha is None:
+        return paginate(request, [])
+    urls = context_of(request).urls
+    entries = await diff_files(repo.path, base_sha, head_sha)
+    return paginate(request, [render.diff_entry(repo, urls, e, head_sha) for e in entries])
+
+
 @routes.patch("/repos/{owner}/{repo}/pulls/{pull_number}")
 async def update_pull(request: web.Request) -> web.Response:
     """Edit title, body, base or state."""
@@ -141,7 +155,10 @@ def _apply_check_fields(run: CheckRun, body: dict[str, Any], now: str) -> None:
         if key in body:
             setattr(run, key, body[key])
     if "output" in body:
-        run.output = dict(body["output"])
+        # GitHub replaces title, summary and text, and appends the annotations.
+        output = dict(body["output"])
+        run.annotations += [dict(a) for a in output.pop("annotations", None) or []]
+        run.output = output
     if "status" in body:
         run.status = str(body["status"])
     if body.get("conclusion") is not None:
@@ -192,6 +209,15 @@ async def update_check_run(request: web.Request) -> web.Response:
     body = await read_json(request)
     _apply_check_fields(run, body, render.timestamp(context_of(request).state.clock()))
     return json_response(render.check_run(run, context_of(request).urls))
+
+
+@routes.get("/repos/{owner}/{repo}/check-runs/{check_run_id}/annotations")
+async def list_annotations(request: web.Request) -> web.Response:
+    """A check run's annotations, in the order they were added."""
+    repo, _ = repo_of(request)
+    run = _check_run_of(request, repo)
+    urls = context_of(request).urls
+    return paginate(request, [render.annotation(run, urls, a) for a in run.annotations])
 
 
 @routes.get("/repos/{owner}/{repo}/commits/{ref}/check-runs")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from forge.state import (
     Clock,
     Issue,
     Pull,
+    PullFields,
     Repo,
     State,
     UserType,
@@ -243,10 +245,47 @@ class Forge:
                 "status": r.status,
                 "conclusion": r.conclusion,
                 "output": r.output,
+                "annotations": list(r.annotations),
             }
             for r in self.state.check_runs.values()
             if r.repo is record
         ]
+
+    async def commit_files(
+        self,
+        owner: str,
+        repo: str,
+        branch: str,
+        files: Mapping[str, str | bytes | None],
+        *,
+        message: str = "Change files",
+        base: str | None = None,
+    ) -> str:
+        """Commit `files` (path → text or bytes; None deletes) on `branch`; return the SHA.
+
+        A new branch starts from `base` (default: the default branch); an existing one
+        gets the commit on top of its head, like a push.
+        """
+        record = self.repo(owner, repo)
+        heads = await git_repo.branch_heads(record.path)
+        parent = heads.get(branch) or heads[base or record.default_branch]
+        data = {p: t.encode() if isinstance(t, str) else t for p, t in files.items()}
+        return await git_repo.commit_files(record.path, parent, branch, data, message)
+
+    def open_pull(
+        self,
+        owner: str,
+        repo: str,
+        head: str,
+        *,
+        base: str | None = None,
+        title: str = "",
+        user: str = "",
+    ) -> Pull:
+        """Open a PR from a pushed branch as `user` (default: the owner), without the API."""
+        record = self.repo(owner, repo)
+        fields = PullFields(title or head, head, base or record.default_branch)
+        return self.state.add_pull(record, fields, self.state.user(user or owner))
 
     async def branches(self, owner: str, repo: str) -> dict[str, str]:
         """Branch name → head SHA, straight from the bare repo."""

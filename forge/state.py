@@ -159,6 +159,8 @@ class CheckRun:
     started_at: str | None = None
     completed_at: str | None = None
     output: dict[str, object] = field(default_factory=dict)
+    # Every request's `output.annotations` is appended here, as GitHub does.
+    annotations: list[dict[str, object]] = field(default_factory=list)
 
 
 class Clock:
