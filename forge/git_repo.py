@@ -130,11 +130,33 @@ async def resolve_commit(git_dir: Path, ref: str) -> str | None:
     return out.decode().strip() if code == 0 else None
 
 
+async def resolve_tree(git_dir: Path, ref: str) -> str | None:
+    """The tree SHA that a tree SHA, a commit SHA, a branch or a tag names, or None."""
+    if ref.startswith("-"):
+        return None
+    code, out = await git(
+        git_dir, "rev-parse", "--verify", "--quiet", f"{ref}^{{tree}}", check=False
+    )
+    return out.decode().strip() if code == 0 else None
+
+
+async def list_tree(git_dir: Path, tree: str, *, recursive: bool) -> list[TreeEntry]:
+    """Every entry of a tree; recursive lists subtrees and their contents too."""
+    args = ("ls-tree", "-l", "-z", *(("-r", "-t") if recursive else ()), tree)
+    _, out = await git(git_dir, *args)
+    return _ls_tree_entries(out)
+
+
 async def tree_entries(git_dir: Path, commit: str, path: str) -> list[TreeEntry]:
     """`ls-tree -l` of `path` itself; with a trailing `/`, of the directory's children."""
     code, out = await git(git_dir, "ls-tree", "-l", "-z", commit, "--", path, check=False)
     if code != 0:
         return []
+    return _ls_tree_entries(out)
+
+
+def _ls_tree_entries(out: bytes) -> list[TreeEntry]:
+    """Parse `git ls-tree -l -z` output."""
     entries = []
     for record in out.decode().split("\0"):
         if not record:

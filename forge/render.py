@@ -409,3 +409,17 @@ def diff_entry(repo: Repo, urls: Urls, entry: DiffEntry, head_sha: str) -> JSON:
     if status in ("renamed", "copied"):
         body["previous_filename"] = entry.old_path
     return body
+
+
+def tree(repo: Repo, urls: Urls, sha: str, entries: list[TreeEntry]) -> JSON:
+    """`GET /repos/{o}/{r}/git/trees/{sha}`; the stand-in never truncates."""
+    api = urls.repo_api(repo)
+    items = []
+    for entry in entries:
+        item: JSON = {"path": entry.path, "mode": entry.mode, "type": entry.type, "sha": entry.sha}
+        if entry.type == "blob":
+            item.update(size=entry.size, url=f"{api}/git/blobs/{entry.sha}")
+        elif entry.type == "tree":
+            item["url"] = f"{api}/git/trees/{entry.sha}"
+        items.append(item)
+    return {"sha": sha, "url": f"{api}/git/trees/{sha}", "truncated": False, "tree": items}

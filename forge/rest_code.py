@@ -6,7 +6,15 @@ from aiohttp import web
 
 from forge import render
 from forge.context import context_of
-from forge.git_repo import branch_heads, commit_info, read_blob, resolve_commit, tree_entries
+from forge.git_repo import (
+    branch_heads,
+    commit_info,
+    list_tree,
+    read_blob,
+    resolve_commit,
+    resolve_tree,
+    tree_entries,
+)
 from forge.rest import fail, json_response, paginate, repo_of
 
 routes = web.RouteTableDef()
@@ -60,3 +68,15 @@ async def get_branch(request: web.Request) -> web.Response:
         fail(404, "Branch not found")
     info = await commit_info(repo.path, sha)
     return json_response(render.branch(repo, context_of(request).urls, name, info))
+
+
+@routes.get("/repos/{owner}/{repo}/git/trees/{tree_sha:.+}")
+async def get_tree(request: web.Request) -> web.Response:
+    """A tree by SHA or ref; `recursive` (any value) lists everything below it."""
+    repo, _ = repo_of(request)
+    sha = await resolve_tree(repo.path, request.match_info["tree_sha"])
+    if sha is None:
+        fail(404, "Not Found")
+    recursive = "recursive" in request.query
+    entries = await list_tree(repo.path, sha, recursive=recursive)
+    return json_response(render.tree(repo, context_of(request).urls, sha, entries))

@@ -117,3 +117,24 @@ async def test_more_than_50_annotations_in_one_request_violate_the_contract(
     [violation] = seeded.forge.take_violations()
     assert violation.path == f"{REPO_API}/check-runs"
     assert seeded.forge.check_runs(OWNER, REPO) == []
+
+
+async def test_git_trees_list_a_ref_flat_or_recursively(seeded: Seeded) -> None:
+    flat = await seeded.gh.getitem(f"{REPO_API}/git/trees/main")
+    assert {(e["path"], e["type"]) for e in flat["tree"]} == {
+        (".github", "tree"),
+        ("README.md", "blob"),
+        ("src", "tree"),
+    }
+    head = (await seeded.forge.branches(OWNER, REPO))["main"]
+    deep = await seeded.gh.getitem(f"{REPO_API}/git/trees/{head}?recursive=1")
+    assert deep["truncated"] is False
+    blobs = {e["path"]: e["size"] for e in deep["tree"] if e["type"] == "blob"}
+    assert blobs == {
+        ".github/gantry.yml": len("checks: [pytest -q]\n"),
+        "README.md": len("# widgets\n"),
+        "src/widgets/__init__.py": len("VERSION = '1.0'\n"),
+    }
+    with pytest.raises(BadRequest) as caught:
+        await seeded.gh.getitem(f"{REPO_API}/git/trees/no-such-branch")
+    assert caught.value.status_code == 404
