@@ -17,6 +17,8 @@ INVISIBLE = re.compile(
 )
 CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
 MASKED_BLOCKS = {"fence", "code_block", "blockquote_open", "html_block"}
+# Building a parser costs far more than parsing a comment: build it once.
+MARKDOWN = MarkdownIt("commonmark")
 MAX_REQUEST_CHARS = 20_000
 
 
@@ -61,7 +63,7 @@ def _blank(text: str) -> str:
 def _masked_lines(text: str) -> set[int]:
     """Lines inside fenced or indented code, `>` quotes and raw HTML blocks."""
     masked: set[int] = set()
-    for token in MarkdownIt("commonmark").parse(text):
+    for token in MARKDOWN.parse(text):
         if token.type in MASKED_BLOCKS and token.map is not None:
             masked.update(range(token.map[0], token.map[1]))
     return masked

@@ -25,6 +25,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="OWNER/NAME[=FOLDER]",
         help="create a repository (from FOLDER's files) with the App installed on it",
     )
+    parser.add_argument(
+        "--writer",
+        action="append",
+        default=[],
+        metavar="LOGIN",
+        help="a user with write permission on every repository created here",
+    )
     return parser.parse_args(argv)
 
 
@@ -51,6 +58,8 @@ async def serve(args: argparse.Namespace) -> None:
         owner, name = full_name.split("/", 1)
         await forge.create_repo(owner, name, Path(folder) if folder else None)
         installation = forge.install(app.app_id, owner, [name])
+        for login in args.writer:
+            forge.set_permission(owner, name, login, "write")
         print(f"repo:     {forge.git_url(owner, name)} (installation {installation})", flush=True)
     try:
         await asyncio.Event().wait()

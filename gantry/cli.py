@@ -72,7 +72,7 @@ def cmd_serve(host: str, port: int) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     try:
-        web.run_app(create_app(settings), host=host, port=port, print=None)
+        web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)
     except SettingsError as exc:
         print(f"gantry serve: {exc}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -150,12 +151,14 @@ class SQLiteTaskStore:
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gantry-store")
         self._conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._flushing = False
 
     @classmethod
     async def open(cls, path: Path) -> SQLiteTaskStore:
         """Open (creating if needed) the database file."""
         store = cls(path)
-        await store._run(store._connect)
+        await asyncio.get_running_loop().run_in_executor(store._executor, store._connect)
         return store
 
     def _connect(self) -> None:
@@ -168,8 +171,55 @@ class SQLiteTaskStore:
         conn.row_factory = sqlite3.Row
         self._conn = conn
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` on the store's thread, committed together with whatever else is
+        waiting (group commit): one fsync serves a burst of deliveries."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((lambda: fn(*args), future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    outcomes = await loop.run_in_executor(self._executor, self._apply, batch)
+                except Exception as exc:  # the commit itself failed (disk full, I/O error)
+                    outcomes = [(False, exc)] * len(batch)
+                for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._flushing = False
+
+    def _apply(self, batch: list[tuple[Callable[[], Any], Any]]) -> list[tuple[bool, Any]]:
+        """One transaction; a savepoint per operation so one failure undoes only itself."""
+        outcomes: list[tuple[bool, Any]] = []
+        conn = self.conn
+        conn.execute("begin immediate")
+        try:
+            for op, _ in batch:
+                conn.execute("savepoint op")
+                try:
+                    outcomes.append((True, op()))
+                    conn.execute("release op")
+                except Exception as exc:  # handed to the caller's future, never lost
+                    conn.execute("rollback to op")
+                    conn.execute("release op")
+                    outcomes.append((False, exc))
+            conn.execute("commit")
+        except BaseException:
+            conn.execute("rollback")
+            raise
+        return outcomes
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -190,7 +240,11 @@ class SQLiteTaskStore:
 
     async def release_delivery(self, delivery_id: str) -> None:
         """Forget a delivery we could not handle, so GitHub's redelivery is not ignored."""
-        await self._run(self.conn.execute, "delete from deliveries where id = ?", (delivery_id,))
+        await self._execute("delete from deliveries where id = ?", (delivery_id,))
+
+    async def _execute(self, sql: str, params: tuple[Any, ...]) -> int:
+        """Run one statement; the number of rows it changed."""
+        return int(await self._run(lambda: self.conn.execute(sql, params).rowcount))
 
     async def add_task(self, task: NewTask, delivery_id: str) -> Task:
         """Insert a queued task."""
@@ -229,8 +283,7 @@ class SQLiteTaskStore:
         return await self._select("where state = ? order by id", (state.value,))
 
     async def set_state(self, task_id: int, state: TaskState) -> Task | None:
-        await self._run(
-            self.conn.execute,
+        await self._execute(
             "update tasks set state = ?, updated_at = ? where id = ?",
             (state.value, self._clock(), task_id),
         )
@@ -243,16 +296,13 @@ class SQLiteTaskStore:
 
     async def first_refusal(self, repo: str, number: int) -> bool:
         """True the first time a thread is refused: one polite reply per thread."""
-        cursor = await self._run(
-            self.conn.execute,
-            "insert or ignore into refusals (repo, number) values (?, ?)",
-            (repo, number),
+        changed = await self._execute(
+            "insert or ignore into refusals (repo, number) values (?, ?)", (repo, number)
         )
-        return bool(cursor.rowcount == 1)
+        return changed == 1
 
     async def remember_installation(self, installation_id: int, account: str) -> None:
-        await self._run(
-            self.conn.execute,
+        await self._execute(
             "insert into installations (id, account, updated_at) values (?, ?, ?) "
             "on conflict(id) do update set account = excluded.account, "
             "updated_at = excluded.updated_at",
@@ -263,27 +313,23 @@ class SQLiteTaskStore:
         self, installation_id: int, added: list[str], removed: list[str]
     ) -> None:
         def change() -> None:
-            with self.conn:
-                self.conn.execute("begin")
-                self.conn.executemany(
-                    "insert or ignore into installation_repos values (?, ?)",
-                    [(installation_id, repo) for repo in added],
-                )
-                self.conn.executemany(
-                    "delete from installation_repos where installation_id = ? and repo = ?",
-                    [(installation_id, repo) for repo in removed],
-                )
+            self.conn.executemany(
+                "insert or ignore into installation_repos values (?, ?)",
+                [(installation_id, repo) for repo in added],
+            )
+            self.conn.executemany(
+                "delete from installation_repos where installation_id = ? and repo = ?",
+                [(installation_id, repo) for repo in removed],
+            )
 
         await self._run(change)
 
     async def forget_installation(self, installation_id: int) -> None:
         def forget() -> None:
-            with self.conn:
-                self.conn.execute("begin")
-                self.conn.execute("delete from installations where id = ?", (installation_id,))
-                self.conn.execute(
-                    "delete from installation_repos where installation_id = ?", (installation_id,)
-                )
+            self.conn.execute("delete from installations where id = ?", (installation_id,))
+            self.conn.execute(
+                "delete from installation_repos where installation_id = ?", (installation_id,)
+            )
 
         await self._run(forget)
 
@@ -302,8 +348,8 @@ class SQLiteTaskStore:
 
     async def close(self) -> None:
         if self._conn is not None:
-            await self._run(self._conn.close)
-            self._conn = None
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=True)
 
 
