@@ -174,6 +174,8 @@ class SQLiteTaskStore:
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(*args)` on the store's thread, committed together with whatever else is
         waiting (group commit): one fsync serves a burst of deliveries."""
+        if self._conn is None:
+            raise RuntimeError("the task store is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((lambda: fn(*args), future))
         if not self._flushing:

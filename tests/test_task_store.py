@@ -1,0 +1,95 @@
+"""The SQLite task store: durable, deduplicating, and one failure never sinks a batch."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from runner.queue import MemoryQueue, requeue_pending
+from runner.store import NewTask, SQLiteTaskStore, TaskState
+
+TASK = NewTask(
+    repo="octo/hello",
+    installation_id=1,
+    number=7,
+    is_pull_request=False,
+    title="t",
+    clone_url="http://x/octo/hello.git",
+    default_branch="main",
+    comment_id=3,
+    comment_kind="issue_comment",
+    requester="alice",
+    kind="request",
+    request="fix it",
+    head_ref=None,
+    head_sha=None,
+)
+
+
+@pytest_asyncio.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteTaskStore]:
+    opened = await SQLiteTaskStore.open(tmp_path / "db" / "gantry.db")
+    yield opened
+    await opened.close()
+
+
+async def test_concurrent_claims_of_one_delivery_let_exactly_one_through(
+    store: SQLiteTaskStore,
+) -> None:
+    claims = await asyncio.gather(*(store.claim_delivery("d1", "issue_comment") for _ in range(50)))
+    assert claims.count(True) == 1
+
+
+async def test_a_released_delivery_can_be_claimed_again(store: SQLiteTaskStore) -> None:
+    assert await store.claim_delivery("d1", "x")
+    await store.release_delivery("d1")
+    assert await store.claim_delivery("d1", "x")
+
+
+async def test_a_failing_operation_does_not_undo_its_batch_mates(store: SQLiteTaskStore) -> None:
+    async def broken() -> None:
+        await store._run(lambda: store.conn.execute("insert into no_such_table values (1)"))
+
+    results = await asyncio.gather(
+        store.add_task(TASK, "a"),
+        broken(),
+        store.add_task(TASK, "b"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], sqlite3.OperationalError)
+    assert [t.delivery_id for t in await store.with_state(TaskState.QUEUED)] == ["a", "b"]
+
+
+async def test_tasks_survive_a_reopen_and_are_requeued(tmp_path: Path) -> None:
+    path = tmp_path / "gantry.db"
+    first = await SQLiteTaskStore.open(path)
+    kept = await first.add_task(TASK, "a")
+    done = await first.add_task(TASK, "b")
+    await first.set_state(done.id, TaskState.SUCCEEDED)
+    await first.close()
+    second = await SQLiteTaskStore.open(path)
+    queue = MemoryQueue()
+    assert await requeue_pending(second, queue) == 1
+    assert await queue.get() == kept.id
+    latest = await second.latest_for_thread("octo/hello", 7)
+    assert latest is not None
+    assert (latest.id, latest.state) == (done.id, TaskState.SUCCEEDED)
+    await second.close()
+
+
+async def test_one_refusal_per_thread(store: SQLiteTaskStore) -> None:
+    assert await store.first_refusal("octo/hello", 1)
+    assert not await store.first_refusal("octo/hello", 1)
+    assert await store.first_refusal("octo/hello", 2)
+
+
+async def test_a_closed_store_says_so(tmp_path: Path) -> None:
+    closed = await SQLiteTaskStore.open(tmp_path / "gantry.db")
+    await closed.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await closed.ping()
