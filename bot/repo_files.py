@@ -1,0 +1,169 @@
+"""A repository's gantry.yml and AGENTS.md files at a ref, read through GitHub's REST API.
+
+Tasks read them from the default branch only: a pull request must not be able to change
+what runs with secrets. The config check reads a PR head's copies the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import posixpath
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import gidgethub
+from gidgethub.abc import GitHubAPI
+
+from config.agents_md import AGENTS_FILE, AgentsDoc, parse_agents_md
+from config.errors import GantryError
+from config.loader import MAX_AGENTS_BYTES, SKIP_DIRS, Checkout
+from config.repo_config import (
+    CONFIG_PATH,
+    MAX_CONFIG_BYTES,
+    ConfigError,
+    ParsedConfig,
+    Problem,
+    RepoConfig,
+    parse_repo_config,
+)
+from config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CONTENTS_URL = "/repos/{+repo}/contents/{+path}{?ref}"
+TREE_URL = "/repos/{+repo}/git/trees/{+ref}?recursive=1"
+NOT_FOUND = 404
+
+
+class UnreadableFileError(GantryError):
+    """GitHub has the file but did not send its content (over 1 MB, or not a plain file)."""
+
+
+def file_bytes(item: Any, path: str) -> bytes | None:
+    """The bytes in a contents-API answer; None for a directory, a submodule or a symlink.
+
+    GitHub answers a symlink to a file in the repository with that file (`type: file`).
+    """
+    if not isinstance(item, Mapping) or item.get("type") != "file":
+        return None
+    # https://docs.github.com/rest/repos/contents: files of 1-100 MB come with encoding "none".
+    if item.get("encoding") != "base64":
+        raise UnreadableFileError(f"{path}: GitHub sent no content ({item.get('size')} bytes)")
+    try:
+        return base64.b64decode(str(item.get("content", "")))
+    except binascii.Error:
+        raise UnreadableFileError(f"{path}: content is not valid base64") from None
+
+
+async def fetch_bytes(gh: GitHubAPI, repo: str, path: str, ref: str) -> bytes | None:
+    """The bytes of `path` at `ref` (branch, tag or SHA); None when there is no such file."""
+    try:
+        item = await gh.getitem(CONTENTS_URL, {"repo": repo, "path": path, "ref": ref})
+    except gidgethub.BadRequest as exc:
+        if exc.status_code == NOT_FOUND:
+            return None
+        raise
+    return file_bytes(item, path)
+
+
+async def fetch_text(gh: GitHubAPI, repo: str, path: str, ref: str) -> str | None:
+    """The text of `path` at `ref`, undecodable bytes replaced; None when there is no file."""
+    data = await fetch_bytes(gh, repo, path, ref)
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def too_large(source: str = CONFIG_PATH) -> ConfigError:
+    return ConfigError([Problem("", f"larger than {MAX_CONFIG_BYTES // 1024} KiB", 1)], source)
+
+
+def config_text(data: bytes | None, source: str = CONFIG_PATH) -> str | None:
+    """gantry.yml bytes as text; too large or not UTF-8 is a `ConfigError` at its line."""
+    if data is None:
+        return None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise too_large(source)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([Problem("", "not UTF-8 text", line)], source) from None
+
+
+async def fetch_parsed_config(
+    gh: GitHubAPI, repo: str, ref: str, settings: Settings | None = None
+) -> ParsedConfig | ConfigError:
+    """gantry.yml at `ref`, validated; no file means defaults; a broken one is its error."""
+    try:
+        data = await fetch_bytes(gh, repo, CONFIG_PATH, ref)
+    except UnreadableFileError:
+        return too_large()  # only files over 1 MB come without their content
+    try:
+        return parse_repo_config(config_text(data), settings)
+    except ConfigError as exc:
+        return exc
+
+
+async def default_branch_config(
+    gh: GitHubAPI, repo: str, default_branch: str, settings: Settings | None = None
+) -> RepoConfig | ConfigError:
+    """The config a task runs with: the default branch's gantry.yml, never a PR's."""
+    parsed = await fetch_parsed_config(gh, repo, default_branch, settings)
+    return parsed if isinstance(parsed, ConfigError) else parsed.config
+
+
+def agents_paths(tree: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every AGENTS.md in a git tree listing, outside dependency and build trees."""
+    found = []
+    for entry in tree:
+        path = str(entry.get("path", ""))
+        # Symlinks (mode 120000) could point anywhere; loader.find_agents_files skips them too.
+        if entry.get("type") != "blob" or entry.get("mode") == "120000":
+            continue
+        if posixpath.basename(path) != AGENTS_FILE:
+            continue
+        if not SKIP_DIRS.intersection(path.split("/")[:-1]):
+            found.append(path)
+    return sorted(found)
+
+
+async def find_agents_files(gh: GitHubAPI, repo: str, ref: str) -> list[str]:
+    """Paths of the AGENTS.md files at `ref`, from one recursive tree listing."""
+    listing = await gh.getitem(TREE_URL, {"repo": repo, "ref": ref})
+    if listing.get("truncated"):
+        # https://docs.github.com/rest/git/trees: over 100,000 entries or 7 MB are cut off.
+        log.warning("%s@%s: tree listing truncated; deep AGENTS.md files may be missed", repo, ref)
+    return agents_paths(listing.get("tree", []))
+
+
+async def fetch_agents_doc(gh: GitHubAPI, repo: str, path: str, ref: str) -> AgentsDoc | None:
+    """One AGENTS.md at `ref`, parsed (oversized files cut like a checkout's); None if absent."""
+    try:
+        data = await fetch_bytes(gh, repo, path, ref)
+    except UnreadableFileError as exc:
+        log.warning("%s@%s: %s", repo, ref, exc)
+        return None
+    if data is None:
+        return None
+    return parse_agents_md(data[:MAX_AGENTS_BYTES].decode("utf-8", errors="replace"), path)
+
+
+async def fetch_checkout(
+    gh: GitHubAPI, repo: str, ref: str, settings: Settings | None = None
+) -> Checkout | ConfigError:
+    """The config and every AGENTS.md at `ref`, as `gantry config validate` reads a checkout."""
+    parsed = await fetch_parsed_config(gh, repo, ref, settings)
+    if isinstance(parsed, ConfigError):
+        return parsed
+    docs = [
+        await fetch_agents_doc(gh, repo, p, ref) for p in await find_agents_files(gh, repo, ref)
+    ]
+    return Checkout(parsed, tuple(doc for doc in docs if doc is not None))
+
+
+async def default_branch_checkout(
+    gh: GitHubAPI, repo: str, default_branch: str, settings: Settings | None = None
+) -> Checkout | ConfigError:
+    """What a task runs with: the default branch's config and AGENTS.md files."""
+    return await fetch_checkout(gh, repo, default_branch, settings)
