@@ -62,42 +62,33 @@ def from_issue_comment(data: dict[str, Any]) -> Trigger:
     )
 
 
-def from_review_comment(data: dict[str, Any]) -> Trigger:
-    """`pull_request_review_comment`: a comment on a line of a pull request's diff."""
-    pull, comment = data["pull_request"], data["comment"]
+def _from_pull_item(data: dict[str, Any], event: str, key: str, kind: str) -> Trigger:
+    """A comment or review on a pull request: the payload carries the PR's head."""
+    pull, item = data["pull_request"], data[key]
     return Trigger(
-        event="pull_request_review_comment",
+        event=event,
         **_repo_fields(data),
         number=int(pull["number"]),
         is_pull_request=True,
         title=pull.get("title") or "",
-        comment_id=int(comment["id"]),
-        comment_kind="review_comment",
-        author=comment["user"]["login"],
-        author_type=comment["user"].get("type", "User"),
-        body=comment.get("body") or "",
+        comment_id=int(item["id"]),
+        comment_kind=kind,
+        author=item["user"]["login"],
+        author_type=item["user"].get("type", "User"),
+        body=item.get("body") or "",
         head_ref=pull["head"]["ref"],
         head_sha=pull["head"]["sha"],
     )
+
+
+def from_review_comment(data: dict[str, Any]) -> Trigger:
+    """`pull_request_review_comment`: a comment on a line of a pull request's diff."""
+    return _from_pull_item(data, "pull_request_review_comment", "comment", "review_comment")
 
 
 def from_review(data: dict[str, Any]) -> Trigger:
     """`pull_request_review`: the body of a submitted review (reviews take no reactions)."""
-    pull, review = data["pull_request"], data["review"]
-    return Trigger(
-        event="pull_request_review",
-        **_repo_fields(data),
-        number=int(pull["number"]),
-        is_pull_request=True,
-        title=pull.get("title") or "",
-        comment_id=int(review["id"]),
-        comment_kind="review",
-        author=review["user"]["login"],
-        author_type=review["user"].get("type", "User"),
-        body=review.get("body") or "",
-        head_ref=pull["head"]["ref"],
-        head_sha=pull["head"]["sha"],
-    )
+    return _from_pull_item(data, "pull_request_review", "review", "review")
 
 
 def from_issue(data: dict[str, Any]) -> Trigger:
