@@ -138,6 +138,9 @@ async def read_delivery(request: web.Request, secret: str) -> sansio.Event:
         raise WebhookRejectedError(400, "body is not valid JSON") from None
     if not isinstance(data, dict):
         raise WebhookRejectedError(400, "body is not a JSON object")
+    if not isinstance(data.get("action", ""), str):
+        # gidgethub's Router looks the action up in a dict: it must be hashable.
+        raise WebhookRejectedError(400, "action is not a string")
     return sansio.Event(data, event=headers.event, delivery_id=headers.delivery_id)
 
 
@@ -168,7 +171,7 @@ async def dispatch(services: Services, event: sansio.Event) -> web.Response:
         await services.store.release_delivery(event.delivery_id)
         log.warning("delivery %s: GitHub failed: %s", event.delivery_id, exc)
         return answer(503, error="GitHub did not answer; the delivery can be redelivered")
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         await services.store.release_delivery(event.delivery_id)
         log.warning("delivery %s: payload lacks %s", event.delivery_id, exc)
         return answer(400, error="payload does not have the fields this event needs")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+from typing import Any
 
 import pytest
 
@@ -196,3 +198,36 @@ async def test_an_unhandled_event_is_202(gantry: Gantry) -> None:
 async def test_ping_is_200(gantry: Gantry) -> None:
     status, answer = await gantry.post(gantry.delivery("ping", gantry.examples("ping")[0]))
     assert (status, answer) == (200, {"outcome": "pong"})
+
+
+def mutate(node: Any, rng: random.Random) -> Any:
+    """Replace one value somewhere in a payload with a value of a surprising type."""
+    if isinstance(node, dict) and node:
+        key = rng.choice(list(node))
+        if rng.random() < 0.3:
+            return {k: v for k, v in node.items() if k != key}
+        return {**node, key: mutate(node[key], rng)}
+    if isinstance(node, list) and node:
+        index = rng.randrange(len(node))
+        return [*node[:index], mutate(node[index], rng), *node[index + 1 :]]
+    return rng.choice([None, "", "x" * 300, -1, 2**70, 1.5, [], {}, [None], {"a": 1}, True])
+
+
+async def test_mangled_but_signed_payloads_never_get_a_5xx(gantry: Gantry) -> None:
+    rng = random.Random(20261124)
+    events = ("issue_comment", "pull_request_review_comment", "pull_request_review", "issues")
+    answered: set[int] = set()
+    for n in range(300):
+        event = rng.choice(events)
+        payload = gantry.examples(event)[0]
+        holder = next(k for k in ("comment", "review", "issue") if k in payload)
+        payload[holder]["body"] = MENTION
+        for _ in range(rng.randint(1, 3)):
+            payload = mutate(payload, rng)
+        body = json.dumps(payload).encode()
+        headers = {**signed(body, f"fuzz-{n}"), "X-GitHub-Event": event}
+        status, text = await gantry.post_raw(body, headers)
+        assert status < 500, (event, text, payload)
+        answered.add(status)
+    await gantry.settle()
+    assert 400 in answered
