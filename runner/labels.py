@@ -1,0 +1,32 @@
+"""Labels on every container, network and image Gantry creates, so a restart can sweep them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+MANAGED = "gantry.managed"
+TASK = "gantry.task"
+REPO = "gantry.repo"
+KIND = "gantry.kind"
+MANAGED_FILTER = f"{MANAGED}=1"
+
+KIND_SETUP = "setup"
+KIND_AGENT = "agent"
+KIND_PROXY = "proxy"
+KIND_NETWORK = "network"
+KIND_CACHE = "cache"
+
+
+def gantry_labels(task_id: str, repo: str, kind: str) -> dict[str, str]:
+    """The labels of one object that belongs to a task."""
+    return {MANAGED: "1", TASK: task_id, REPO: repo, KIND: kind}
+
+
+def is_managed(labels: Mapping[str, str] | None) -> bool:
+    """Whether an object carries Gantry's mark."""
+    return labels is not None and labels.get(MANAGED) == "1"
+
+
+def task_of(labels: Mapping[str, str] | None) -> str | None:
+    """The task id an object belongs to, if any."""
+    return (labels or {}).get(TASK)

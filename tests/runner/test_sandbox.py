@@ -1,0 +1,151 @@
+"""The sandbox against the real engine: hardening, limits, time limits, streamed output."""
+
+from __future__ import annotations
+
+import asyncio
+
+import docker
+import docker.errors
+import pytest
+
+from runner.labels import gantry_labels
+from runner.sandbox import CAP_ADD, ContainerSpec, Limits, running
+from runner.tasklog import TaskLog
+from tests.runner.conftest import Owner
+from tests.support import TEST_BASE_IMAGE
+
+SMALL = Limits(cpus=1.0, memory=128 * 1024**2, pids=64)
+# Bits of CHOWN(0) DAC_OVERRIDE(1) FOWNER(3) FSETID(4) SETGID(6) SETUID(7).
+EXPECTED_CAP_EFF = f"{0b11011011:016x}"
+
+
+def spec_for(owner: Owner, limits: Limits = SMALL) -> ContainerSpec:
+    labels = gantry_labels(owner.task_id, owner.repo, "agent")
+    return ContainerSpec(image=TEST_BASE_IMAGE, labels=labels, limits=limits)
+
+
+def assert_gone(client: docker.DockerClient, container_id: str) -> None:
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(container_id)
+
+
+async def test_inspected_host_config_shows_the_hardening(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        attrs = docker_client.api.inspect_container(sandbox.id)
+        host = attrs["HostConfig"]
+        assert host["Privileged"] is False
+        assert host["CapDrop"] == ["ALL"]
+        assert sorted(host["CapAdd"]) == sorted(CAP_ADD)
+        assert host["SecurityOpt"] == ["no-new-privileges"]
+        assert (host["Memory"], host["MemorySwap"]) == (SMALL.memory, SMALL.memory)
+        assert host["NanoCpus"] == 1_000_000_000
+        assert host["PidsLimit"] == SMALL.pids
+        assert host["NetworkMode"] == "none"
+        assert not any("docker.sock" in m.get("Source", "") for m in attrs["Mounts"])
+        assert attrs["Config"]["Labels"]["gantry.managed"] == "1"
+        assert attrs["Config"]["Labels"]["gantry.task"] == owner.task_id
+        command = "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; ls /var/run"
+        result = await sandbox.run(command, task_log, "probe", 30)
+        assert result.ok
+        status = dict(line.split(":\t") for line in task_log.tail(5) if ":\t" in line)
+        assert status == {
+            "CapEff": EXPECTED_CAP_EFF,
+            "CapBnd": EXPECTED_CAP_EFF,
+            "NoNewPrivs": "1",
+        }
+        assert "docker.sock" not in task_log.text()
+    assert_gone(docker_client, sandbox.id)
+
+
+async def test_output_is_streamed_line_by_line_and_the_exit_code_kept(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        result = await sandbox.run(
+            "echo one; echo two; echo oops >&2; printf 'no newline'; exit 3",
+            task_log,
+            "checks",
+            30,
+        )
+    assert result.exit_code == 3
+    assert not result.ok
+    assert result.describe() == "exit code 3"
+    lines = task_log.text().splitlines()
+    # stdout and stderr are separate pipes: each keeps its order, not their interleaving.
+    assert [line for line in lines if "oops" not in line] == [
+        "[checks] one",
+        "[checks] two",
+        "[checks] no newline",
+    ]
+    assert "[checks] oops" in lines
+    assert_gone(docker_client, sandbox.id)
+
+
+async def test_secret_values_are_redacted_from_the_log(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    task_log.add_secrets(["hunter2-very-secret"])
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        result = await sandbox.run(
+            'echo "token=$TOKEN"; printf "%s" "$TOKEN" | head -c 7; echo; echo "$TOKEN$TOKEN"',
+            task_log,
+            "setup",
+            30,
+            env={"TOKEN": "hunter2-very-secret"},
+        )
+    assert result.ok
+    text = task_log.text()
+    assert "hunter2-very-secret" not in text
+    assert "[setup] token=***" in text
+    assert "[setup] ******" in text
+
+
+async def test_a_memory_hog_is_reported_as_out_of_memory(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    hog = 'python3 -c "x = []\nwhile True: x.append(bytearray(8 * 1024 * 1024))"'
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        result = await sandbox.run(hog, task_log, "agent", 60)
+        assert result.oom_killed
+        assert result.describe() == "killed: out of memory"
+        # An ordinary failure afterwards is not blamed on memory.
+        again = await sandbox.run("kill -9 $$", task_log, "agent", 30)
+        assert again.exit_code == 137
+        assert not again.oom_killed
+    assert_gone(docker_client, sandbox.id)
+
+
+async def test_a_fork_bomb_stays_inside_its_pid_limit(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        # Every copy keeps forking copies of itself; bash retries a failed fork, never exits.
+        bomb = asyncio.create_task(
+            sandbox.run("exec bash -c 'b() { while :; do b & done; }; b'", task_log, "agent", 4)
+        )
+        await asyncio.sleep(2.5)
+        stats = await asyncio.to_thread(sandbox.container.stats, stream=False)
+        result = await bomb
+    pids = stats["pids_stats"]["current"]
+    assert SMALL.pids * 3 // 4 <= pids <= SMALL.pids
+    # It never finishes on its own: killed at its time limit, with the engine unharmed.
+    assert result.timed_out
+    assert "fork" in task_log.text().lower()
+    assert_gone(docker_client, sandbox.id)
+    assert docker_client.ping()
+
+
+async def test_sleep_infinity_is_killed_at_its_time_limit(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        result = await sandbox.run("echo started; sleep infinity", task_log, "agent", 1.5)
+        assert result.timed_out
+        assert result.exit_code is None
+        assert 1.5 <= result.seconds < 15
+        assert result.describe().startswith("killed at its timeout")
+    assert "[agent] started" in task_log.text()
+    assert "time limit of 2s reached" in task_log.text()
+    assert_gone(docker_client, sandbox.id)
