@@ -15,12 +15,13 @@ from aiohttp import web
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
-from bot import assignments, installations, mentions
+from bot import assignments, config_check, installations, mentions
 from bot.background import Background
 from bot.github_app import fetch_app
 from bot.github_client import UncertainWriteError
 from bot.intake import Intake, Outcome
 from bot.permissions import PermissionCache
+from bot.repo_triggers import TriggerCache
 from bot.routing import Dispatch
 from bot.tokens import InstallationTokens
 from bot.webhook import MAX_BODY_BYTES, WebhookRejectedError, check_headers, verify_signature
@@ -32,7 +33,9 @@ from runner.store import SQLiteTaskStore, TaskStore
 
 log = logging.getLogger(__name__)
 
-ROUTER = routing.Router(mentions.router, assignments.router, installations.router)
+ROUTER = routing.Router(
+    mentions.router, assignments.router, installations.router, config_check.router
+)
 # Failures of GitHub or of the network while handling a genuine delivery: answer 503 and
 # forget the delivery, so that GitHub's redelivery is handled instead of ignored.
 UPSTREAM_ERRORS = (gidgethub.HTTPException, aiohttp.ClientError, TimeoutError, UncertainWriteError)
@@ -109,6 +112,7 @@ async def services_ctx(app: web.Application, store: TaskStore | None) -> AsyncIt
             handle=await resolve_handle(session, settings),
             background=background,
             permissions=PermissionCache(),
+            triggers=TriggerCache(),
         )
         requeued = await requeue_pending(store, queue)
         log.info("intake ready as @%s; %d queued task(s) requeued", intake.handle, requeued)

@@ -12,12 +12,11 @@ from bot import replies
 from bot.background import Background
 from bot.commands import Command, Kind, help_text, parse_command
 from bot.permissions import PermissionCache, reaches
+from bot.repo_triggers import TriggerCache
 from bot.triggers import Trigger, is_from_a_bot
+from config.repo_config import TriggersConfig
 from runner.queue import TaskQueue
 from runner.store import ACTIVE_STATES, NewTask, Task, TaskState, TaskStore
-
-DEFAULT_MIN_PERMISSION = "write"
-DEFAULT_TRIGGER_LABEL = "gantry"
 
 
 class Outcome(StrEnum):
@@ -39,41 +38,71 @@ class Intake:
     handle: str
     background: Background
     permissions: PermissionCache
-    min_permission: str = DEFAULT_MIN_PERMISSION
-    trigger_label: str = DEFAULT_TRIGGER_LABEL
+    triggers: TriggerCache
 
     @property
     def bot_login(self) -> str:
         return f"{self.handle}[bot]"
 
     async def on_comment(self, trigger: Trigger, delivery_id: str) -> Outcome:
-        """A comment or review body: act if it mentions the handle."""
+        """A comment or review body: act if it mentions the handle and mentions are on."""
         if is_from_a_bot(trigger, self.handle):
             return Outcome.IGNORED
         command = parse_command(trigger.body, self.handle)
         if command is None:
             return Outcome.IGNORED
-        return await self.on_command(trigger, command, delivery_id)
+        gh = self.github(trigger.installation_id)
+        config = await self.triggers.get(gh, trigger.repo, trigger.default_branch)
+        if not config.mention:
+            return Outcome.IGNORED
+        return await self.on_command(gh, config, trigger, command, delivery_id)
 
-    async def on_issue_trigger(self, trigger: Trigger, delivery_id: str) -> Outcome:
-        """An assignment to the App or the trigger label: the issue is the request."""
+    async def on_assigned(self, trigger: Trigger, assignee: str, delivery_id: str) -> Outcome:
+        """An issue assigned to the App's bot user, when the repository allows it."""
+        if assignee.lower() != self.bot_login.lower() or is_from_a_bot(trigger, self.handle):
+            return Outcome.IGNORED
+        gh = self.github(trigger.installation_id)
+        config = await self.triggers.get(gh, trigger.repo, trigger.default_branch)
+        if not config.assign:
+            return Outcome.IGNORED
+        return await self.on_issue(gh, config, trigger, delivery_id)
+
+    async def on_labeled(self, trigger: Trigger, label: str, delivery_id: str) -> Outcome:
+        """An issue given the repository's trigger label."""
         if is_from_a_bot(trigger, self.handle):
             return Outcome.IGNORED
-        return await self.on_command(trigger, Command(Kind.REQUEST, trigger.body), delivery_id)
-
-    async def on_command(self, trigger: Trigger, command: Command, delivery_id: str) -> Outcome:
-        """Check the requester's permission, then carry the command out."""
         gh = self.github(trigger.installation_id)
+        config = await self.triggers.get(gh, trigger.repo, trigger.default_branch)
+        if config.label is None or label.lower() != config.label.lower():
+            return Outcome.IGNORED
+        return await self.on_issue(gh, config, trigger, delivery_id)
+
+    async def on_issue(
+        self, gh: GitHubAPI, config: TriggersConfig, trigger: Trigger, delivery_id: str
+    ) -> Outcome:
+        """The issue itself is the request."""
+        command = Command(Kind.REQUEST, trigger.body)
+        return await self.on_command(gh, config, trigger, command, delivery_id)
+
+    async def on_command(
+        self,
+        gh: GitHubAPI,
+        config: TriggersConfig,
+        trigger: Trigger,
+        command: Command,
+        delivery_id: str,
+    ) -> Outcome:
+        """Check the requester's permission, then carry the command out."""
         level = await self.permissions.level(gh, trigger.repo, trigger.author)
-        if not reaches(level, self.min_permission):
+        if not reaches(level, config.min_permission):
             if await self.store.first_refusal(trigger.repo, trigger.number):
-                text = replies.refusal(trigger.author, self.min_permission)
+                text = replies.refusal(trigger.author, config.min_permission)
                 self.background.spawn(replies.comment(gh, trigger, text), "refusal reply")
             return Outcome.REFUSED
         if command.kind in (Kind.REQUEST, Kind.EXEC):
             await self.enqueue(gh, trigger, command, delivery_id)
             return Outcome.QUEUED
-        return await self.subcommand(gh, trigger, command, delivery_id)
+        return await self.subcommand(gh, config, trigger, command, delivery_id)
 
     async def enqueue(
         self, gh: GitHubAPI, trigger: Trigger, command: Command, delivery_id: str
@@ -89,7 +118,12 @@ class Intake:
         return task
 
     async def subcommand(
-        self, gh: GitHubAPI, trigger: Trigger, command: Command, delivery_id: str
+        self,
+        gh: GitHubAPI,
+        config: TriggersConfig,
+        trigger: Trigger,
+        command: Command,
+        delivery_id: str,
     ) -> Outcome:
         """help, status, cancel, retry, reset-cache."""
         latest = await self.store.latest_for_thread(trigger.repo, trigger.number)
@@ -105,7 +139,7 @@ class Intake:
         elif command.kind is Kind.RESET_CACHE:
             text = replies.RESET_CACHE_TEXT
         else:
-            text = help_text(self.handle, self.min_permission)
+            text = help_text(self.handle, config.min_permission)
         self.background.spawn(replies.comment(gh, trigger, text), f"{command.kind} reply")
         return Outcome.ANSWERED
 

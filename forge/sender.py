@@ -61,6 +61,7 @@ class Rewrite:
     repo_id: int | None = None
     body: str | None = None
     number: int | None = None
+    default_branch: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -133,6 +134,8 @@ def _rewrite_repo(repo: JSON, spec: Rewrite) -> None:
     repo["clone_url"] = f"{spec.html_url}/{spec.owner}/{spec.repo}.git"
     if spec.repo_id is not None:
         repo["id"] = spec.repo_id
+    if spec.default_branch is not None:
+        repo["default_branch"] = spec.default_branch
     _set_login(repo.get("owner"), spec.owner)
 
 

@@ -350,6 +350,7 @@ class Forge:
             installation_id=installation_id,
             sender=sender,
             repo_id=record.id if record is not None else None,
+            default_branch=record.default_branch if record is not None else None,
             body=body,
             number=number,
         )

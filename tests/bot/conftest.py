@@ -71,6 +71,7 @@ class Gantry:
             installation_id=self.installation_id,
             sender=sender,
             repo_id=self.forge.repo(OWNER, REPO).id,
+            default_branch=self.forge.repo(OWNER, REPO).default_branch,
             body=body,
             number=number,
         )

@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from bot.app import SERVICES, create_app
+from bot.permissions import PermissionCache
 from runner.store import TaskState
 from tests.bot.conftest import WRITER, Gantry
 
@@ -174,3 +175,28 @@ async def test_health_and_readiness(gantry: Gantry) -> None:
     else:
         assert response.status == 503
         assert set(body["problems"]) == {"docker"}
+
+
+async def test_the_default_branchs_triggers_decide(gantry: Gantry) -> None:
+    config = "triggers:\n  min_permission: admin\n  label: agent\n  assign: false\n"
+    await gantry.forge.commit_files("octo", "hello", "main", {".github/gantry.yml": config})
+    assert (await comment(gantry, "@gantry go"))[1] == {"outcome": "refused"}
+    issues = gantry.examples("issues")
+    labeled = next(p for p in issues if p["action"] == "labeled")
+    labeled["label"]["name"] = "agent"
+    assigned = next(p for p in issues if p["action"] == "assigned")
+    assigned["assignee"]["login"] = "gantry[bot]"
+    gantry.forge.set_permission("octo", "hello", WRITER, "admin")
+    gantry.services.intake.permissions = PermissionCache()
+    for payload, outcome in ((labeled, "queued"), (assigned, "ignored")):
+        delivery = gantry.delivery("issues", payload, number=gantry.issue_number)
+        assert (await gantry.post(delivery))[1] == {"outcome": outcome}
+    await gantry.settle()
+    assert "only people with admin access" in bot_replies(gantry)[0]
+
+
+async def test_a_pr_cannot_change_who_may_trigger(gantry: Gantry) -> None:
+    relaxed = "triggers:\n  min_permission: read\n"
+    await gantry.forge.commit_files("octo", "hello", "feature", {".github/gantry.yml": relaxed})
+    status, answer = await comment(gantry, "@gantry go", sender="rita")
+    assert (status, answer) == (200, {"outcome": "refused"})
