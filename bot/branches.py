@@ -1,0 +1,53 @@
+"""Branch names for Gantry's work: `gantry/<number>-<slug>`, valid for git and unique."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import unicodedata
+from collections.abc import Collection
+
+from config.errors import GantryError
+
+SLUG_MAX_CHARS = 40
+FALLBACK_SLUG = "task"
+NON_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+class BranchNameError(GantryError):
+    """No valid branch name could be made."""
+
+
+def slugify(text: str, limit: int = SLUG_MAX_CHARS) -> str:
+    """Lowercase ASCII words joined by `-`: whatever the title holds, only `[a-z0-9-]` remains."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = NON_SLUG.sub("-", ascii_text.lower()).strip("-")
+    if len(slug) > limit:
+        slug = slug[:limit].rsplit("-", 1)[0] if "-" in slug[:limit] else slug[:limit]
+    return slug.strip("-") or FALLBACK_SLUG
+
+
+def branch_name(prefix: str, number: int, title: str, existing: Collection[str]) -> str:
+    """`<prefix><number>-<slug>`, with `-2`, `-3`… when that name is taken."""
+    base = f"{prefix}{number}-{slugify(title)}"
+    if base not in existing:
+        return base
+    for n in range(2, 1000):
+        candidate = f"{base}-{n}"
+        if candidate not in existing:
+            return candidate
+    raise BranchNameError(f"no free branch name after {base}-999")
+
+
+async def check_ref_format(branch: str) -> None:
+    """Ask git itself; refuse what it refuses (`git check-ref-format --branch`)."""
+    proc = await asyncio.create_subprocess_exec(
+        "git",
+        "check-ref-format",
+        "--branch",
+        branch,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    if await proc.wait() != 0 or branch.startswith("-"):
+        raise BranchNameError(f"not a valid branch name: {branch!r}")

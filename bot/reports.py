@@ -1,0 +1,155 @@
+"""What Gantry writes on GitHub about a task: the PR body and the progress comment. Pure."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+PHASES = ("prepare", "environment", "agent", "checks", "collect", "publish")
+MAX_TAIL_LINES = 30
+MAX_BODY_CHARS = 60_000  # GitHub refuses bodies over 65,536 characters
+MENTION = re.compile(r"@(?=[A-Za-z0-9])")
+# A zero-width joiner after "@" keeps quoted text from notifying the people it names.
+MENTION_GUARD = "@\u2060"
+
+
+class PhaseStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+PHASE_MARKS = {
+    PhaseStatus.PENDING: "⬜",
+    PhaseStatus.RUNNING: "⏳",
+    PhaseStatus.DONE: "✅",
+    PhaseStatus.FAILED: "❌",
+    PhaseStatus.SKIPPED: "➖",
+}
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A phase of the pipeline as the progress comment shows it."""
+
+    name: str
+    status: PhaseStatus = PhaseStatus.PENDING
+    seconds: float | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One check command's result: what ran, where it came from, how it ended."""
+
+    command: str
+    origin: str
+    exit_code: int | None
+    tail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+
+def quiet_mentions(text: str) -> str:
+    """Text that names @people without pinging them."""
+    return MENTION.sub(MENTION_GUARD, text)
+
+
+def fenced(text: str, info: str = "") -> str:
+    """A code block whose fence is longer than any backtick run inside it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text.rstrip()}\n{fence}"
+
+
+def tail_lines(text: str, count: int = MAX_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-count:])
+
+
+def inline_code(text: str) -> str:
+    """One line as inline code, safe whatever backticks it holds."""
+    flat = " ".join(text.split())
+    longest = max((len(run) for run in re.findall(r"`+", flat)), default=0)
+    ticks = "`" * (longest + 1)
+    return f"{ticks} {flat} {ticks}" if longest else f"`{flat}`"
+
+
+def check_table(checks: Sequence[CheckOutcome]) -> str:
+    """✅/❌ per command, then the tail of every failure."""
+    if not checks:
+        return "No check commands are configured (`checks` in .github/gantry.yml or AGENTS.md)."
+    rows = ["| | command | from | exit |", "|---|---|---|---|"]
+    for check in checks:
+        mark = "✅" if check.passed else "❌"
+        code = "timeout" if check.exit_code is None else str(check.exit_code)
+        cell = inline_code(check.command).replace("|", "\\|")
+        rows.append(f"| {mark} | {cell} | {check.origin} | {code} |")
+    failures = [
+        f"<details><summary>❌ {inline_code(c.command)}</summary>\n\n"
+        f"{fenced(quiet_mentions(tail_lines(c.tail)), 'text')}\n\n</details>"
+        for c in checks
+        if not c.passed
+    ]
+    return "\n".join(rows) + ("\n\n" + "\n\n".join(failures) if failures else "")
+
+
+def clip(text: str, limit: int = MAX_BODY_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - 40].rsplit("\n", 1)[0] + "\n\n…(cut to fit GitHub's limit)"
+
+
+@dataclass(frozen=True)
+class PullRequestReport:
+    """Everything the PR body says."""
+
+    request: str
+    requester: str
+    summary: str
+    checks: Sequence[CheckOutcome]
+    blocked: Sequence[str] = ()
+    closes: int | None = None
+    task_url: str | None = None
+
+
+def pr_body(report: PullRequestReport) -> str:
+    """The PR body: the request, the change, the checks, blocked network attempts, links."""
+    quoted = "\n".join(f"> {line}" for line in quiet_mentions(report.request).splitlines())
+    parts = [
+        f"@{report.requester} asked:\n\n{quoted or '> (no text)'}",
+        f"### What changed\n\n{quiet_mentions(report.summary).strip() or 'See the diff.'}",
+        f"### Checks\n\n{check_table(report.checks)}",
+    ]
+    if report.blocked:
+        blocked = "\n".join(f"- {inline_code(item)}" for item in report.blocked)
+        parts.append(f"### Blocked network attempts\n\n{blocked}")
+    links = []
+    if report.task_url:
+        links.append(f"[Task log]({report.task_url})")
+    if report.closes is not None:
+        links.append(f"Closes #{report.closes}")
+    if links:
+        parts.append("\n\n".join(links))
+    return clip("\n\n".join(parts))
+
+
+def progress_comment(task_id: int, phases: Sequence[Phase], task_url: str | None = None) -> str:
+    """The one comment per task, edited in place as phases move."""
+    lines = [f"**Gantry task #{task_id}**", ""]
+    for phase in phases:
+        timing = f" ({phase.seconds:.1f} s)" if phase.seconds is not None else ""
+        note = f": {quiet_mentions(phase.note)}" if phase.note else ""
+        lines.append(f"- {PHASE_MARKS[phase.status]} {phase.name}{timing}{note}")
+    if task_url:
+        lines += ["", f"[Task log]({task_url})"]
+    return "\n".join(lines)
+
+
+def initial_phases() -> list[Phase]:
+    return [Phase(name) for name in PHASES]

@@ -1,0 +1,94 @@
+"""PR bodies and progress comments: complete, safe to render, never pinging anyone."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+
+from bot.reports import (
+    MAX_BODY_CHARS,
+    CheckOutcome,
+    Phase,
+    PhaseStatus,
+    PullRequestReport,
+    check_table,
+    fenced,
+    initial_phases,
+    pr_body,
+    progress_comment,
+)
+
+PASS = CheckOutcome("pytest -q", "AGENTS.md:12", 0, "3 passed")
+FAIL = CheckOutcome("ruff check .", "config", 1, "\n".join(f"line {n}" for n in range(100)))
+
+
+def test_the_check_table_marks_each_command_and_shows_failure_tails() -> None:
+    table = check_table([PASS, FAIL])
+    assert "| ✅ | `pytest -q` | AGENTS.md:12 | 0 |" in table
+    assert "| ❌ | `ruff check .` | config | 1 |" in table
+    assert "line 99" in table
+    assert "line 69" not in table  # only the tail
+    assert "3 passed" not in table  # passing output is not repeated
+
+
+def test_a_timed_out_check_says_so() -> None:
+    assert "| ❌ | `sleep 999` | config | timeout |" in check_table(
+        [CheckOutcome("sleep 999", "config", None)]
+    )
+
+
+def test_pr_body_has_request_summary_checks_blocked_and_closes() -> None:
+    body = pr_body(
+        PullRequestReport(
+            request="fix the flaky date test\nthanks @bob",
+            requester="alice",
+            summary="Pinned the clock in tests/test_dates.py.",
+            checks=[PASS, FAIL],
+            blocked=["CONNECT evil.example:443"],
+            closes=7,
+            task_url="https://gantry.example/tasks/3?sig=x",
+        )
+    )
+    assert body.startswith("@alice asked:\n\n> fix the flaky date test\n> thanks @\u2060bob")
+    assert "### Checks" in body
+    assert "`CONNECT evil.example:443`" in body
+    assert body.endswith("Closes #7")
+    assert "[Task log](https://gantry.example/tasks/3?sig=x)" in body
+
+
+def test_backticks_in_output_cannot_break_out_of_the_fence() -> None:
+    nasty = "```\n</details>\n# Heading\n````"
+    block = fenced(nasty)
+    assert block.startswith("`````\n") and block.endswith("\n`````")
+    tokens = MarkdownIt("commonmark").parse(block)
+    assert [t.type for t in tokens] == ["fence"]
+
+
+@given(st.text(), st.text())
+def test_any_output_stays_inside_its_block(command: str, output: str) -> None:
+    table = check_table([CheckOutcome(command or "x", "config", 2, output)])
+    tokens = MarkdownIt("commonmark").parse(table)
+    assert "heading_open" not in [t.type for t in tokens]
+
+
+def test_huge_bodies_are_cut_to_githubs_limit() -> None:
+    big = CheckOutcome("x", "config", 1, "y" * 200_000)
+    body = pr_body(PullRequestReport("r", "a", "s" * 100_000, [big]))
+    assert len(body) <= MAX_BODY_CHARS
+    assert body.endswith("(cut to fit GitHub's limit)")
+
+
+def test_progress_comment_lists_phases_with_timings() -> None:
+    phases = initial_phases()
+    phases[0] = Phase("prepare", PhaseStatus.DONE, 1.25)
+    phases[1] = Phase("environment", PhaseStatus.RUNNING)
+    text = progress_comment(4, phases, "https://g/tasks/4")
+    assert text.splitlines()[:4] == [
+        "**Gantry task #4**",
+        "",
+        "- ✅ prepare (1.2 s)",
+        "- ⏳ environment",
+    ]
+    assert text.count("⬜") == 4
+    assert text.endswith("[Task log](https://g/tasks/4)")
