@@ -28,7 +28,7 @@ PHASE_MARKS = {
     PhaseStatus.RUNNING: "⏳",
     PhaseStatus.DONE: "✅",
     PhaseStatus.FAILED: "❌",
-    PhaseStatus.SKIPPED: "➖",
+    PhaseStatus.SKIPPED: "⏭️",
 }
 
 

@@ -60,7 +60,8 @@ def test_pr_body_has_request_summary_checks_blocked_and_closes() -> None:
 def test_backticks_in_output_cannot_break_out_of_the_fence() -> None:
     nasty = "```\n</details>\n# Heading\n````"
     block = fenced(nasty)
-    assert block.startswith("`````\n") and block.endswith("\n`````")
+    assert block.startswith("`````\n")
+    assert block.endswith("\n`````")
     tokens = MarkdownIt("commonmark").parse(block)
     assert [t.type for t in tokens] == ["fence"]
 
