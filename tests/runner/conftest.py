@@ -34,7 +34,7 @@ def remove_labelled(client: docker.DockerClient, label: str) -> None:
             network.remove()
     for image in client.images.list(filters={"label": label}):
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            client.images.remove(image.id, force=True)
+            client.images.remove(str(image.id), force=True)
 
 
 @pytest.fixture

@@ -1,0 +1,136 @@
+"""Host-side bare mirrors, one per repository, fetched with a token that never touches disk."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from config.errors import GantryError
+
+MIRRORS_DIR = "mirrors"
+REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")
+SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+HEADS = "+refs/heads/*:refs/heads/*"
+TAGS = "+refs/tags/*:refs/tags/*"
+TOKEN_USER = "x-access-token"  # noqa: S105 (GitHub's user name for installation tokens)
+GIT_TIMEOUT_S = 600.0
+
+
+class MirrorError(GantryError):
+    """A mirror could not be created or fetched."""
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """Where a repository's mirror is, and whether this call had to fetch."""
+
+    path: Path
+    fetched: bool
+
+
+def mirror_path(data_dir: Path, repo: str) -> Path:
+    """`DATA_DIR/mirrors/owner/name.git`; refuses names that could escape the directory."""
+    if not REPO_RE.fullmatch(repo) or ".." in repo:
+        raise MirrorError(f"not a repository name: {repo!r}")
+    owner, name = repo.lower().split("/")
+    return data_dir / MIRRORS_DIR / owner / f"{name.removesuffix('.git')}.git"
+
+
+def auth_env(token: str | None) -> dict[str, str]:
+    """Git config from the environment of one call: the token is never written to a file."""
+    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"}
+    if token:
+        basic = base64.b64encode(f"{TOKEN_USER}:{token}".encode()).decode()
+        env |= {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "http.extraHeader",
+            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+        }
+    return env
+
+
+def refspecs(ref: str | None) -> list[str]:
+    """Branches and tags, plus one extra ref (a pull request's head) when asked."""
+    specs = [HEADS, TAGS]
+    if ref and ref.startswith("refs/") and not ref.startswith(("refs/heads/", "refs/tags/")):
+        specs.append(f"+{ref}:{ref}")
+    return specs
+
+
+class Mirrors:
+    """The mirrors under a data directory; one fetch at a time per repository."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def path(self, repo: str) -> Path:
+        """The mirror directory of a repository."""
+        return mirror_path(self.data_dir, repo)
+
+    async def ensure(
+        self, repo: str, clone_url: str, sha: str, token: str | None, ref: str | None = None
+    ) -> FetchResult:
+        """Make sure the mirror holds `sha`; fetch only when it does not (git sends the delta)."""
+        if not SHA_RE.fullmatch(sha):
+            raise MirrorError(f"not a commit SHA: {sha!r}")
+        path = self.path(repo)
+        async with self._locks.setdefault(repo.lower(), asyncio.Lock()):
+            if not path.exists():
+                await self._init(path)
+            elif await self.has_commit(path, sha):
+                return FetchResult(path, fetched=False)
+            env = auth_env(token)
+            await git(path, ["fetch", "--prune", "--quiet", clone_url, *refspecs(ref)], env, token)
+            if not await self.has_commit(path, sha):
+                # A commit no branch holds any more: ask for it by name (GitHub allows it).
+                await git(path, ["fetch", "--quiet", clone_url, sha], env, token)
+            return FetchResult(path, fetched=True)
+
+    async def _init(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        await git(None, ["init", "--quiet", "--bare", str(partial)], {}, None)
+        # Objects come from fetches; no hooks or remotes are ever configured.
+        await git(partial, ["config", "gc.auto", "0"], {}, None)
+        partial.rename(path)
+
+    async def has_commit(self, path: Path, sha: str) -> bool:
+        """Whether the mirror holds a commit."""
+        try:
+            await git(path, ["cat-file", "-e", f"{sha}^{{commit}}"], {}, None)
+        except MirrorError:
+            return False
+        return True
+
+
+async def git(
+    git_dir: Path | None, args: list[str], env: Mapping[str, str], token: str | None
+) -> str:
+    """Run host git on a bare mirror (never on a tree a container wrote); errors are redacted."""
+    prefix = ["git", f"--git-dir={git_dir}"] if git_dir is not None else ["git"]
+    process = await asyncio.create_subprocess_exec(
+        *prefix,
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env},
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), GIT_TIMEOUT_S)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise MirrorError(f"git {args[0]} took longer than {GIT_TIMEOUT_S:.0f}s") from None
+    if process.returncode != 0:
+        message = err.decode(errors="replace").strip()
+        if token:
+            message = message.replace(token, "***")
+        raise MirrorError(f"git {args[0]} failed: {message}")
+    return out.decode(errors="replace")
