@@ -305,8 +305,10 @@ def _chunks(client: docker.DockerClient, exec_id: str) -> Iterator[tuple[int, st
 
 
 async def engine_call(call: Callable[[], T]) -> T:
-    """Run a blocking engine call in a thread; engine failures become `SandboxError`."""
+    """Run a blocking engine call in a thread; failures but `NotFound` become `SandboxError`."""
     try:
         return await asyncio.to_thread(call)
+    except docker.errors.NotFound:
+        raise
     except (docker.errors.DockerException, RequestException) as exc:
         raise SandboxError(str(exc)) from exc

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
 import pytest
+import pytest_asyncio
 
+from forge.server import Forge
+from runner.cache import EnvironmentCache
+from runner.environment import EnvironmentRequest, Environments
 from runner.labels import REPO, TASK
+from runner.mirror import Mirrors
+from runner.network import NetworkPolicy, Networks
+from runner.sandbox import Limits
 from runner.tasklog import TaskLog
+from tests.support import TEST_BASE_IMAGE
 
 
 @dataclass(frozen=True)
@@ -53,3 +63,81 @@ def task_log(tmp_path: Path) -> Iterator[TaskLog]:
     log = TaskLog(tmp_path / "task.log")
     yield log
     log.close()
+
+
+@dataclass
+class Origin:
+    """A repository on the GitHub stand-in, and a token that may fetch it."""
+
+    forge: Forge
+    owner: str
+    name: str
+    token: str
+    first_sha: str
+
+    @property
+    def clone_url(self) -> str:
+        """The URL without credentials, as a webhook payload gives it."""
+        return self.forge.git_url(self.owner, self.name)
+
+    async def commit(self, files: dict[str, str]) -> str:
+        """A new commit on main; returns its SHA."""
+        return await self.forge.commit_files(self.owner, self.name, "main", files)
+
+
+class FakeClock:
+    """A clock that tests move forward."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest_asyncio.fixture
+async def origin(forge: Forge, tmp_path: Path) -> Origin:
+    """`acme/widget` on the stand-in with one commit, the App installed, a token minted."""
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "README.md").write_text("widget\n")
+    await forge.create_repo("acme", "widget", source)
+    app = forge.register_app()
+    installation = forge.install(app.app_id, "acme", ["widget"])
+    heads = await forge.branches("acme", "widget")
+    return Origin(forge, "acme", "widget", forge.mint_token(installation), heads["main"])
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The cache's clock."""
+    return FakeClock()
+
+
+@pytest.fixture
+def environments(
+    docker_client: docker.DockerClient, tmp_path: Path, clock: FakeClock
+) -> Environments:
+    """Environments over a fresh data directory, using the test image for the proxy."""
+    return Environments(
+        docker_client,
+        Mirrors(tmp_path / "data"),
+        EnvironmentCache(docker_client, clock),
+        Networks(docker_client, TEST_BASE_IMAGE),
+    )
+
+
+def request_for(owner: Owner, origin: Origin, sha: str, **changes: Any) -> EnvironmentRequest:
+    """A small, fast environment request for the test's repository."""
+    values: dict[str, Any] = {
+        "task_id": owner.task_id,
+        "repo": owner.repo,
+        "clone_url": origin.clone_url,
+        "sha": sha,
+        "image": TEST_BASE_IMAGE,
+        "token": origin.token,
+        "limits": Limits(cpus=1.0, memory=256 * 1024**2, pids=128),
+        "setup_limit_s": 60.0,
+        "network_setup": NetworkPolicy("off"),
+    }
+    return EnvironmentRequest(**(values | changes))

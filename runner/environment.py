@@ -1,0 +1,266 @@
+"""Environments: a cached image resumed with maintenance, or a fresh setup snapshotted as one."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from config.errors import GantryError
+from config.loader import CommandPlan
+from config.repo_config import CONFIG_SCHEMA_VERSION, RepoConfig
+from config.secret_store import Secret
+from runner.cache import CACHE_REPOSITORY, CacheInputs, EnvironmentCache, cache_key
+from runner.labels import KIND_AGENT, KIND_SETUP, gantry_labels
+from runner.mirror import Mirrors
+from runner.network import Attachment, NetworkPolicy, Networks
+from runner.sandbox import ContainerSpec, ExecResult, Limits, Sandbox, engine_call, running
+from runner.tasklog import TaskLog
+from runner.workspace import checkout_script, mirror_mount, move_script
+
+CHECKOUT_LIMIT_S = 600.0
+DEFAULT_LIMITS = Limits()
+SETUP_NETWORK = NetworkPolicy("full")
+AGENT_NETWORK = NetworkPolicy("off")
+
+
+class PhaseFailedError(GantryError):
+    """A phase's command failed, timed out or ran out of memory."""
+
+    def __init__(self, phase: str, command: str, result: ExecResult) -> None:
+        self.phase, self.command, self.result = phase, command, result
+        super().__init__(f"{phase} failed ({result.describe()}): {command}")
+
+
+@dataclass(frozen=True)
+class EnvironmentRequest:
+    """Everything that decides a task's environment (taken from the config by `from_config`)."""
+
+    task_id: str
+    repo: str
+    clone_url: str
+    sha: str
+    image: str
+    token: str | None = None
+    ref: str | None = None
+    setup: tuple[str, ...] = ()
+    maintenance: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[Secret, ...] = ()
+    limits: Limits = DEFAULT_LIMITS
+    setup_limit_s: float = 1200.0
+    network_setup: NetworkPolicy = SETUP_NETWORK
+    network_agent: NetworkPolicy = AGENT_NETWORK
+    cache_ttl_s: float = 12 * 3600.0
+
+
+def from_config(
+    config: RepoConfig,
+    plan: CommandPlan,
+    secrets: tuple[Secret, ...],
+    *,
+    task_id: str,
+    repo: str,
+    clone_url: str,
+    sha: str,
+    token: str | None,
+    ref: str | None = None,
+) -> EnvironmentRequest:
+    """The environment request of a task from its repository config and command plan."""
+    net = config.network
+    return EnvironmentRequest(
+        task_id=task_id,
+        repo=repo,
+        clone_url=clone_url,
+        sha=sha,
+        image=config.image,
+        token=token,
+        ref=ref,
+        setup=tuple(c.text for c in plan.setup),
+        maintenance=tuple(c.text for c in plan.maintenance),
+        env=dict(config.env),
+        secrets=secrets,
+        limits=Limits(config.resources.cpus, config.resources.memory, config.resources.pids),
+        setup_limit_s=config.timeouts.setup.total_seconds(),
+        network_setup=NetworkPolicy(net.setup, net.allow, tuple(net.methods or ())),
+        network_agent=NetworkPolicy(net.agent, net.allow, tuple(net.methods or ())),
+        cache_ttl_s=config.cache.ttl.total_seconds(),
+    )
+
+
+@dataclass
+class Environment:
+    """A running agent container at the task's SHA, with setup's results and no secrets."""
+
+    sandbox: Sandbox
+    attachment: Attachment
+    cache_hit: bool
+    image_id: str
+    key: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    async def run(
+        self, command: str, log: TaskLog, phase: str, limit_s: float, env: Mapping[str, str] = {}
+    ) -> ExecResult:
+        """Run an agent or check command in the environment."""
+        return await self.sandbox.run(command, log, phase, limit_s, env=dict(env))
+
+
+class Environments:
+    """Prepares environments from mirrors, the cache and network policies."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        mirrors: Mirrors,
+        cache: EnvironmentCache,
+        networks: Networks,
+    ) -> None:
+        self.client, self.mirrors, self.cache, self.networks = client, mirrors, cache, networks
+
+    @contextlib.asynccontextmanager
+    async def open(self, request: EnvironmentRequest, log: TaskLog) -> AsyncIterator[Environment]:
+        """An environment for the task, torn down (container, proxy, network) afterwards."""
+        environment = await self.prepare(request, log)
+        try:
+            yield environment
+        finally:
+            await self.release(environment)
+
+    async def prepare(self, request: EnvironmentRequest, log: TaskLog) -> Environment:
+        """Fetch, find or build the cached image, start the agent container, run maintenance."""
+        log.add_secrets(s.value.get_secret_value() for s in request.secrets)
+        timings: dict[str, float] = {}
+        started = time.monotonic()
+        fetched = await self.mirrors.ensure(
+            request.repo, request.clone_url, request.sha, request.token, request.ref
+        )
+        timings["fetch"] = time.monotonic() - started
+        inputs = await self._inputs(request)
+        key = cache_key(inputs)
+        image_id = await self.cache.lookup(key)
+        hit = image_id is not None
+        if image_id is None:
+            async with self.cache.building(key):
+                image_id = await self.cache.lookup(key)
+                hit = image_id is not None
+                if image_id is None:
+                    mark = time.monotonic()
+                    image_id = await self._build(request, inputs, key, fetched.path, log)
+                    timings["setup"] = time.monotonic() - mark
+        environment = await self._start_agent(request, image_id, key, hit, fetched.path)
+        try:
+            if hit:
+                mark = time.monotonic()
+                await self._resume(environment, request, log)
+                timings["maintenance"] = time.monotonic() - mark
+        except BaseException:
+            await self.release(environment)
+            raise
+        environment.timings = timings | {"prepare": time.monotonic() - started}
+        return environment
+
+    async def _inputs(self, request: EnvironmentRequest) -> CacheInputs:
+        image = await engine_call(lambda: self.client.images.get(request.image))
+        return CacheInputs(
+            repo=request.repo,
+            base_image_id=str(image.id),
+            setup=request.setup,
+            maintenance=request.maintenance,
+            env=dict(request.env),
+            secret_versions={s.name: s.version for s in request.secrets},
+            schema_version=CONFIG_SCHEMA_VERSION,
+        )
+
+    async def _build(
+        self, request: EnvironmentRequest, inputs: CacheInputs, key: str, mirror: Path, log: TaskLog
+    ) -> str:
+        """A fresh container: checkout, setup with secrets in its exec only, then a snapshot."""
+        attachment = await self.networks.attach(
+            request.network_setup, request.task_id, request.repo
+        )
+        # No container-level env: a commit would copy it into the image, proxy address included.
+        spec = ContainerSpec(
+            image=request.image,
+            labels=gantry_labels(request.task_id, request.repo, KIND_SETUP),
+            limits=request.limits,
+            network_mode=attachment.network_mode,
+            mounts=(mirror_mount(mirror),),
+            dns=attachment.dns,
+        )
+        env = {**request.env, **attachment.env}
+        secrets = {s.name: s.value.get_secret_value() for s in request.secrets}
+        try:
+            async with running(self.client, spec) as sandbox:
+                await _must(
+                    sandbox, checkout_script(request.sha), log, "checkout", CHECKOUT_LIMIT_S
+                )
+                deadline = time.monotonic() + request.setup_limit_s
+                for command in request.setup:
+                    left = max(deadline - time.monotonic(), 0.001)
+                    await _must(sandbox, command, log, "setup", left, env | secrets)
+                labels = self.cache.labels_for(inputs, key, request.cache_ttl_s)
+                return await sandbox.commit(CACHE_REPOSITORY, key, labels)
+        finally:
+            await self.networks.detach(attachment)
+
+    async def _start_agent(
+        self, request: EnvironmentRequest, image_id: str, key: str, hit: bool, mirror: Path
+    ) -> Environment:
+        """A fresh container from the image: nothing setup started is running in it."""
+        attachment = await self.networks.attach(
+            request.network_agent, request.task_id, request.repo
+        )
+        spec = ContainerSpec(
+            image=image_id,
+            labels=gantry_labels(request.task_id, request.repo, KIND_AGENT),
+            limits=request.limits,
+            network_mode=attachment.network_mode,
+            env={**request.env, **attachment.env},
+            mounts=(mirror_mount(mirror),),
+            dns=attachment.dns,
+        )
+        try:
+            sandbox = await Sandbox.start(self.client, spec)
+        except BaseException:
+            await self.networks.detach(attachment)
+            raise
+        return Environment(sandbox, attachment, hit, image_id, key)
+
+    async def _resume(
+        self, environment: Environment, request: EnvironmentRequest, log: TaskLog
+    ) -> None:
+        """Move the cached checkout to the task's SHA, then run maintenance (no secrets)."""
+        sandbox = environment.sandbox
+        await _must(sandbox, move_script(request.sha), log, "checkout", CHECKOUT_LIMIT_S)
+        deadline = time.monotonic() + request.setup_limit_s
+        for command in request.maintenance:
+            left = max(deadline - time.monotonic(), 0.001)
+            await _must(sandbox, command, log, "maintenance", left)
+
+    async def release(self, environment: Environment) -> None:
+        """Remove the agent container, then its proxy and network."""
+        try:
+            await environment.sandbox.remove()
+        finally:
+            await self.networks.detach(environment.attachment)
+
+
+async def _must(
+    sandbox: Sandbox,
+    command: str,
+    log: TaskLog,
+    phase: str,
+    limit_s: float,
+    env: Mapping[str, str] | None = None,
+) -> ExecResult:
+    """Run a command; anything but success raises `PhaseFailedError`."""
+    result = await sandbox.run(command, log, phase, limit_s, env=env)
+    if not result.ok:
+        log.line(phase, f"[gantry] {phase} failed: {result.describe()}")
+        raise PhaseFailedError(phase, command, result)
+    return result
