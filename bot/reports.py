@@ -5,22 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
-PHASES = ("prepare", "environment", "agent", "checks", "collect", "publish")
+from runner.results import CheckOutcome, Conclusion, Phase, PhaseStatus, TaskResult
+
 MAX_TAIL_LINES = 30
 MAX_BODY_CHARS = 60_000  # GitHub refuses bodies over 65,536 characters
 MENTION = re.compile(r"@(?=[A-Za-z0-9])")
 # A zero-width joiner after "@" keeps quoted text from notifying the people it names.
 MENTION_GUARD = "@\u2060"
-
-
-class PhaseStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    SKIPPED = "skipped"
 
 
 PHASE_MARKS = {
@@ -30,30 +22,6 @@ PHASE_MARKS = {
     PhaseStatus.FAILED: "❌",
     PhaseStatus.SKIPPED: "⏭️",
 }
-
-
-@dataclass(frozen=True)
-class Phase:
-    """A phase of the pipeline as the progress comment shows it."""
-
-    name: str
-    status: PhaseStatus = PhaseStatus.PENDING
-    seconds: float | None = None
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class CheckOutcome:
-    """One check command's result: what ran, where it came from, how it ended."""
-
-    command: str
-    origin: str
-    exit_code: int | None
-    tail: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return self.exit_code == 0
 
 
 def quiet_mentions(text: str) -> str:
@@ -151,5 +119,23 @@ def progress_comment(task_id: int, phases: Sequence[Phase], task_url: str | None
     return "\n".join(lines)
 
 
-def initial_phases() -> list[Phase]:
-    return [Phase(name) for name in PHASES]
+def outcome_text(result: TaskResult) -> str:
+    """The last lines of the progress comment: what came of the task."""
+    if result.conclusion is Conclusion.PUBLISHED:
+        return f"🚀 Done: {result.pull_url}"
+    if result.conclusion is Conclusion.NO_CHANGES:
+        return "The task ran but changed nothing, so there is no pull request."
+    if result.conclusion is Conclusion.CANCELLED:
+        return "Cancelled."
+    where = f" in the **{result.failed_phase}** phase" if result.failed_phase else ""
+    text = f"😕 Failed{where}: {quiet_mentions(result.reason)}"
+    if result.log_tail.strip():
+        text += "\n\n" + fenced(quiet_mentions(tail_lines(result.log_tail)), "text")
+    return text
+
+
+def final_comment(
+    task_id: int, phases: Sequence[Phase], result: TaskResult, task_url: str | None = None
+) -> str:
+    """The progress comment once the task has ended."""
+    return clip(f"{progress_comment(task_id, phases, task_url)}\n\n{outcome_text(result)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +161,19 @@ def access_token(value: str, expires_at: float) -> JSON:
     }
 
 
+def label(name: str, urls: Urls, repo: Repo) -> JSON:
+    """A label object (labels exist as soon as they are used, as the REST API allows)."""
+    return {
+        "id": zlib.crc32(f"{repo.full_name}:{name}".encode()),
+        "node_id": node_id("Label", zlib.crc32(name.encode())),
+        "url": f"{urls.repo_api(repo)}/labels/{name}",
+        "name": name,
+        "description": None,
+        "color": "ededed",
+        "default": False,
+    }
+
+
 def issue(record: Issue, urls: Urls, *, is_pull: bool, comments: int) -> JSON:
     """An issue object; a PR's issue half carries a `pull_request` link."""
     api = f"{urls.repo_api(record.repo)}/issues/{record.number}"
@@ -172,7 +186,7 @@ def issue(record: Issue, urls: Urls, *, is_pull: bool, comments: int) -> JSON:
         "user": user(record.user, urls),
         "state": record.state,
         "locked": False,
-        "labels": [],
+        "labels": [label(name, urls, record.repo) for name in record.labels],
         "assignees": [],
         "comments": comments,
         "url": api,

@@ -174,3 +174,20 @@ async def create_issue_reaction(request: web.Request) -> web.Response:
     content = str((await read_json(request))["content"])
     reaction, created = ctx.state.add_reaction(issue.id, content, token.installation.app.bot)
     return json_response(render.reaction(reaction, ctx.urls), status=201 if created else 200)
+
+
+@routes.post("/repos/{owner}/{repo}/issues/{issue_number}/labels")
+async def add_labels(request: web.Request) -> web.Response:
+    """Add labels to an issue or pull request; the answer is every label it now has."""
+    repo, _ = repo_of(request)
+    ctx = context_of(request)
+    issue = ctx.state.issue(repo, int_param(request, "issue_number"))
+    if issue is None:
+        fail(404, "Not Found")
+    body = await read_json(request)
+    names = body["labels"] if isinstance(body, dict) else body
+    for item in names:
+        name = item["name"] if isinstance(item, dict) else str(item)
+        if name not in issue.labels:
+            issue.labels.append(name)
+    return json_response([render.label(n, ctx.urls, repo) for n in issue.labels])

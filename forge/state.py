@@ -104,6 +104,7 @@ class Issue:
     created_at: float
     state: str = "open"
     updated_at: float = 0.0
+    labels: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -8,15 +8,20 @@ from markdown_it import MarkdownIt
 
 from bot.reports import (
     MAX_BODY_CHARS,
-    CheckOutcome,
-    Phase,
-    PhaseStatus,
     PullRequestReport,
     check_table,
     fenced,
-    initial_phases,
+    final_comment,
     pr_body,
     progress_comment,
+)
+from runner.results import (
+    CheckOutcome,
+    Conclusion,
+    Phase,
+    PhaseStatus,
+    TaskResult,
+    initial_phases,
 )
 
 PASS = CheckOutcome("pytest -q", "AGENTS.md:12", 0, "3 passed")
@@ -93,3 +98,17 @@ def test_progress_comment_lists_phases_with_timings() -> None:
     ]
     assert text.count("⬜") == 4
     assert text.endswith("[Task log](https://g/tasks/4)")
+
+
+def test_final_comments_say_how_the_task_ended() -> None:
+    phases = initial_phases()
+    published = TaskResult(Conclusion.PUBLISHED, pull_url="https://g/octo/hello/pull/9")
+    assert final_comment(1, phases, published).endswith("🚀 Done: https://g/octo/hello/pull/9")
+    nothing = final_comment(1, phases, TaskResult(Conclusion.NO_CHANGES))
+    assert nothing.endswith("changed nothing, so there is no pull request.")
+    failed = TaskResult(
+        Conclusion.FAILED, failed_phase="environment", reason="setup exited 2", log_tail="E: @x"
+    )
+    text = final_comment(1, phases, failed)
+    assert "😕 Failed in the **environment** phase: setup exited 2" in text
+    assert text.endswith("```text\nE: @\u2060x\n```")

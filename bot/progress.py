@@ -1,0 +1,119 @@
+"""Progress where people look: one comment edited in place, a check run, a final reaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+
+import gidgethub
+from gidgethub.abc import GitHubAPI
+
+from bot import replies
+from bot.reports import final_comment, progress_comment
+from bot.triggers import Trigger
+from runner.results import Conclusion, Phase, TaskResult, initial_phases
+from runner.store import Task
+
+log = logging.getLogger(__name__)
+CHECK_NAME = "Gantry"
+CHECK_CONCLUSIONS = {
+    Conclusion.PUBLISHED: "success",
+    Conclusion.NO_CHANGES: "neutral",
+    Conclusion.FAILED: "failure",
+    Conclusion.CANCELLED: "cancelled",
+}
+
+
+def trigger_of(task: Task) -> Trigger:
+    """Enough of the original trigger to react to its comment and reply on its thread."""
+    return Trigger(
+        event="task",
+        repo=task.repo,
+        installation_id=task.installation_id,
+        clone_url=task.clone_url,
+        default_branch=task.default_branch,
+        number=task.number,
+        is_pull_request=task.is_pull_request,
+        title=task.title,
+        comment_id=task.comment_id,
+        comment_kind=task.comment_kind,
+        author=task.requester,
+        author_type="User",
+        body=task.request,
+        head_ref=task.head_ref,
+        head_sha=task.head_sha,
+    )
+
+
+@dataclass
+class GitHubReporter:
+    """Carries the pipeline's progress to GitHub; reporting never fails the task itself."""
+
+    gh: GitHubAPI
+    task: Task
+    task_url: str | None = None
+    phases: list[Phase] = field(default_factory=initial_phases)
+    comment_id: int | None = None
+    check_run_id: int | None = None
+
+    @property
+    def _repo(self) -> dict[str, str]:
+        return {"repo": self.task.repo}
+
+    async def started(self) -> None:
+        """Post the progress comment; on a pull request, open a check run on its head."""
+        body = progress_comment(self.task.id, self.phases, self.task_url)
+        comment = await self.gh.post(
+            "/repos/{+repo}/issues/{number}/comments",
+            {**self._repo, "number": self.task.number},
+            data={"body": body},
+        )
+        self.comment_id = int(comment["id"])
+        if self.task.is_pull_request and self.task.head_sha:
+            run = await self.gh.post(
+                "/repos/{+repo}/check-runs",
+                self._repo,
+                data={"name": CHECK_NAME, "head_sha": self.task.head_sha, "status": "in_progress"},
+            )
+            self.check_run_id = int(run["id"])
+
+    async def phase(self, phase: Phase) -> None:
+        """A phase moved: edit the comment in place."""
+        self.phases = [phase if p.name == phase.name else p for p in self.phases]
+        await self._edit(progress_comment(self.task.id, self.phases, self.task_url))
+
+    async def finished(self, result: TaskResult) -> None:
+        """The final comment, the check run's conclusion, and 🚀 or 😕."""
+        await self._edit(final_comment(self.task.id, self.phases, result, self.task_url))
+        if self.check_run_id is not None:
+            await self.gh.patch(
+                "/repos/{+repo}/check-runs/{id}",
+                {**self._repo, "id": self.check_run_id},
+                data={
+                    "status": "completed",
+                    "conclusion": CHECK_CONCLUSIONS[result.conclusion],
+                    "output": {"title": result.conclusion.value, "summary": result.reason or "-"},
+                },
+            )
+        content = "rocket" if result.conclusion is Conclusion.PUBLISHED else "confused"
+        if result.conclusion is not Conclusion.CANCELLED:
+            await self._quietly(replies.react(self.gh, trigger_of(self.task), content))
+
+    async def _edit(self, body: str) -> None:
+        if self.comment_id is None:
+            return
+        await self._quietly(
+            self.gh.patch(
+                "/repos/{+repo}/issues/comments/{id}",
+                {**self._repo, "id": self.comment_id},
+                data={"body": body},
+            )
+        )
+
+    async def _quietly(self, call: Awaitable[object]) -> None:
+        """A failed progress update is logged, never fatal: the work matters more."""
+        try:
+            await call
+        except gidgethub.HTTPException as exc:
+            log.warning("task %s: progress update failed: %s", self.task.id, exc)
