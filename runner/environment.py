@@ -191,6 +191,7 @@ class Environments:
             network_mode=attachment.network_mode,
             mounts=(mirror_mount(mirror),),
             dns=attachment.dns,
+            dns_options=attachment.dns_options,
         )
         env = {**request.env, **attachment.env}
         secrets = {s.name: s.value.get_secret_value() for s in request.secrets}
@@ -223,6 +224,7 @@ class Environments:
             env={**request.env, **attachment.env},
             mounts=(mirror_mount(mirror),),
             dns=attachment.dns,
+            dns_options=attachment.dns_options,
         )
         try:
             sandbox = await Sandbox.start(self.client, spec)

@@ -30,6 +30,8 @@ INTERNAL_OPTIONS = {"com.docker.network.bridge.inhibit_ipv4": "true"}
 # Docker's embedded DNS forwards outside names to these; TEST-NET-1 goes nowhere, so a
 # name lookup can carry no data out even if the engine tried (CVE-2024-29018).
 SINKHOLE_DNS = ("192.0.2.1",)
+# Lookups cannot succeed there; fail them at once instead of after libc's retries.
+FAST_FAIL_DNS = ("timeout:1", "attempts:1")
 PROXY_USER = "65534:65534"
 PROXY_MEMORY = 128 * 1024**2
 PROXY_PIDS = 64
@@ -56,6 +58,7 @@ class Attachment:
     network_mode: str
     env: dict[str, str] = field(default_factory=dict)
     dns: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
     network_id: str | None = None
     proxy_id: str | None = None
 
@@ -123,7 +126,9 @@ class Networks:
                 labels=gantry_labels(task_id, repo, KIND_NETWORK),
             )
         )
-        attachment = Attachment(name, dns=SINKHOLE_DNS, network_id=network.id)
+        attachment = Attachment(
+            name, dns=SINKHOLE_DNS, dns_options=FAST_FAIL_DNS, network_id=network.id
+        )
         try:
             proxy = await self._start_proxy(policy, network, task_id, repo)
             attachment.proxy_id = proxy.id

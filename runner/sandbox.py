@@ -64,6 +64,7 @@ class ContainerSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     mounts: tuple[Mount, ...] = ()
     dns: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
     name: str | None = None
 
 
@@ -115,6 +116,8 @@ def create_kwargs(spec: ContainerSpec) -> dict[str, Any]:
     }
     if spec.dns:
         kwargs["dns"] = list(spec.dns)
+    if spec.dns_options:
+        kwargs["dns_opt"] = list(spec.dns_options)
     if spec.name:
         kwargs["name"] = spec.name
     return kwargs

@@ -1,0 +1,172 @@
+"""Network policies against the real engine: off, limited through the egress proxy, full."""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+from collections.abc import AsyncIterator
+
+import docker
+import pytest_asyncio
+from aiohttp import web
+
+from runner.labels import gantry_labels
+from runner.network import NetworkPolicy, Networks, blocked
+from runner.sandbox import ContainerSpec, Limits, running
+from runner.tasklog import TaskLog
+from tests.runner.conftest import Owner
+from tests.support import TEST_BASE_IMAGE
+
+PROBE = """
+import socket, ssl, sys, urllib.request, urllib.error
+host, port = sys.argv[1], int(sys.argv[2])
+
+def get(url, proxies=None, method="GET"):
+    handler = urllib.request.ProxyHandler(proxies) if proxies is not None else urllib.request.ProxyHandler()
+    try:
+        with urllib.request.build_opener(handler).open(urllib.request.Request(url, method=method), timeout=5) as r:
+            return f"{r.status} {r.read().decode().strip()}"
+    except urllib.error.HTTPError as e:
+        return str(e.code)
+    except Exception as e:
+        return "error"
+
+def connect(address, port):
+    try:
+        socket.create_connection((address, port), timeout=3).close()
+        return "connected"
+    except OSError:
+        return "error"
+
+def resolve(name):
+    try:
+        return socket.gethostbyname(name)
+    except OSError:
+        return "error"
+
+def tls_with_other_name():
+    try:
+        proxy = socket.create_connection(urllib.request.getproxies()["https"].split("//")[1].split(":"), timeout=5)
+    except (KeyError, OSError):
+        return "error"
+    proxy.sendall(b"CONNECT allowed.test:443 HTTP/1.1\\r\\nHost: allowed.test:443\\r\\n\\r\\n")
+    proxy.recv(1024)
+    try:
+        ssl.create_default_context().wrap_socket(proxy, server_hostname="evil.test")
+        return "handshake"
+    except (OSError, ssl.SSLError):
+        return "error"
+
+print("allowed", get("http://allowed.test/hi"))
+print("denied", get("http://denied.test/hi"))
+print("post", get("http://allowed.test/hi", method="POST"))
+print("direct", connect(host, port))
+print("unproxied", get("http://allowed.test/hi", proxies={}))
+print("dns", resolve("deb.debian.org"))
+print("sni", tls_with_other_name())
+"""
+
+SMALL = Limits(cpus=1.0, memory=128 * 1024**2, pids=64)
+
+
+@pytest_asyncio.fixture
+async def host_server() -> AsyncIterator[int]:
+    """An HTTP server on every host address: stands for Gantry's webhook port, too."""
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text=f"hello from {request.path}")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "0.0.0.0", 0)  # noqa: S104 (containers must reach it)
+    await site.start()
+    yield runner.addresses[0][1]
+    await runner.cleanup()
+
+
+def host_gateway(client: docker.DockerClient) -> str:
+    """The host's address on Docker's default bridge."""
+    config = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    # The engine leaves Gateway out for the default bridge; it is the subnet's first address.
+    return str(config.get("Gateway") or next(ipaddress.ip_network(config["Subnet"]).hosts()))
+
+
+async def probe(
+    client: docker.DockerClient,
+    networks: Networks,
+    policy: NetworkPolicy,
+    owner: Owner,
+    log: TaskLog,
+    port: int,
+) -> tuple[dict[str, str], list[dict[str, object]]]:
+    """Run the probe in a sandbox under a policy; its answers, and the proxy's decisions."""
+    attachment = await networks.attach(policy, owner.task_id, owner.repo)
+    spec = ContainerSpec(
+        TEST_BASE_IMAGE,
+        gantry_labels(owner.task_id, owner.repo, "agent"),
+        SMALL,
+        network_mode=attachment.network_mode,
+        env=attachment.env,
+        dns=attachment.dns,
+        dns_options=attachment.dns_options,
+    )
+    try:
+        async with running(client, spec) as sandbox:
+            command = f"python3 -c {shlex.quote(PROBE)} {host_gateway(client)} {port}"
+            result = await sandbox.run(command, log, "agent", 90)
+            assert result.ok, log.tail(20)
+        decisions = await networks.decisions(attachment)
+    finally:
+        await networks.detach(attachment)
+    answers = dict(line.split(" ", 1) for line in log.tail(7))
+    return answers, decisions
+
+
+async def test_off_reaches_nothing(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog, host_server: int
+) -> None:
+    networks = Networks(docker_client, TEST_BASE_IMAGE)
+    answers, decisions = await probe(
+        docker_client, networks, NetworkPolicy("off"), owner, task_log, host_server
+    )
+    assert set(answers.values()) == {"error"}
+    assert decisions == []
+
+
+async def test_full_reaches_the_host(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog, host_server: int
+) -> None:
+    networks = Networks(docker_client, TEST_BASE_IMAGE)
+    answers, _ = await probe(
+        docker_client, networks, NetworkPolicy("full"), owner, task_log, host_server
+    )
+    assert answers["direct"] == "connected"
+
+
+async def test_limited_lets_only_listed_names_and_methods_through_the_proxy(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog, host_server: int
+) -> None:
+    mapped = {"allowed.test": f"{host_gateway(docker_client)}:{host_server}"}
+    networks = Networks(docker_client, TEST_BASE_IMAGE, mapped=mapped)
+    policy = NetworkPolicy("limited", allow=("allowed.test", "*.pypi.test"), methods=("GET",))
+    answers, decisions = await probe(docker_client, networks, policy, owner, task_log, host_server)
+    assert answers == {
+        "allowed": "200 hello from /hi",
+        "denied": "403",
+        "post": "403",
+        "direct": "error",
+        "unproxied": "error",
+        "dns": "error",
+        "sni": "error",
+    }
+    refused = {(str(d["target"]), str(d["reason"])) for d in blocked(decisions)}
+    assert refused == {
+        ("http://denied.test/hi", "domain not allowed"),
+        ("http://allowed.test/hi", "method POST not allowed"),
+        ("allowed.test:443", "TLS server name 'evil.test' is not the CONNECT host"),
+    }
+    assert {"event": "allowed", "method": "GET", "host": "allowed.test", "port": 80} in [
+        {k: d[k] for k in ("event", "method", "host", "port") if k in d} for d in decisions
+    ]
