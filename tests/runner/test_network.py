@@ -22,9 +22,10 @@ import socket, ssl, sys, urllib.request, urllib.error
 host, port = sys.argv[1], int(sys.argv[2])
 
 def get(url, proxies=None, method="GET"):
-    handler = urllib.request.ProxyHandler(proxies) if proxies is not None else urllib.request.ProxyHandler()
+    handler = urllib.request.ProxyHandler(proxies)
+    request = urllib.request.Request(url, method=method)
     try:
-        with urllib.request.build_opener(handler).open(urllib.request.Request(url, method=method), timeout=5) as r:
+        with urllib.request.build_opener(handler).open(request, timeout=5) as r:
             return f"{r.status} {r.read().decode().strip()}"
     except urllib.error.HTTPError as e:
         return str(e.code)
@@ -46,7 +47,8 @@ def resolve(name):
 
 def tls_with_other_name():
     try:
-        proxy = socket.create_connection(urllib.request.getproxies()["https"].split("//")[1].split(":"), timeout=5)
+        address = urllib.request.getproxies()["https"].split("//")[1].split(":")
+        proxy = socket.create_connection(address, timeout=5)
     except (KeyError, OSError):
         return "error"
     proxy.sendall(b"CONNECT allowed.test:443 HTTP/1.1\\r\\nHost: allowed.test:443\\r\\n\\r\\n")
