@@ -1,0 +1,287 @@
+"""The pipeline: prepare → environment → agent → checks → collect → publish, one task."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import shlex
+import tarfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from config.errors import GantryError
+from config.loader import Checkout, CommandPlan
+from config.repo_config import ConfigError, RepoConfig
+from config.secret_store import Secret, SecretStore
+from runner.collect import (
+    MESSAGE_FILE,
+    PATCH_FILE,
+    collect_script,
+    read_file,
+    snapshot_script,
+)
+from runner.environment import Environment, Environments, PhaseFailedError, from_config
+from runner.network import blocked
+from runner.patch_policy import PatchPolicy, PatchRefusedError, changed_paths, check_patch
+from runner.results import (
+    CheckOutcome,
+    Conclusion,
+    Phase,
+    PhaseStatus,
+    TaskResult,
+)
+from runner.sandbox import WORKSPACE
+from runner.store import Task
+from runner.tasklog import TaskLog
+
+log = logging.getLogger(__name__)
+TASK_FILE = "/tmp/gantry-task/task.json"  # noqa: S108 (inside the container)
+TAIL_LINES = 30
+COLLECT_LIMIT_S = 300.0
+
+
+class Reporter(Protocol):
+    """Where progress goes (GitHub, a terminal)."""
+
+    async def started(self) -> None: ...
+
+    async def phase(self, phase: Phase) -> None: ...
+
+    async def finished(self, result: TaskResult) -> None: ...
+
+
+@dataclass(frozen=True)
+class Work:
+    """What the task produced, handed to the publisher."""
+
+    patch: bytes
+    message: str
+    checks: tuple[CheckOutcome, ...]
+    blocked: tuple[str, ...]
+    config: RepoConfig
+    base_sha: str
+
+
+class Publisher(Protocol):
+    """Turns the work into a branch and a pull request (or a local branch); its URL."""
+
+    async def publish(self, work: Work) -> str: ...
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the task's code is: the SHA to check out, and how to read its config."""
+
+    sha: str
+    ref: str | None
+    token: str | None
+
+
+class TaskFailedError(GantryError):
+    """A phase could not finish; the reason is for people, the tail from the log."""
+
+    def __init__(self, phase: str, reason: str) -> None:
+        super().__init__(reason)
+        self.phase, self.reason = phase, reason
+
+
+@dataclass
+class PipelineDeps:
+    """What a run needs from outside."""
+
+    environments: Environments
+    secrets: SecretStore
+    agent_command: str | None
+    resolve_source: Callable[[Task], Awaitable[Source]]
+    load_checkout: Callable[[Task, Source], Awaitable[Checkout | ConfigError]]
+    patch_policy: PatchPolicy = field(default_factory=PatchPolicy)
+
+
+def task_file(task: Task, sha: str) -> dict[str, Any]:
+    """`GANTRY_TASK_FILE`'s content: what the agent may want to know, and no secrets."""
+    return {
+        "repo": task.repo,
+        "number": task.number,
+        "is_pull_request": task.is_pull_request,
+        "title": task.title,
+        "request": task.request,
+        "requester": task.requester,
+        "comment_id": task.comment_id,
+        "base_ref": task.head_ref or task.default_branch,
+        "base_sha": sha,
+        "rounds": [],
+    }
+
+
+def tar_one(path: str, data: bytes) -> bytes:
+    """A tar archive holding one file, for `put_archive`."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(path.rsplit("/", 1)[-1])
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def describe_blocked(decision: dict[str, Any]) -> str:
+    """One blocked network attempt as the PR body lists it."""
+    return " ".join(str(decision.get(k, "")) for k in ("method", "target", "reason")).strip()
+
+
+def agent_step(task: Task, config: RepoConfig, server_default: str | None) -> str | None:
+    """The command of the agent phase: `exec`'s, the config's, the server's, or none."""
+    if task.kind == "exec":
+        return task.request
+    return config.agent.command or server_default
+
+
+class Run:
+    """One task's run: phases in order, each reported with its timing."""
+
+    def __init__(self, task: Task, deps: PipelineDeps, reporter: Reporter, tasklog: TaskLog):
+        self.task, self.deps, self.reporter, self.log = task, deps, reporter, tasklog
+        self.secrets: tuple[Secret, ...] = ()
+
+    async def phase(self, name: str, work: Callable[[], Awaitable[Any]], note: str = "") -> Any:
+        """Run a phase, reporting it running, then done or failed, with its time."""
+        await self.reporter.phase(Phase(name, PhaseStatus.RUNNING))
+        started = time.monotonic()
+        try:
+            result = await work()
+        except TaskFailedError:
+            await self.reporter.phase(Phase(name, PhaseStatus.FAILED, time.monotonic() - started))
+            raise
+        except PhaseFailedError as exc:
+            await self.reporter.phase(Phase(name, PhaseStatus.FAILED, time.monotonic() - started))
+            raise TaskFailedError(name, f"`{exc.phase}` {exc.result.describe()}") from None
+        except (GantryError, OSError) as exc:
+            await self.reporter.phase(Phase(name, PhaseStatus.FAILED, time.monotonic() - started))
+            raise TaskFailedError(name, str(exc)) from None
+        await self.reporter.phase(Phase(name, PhaseStatus.DONE, time.monotonic() - started, note))
+        return result
+
+    async def skip(self, name: str, note: str) -> None:
+        await self.reporter.phase(Phase(name, PhaseStatus.SKIPPED, None, note))
+
+    async def prepare(self) -> tuple[Source, Checkout]:
+        source = await self.deps.resolve_source(self.task)
+        checkout = await self.deps.load_checkout(self.task, source)
+        if isinstance(checkout, ConfigError):
+            raise TaskFailedError("prepare", "\n".join(checkout.lines()))
+        config = checkout.parsed.config
+        self.secrets = self.deps.secrets.resolve(self.task.repo, config.secrets)
+        self.log.add_secrets(s.value.get_secret_value() for s in self.secrets)
+        return source, checkout
+
+    async def agent(self, env: Environment, config: RepoConfig, sha: str) -> None:
+        command = agent_step(self.task, config, self.deps.agent_command)
+        if command is None:
+            await self.skip("agent", "no agent configured: setup and checks only")
+            return
+        data = json.dumps(task_file(self.task, sha), indent=2).encode()
+        await env.sandbox.run(f"mkdir -p {TASK_FILE.rsplit('/', 1)[0]}", self.log, "agent", 30)
+        await env.sandbox.copy_in(TASK_FILE.rsplit("/", 1)[0], tar_one(TASK_FILE, data))
+        variables = {"GANTRY_PROMPT": self.task.request, "GANTRY_TASK_FILE": TASK_FILE}
+        limit = config.timeouts.agent.total_seconds()
+
+        async def go() -> None:
+            result = await env.run(command, self.log, "agent", limit, variables)
+            if not result.ok:
+                raise TaskFailedError("agent", f"the agent {result.describe()}")
+
+        await self.phase("agent", go)
+
+    async def checks(
+        self, env: Environment, checkout: Checkout, changed: list[str], config: RepoConfig
+    ) -> tuple[CheckOutcome, ...]:
+        plan: CommandPlan = checkout.plan(changed)
+        limit = config.timeouts.checks.total_seconds()
+        outcomes = []
+        for command in plan.checks:
+            where = f"{WORKSPACE}/{command.cwd}" if command.cwd else WORKSPACE
+            script = f"cd {shlex.quote(where)} && {command.text}"
+            result = await env.run(script, self.log, "checks", limit)
+            tail = "\n".join(self.log.tail(TAIL_LINES))
+            outcomes.append(CheckOutcome(command.text, str(command.origin), result.exit_code, tail))
+        return tuple(outcomes)
+
+    async def changed_files(self, env: Environment, sha: str) -> list[str]:
+        result = await env.run(collect_script(sha), self.log, "collect", COLLECT_LIMIT_S)
+        if not result.ok:
+            raise TaskFailedError("collect", f"git diff {result.describe()}")
+        patch = await read_file(env.sandbox, PATCH_FILE, self.deps.patch_policy.max_bytes)
+        return sorted(changed_paths(patch))
+
+    async def collect(self, env: Environment, sha: str) -> tuple[bytes, str]:
+        result = await env.run(collect_script(sha), self.log, "collect", COLLECT_LIMIT_S)
+        if not result.ok:
+            raise TaskFailedError("collect", f"git diff {result.describe()}")
+        policy = self.deps.patch_policy
+        patch = await read_file(env.sandbox, PATCH_FILE, policy.max_bytes)
+        message = (await read_file(env.sandbox, MESSAGE_FILE, 64 * 1024)).decode(errors="replace")
+        values = [s.value.get_secret_value() for s in self.secrets]
+        check_patch(patch, values, policy)
+        return patch, message
+
+
+async def run_task(
+    task: Task, deps: PipelineDeps, reporter: Reporter, publisher: Publisher, tasklog: TaskLog
+) -> TaskResult:
+    """Run every phase; whatever happens, the reporter hears how it ended."""
+    run = Run(task, deps, reporter, tasklog)
+    try:
+        result = await _phases(run, publisher)
+    except TaskFailedError as exc:
+        result = TaskResult(
+            Conclusion.FAILED,
+            failed_phase=exc.phase,
+            reason=exc.reason,
+            log_tail="\n".join(tasklog.tail(TAIL_LINES)),
+        )
+    except asyncio.CancelledError:
+        await asyncio.shield(reporter.finished(TaskResult(Conclusion.CANCELLED)))
+        raise
+    await reporter.finished(result)
+    return result
+
+
+async def _phases(run: Run, publisher: Publisher) -> TaskResult:
+    await run.reporter.started()
+    source, checkout = await run.phase("prepare", run.prepare)
+    config = checkout.parsed.config
+    plan = checkout.plan(None)
+    request = from_config(
+        config,
+        plan,
+        run.secrets,
+        task_id=str(run.task.id),
+        repo=run.task.repo,
+        clone_url=run.task.clone_url,
+        sha=source.sha,
+        token=source.token,
+        ref=source.ref,
+    )
+    env = await run.phase("environment", lambda: run.deps.environments.prepare(request, run.log))
+    try:
+        await env.run(snapshot_script(), run.log, "environment", COLLECT_LIMIT_S)
+        await run.agent(env, config, source.sha)
+        changed = await run.changed_files(env, source.sha)
+        checks = await run.phase("checks", lambda: run.checks(env, checkout, changed, config))
+        patch, message = await run.phase("collect", lambda: run.collect(env, source.sha))
+        decisions = await run.deps.environments.networks.decisions(env.attachment)
+    finally:
+        await asyncio.shield(run.deps.environments.release(env))
+    refused = tuple(describe_blocked(d) for d in blocked(decisions))
+    if not patch.strip():
+        await run.skip("publish", "no changes")
+        return TaskResult(Conclusion.NO_CHANGES, checks=checks, blocked=refused)
+    work = Work(patch, message, checks, refused, config, source.sha)
+    url = await run.phase("publish", lambda: publisher.publish(work))
+    return TaskResult(Conclusion.PUBLISHED, checks=checks, pull_url=url, blocked=refused)
+
+
+__all__ = ["PatchRefusedError", "PipelineDeps", "Publisher", "Reporter", "Work", "run_task"]
