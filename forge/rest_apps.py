@@ -40,3 +40,13 @@ async def get_repo_installation(request: web.Request) -> web.Response:
     if installation is None:
         fail(404, "Not Found")
     return json_response(render.installation(installation, ctx.urls))
+
+
+@routes.get("/users/{username}")
+async def get_user(request: web.Request) -> web.Response:
+    """A user by login (Apps look up their own `slug[bot]` user for commit attribution)."""
+    state = context_of(request).state
+    account = state.users.get(request.match_info["username"].lower())
+    if account is None:
+        fail(404, "Not Found")
+    return json_response(render.user(account, context_of(request).urls))

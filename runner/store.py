@@ -40,7 +40,8 @@ create table if not exists tasks (
     delivery_id text not null,
     state text not null,
     created_at real not null,
-    updated_at real not null
+    updated_at real not null,
+    attempts integer not null default 0
 );
 create index if not exists tasks_thread on tasks (repo, number, id);
 create index if not exists tasks_state on tasks (state);
@@ -124,6 +125,8 @@ class TaskStore(Protocol):
     async def set_state(self, task_id: int, state: TaskState) -> Task | None: ...
 
     async def first_refusal(self, repo: str, number: int) -> bool: ...
+
+    async def bump_attempts(self, task_id: int) -> int: ...
 
     async def remember_installation(self, installation_id: int, account: str) -> None: ...
 
@@ -295,6 +298,17 @@ class SQLiteTaskStore:
         query = f"select {', '.join(TASK_FIELDS)} from tasks {where}"  # noqa: S608
         rows = await self._run(lambda: self.conn.execute(query, params).fetchall())
         return [row_to_task(row) for row in rows]
+
+    async def bump_attempts(self, task_id: int) -> int:
+        """Count one more interrupted start of a task; the new count."""
+
+        def bump() -> int:
+            self.conn.execute("update tasks set attempts = attempts + 1 where id = ?", (task_id,))
+            row = self.conn.execute("select attempts from tasks where id = ?", (task_id,))
+            found = row.fetchone()
+            return int(found[0]) if found else 0
+
+        return int(await self._run(bump))
 
     async def first_refusal(self, repo: str, number: int) -> bool:
         """True the first time a thread is refused: one polite reply per thread."""
