@@ -29,11 +29,13 @@ class Recorder:
     def __init__(self, hold: float = 0.05, fail_on: int | None = None) -> None:
         self.hold, self.fail_on = hold, fail_on
         self.running: set[int] = set()
+        self.started = asyncio.Event()
         self.overlap: list[set[int]] = []
         self.ran: list[int] = []
 
     async def __call__(self, task: Task) -> TaskResult:
         self.running.add(task.id)
+        self.started.set()
         self.overlap.append(set(self.running))
         try:
             await asyncio.sleep(self.hold)
@@ -82,8 +84,7 @@ async def test_cancel_stops_a_running_task_and_skips_a_queued_one(store: SQLiteT
     running, waiting = await add(store, queue, 1, 2)
     worker = Worker(store, queue, run, max_concurrent=1)
     draining = asyncio.create_task(worker.drain())
-    while not run.running:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(run.started.wait(), 5)
     await store.set_state(waiting, TaskState.CANCELLED)
     assert worker.cancel(running)
     await asyncio.wait_for(draining, 5)
