@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
 
 import aiohttp
 import gidgethub
 from aiohttp import web
 from gidgethub import routing, sansio
-from gidgethub.abc import GitHubAPI
 
 from bot import assignments, config_check, installations, mentions
 from bot.background import Background
@@ -25,6 +24,7 @@ from bot.repo_triggers import TriggerCache
 from bot.routing import Dispatch
 from bot.tokens import InstallationTokens
 from bot.webhook import MAX_BODY_BYTES, WebhookRejectedError, check_headers, verify_signature
+from bot.workers import Workers, running_workers
 from config.errors import SettingsError
 from config.settings import Settings
 from runner.engine import EngineUnavailableError, docker_version
@@ -50,26 +50,21 @@ class Services:
     queue: TaskQueue
     intake: Intake
     background: Background
-    tokens: InstallationTokens | None
-
-
-class GitHubFactory(Protocol):
-    """Gives the client that acts as an installation."""
-
-    def __call__(self, installation_id: int) -> GitHubAPI: ...
+    tokens: InstallationTokens
+    workers: Workers | None = None
 
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", Services)
-# Tests inject a client factory instead of App credentials (the stand-in mints tokens).
-GITHUB_FACTORY = web.AppKey("github_factory", GitHubFactory)
 
 
-def create_app(settings: Settings, *, store: TaskStore | None = None) -> web.Application:
-    """The webhook receiver; its resources open on start-up and close on shutdown."""
+def create_app(
+    settings: Settings, *, store: TaskStore | None = None, workers: bool = True
+) -> web.Application:
+    """The webhook receiver (and, unless `workers` is off, the workers that run its tasks)."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
-    app.cleanup_ctx.append(lambda app: services_ctx(app, store))
+    app.cleanup_ctx.append(lambda app: services_ctx(app, store, workers))
     app.router.add_post("/webhook", webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -94,21 +89,22 @@ async def resolve_handle(session: aiohttp.ClientSession, settings: Settings) -> 
     return str(app["slug"])
 
 
-async def services_ctx(app: web.Application, store: TaskStore | None) -> AsyncIterator[None]:
-    """Open the store, the HTTP session and the intake; requeue what was queued."""
+async def services_ctx(
+    app: web.Application, store: TaskStore | None, with_workers: bool
+) -> AsyncIterator[None]:
+    """Open the store, the HTTP session, the intake and the workers; requeue what was queued."""
     settings = app[SETTINGS]
+    if not settings.has_app_credentials:
+        raise SettingsError(["gantry serve needs GANTRY_GITHUB_APP_ID and a private key"])
     store = store or await open_store(settings)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
-        tokens = InstallationTokens(session, settings) if settings.has_app_credentials else None
-        factory = app.get(GITHUB_FACTORY) or (tokens.client if tokens else None)
-        if factory is None:
-            raise SettingsError(["gantry serve needs GANTRY_GITHUB_APP_ID and a private key"])
+        tokens = InstallationTokens(session, settings)
         queue, background = MemoryQueue(), Background()
         intake = Intake(
             store=store,
             queue=queue,
-            github=factory,
+            github=tokens.client,
             handle=await resolve_handle(session, settings),
             background=background,
             permissions=PermissionCache(),
@@ -116,8 +112,15 @@ async def services_ctx(app: web.Application, store: TaskStore | None) -> AsyncIt
         )
         requeued = await requeue_pending(store, queue)
         log.info("intake ready as @%s; %d queued task(s) requeued", intake.handle, requeued)
-        app[SERVICES] = Services(settings, store, queue, intake, background, tokens)
-        yield
+        async with contextlib.AsyncExitStack() as stack:
+            workers = None
+            if with_workers:
+                workers = await stack.enter_async_context(
+                    running_workers(settings, store, queue, tokens, intake.handle, background)
+                )
+                intake.on_cancel = workers.cancel
+            app[SERVICES] = Services(settings, store, queue, intake, background, tokens, workers)
+            yield
         await background.drain()
     finally:
         await session.close()

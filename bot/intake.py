@@ -39,6 +39,7 @@ class Intake:
     background: Background
     permissions: PermissionCache
     triggers: TriggerCache
+    on_cancel: Callable[[int], bool] | None = None
 
     @property
     def bot_login(self) -> str:
@@ -133,6 +134,8 @@ class Intake:
             text = replies.retried(latest, task)
         elif command.kind is Kind.CANCEL and latest is not None and latest.state in ACTIVE_STATES:
             await self.store.set_state(latest.id, TaskState.CANCELLED)
+            if self.on_cancel is not None:
+                self.on_cancel(latest.id)
             text = replies.cancelled(latest)
         elif command.kind in (Kind.STATUS, Kind.CANCEL, Kind.RETRY):
             text = replies.status(latest)

@@ -151,7 +151,7 @@ async def gantry(forge: Forge, tmp_path: Path) -> AsyncIterator[Gantry]:
         github_api_url=forge.api_url,
         data_dir=tmp_path / "data",
     )
-    server = TestServer(create_app(settings))
+    server = TestServer(create_app(settings, workers=False))
     await server.start_server()
     try:
         yield Gantry(forge, server, settings, creds, installation_id, issue.number, pull_number)

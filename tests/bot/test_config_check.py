@@ -112,7 +112,7 @@ async def world(forge: Forge, tmp_path: Path) -> AsyncIterator[World]:
         github_api_url=forge.api_url,
         data_dir=tmp_path / "data",
     )
-    app = create_app(settings)
+    app = create_app(settings, workers=False)
     app.router.add_post("/config-webhook", config_webhook)
     server = TestServer(app)
     await server.start_server()

@@ -78,7 +78,7 @@ async def test_a_restart_keeps_queued_tasks(gantry: Gantry) -> None:
     queued = [t.id for t in await gantry.tasks()]
     assert len(queued) == 2
     await gantry.server.close()
-    restarted = TestServer(create_app(gantry.settings))
+    restarted = TestServer(create_app(gantry.settings, workers=False))
     await restarted.start_server()
     try:
         services = restarted.app[SERVICES]
@@ -93,7 +93,7 @@ async def test_a_redelivery_after_a_restart_is_still_a_duplicate(gantry: Gantry)
     delivery = gantry.delivery("issue_comment", payload, body="@gantry go", number=1)
     assert (await gantry.post(delivery))[1] == {"outcome": "queued"}
     await gantry.server.close()
-    gantry.server = TestServer(create_app(gantry.settings))
+    gantry.server = TestServer(create_app(gantry.settings, workers=False))
     await gantry.server.start_server()
     assert (await gantry.post(delivery))[1] == {"outcome": "duplicate"}
     assert len(await gantry.tasks()) == 1

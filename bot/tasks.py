@@ -1,0 +1,81 @@
+"""Running a stored task for GitHub: the pipeline with GitHub's source, reporter and publisher."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gidgethub.abc import GitHubAPI
+
+from bot.progress import GitHubReporter
+from bot.publisher import GitHubPublisher, remote_heads
+from bot.repo_files import default_branch_checkout
+from config.loader import Checkout
+from config.repo_config import ConfigError
+from config.secret_store import SecretStore
+from config.settings import Settings
+from runner.environment import Environments
+from runner.mirror import Mirrors
+from runner.pipeline import PipelineDeps, Source, TaskFailedError, run_task
+from runner.results import TaskResult
+from runner.store import Task
+from runner.tasklog import TaskLog
+
+log = logging.getLogger(__name__)
+LOGS_DIR = "logs"
+
+
+@dataclass
+class TaskRunner:
+    """Everything a task needs on this server; `__call__` runs one to its end."""
+
+    settings: Settings
+    environments: Environments
+    mirrors: Mirrors
+    secrets: SecretStore
+    github: Callable[[int], GitHubAPI]
+    token: Callable[[int], Awaitable[str]]
+    slug: str
+
+    def log_path(self, task: Task) -> Path:
+        return self.settings.data_dir / LOGS_DIR / f"task-{task.id}.log"
+
+    async def source(self, task: Task, token: str | None) -> Source:
+        """The SHA to work on: a PR's head, or the default branch's head now."""
+        if task.is_pull_request and task.head_sha:
+            return Source(task.head_sha, f"refs/pull/{task.number}/head", token)
+        heads = await remote_heads(task.clone_url, token)
+        if task.default_branch not in heads:
+            raise TaskFailedError("prepare", f"the branch {task.default_branch!r} is gone")
+        return Source(heads[task.default_branch], None, token)
+
+    async def checkout(self, gh: GitHubAPI, task: Task) -> Checkout | ConfigError:
+        """Config and AGENTS.md from the default branch: a PR never changes what runs."""
+        return await default_branch_checkout(gh, task.repo, task.default_branch, self.settings)
+
+    async def __call__(self, task: Task) -> TaskResult:
+        gh = self.github(task.installation_id)
+        token = await self.token(task.installation_id)
+        deps = PipelineDeps(
+            environments=self.environments,
+            secrets=self.secrets,
+            agent_command=self.settings.agent_command,
+            resolve_source=lambda t: self.source(t, token),
+            load_checkout=lambda t, _source: self.checkout(gh, t),
+        )
+        reporter = GitHubReporter(gh, task, self.task_url(task))
+        publisher = GitHubPublisher(gh, task, self.mirrors, token, self.slug, self.task_url(task))
+        path = self.log_path(task)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tasklog = TaskLog(path)
+        try:
+            return await run_task(task, deps, reporter, publisher, tasklog)
+        finally:
+            tasklog.close()
+
+    def task_url(self, task: Task) -> str | None:
+        if self.settings.public_url is None:
+            return None
+        return f"{str(self.settings.public_url).rstrip('/')}/tasks/{task.id}"

@@ -1,0 +1,106 @@
+"""The in-process workers of `gantry serve`: the pipeline, fed from the intake's queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import docker
+
+from bot import replies
+from bot.background import Background
+from bot.progress import trigger_of
+from bot.tasks import TaskRunner
+from bot.tokens import InstallationTokens
+from config.secret_store import read_secret_store
+from config.settings import Settings
+from runner.cache import EnvironmentCache
+from runner.cleanup import sweep_forever
+from runner.environment import Environments
+from runner.mirror import Mirrors
+from runner.network import Networks
+from runner.queue import TaskQueue
+from runner.store import Task, TaskState, TaskStore
+from runner.worker import Worker, recover_interrupted
+
+log = logging.getLogger(__name__)
+GIVEN_UP_TEXT = (
+    "Task #{id} was interrupted twice (the server restarted while it ran) and was not "
+    "retried again. Comment `@{handle} retry` to run it once more."
+)
+
+
+@dataclass
+class Workers:
+    """The running worker and what it needs to be stopped or told to cancel."""
+
+    worker: Worker
+    tasks: list[asyncio.Task[None]]
+
+    def cancel(self, task_id: int) -> bool:
+        return self.worker.cancel(task_id)
+
+
+async def live_tasks(store: TaskStore) -> set[str]:
+    """Ids of tasks that may own containers right now."""
+    running = await store.with_state(TaskState.RUNNING)
+    return {str(task.id) for task in running}
+
+
+def build_runner(
+    settings: Settings, client: docker.DockerClient, tokens: InstallationTokens, slug: str
+) -> TaskRunner:
+    mirrors = Mirrors(settings.data_dir)
+    cache = EnvironmentCache(client)
+    networks = Networks(client, proxy_image=settings.default_image)
+    return TaskRunner(
+        settings=settings,
+        environments=Environments(client, mirrors, cache, networks),
+        mirrors=mirrors,
+        secrets=read_secret_store(settings.secrets_file),
+        github=tokens.client,
+        token=tokens.get,
+        slug=slug,
+    )
+
+
+async def report_given_up(
+    tasks: list[Task], tokens: InstallationTokens, handle: str, background: Background
+) -> None:
+    for task in tasks:
+        text = GIVEN_UP_TEXT.format(id=task.id, handle=handle)
+        gh = tokens.client(task.installation_id)
+        background.spawn(replies.comment(gh, trigger_of(task), text), "given-up report")
+
+
+@contextlib.asynccontextmanager
+async def running_workers(
+    settings: Settings,
+    store: TaskStore,
+    queue: TaskQueue,
+    tokens: InstallationTokens,
+    handle: str,
+    background: Background,
+) -> AsyncIterator[Workers]:
+    """Recover interrupted tasks, start the worker and the periodic sweep; stop both after."""
+    client = await asyncio.to_thread(docker.from_env)
+    runner = build_runner(settings, client, tokens, handle)
+    retried, given_up = await recover_interrupted(store, queue)
+    await report_given_up(given_up, tokens, handle, background)
+    log.info("workers: %d interrupted task(s) retried, %d given up", len(retried), len(given_up))
+    worker = Worker(store, queue, runner, settings.max_concurrent_tasks)
+    cache = runner.environments.cache
+    loops = [
+        asyncio.create_task(worker.serve(), name="gantry-worker"),
+        asyncio.create_task(sweep_forever(client, lambda: live_tasks(store), cache)),
+    ]
+    try:
+        yield Workers(worker, loops)
+    finally:
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        await asyncio.to_thread(client.close)
