@@ -40,6 +40,7 @@ class CacheInputs:
 
 
 def _digest(value: object) -> str:
+    """SHA-256 of canonical JSON."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -66,6 +66,8 @@ async def sweep(
 
 
 async def _remove_network(client: docker.DockerClient, network_id: str) -> None:
+    """Remove a network, ignoring one that is already gone."""
+
     def remove() -> None:
         with contextlib.suppress(docker.errors.NotFound):
             client.api.remove_network(network_id)

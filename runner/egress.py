@@ -229,7 +229,10 @@ async def handle_connect(
     if sni is None or normalise_host(sni) != host:
         raise RefusedInTunnel(f"TLS server name {sni!r} is not the CONNECT host")
     record("allowed", method="CONNECT", host=host, port=port)
-    await tunnel(policy, host, port, hello, (reader, writer))
+    try:
+        await tunnel(policy, host, port, hello, (reader, writer))
+    except Refused as exc:
+        raise RefusedInTunnel(str(exc)) from None
 
 
 async def handle_plain(

@@ -165,6 +165,7 @@ class Environments:
         return environment
 
     async def _inputs(self, request: EnvironmentRequest) -> CacheInputs:
+        """The cache inputs of a request (the base image by ID, secrets by version)."""
         image = await engine_call(lambda: self.client.images.get(request.image))
         return CacheInputs(
             repo=request.repo,

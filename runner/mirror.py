@@ -93,6 +93,7 @@ class Mirrors:
             return FetchResult(path, fetched=True)
 
     async def _init(self, path: Path) -> None:
+        """An empty bare mirror, created under a temporary name and renamed when ready."""
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         await git(None, ["init", "--quiet", "--bare", str(partial)], {}, None)

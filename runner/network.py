@@ -116,6 +116,7 @@ class Networks:
         return await self._limited(policy, task_id, repo)
 
     async def _limited(self, policy: NetworkPolicy, task_id: str, repo: str) -> Attachment:
+        """An internal network with no host address, and the proxy as its only way out."""
         name = f"gantry-{uuid.uuid4().hex[:12]}"
         network = await engine_call(
             lambda: self.client.networks.create(
@@ -143,6 +144,7 @@ class Networks:
     async def _start_proxy(
         self, policy: NetworkPolicy, network: Network, task_id: str, repo: str
     ) -> Container:
+        """The proxy container: unprivileged, read-only, on the task network and the bridge."""
         kwargs: dict[str, Any] = {
             "image": self.proxy_image,
             "command": proxy_command(policy, self.mapped),
@@ -168,6 +170,7 @@ class Networks:
         return await engine_call(start)
 
     async def _wait_ready(self, proxy: Container) -> None:
+        """Wait until the proxy says it listens, or fail if it exits."""
         deadline = time.monotonic() + PROXY_READY_S
         while time.monotonic() < deadline:
             logs = await engine_call(lambda: proxy.logs().decode(errors="replace"))

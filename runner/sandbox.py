@@ -211,6 +211,7 @@ class Sandbox:
         emit(None)
 
     async def _exit_code(self, exec_id: str) -> int | None:
+        """The exec's exit code, None while it runs."""
         info = await engine_call(lambda: self.client.api.exec_inspect(exec_id))
         code = info.get("ExitCode")
         return int(code) if code is not None else None

@@ -5,16 +5,20 @@ from __future__ import annotations
 import ipaddress
 import shlex
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import docker
 import pytest_asyncio
 from aiohttp import web
 
+from runner.cache import EnvironmentCache
+from runner.environment import Environments
 from runner.labels import gantry_labels
+from runner.mirror import Mirrors
 from runner.network import NetworkPolicy, Networks, blocked
 from runner.sandbox import ContainerSpec, Limits, running
 from runner.tasklog import TaskLog
-from tests.runner.conftest import Owner
+from tests.runner.conftest import Origin, Owner, request_for
 from tests.support import TEST_BASE_IMAGE
 
 PROBE = """
@@ -172,3 +176,54 @@ async def test_limited_lets_only_listed_names_and_methods_through_the_proxy(
     assert {"event": "allowed", "method": "GET", "host": "allowed.test", "port": 80} in [
         {k: d[k] for k in ("event", "method", "host", "port") if k in d} for d in decisions
     ]
+
+
+FETCH = (
+    'python3 -c "import urllib.request, sys; '
+    "print('got', urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())\" {url}"
+)
+
+
+async def test_setup_and_agent_each_get_their_own_policy(
+    docker_client: docker.DockerClient,
+    owner: Owner,
+    origin: Origin,
+    task_log: TaskLog,
+    host_server: int,
+    tmp_path: Path,
+) -> None:
+    gateway = host_gateway(docker_client)
+    networks = Networks(
+        docker_client, TEST_BASE_IMAGE, {"allowed.test": f"{gateway}:{host_server}"}
+    )
+    environments = Environments(
+        docker_client, Mirrors(tmp_path / "data"), EnvironmentCache(docker_client), networks
+    )
+    request = request_for(
+        owner,
+        origin,
+        origin.first_sha,
+        setup=(FETCH.format(url=f"http://{gateway}:{host_server}/setup"),),
+        network_setup=NetworkPolicy("full"),
+        network_agent=NetworkPolicy("limited", allow=("allowed.test",)),
+    )
+    async with environments.open(request, task_log) as env:
+        through_proxy = await env.run(
+            FETCH.format(url="http://allowed.test/agent"), task_log, "agent", 30
+        )
+        direct = await env.run(
+            FETCH.format(url=f"http://{gateway}:{host_server}/x"), task_log, "agent", 30
+        )
+        decisions = await networks.decisions(env.attachment)
+    assert through_proxy.ok
+    assert not direct.ok
+    text = task_log.text()
+    assert "[setup] got hello from /setup" in text
+    assert "[agent] got hello from /agent" in text
+    # The direct attempt went to the proxy (the variables are set) and was refused there.
+    events = [(d["event"], d.get("host") or d.get("target")) for d in decisions]
+    assert events[1:] == [
+        ("allowed", "allowed.test"),
+        ("blocked", f"http://{gateway}:{host_server}/x"),
+    ]
+    assert docker_client.networks.list(filters={"label": f"gantry.task={owner.task_id}"}) == []
