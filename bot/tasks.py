@@ -45,7 +45,8 @@ class TaskRunner:
     async def source(self, task: Task, token: str | None) -> Source:
         """The SHA to work on: a PR's head, or the default branch's head now."""
         if task.is_pull_request and task.head_sha:
-            return Source(task.head_sha, f"refs/pull/{task.number}/head", token)
+            # Branches are fetched anyway; a fork's head is then fetched by its SHA.
+            return Source(task.head_sha, None, token)
         heads = await remote_heads(task.clone_url, token)
         if task.default_branch not in heads:
             raise TaskFailedError("prepare", f"the branch {task.default_branch!r} is gone")
