@@ -155,6 +155,6 @@ def live_containers() -> list[str]:
     client = docker.from_env()
     try:
         labels = ["gantry.managed=1", f"gantry.repo={OWNER}/{REPO}"]
-        return [c.name for c in client.containers.list(all=True, filters={"label": labels})]
+        return [str(c.name) for c in client.containers.list(all=True, filters={"label": labels})]
     finally:
         client.close()
