@@ -126,7 +126,7 @@ def outcome_text(result: TaskResult) -> str:
     if result.conclusion is Conclusion.NO_CHANGES:
         return "The task ran but changed nothing, so there is no pull request."
     if result.conclusion is Conclusion.CANCELLED:
-        return "Cancelled."
+        return f"Stopped: {result.reason}." if result.reason else "Cancelled."
     where = f" in the **{result.failed_phase}** phase" if result.failed_phase else ""
     text = f"😕 Failed{where}: {quiet_mentions(result.reason)}"
     if result.log_tail.strip():

@@ -103,4 +103,5 @@ async def running_workers(
         for loop in loops:
             loop.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
+        await worker.stop()
         await asyncio.to_thread(client.close)

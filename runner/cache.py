@@ -14,7 +14,7 @@ import docker
 import docker.errors
 
 from config.repo_config import CONFIG_SCHEMA_VERSION
-from runner.labels import KIND, KIND_CACHE, MANAGED_FILTER, REPO, gantry_labels
+from runner.labels import DEFAULT_OWNER, KIND, KIND_CACHE, MANAGED_FILTER, REPO, gantry_labels
 from runner.sandbox import engine_call
 
 CACHE_REPOSITORY = "gantry-cache"
@@ -92,9 +92,12 @@ def is_expired(labels: Mapping[str, str] | None, now: float) -> bool:
 class EnvironmentCache:
     """Cache images in the engine; a per-key lock makes concurrent misses build once."""
 
-    def __init__(self, client: docker.DockerClient, clock: Clock = time.time) -> None:
+    def __init__(
+        self, client: docker.DockerClient, clock: Clock = time.time, owner: str = DEFAULT_OWNER
+    ) -> None:
         self.client = client
         self.clock = clock
+        self.owner = owner
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def lookup(self, key: str) -> str | None:

@@ -12,7 +12,7 @@ import docker
 import docker.errors
 
 from runner.cache import EnvironmentCache
-from runner.labels import MANAGED_FILTER, task_of
+from runner.labels import MANAGED_FILTER, OWNER, task_of
 from runner.sandbox import SandboxError, engine_call, remove_container
 
 SWEEP_INTERVAL_S = 300.0
@@ -48,11 +48,12 @@ async def sweep(
     cache: EnvironmentCache,
     only: Mapping[str, str] | None = None,
 ) -> SweepReport:
-    """Remove containers, then networks, of tasks not in `live`; collect expired cache images.
+    """Remove this owner's containers, then networks, of tasks not in `live`; collect images.
 
-    At start-up `live` is empty (nothing runs yet); later it is the tasks running now.
+    At start-up `live` is empty (nothing runs yet); later it is the tasks running now. Only
+    objects labelled with `cache.owner` (this deployment) are considered.
     """
-    filters = label_filters(only or {})
+    filters = label_filters({OWNER: cache.owner, **(only or {})})
     containers = await engine_call(lambda: client.api.containers(all=True, filters=filters))
     doomed = orphans({c["Id"]: c.get("Labels") or {} for c in containers}, live)
     for container_id in doomed:

@@ -187,7 +187,7 @@ class Environments:
         # No container-level env: a commit would copy it into the image, proxy address included.
         spec = ContainerSpec(
             image=request.image,
-            labels=gantry_labels(request.task_id, request.repo, KIND_SETUP),
+            labels=gantry_labels(request.task_id, request.repo, KIND_SETUP, self.cache.owner),
             limits=request.limits,
             network_mode=attachment.network_mode,
             mounts=(mirror_mount(mirror),),
@@ -219,7 +219,7 @@ class Environments:
         )
         spec = ContainerSpec(
             image=image_id,
-            labels=gantry_labels(request.task_id, request.repo, KIND_AGENT),
+            labels=gantry_labels(request.task_id, request.repo, KIND_AGENT, self.cache.owner),
             limits=request.limits,
             network_mode=attachment.network_mode,
             env={**request.env, **attachment.env},

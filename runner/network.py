@@ -19,7 +19,7 @@ from docker.models.networks import Network
 
 from config.errors import GantryError
 from runner import egress
-from runner.labels import KIND_NETWORK, KIND_PROXY, gantry_labels
+from runner.labels import DEFAULT_OWNER, KIND_NETWORK, KIND_PROXY, gantry_labels
 from runner.sandbox import engine_call, remove_container
 
 Mode = Literal["off", "limited", "full"]
@@ -102,20 +102,26 @@ class Networks:
         client: docker.DockerClient,
         proxy_image: str,
         mapped: Mapping[str, str] | None = None,
+        owner: str = DEFAULT_OWNER,
     ) -> None:
         self.client = client
         self.proxy_image = proxy_image
         self.mapped = dict(mapped or {})
+        self.owner = owner
 
-    async def attach(self, policy: NetworkPolicy, task_id: str, repo: str) -> Attachment:
+    async def attach(
+        self, policy: NetworkPolicy, task_id: str, repo: str, owner: str | None = None
+    ) -> Attachment:
         """Prepare the network for one container under a policy."""
         if policy.mode == "off":
             return Attachment("none")
         if policy.mode == "full":
             return Attachment("bridge")
-        return await self._limited(policy, task_id, repo)
+        return await self._limited(policy, task_id, repo, owner or self.owner)
 
-    async def _limited(self, policy: NetworkPolicy, task_id: str, repo: str) -> Attachment:
+    async def _limited(
+        self, policy: NetworkPolicy, task_id: str, repo: str, owner: str
+    ) -> Attachment:
         """An internal network with no host address, and the proxy as its only way out."""
         name = f"gantry-{uuid.uuid4().hex[:12]}"
         network = await engine_call(
@@ -124,14 +130,16 @@ class Networks:
                 driver="bridge",
                 internal=True,
                 options=INTERNAL_OPTIONS,
-                labels=gantry_labels(task_id, repo, KIND_NETWORK),
+                labels=gantry_labels(task_id, repo, KIND_NETWORK, owner),
             )
         )
         attachment = Attachment(
             name, dns=SINKHOLE_DNS, dns_options=FAST_FAIL_DNS, network_id=network.id
         )
         try:
-            proxy = await self._start_proxy(policy, network, task_id, repo)
+            proxy = await self._start_proxy(
+                policy, network, gantry_labels(task_id, repo, KIND_PROXY, owner)
+            )
             attachment.proxy_id = proxy.id
             address = proxy.attrs["NetworkSettings"]["Networks"][name]["IPAddress"]
             attachment.env = proxy_env(address)
@@ -142,13 +150,13 @@ class Networks:
         return attachment
 
     async def _start_proxy(
-        self, policy: NetworkPolicy, network: Network, task_id: str, repo: str
+        self, policy: NetworkPolicy, network: Network, labels: dict[str, str]
     ) -> Container:
         """The proxy container: unprivileged, read-only, on the task network and the bridge."""
         kwargs: dict[str, Any] = {
             "image": self.proxy_image,
             "command": proxy_command(policy, self.mapped),
-            "labels": gantry_labels(task_id, repo, KIND_PROXY),
+            "labels": labels,
             "network": network.name,
             "user": PROXY_USER,
             "read_only": True,

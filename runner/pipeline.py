@@ -28,6 +28,8 @@ from runner.environment import Environment, Environments, PhaseFailedError, from
 from runner.network import blocked
 from runner.patch_policy import PatchPolicy, PatchRefusedError, changed_paths, check_patch
 from runner.results import (
+    RESTART_NOTE,
+    SHUTDOWN,
     CheckOutcome,
     Conclusion,
     Phase,
@@ -242,8 +244,9 @@ async def run_task(
             reason=exc.reason,
             log_tail="\n".join(tasklog.tail(TAIL_LINES)),
         )
-    except asyncio.CancelledError:
-        await asyncio.shield(reporter.finished(TaskResult(Conclusion.CANCELLED)))
+    except asyncio.CancelledError as exc:
+        note = RESTART_NOTE if SHUTDOWN in exc.args else ""
+        await asyncio.shield(reporter.finished(TaskResult(Conclusion.CANCELLED, reason=note)))
         raise
     await reporter.finished(result)
     return result

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 PHASES = ("prepare", "environment", "agent", "checks", "collect", "publish")
+# The cancel message of a task stopped because the server is shutting down.
+SHUTDOWN = "gantry-shutdown"
+RESTART_NOTE = "interrupted by a server restart; it runs again when the server is back"
 
 
 class PhaseStatus(StrEnum):

@@ -95,7 +95,9 @@ def create_kwargs(spec: ContainerSpec) -> dict[str, Any]:
     """The docker SDK arguments of a hardened container (pure, so tests read it)."""
     kwargs: dict[str, Any] = {
         "image": spec.image,
-        "command": list(IDLE_COMMAND),
+        # Our own entrypoint: an image's ENTRYPOINT (and its CMD with it) never runs here.
+        "entrypoint": [IDLE_COMMAND[0]],
+        "command": list(IDLE_COMMAND[1:]),
         "labels": dict(spec.labels),
         "environment": dict(spec.env),
         "working_dir": WORKSPACE,

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from runner.queue import TaskQueue
-from runner.results import Conclusion, TaskResult
+from runner.results import SHUTDOWN, Conclusion, TaskResult
 from runner.store import Task, TaskState, TaskStore
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class Worker:
         self._threads: dict[str, asyncio.Lock] = {}
         self._running: dict[int, asyncio.Task[None]] = {}
         self._all: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     async def serve(self) -> None:
         """Forever: take a task id, start it (it waits for its slot and its thread)."""
@@ -57,6 +58,18 @@ class Worker:
                 job.add_done_callback(self._all.discard)
             else:
                 await asyncio.gather(*list(self._all), return_exceptions=True)
+
+    async def settle(self) -> None:
+        """Wait until every started task has ended (its cleanup included)."""
+        while self._all:
+            await asyncio.gather(*list(self._all), return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Cancel what runs and wait for its cleanup: containers go before the process does."""
+        self._stopping = True
+        for job in list(self._running.values()):
+            job.cancel(SHUTDOWN)
+        await self.settle()
 
     def cancel(self, task_id: int) -> bool:
         """Stop a running task now; False when it is not running here."""
@@ -89,13 +102,14 @@ class Worker:
         try:
             result = await self.run_one(task)
         except asyncio.CancelledError:
-            log.info("task %s cancelled", task.id)
+            log.info("task %s %s", task.id, "interrupted" if self._stopping else "cancelled")
             # Swallow our own cancel: the worker goes on; the task is over.
             with contextlib.suppress(Exception):
                 current = asyncio.current_task()
                 if current is not None:
                     current.uncancel()
-            return TaskState.CANCELLED
+            # Stopped by a shutdown, the task runs again at the next start; else it is over.
+            return TaskState.QUEUED if self._stopping else TaskState.CANCELLED
         except Exception:
             log.exception("task %s failed outside the pipeline", task.id)
             return TaskState.FAILED

@@ -108,3 +108,18 @@ async def test_interrupted_tasks_are_retried_once_then_given_up(store: SQLiteTas
     final = await store.get(task_id)
     assert final is not None
     assert final.state is TaskState.FAILED
+
+
+async def test_a_shutdown_leaves_the_running_task_queued_for_the_next_start(
+    store: SQLiteTaskStore,
+) -> None:
+    queue, run = MemoryQueue(), Recorder(hold=30)
+    [task_id] = await add(store, queue, 1)
+    worker = Worker(store, queue, run, max_concurrent=1)
+    serving = asyncio.create_task(worker.serve())
+    await asyncio.wait_for(run.started.wait(), 5)
+    await asyncio.wait_for(worker.stop(), 5)
+    serving.cancel()
+    stopped = await store.get(task_id)
+    assert stopped is not None
+    assert stopped.state is TaskState.QUEUED

@@ -2,113 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import docker
-import pytest_asyncio
-from aiohttp.test_utils import TestServer
-
-from bot.app import create_app
-from config.settings import Settings
-from forge.server import Forge
-from runner.store import Task, TaskState
-from tests.bot.conftest import OWNER, REPO, SECRET, WRITER, Gantry
-from tests.support import TEST_BASE_IMAGE
-
-CONFIG = f"""\
-image: {TEST_BASE_IMAGE}
-agent:
-  command: |
-    printf 'fixed: %s\\n' "$GANTRY_PROMPT" > fix.txt && rm -f old.txt
-network: {{setup: off, agent: off}}
-resources: {{cpus: 1, memory: 512m, pids: 256}}
-"""
-AGENTS = """\
-# Agents
-
-## Testing
-
-```sh
-test -f fix.txt
-```
-"""
-FINAL = {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED}
-
-
-async def wait_final(gantry: Gantry, count: int, seconds: float = 180) -> list[Task]:
-    """Until `count` tasks have ended (the worker runs in the background)."""
-    store = gantry.services.store
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        done = [t for s in FINAL for t in await store.with_state(s)]
-        if len(done) >= count:
-            await gantry.settle()
-            return sorted(done, key=lambda t: t.id)
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"tasks did not finish in {seconds}s")
-
-
-@pytest_asyncio.fixture
-async def live(
-    forge: Forge, tmp_path: Path, docker_client: docker.DockerClient
-) -> AsyncIterator[Gantry]:
-    source = tmp_path / "source"
-    (source / ".github").mkdir(parents=True)
-    (source / ".github" / "gantry.yml").write_text(CONFIG)
-    (source / "AGENTS.md").write_text(AGENTS)
-    (source / "old.txt").write_text("old\n")
-    await forge.create_repo(OWNER, REPO, source)
-    creds = forge.register_app("gantry")
-    installation_id = forge.install(creds.app_id, OWNER, [REPO])
-    forge.set_permission(OWNER, REPO, WRITER, "write")
-    issue = forge.create_issue(OWNER, REPO, "Fix the flaky date test", "It fails at midnight.")
-    settings = Settings(
-        github_webhook_secret=SECRET,
-        github_app_id=creds.app_id,
-        github_private_key=creds.private_key_pem,
-        github_api_url=forge.api_url,
-        data_dir=tmp_path / "data",
-        default_image=TEST_BASE_IMAGE,
-        public_url="https://gantry.example",
-    )
-    server = TestServer(create_app(settings))
-    await server.start_server()
-    try:
-        yield Gantry(forge, server, settings, creds, installation_id, issue.number, 0)
-    finally:
-        await server.close()
-
-
-async def comment_on(live: Gantry, number: int, body: str, *, pull: bool = False) -> None:
-    payload = live.examples("issue_comment")[0]
-    if pull:
-        payload["issue"]["pull_request"] = {"url": "rewritten"}
-    else:
-        payload["issue"].pop("pull_request", None)
-    payload["comment"]["id"] = live.forge.add_comment(OWNER, REPO, number, body, WRITER)
-    record = live.forge.state.issue(live.forge.repo(OWNER, REPO), number)
-    assert record is not None
-    payload["issue"]["title"] = record.title
-    status, answer = await live.post(
-        live.delivery("issue_comment", payload, body=body, number=number)
-    )
-    assert (status, answer) == (200, {"outcome": "queued"})
-
-
-async def git_show(forge: Forge, *args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        "git",
-        *args,
-        cwd=forge.repo(OWNER, REPO).path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
+from runner.store import TaskState
+from tests.bot.conftest import OWNER, REPO, Gantry
+from tests.e2e.conftest import comment_on, git_show, live_containers, wait_final
 
 
 async def test_a_comment_becomes_a_pull_request_and_a_follow_up_a_second_commit(
@@ -149,12 +45,3 @@ async def test_a_comment_becomes_a_pull_request_and_a_follow_up_a_second_commit(
     assert await git_show(live.forge, "rev-parse", f"{second}^") == f"{head}\n"
     assert await git_show(live.forge, "show", f"{second}:fix.txt") == "fixed: also say hello\n"
     assert live_containers() == []
-
-
-def live_containers() -> list[str]:
-    client = docker.from_env()
-    try:
-        labels = ["gantry.managed=1", f"gantry.repo={OWNER}/{REPO}"]
-        return [str(c.name) for c in client.containers.list(all=True, filters={"label": labels})]
-    finally:
-        client.close()
