@@ -82,8 +82,9 @@ async def measure(setup_seconds: float, files: int, runs: int) -> None:
         scratch = Path(tmp)
         forge = Forge(scratch / "forge")
         await forge.start()
-        cache = EnvironmentCache(client)
-        envs = Environments(client, Mirrors(scratch / "data"), cache, Networks(client, IMAGE))
+        cache = EnvironmentCache(client, owner=task_id)
+        networks = Networks(client, IMAGE, owner=task_id)
+        envs = Environments(client, Mirrors(scratch / "data"), cache, networks)
         try:
             sha = await make_origin(forge, scratch, files)
             app = forge.register_app()

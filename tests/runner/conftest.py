@@ -32,6 +32,7 @@ class Owner:
 
     task_id: str
     repo: str
+    label_owner: str
 
 
 def remove_labelled(client: docker.DockerClient, label: str) -> None:
@@ -51,7 +52,7 @@ def remove_labelled(client: docker.DockerClient, label: str) -> None:
 def owner(docker_client: docker.DockerClient) -> Iterator[Owner]:
     """A fresh task id and repo; all engine objects labelled with either are removed after."""
     suffix = uuid.uuid4().hex[:10]
-    found = Owner(task_id=f"test-{suffix}", repo=f"tests/repo-{suffix}")
+    found = Owner(f"test-{suffix}", f"tests/repo-{suffix}", f"tests-{suffix}")
     yield found
     remove_labelled(docker_client, f"{TASK}={found.task_id}")
     remove_labelled(docker_client, f"{REPO}={found.repo}")
@@ -116,14 +117,14 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def environments(
-    docker_client: docker.DockerClient, tmp_path: Path, clock: FakeClock
+    docker_client: docker.DockerClient, tmp_path: Path, clock: FakeClock, owner: Owner
 ) -> Environments:
     """Environments over a fresh data directory, using the test image for the proxy."""
     return Environments(
         docker_client,
         Mirrors(tmp_path / "data"),
-        EnvironmentCache(docker_client, clock),
-        Networks(docker_client, TEST_BASE_IMAGE),
+        EnvironmentCache(docker_client, clock, owner.label_owner),
+        Networks(docker_client, TEST_BASE_IMAGE, owner=owner.label_owner),
     )
 
 

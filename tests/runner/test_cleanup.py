@@ -15,8 +15,8 @@ import pytest
 
 from runner.cache import CacheInputs, EnvironmentCache, cache_key, cache_labels, image_ref
 from runner.cleanup import orphans, sweep
-from runner.labels import REPO, gantry_labels
-from runner.sandbox import ContainerSpec, Limits, Sandbox
+from runner.labels import gantry_labels
+from runner.sandbox import ContainerSpec, Sandbox
 from tests.runner.conftest import FakeClock, Owner
 from tests.support import TEST_BASE_IMAGE
 
@@ -28,7 +28,8 @@ from runner.labels import gantry_labels
 from runner.sandbox import ContainerSpec, Limits, Sandbox
 
 async def main():
-    spec = ContainerSpec(sys.argv[1], gantry_labels(sys.argv[2], sys.argv[3], "agent"),
+    labels = gantry_labels(sys.argv[2], sys.argv[3], "agent", sys.argv[4])
+    spec = ContainerSpec(sys.argv[1], labels,
                          Limits(1.0, 64 * 1024**2, 32))
     sandbox = await Sandbox.start(docker.from_env(), spec)
     print(sandbox.id, flush=True)
@@ -58,6 +59,7 @@ async def test_a_container_left_by_a_killed_process_is_removed_at_the_next_start
         TEST_BASE_IMAGE,
         owner.task_id,
         owner.repo,
+        owner.label_owner,
         stdout=asyncio.subprocess.PIPE,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -68,18 +70,19 @@ async def test_a_container_left_by_a_killed_process_is_removed_at_the_next_start
     await process.wait()
     assert docker_client.containers.get(orphan_id).status == "running"
     network = docker_client.networks.create(
-        f"gantry-test-{owner.task_id}", labels=gantry_labels(owner.task_id, owner.repo, "network")
+        f"gantry-test-{owner.task_id}",
+        labels=gantry_labels(owner.task_id, owner.repo, "network", owner.label_owner),
     )
-    live_spec = ContainerSpec(
-        TEST_BASE_IMAGE, gantry_labels("live-" + owner.task_id, owner.repo, "agent"), Limits()
-    )
-    live = await Sandbox.start(docker_client, live_spec)
+    live_labels = gantry_labels("live-" + owner.task_id, owner.repo, "agent", owner.label_owner)
+    live = await Sandbox.start(docker_client, ContainerSpec(TEST_BASE_IMAGE, live_labels))
+    # Another deployment's container on the same engine is not this sweep's business.
+    foreign_labels = gantry_labels(owner.task_id, owner.repo, "agent", "someone-else")
+    foreign = await Sandbox.start(docker_client, ContainerSpec(TEST_BASE_IMAGE, foreign_labels))
 
     report = await sweep(
         docker_client,
         live={"live-" + owner.task_id},
-        cache=EnvironmentCache(docker_client, clock),
-        only={REPO: owner.repo},
+        cache=EnvironmentCache(docker_client, clock, owner.label_owner),
     )
 
     assert (report.containers, report.networks) == (1, 1)
@@ -88,7 +91,9 @@ async def test_a_container_left_by_a_killed_process_is_removed_at_the_next_start
     with pytest.raises(docker.errors.NotFound):
         docker_client.networks.get(str(network.id))
     assert docker_client.containers.get(live.id).status == "running"
+    assert docker_client.containers.get(foreign.id).status == "running"
     await live.remove()
+    await foreign.remove()
 
 
 async def test_expired_cache_images_are_collected(
@@ -105,12 +110,12 @@ async def test_expired_cache_images_are_collected(
         )
     finally:
         container.remove(force=True)
-    cache = EnvironmentCache(docker_client, clock)
-    kept = await sweep(docker_client, live=set(), cache=cache, only={REPO: owner.repo})
+    cache = EnvironmentCache(docker_client, clock, owner.label_owner)
+    kept = await sweep(docker_client, live=set(), cache=cache)
     assert kept.images == 0
     assert await cache.lookup(key) is not None
     clock.now += 11
-    swept = await sweep(docker_client, live=set(), cache=cache, only={REPO: owner.repo})
+    swept = await sweep(docker_client, live=set(), cache=cache)
     assert swept.images >= 1
     with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get(image_ref(key))

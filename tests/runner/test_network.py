@@ -111,7 +111,7 @@ async def probe(
     attachment = await networks.attach(policy, owner.task_id, owner.repo)
     spec = ContainerSpec(
         TEST_BASE_IMAGE,
-        gantry_labels(owner.task_id, owner.repo, "agent"),
+        gantry_labels(owner.task_id, owner.repo, "agent", owner.label_owner),
         SMALL,
         network_mode=attachment.network_mode,
         env=attachment.env,
@@ -133,7 +133,7 @@ async def probe(
 async def test_off_reaches_nothing(
     docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog, host_server: int
 ) -> None:
-    networks = Networks(docker_client, TEST_BASE_IMAGE)
+    networks = Networks(docker_client, TEST_BASE_IMAGE, owner=owner.label_owner)
     answers, decisions = await probe(
         docker_client, networks, NetworkPolicy("off"), owner, task_log, host_server
     )
@@ -144,7 +144,7 @@ async def test_off_reaches_nothing(
 async def test_full_reaches_the_host(
     docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog, host_server: int
 ) -> None:
-    networks = Networks(docker_client, TEST_BASE_IMAGE)
+    networks = Networks(docker_client, TEST_BASE_IMAGE, owner=owner.label_owner)
     answers, _ = await probe(
         docker_client, networks, NetworkPolicy("full"), owner, task_log, host_server
     )
@@ -155,7 +155,7 @@ async def test_limited_lets_only_listed_names_and_methods_through_the_proxy(
     docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog, host_server: int
 ) -> None:
     mapped = {"allowed.test": f"{host_gateway(docker_client)}:{host_server}"}
-    networks = Networks(docker_client, TEST_BASE_IMAGE, mapped=mapped)
+    networks = Networks(docker_client, TEST_BASE_IMAGE, mapped, owner.label_owner)
     policy = NetworkPolicy("limited", allow=("allowed.test", "*.pypi.test"), methods=("GET",))
     answers, decisions = await probe(docker_client, networks, policy, owner, task_log, host_server)
     assert answers == {
@@ -197,7 +197,10 @@ async def test_setup_and_agent_each_get_their_own_policy(
         docker_client, TEST_BASE_IMAGE, {"allowed.test": f"{gateway}:{host_server}"}
     )
     environments = Environments(
-        docker_client, Mirrors(tmp_path / "data"), EnvironmentCache(docker_client), networks
+        docker_client,
+        Mirrors(tmp_path / "data"),
+        EnvironmentCache(docker_client, owner=owner.label_owner),
+        networks,
     )
     request = request_for(
         owner,

@@ -21,7 +21,7 @@ EXPECTED_CAP_EFF = f"{0b11011011:016x}"
 
 
 def spec_for(owner: Owner, limits: Limits = SMALL) -> ContainerSpec:
-    labels = gantry_labels(owner.task_id, owner.repo, "agent")
+    labels = gantry_labels(owner.task_id, owner.repo, "agent", owner.label_owner)
     return ContainerSpec(image=TEST_BASE_IMAGE, labels=labels, limits=limits)
 
 

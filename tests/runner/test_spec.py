@@ -32,6 +32,7 @@ def test_create_kwargs_are_hardened_and_limited() -> None:
     assert kwargs["pids_limit"] == 100
     assert kwargs["network_mode"] == "none"
     assert kwargs["labels"]["gantry.task"] == "7"
+    assert [*kwargs["entrypoint"], *kwargs["command"]] == ["sleep", "infinity"]
 
 
 def test_the_docker_socket_is_refused() -> None:
