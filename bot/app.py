@@ -94,8 +94,8 @@ async def services_ctx(
 ) -> AsyncIterator[None]:
     """Open the store, the HTTP session, the intake and the workers; requeue what was queued."""
     settings = app[SETTINGS]
-    if not settings.has_app_credentials:
-        raise SettingsError(["gantry serve needs GANTRY_GITHUB_APP_ID and a private key"])
+    if settings.serving_problems():
+        raise SettingsError(settings.serving_problems())
     store = store or await open_store(settings)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
@@ -154,7 +154,7 @@ async def read_delivery(request: web.Request, secret: str) -> sansio.Event:
 async def webhook(request: web.Request) -> web.Response:
     """Verify, deduplicate, route; the task is stored before this returns."""
     services = request.app[SERVICES]
-    secret = services.settings.github_webhook_secret.get_secret_value()
+    secret = services.settings.webhook_secret
     try:
         event = await read_delivery(request, secret)
     except WebhookRejectedError as exc:

@@ -17,12 +17,9 @@ from bot.tasks import TaskRunner
 from bot.tokens import InstallationTokens
 from config.secret_store import read_secret_store
 from config.settings import Settings
-from runner.cache import EnvironmentCache
 from runner.cleanup import sweep_forever
-from runner.environment import Environments
-from runner.mirror import Mirrors
-from runner.network import Networks
 from runner.queue import TaskQueue
+from runner.services import build_environments
 from runner.store import Task, TaskState, TaskStore
 from runner.worker import Worker, recover_interrupted
 
@@ -53,13 +50,11 @@ async def live_tasks(store: TaskStore) -> set[str]:
 def build_runner(
     settings: Settings, client: docker.DockerClient, tokens: InstallationTokens, slug: str
 ) -> TaskRunner:
-    mirrors = Mirrors(settings.data_dir)
-    cache = EnvironmentCache(client)
-    networks = Networks(client, proxy_image=settings.default_image)
+    environments = build_environments(settings, client)
     return TaskRunner(
         settings=settings,
-        environments=Environments(client, mirrors, cache, networks),
-        mirrors=mirrors,
+        environments=environments,
+        mirrors=environments.mirrors,
         secrets=read_secret_store(settings.secrets_file),
         github=tokens.client,
         token=tokens.get,

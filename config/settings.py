@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     github_app_id: int | None = Field(default=None, gt=0)
     github_private_key: SecretStr | None = None
     github_private_key_path: Path | None = None
-    github_webhook_secret: SecretStr
+    # Required to serve (checked by `serving_problems`); `gantry run` and `config validate`
+    # work without it.
+    github_webhook_secret: SecretStr | None = None
     github_api_url: AnyHttpUrl = AnyHttpUrl(DEFAULT_API_URL)
     bot_handle: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$")
     data_dir: Path = DEFAULT_DATA_DIR
@@ -55,8 +57,8 @@ class Settings(BaseSettings):
 
     @field_validator("github_webhook_secret")
     @classmethod
-    def _secret_not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
+    def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
             raise ValueError("must not be empty")
         return value
 
@@ -80,6 +82,24 @@ class Settings(BaseSettings):
         if has_key:
             load_private_key(self.private_key_pem())
         return self
+
+    def serving_problems(self) -> list[str]:
+        """What `gantry serve` needs and these settings lack."""
+        problems = []
+        if self.github_webhook_secret is None:
+            problems.append("GANTRY_GITHUB_WEBHOOK_SECRET: is required to serve but not set")
+        if not self.has_app_credentials:
+            problems.append(
+                "GANTRY_GITHUB_APP_ID and GANTRY_GITHUB_PRIVATE_KEY(_PATH): required to serve"
+            )
+        return problems
+
+    @property
+    def webhook_secret(self) -> str:
+        """The webhook secret; only called where `serving_problems` was checked."""
+        if self.github_webhook_secret is None:
+            raise SettingsError(["GANTRY_GITHUB_WEBHOOK_SECRET: is required to serve but not set"])
+        return self.github_webhook_secret.get_secret_value()
 
     @property
     def has_app_credentials(self) -> bool:

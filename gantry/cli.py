@@ -14,7 +14,7 @@ from aiohttp import web
 from bot.app import create_app
 from config.errors import SettingsError
 from config.settings import Settings, load_settings
-from gantry import doctor, validate
+from gantry import doctor, local_run, validate
 
 DESCRIPTION = "Gantry: a GitHub App that gives coding agents a Docker environment."
 DEFAULT_HOST = "127.0.0.1"
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check Docker, GitHub credentials, data dir and database, and say how to fix them",
         description="Check what Gantry needs; exit 1 if anything is wrong.",
     )
+    local_run.add_parser(commands)
     validate.add_parser(commands)
     return parser
 
@@ -65,6 +66,8 @@ def cmd_doctor() -> int:
 def cmd_serve(host: str, port: int) -> int:
     try:
         settings = load_settings()
+        if settings.serving_problems():
+            raise SettingsError(settings.serving_problems())
     except SettingsError as exc:
         print("gantry serve: the settings are not valid:", file=sys.stderr)
         for problem in exc.problems:
@@ -86,6 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         settings = settings_or_error()
         return validate.run(args.path, settings if isinstance(settings, Settings) else None)
+    if args.command == "run":
+        try:
+            return local_run.main(load_settings(), args)
+        except SettingsError as exc:
+            print("gantry run: " + "; ".join(exc.problems), file=sys.stderr)
+            return 2
     if args.command == "serve":
         return cmd_serve(args.host, args.port)
     print(f"gantry: unknown command {args.command!r}", file=sys.stderr)

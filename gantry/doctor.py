@@ -21,6 +21,7 @@ OK_MARK = "ok"
 FAIL_MARK = "FAIL"
 SKIP_MARK = "skip"
 GITHUB_TIMEOUT_S = 15
+SETTINGS_FIX = "set the GANTRY_* variables in the environment or in .env (see docs/operating.md)"
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,11 @@ def skipped(name: str, detail: str) -> CheckResult:
 
 def check_settings(settings: Settings | SettingsError) -> CheckResult:
     """Settings parse and validate."""
-    if isinstance(settings, SettingsError):
-        return failed(
-            "settings",
-            "; ".join(settings.problems),
-            "set the GANTRY_* variables in the environment or in .env (see docs/operating.md)",
-        )
+    problems = (
+        settings.problems if isinstance(settings, SettingsError) else settings.serving_problems()
+    )
+    if problems or isinstance(settings, SettingsError):
+        return failed("settings", "; ".join(problems), SETTINGS_FIX)
     mode = "loud development mode: tasks run on this host" if settings.executor == "local" else ""
     return passed("settings", f"valid (executor {settings.executor}{', ' + mode if mode else ''})")
 

@@ -8,7 +8,8 @@ import docker
 import pytest
 
 from config.errors import SettingsError
-from config.settings import Settings
+from config.settings import Settings, load_settings
+from forge.server import Forge
 from gantry import doctor
 from gantry.cli import main
 
@@ -108,20 +109,29 @@ def test_cli_doctor_without_settings_exits_1_without_a_traceback(
 ) -> None:
     assert main(["doctor"]) == 1
     out, err = capsys.readouterr()
-    assert "GANTRY_GITHUB_WEBHOOK_SECRET: is required but not set" in out
+    assert "GANTRY_GITHUB_WEBHOOK_SECRET: is required to serve but not set" in out
     assert "Traceback" not in out + err
 
 
-def test_cli_doctor_passes_on_a_healthy_host(
+async def test_cli_doctor_passes_on_a_healthy_host(
     docker_client: docker.DockerClient,
+    forge: Forge,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    creds = forge.register_app("gantry")
+    key = tmp_path / "app.pem"
+    key.write_text(creds.private_key_pem)
     monkeypatch.setenv("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("GANTRY_GITHUB_APP_ID", str(creds.app_id))
+    monkeypatch.setenv("GANTRY_GITHUB_PRIVATE_KEY_PATH", str(key))
+    monkeypatch.setenv("GANTRY_GITHUB_API_URL", forge.api_url)
     monkeypatch.setenv("GANTRY_DATA_DIR", str(tmp_path))
-    assert main(["doctor"]) == 0, capsys.readouterr().out
-    assert "all checks passed" in capsys.readouterr().out
+    results = await doctor.run_checks(load_settings(env_file=None))
+    text = doctor.render(results)
+    assert text.endswith("all checks passed"), text
+    assert "authenticated as App 'gantry'" in text
 
 
 def test_cli_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:

@@ -31,8 +31,14 @@ def problems(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:
     return info.value.problems
 
 
-def test_missing_webhook_secret_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert problems(monkeypatch) == ["GANTRY_GITHUB_WEBHOOK_SECRET: is required but not set"]
+def test_serving_needs_the_webhook_secret_and_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(env_file=None)  # `gantry run` and `validate` need neither
+    assert settings.serving_problems() == [
+        "GANTRY_GITHUB_WEBHOOK_SECRET: is required to serve but not set",
+        "GANTRY_GITHUB_APP_ID and GANTRY_GITHUB_PRIVATE_KEY(_PATH): required to serve",
+    ]
+    with pytest.raises(SettingsError):
+        _ = settings.webhook_secret
 
 
 def test_blank_webhook_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,7 +100,7 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
     env_file.write_text(f"GANTRY_GITHUB_WEBHOOK_SECRET={SECRET}\nGANTRY_BOT_HANDLE=from-dotenv\n")
     settings = load_settings(env_file=env_file)
     assert settings.bot_handle == "from-dotenv"
-    assert settings.github_webhook_secret.get_secret_value() == SECRET
+    assert settings.webhook_secret == SECRET
 
 
 def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,198 @@
+"""`gantry run [PATH] --prompt TEXT`: the pipeline on a local checkout, without GitHub."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import docker
+import docker.errors
+
+from bot.branches import slugify
+from bot.reports import check_table
+from config.errors import GantryError
+from config.loader import Checkout, read_checkout
+from config.repo_config import ConfigError
+from config.secret_store import read_secret_store
+from config.settings import Settings
+from runner.mirror import MirrorError, git
+from runner.pipeline import PipelineDeps, Source, Work, run_task
+from runner.publish import Publication, commit_message, publish, user_identity
+from runner.results import Conclusion, Phase, PhaseStatus, TaskResult
+from runner.services import build_environments
+from runner.store import Task, TaskState
+from runner.tasklog import TaskLog
+
+MARKS = {
+    PhaseStatus.RUNNING: "…",
+    PhaseStatus.DONE: "✓",
+    PhaseStatus.FAILED: "✗",
+    PhaseStatus.SKIPPED: "-",
+    PhaseStatus.PENDING: " ",
+}
+LOCAL_OWNER = "local"
+LOCAL_AUTHOR = user_identity("gantry-local", None)
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`gantry run [PATH] --prompt TEXT [--ref REF]`."""
+    run = commands.add_parser(
+        "run",
+        help="run one task on a local git checkout (no GitHub): a local branch and a patch",
+        description="Run the pipeline on PATH's commit at REF in a container; the result is a "
+        "local branch gantry/local-<slug> and a patch file.",
+    )
+    run.add_argument("path", nargs="?", type=Path, default=Path("."))
+    run.add_argument("--prompt", required=True, help="the request for the agent")
+    run.add_argument("--ref", default="HEAD", help="the commit to start from (default HEAD)")
+
+
+@dataclass
+class ConsoleReporter:
+    """Progress in a terminal: one line per phase as it ends."""
+
+    out: TextIO
+    started_at: float = field(default_factory=time.monotonic)
+
+    async def started(self) -> None:
+        print("gantry run: starting", file=self.out, flush=True)
+
+    async def phase(self, phase: Phase) -> None:
+        if phase.status is PhaseStatus.RUNNING:
+            print(f"  {MARKS[phase.status]} {phase.name} …", file=self.out, flush=True)
+            return
+        timing = f" {phase.seconds:.1f}s" if phase.seconds is not None else ""
+        note = f"  ({phase.note})" if phase.note else ""
+        line = f"  {MARKS[phase.status]} {phase.name}{timing}{note}"
+        print(line, file=self.out, flush=True)
+
+    async def finished(self, result: TaskResult) -> None:
+        total = time.monotonic() - self.started_at
+        print(f"\n{result.conclusion.value} in {total:.1f}s", file=self.out)
+        if result.checks:
+            print("\n" + check_table(result.checks), file=self.out)
+        if result.conclusion is Conclusion.FAILED:
+            print(f"\nfailed in {result.failed_phase}: {result.reason}", file=self.out)
+            print(result.log_tail, file=self.out)
+
+
+@dataclass
+class LocalPublisher:
+    """A branch in the local repository and a patch file next to it."""
+
+    root: Path
+    mirror: Path
+    prompt: str
+    patch_dir: Path
+
+    async def publish(self, work: Work) -> str:
+        branch = f"gantry/local-{slugify(self.prompt)}-{int(time.time())}"
+        message = commit_message(work.message.strip() or self.prompt, "", LOCAL_AUTHOR)
+        await publish(
+            Publication(
+                mirror=self.mirror,
+                start_sha=work.base_sha,
+                patch=work.patch,
+                branch=branch,
+                message=message,
+                author=LOCAL_AUTHOR,
+                clone_url=str(self.root),
+                token=None,
+            )
+        )
+        patch_file = self.patch_dir / f"{branch.replace('/', '-')}.patch"
+        patch_file.write_bytes(work.patch)
+        return f"branch {branch}, patch {patch_file}"
+
+
+def local_task(root: Path, prompt: str, task_id: int) -> Task:
+    """A task that is never stored: the pipeline's input for a local run."""
+    return Task(
+        repo=f"{LOCAL_OWNER}/{slugify(root.name)}",
+        installation_id=0,
+        number=0,
+        is_pull_request=False,
+        title=prompt.splitlines()[0] if prompt.strip() else "local run",
+        clone_url=str(root),
+        default_branch="HEAD",
+        comment_id=None,
+        comment_kind="local",
+        requester="you",
+        kind="request",
+        request=prompt,
+        head_ref=None,
+        head_sha=None,
+        id=task_id,
+        delivery_id="local",
+        state=TaskState.RUNNING,
+        created_at=time.time(),
+        updated_at=time.time(),
+    )
+
+
+async def resolve(root: Path, ref: str) -> str:
+    return (
+        await git(root / ".git", ["rev-parse", "--verify", f"{ref}^{{commit}}"], {}, None)
+    ).strip()
+
+
+async def run_local(settings: Settings, root: Path, prompt: str, ref: str, out: TextIO) -> int:
+    """Run one task; 0 when it published or found nothing to change, 1 otherwise."""
+    try:
+        sha = await resolve(root, ref)
+    except MirrorError as exc:
+        print(f"gantry run: {root} at {ref!r}: {exc}", file=out)
+        return 2
+    client = await asyncio.to_thread(docker.from_env)
+    try:
+        environments = build_environments(settings, client)
+        task = local_task(root, prompt, int(time.time()))
+        checkout: Checkout | ConfigError
+        try:
+            checkout = read_checkout(root, settings)
+        except ConfigError as exc:
+            checkout = exc
+
+        async def load(_task: Task, _source: Source) -> Checkout | ConfigError:
+            return checkout
+
+        async def source(_task: Task) -> Source:
+            return Source(sha, None, None)
+
+        deps = PipelineDeps(
+            environments=environments,
+            secrets=read_secret_store(settings.secrets_file),
+            agent_command=settings.agent_command,
+            resolve_source=source,
+            load_checkout=load,
+        )
+        mirror = environments.mirrors.path(task.repo)
+        publisher = LocalPublisher(root, mirror, prompt, Path.cwd())
+        tasklog = TaskLog(settings.data_dir / "logs" / f"local-{task.id}.log")
+        try:
+            result = await run_task(task, deps, ConsoleReporter(out), publisher, tasklog)
+        finally:
+            tasklog.close()
+        if result.conclusion is Conclusion.PUBLISHED:
+            print(f"\nresult: {result.pull_url}", file=out)
+        print(f"log: {tasklog.path}", file=out)
+        return 0 if result.conclusion in (Conclusion.PUBLISHED, Conclusion.NO_CHANGES) else 1
+    finally:
+        await asyncio.to_thread(client.close)
+
+
+def main(settings: Settings, args: argparse.Namespace) -> int:
+    root = args.path.resolve()
+    try:
+        return asyncio.run(run_local(settings, root, args.prompt, args.ref, sys.stdout))
+    except docker.errors.DockerException as exc:
+        print(f"gantry run: no Docker engine answers ({exc}); see gantry doctor", file=sys.stderr)
+        return 2
+    except GantryError as exc:
+        print(f"gantry run: {exc}", file=sys.stderr)
+        return 1
