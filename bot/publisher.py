@@ -11,6 +11,7 @@ from bot.branches import branch_name, check_ref_format
 from bot.pull_requests import open_pull
 from bot.reports import PullRequestReport, pr_body
 from runner.mirror import Mirrors, auth_env, git
+from runner.patch_policy import changed_paths
 from runner.pipeline import Work
 from runner.publish import (
     Identity,
@@ -24,10 +25,19 @@ from runner.publish import (
 )
 from runner.store import Task
 
+MAX_LISTED_FILES = 30
 FORK_REFUSAL = (
     "this pull request comes from a fork, and Gantry cannot push to forks; "
     "ask on an issue or on a branch of this repository instead"
 )
+
+
+def change_summary(patch: bytes) -> str:
+    """When the agent wrote no commit message: the files the change touches."""
+    paths = sorted(changed_paths(patch))
+    shown = "\n".join(f"- `{path}`" for path in paths[:MAX_LISTED_FILES])
+    more = len(paths) - MAX_LISTED_FILES
+    return shown + (f"\n- … and {more} more" if more > 0 else "")
 
 
 @dataclass(frozen=True)
@@ -139,7 +149,7 @@ class GitHubPublisher:
         report = PullRequestReport(
             request=self.task.request,
             requester=self.task.requester,
-            summary=work.message,
+            summary=work.message.strip() or change_summary(work.patch),
             checks=work.checks,
             blocked=work.blocked,
             closes=None if self.task.is_pull_request else self.task.number,

@@ -332,11 +332,13 @@ class Forge:
         body: str | None = None,
         number: int | None = None,
         index: int = 0,
+        comment_id: int | None = None,
     ) -> int:
         """Deliver a real example payload, rewritten to point here, signed; return the status.
 
         When `number` names an issue or PR of the stand-in, the payload's `issue` and
-        `pull_request` objects are replaced by the stand-in's own (current head SHA included).
+        `pull_request` objects are replaced by the stand-in's own (current head SHA included);
+        `comment_id` points the payload's comment at one the stand-in holds.
         """
         payload = pick_example(load_examples(self.github_data.webhooks), event, action, index=index)
         record = self.state.repo(owner, repo)
@@ -354,7 +356,10 @@ class Forge:
             body=body,
             number=number,
         )
-        return await post_delivery(url, build_delivery(event, rewrite(payload, spec), secret))
+        rewritten = rewrite(payload, spec)
+        if comment_id is not None and isinstance(rewritten.get("comment"), dict):
+            rewritten["comment"]["id"] = comment_id
+        return await post_delivery(url, build_delivery(event, rewritten, secret))
 
     async def _merge_records(self, payload: dict[str, Any], repo: Repo, number: int) -> None:
         """Overlay the stand-in's issue/PR on the example's, keeping fields it does not model."""

@@ -1,0 +1,224 @@
+"""The README's first command: Gantry end to end on one machine, against the stand-in.
+
+Starts the GitHub stand-in and `gantry serve`, makes a sample repository with an AGENTS.md
+and a `.github/gantry.yml`, posts a signed `@gantry` comment on an issue, waits for the pull
+request and prints it: title, body (with the check table) and diff.
+
+The sample's agent is a tiny script in the sample repository, so the demo needs no model or
+API key; point `agent.command` at a real agent (codex, aider, …) to use one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import aiohttp
+
+from forge import git_repo
+from forge.server import Forge
+
+SECRET = "demo-webhook-secret"  # noqa: S105 (a throw-away secret for the local demo)
+OWNER, REPO, USER = "demo", "hello", "octocat"
+REQUEST = "@gantry add a farewell function next to greet, with a test"
+AGENT = '''\
+"""A stand-in agent: reads the request and edits the code, like a real one would."""
+import json, os, pathlib
+task = json.loads(pathlib.Path(os.environ["GANTRY_TASK_FILE"]).read_text())
+print("agent: asked by", task["requester"], "to:", os.environ["GANTRY_PROMPT"])
+code = pathlib.Path("hello.py")
+code.write_text(code.read_text() + "\\n\\ndef farewell(name):\\n    return f'Goodbye, {name}!'\\n")
+tests = pathlib.Path("test_hello.py")
+tests.write_text(tests.read_text() + (
+    "\\n\\nclass FarewellTest(unittest.TestCase):\\n"
+    "    def test_farewell(self):\\n"
+    "        self.assertEqual(hello.farewell('Ada'), 'Goodbye, Ada!')\\n"))
+'''
+FILES = {
+    "README.md": "# hello\n\nA sample repository for the Gantry demo.\n",
+    ".gitignore": "__pycache__/\n",
+    "hello.py": "def greet(name):\n    return f'Hello, {name}!'\n",
+    "test_hello.py": textwrap.dedent(
+        """\
+        import unittest
+
+        import hello
+
+
+        class GreetTest(unittest.TestCase):
+            def test_greet(self):
+                self.assertEqual(hello.greet('Ada'), 'Hello, Ada!')
+        """
+    ),
+    "AGENTS.md": textwrap.dedent(
+        """\
+        # Working on hello
+
+        ## Testing
+
+        Run the unit tests from the repository root:
+
+        ```sh
+        python3 -m unittest -v
+        ```
+        """
+    ),
+    ".gantry/agent.py": AGENT,
+}
+
+
+def config(image: str) -> str:
+    return textwrap.dedent(
+        f"""\
+        image: {image}
+        agent:
+          command: python3 .gantry/agent.py
+        network: {{setup: off, agent: off}}
+        resources: {{cpus: 1, memory: 1g, pids: 256}}
+        pull_request: {{labels: [gantry, demo]}}
+        """
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def say(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
+
+def make_sample(root: Path, image: str) -> Path:
+    source = root / "sample"
+    for name, text in {**FILES, ".github/gantry.yml": config(image)}.items():
+        path = source / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return source
+
+
+def start_gantry(
+    forge: Forge, app_id: int, key: Path, data: Path, port: int, image: str
+) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")} | {
+        "GANTRY_GITHUB_WEBHOOK_SECRET": SECRET,
+        "GANTRY_GITHUB_APP_ID": str(app_id),
+        "GANTRY_GITHUB_PRIVATE_KEY_PATH": str(key),
+        "GANTRY_GITHUB_API_URL": forge.api_url,
+        "GANTRY_DATA_DIR": str(data),
+        "GANTRY_DEFAULT_IMAGE": image,
+        "GANTRY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    command = [sys.executable, "-m", "gantry", "serve", "--port", str(port)]
+    return subprocess.Popen(command, env=env, stdout=sys.stdout, stderr=sys.stderr)
+
+
+async def wait_ready(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise SystemExit(f"gantry serve did not answer at {url}")
+
+
+async def wait_for_pull(forge: Forge, issue: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if forge.pulls(OWNER, REPO):
+            return
+        bot = [c for c in forge.comments(OWNER, REPO, issue) if c["user"] == "gantry[bot]"]
+        if bot and ("Failed" in bot[-1]["body"] or "changed nothing" in bot[-1]["body"]):
+            print(bot[-1]["body"])
+            raise SystemExit("the task did not produce a pull request")
+        await asyncio.sleep(0.5)
+    raise SystemExit(f"no pull request after {seconds:.0f}s")
+
+
+async def show(forge: Forge, issue: int) -> None:
+    [pull] = forge.pulls(OWNER, REPO)
+    heads = await forge.branches(OWNER, REPO)
+    bare = forge.repo(OWNER, REPO).path
+    _, diff = await git_repo.git(
+        bare, "diff", "--stat", "--patch", f"{heads['main']}..{heads[pull.head]}"
+    )
+    say(f"Pull request #{pull.issue.number}: {pull.issue.title}  ({pull.head} → {pull.base})")
+    print(pull.issue.body)
+    say("Its diff")
+    print(diff.decode(errors="replace"))
+    say(f"The progress comment on issue #{issue}")
+    bot = [c for c in forge.comments(OWNER, REPO, issue) if c["user"] == "gantry[bot]"]
+    print(bot[-1]["body"] if bot else "(none)")
+
+
+async def demo(image: str, seconds: float) -> None:
+    work = Path(tempfile.mkdtemp(prefix="gantry-demo-"))
+    forge = Forge(work / "forge")
+    await forge.start()
+    say(f"GitHub stand-in at {forge.base_url} (REST under {forge.api_url})")
+    await forge.create_repo(OWNER, REPO, make_sample(work, image))
+    creds = forge.register_app("gantry")
+    installation = forge.install(creds.app_id, OWNER, [REPO])
+    forge.set_permission(OWNER, REPO, USER, "write")
+    issue = forge.create_issue(OWNER, REPO, "Say goodbye too", "greet has no counterpart.", USER)
+    key = work / "app.pem"
+    key.write_text(creds.private_key_pem)
+    key.chmod(0o600)
+    port = free_port()
+    say(f"gantry serve on port {port} (App id {creds.app_id}, data in {work / 'data'})")
+    gantry = start_gantry(forge, creds.app_id, key, work / "data", port, image)
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}/healthz")
+        say(f'{USER} comments on issue #{issue.number}: "{REQUEST}"')
+        comment = forge.add_comment(OWNER, REPO, issue.number, REQUEST, USER)
+        status = await forge.send_webhook(
+            f"http://127.0.0.1:{port}/webhook",
+            SECRET,
+            "issue_comment",
+            "created",
+            owner=OWNER,
+            repo=REPO,
+            installation_id=installation,
+            sender=USER,
+            body=REQUEST,
+            number=issue.number,
+            comment_id=comment,
+        )
+        print(f"signed delivery answered {status}")
+        await wait_for_pull(forge, issue.number, seconds)
+        await show(forge, issue.number)
+    finally:
+        gantry.terminate()
+        gantry.wait(timeout=30)
+        await forge.close()
+    violations = forge.take_violations()
+    if violations:
+        raise SystemExit(f"Gantry made requests GitHub's API would refuse: {violations}")
+    say(f"Done. Everything is under {work}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--image", default="gantry-test-base:bookworm")
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args()
+    asyncio.run(demo(args.image, args.timeout))
+
+
+if __name__ == "__main__":
+    main()
