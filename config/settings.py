@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     public_url: AnyHttpUrl | None = None
     secrets_file: Path | None = None
     extra_ca_certs: Path | None = None
+    # The egress proxy of `network: limited` runs in a container of this image; it needs only
+    # python3 (>= 3.8). Default: DEFAULT_IMAGE.
+    egress_proxy_image: str | None = None
 
     @field_validator("github_webhook_secret")
     @classmethod

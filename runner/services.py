@@ -7,14 +7,17 @@ import docker
 from config.settings import Settings
 from runner.cache import EnvironmentCache
 from runner.environment import Environments
+from runner.labels import deployment_owner
 from runner.mirror import Mirrors
 from runner.network import Networks
 
 
 def build_environments(settings: Settings, client: docker.DockerClient) -> Environments:
-    """Mirrors under `DATA_DIR`, the image cache, and networks whose proxy runs the
-    default image (it needs only python3)."""
+    """Mirrors under `DATA_DIR`, the image cache and the networks, all labelled with this
+    deployment's owner so that its sweeps never touch another deployment's objects."""
+    owner = deployment_owner(settings.effective_database_url)
     mirrors = Mirrors(settings.data_dir)
-    cache = EnvironmentCache(client)
-    networks = Networks(client, proxy_image=settings.default_image)
+    cache = EnvironmentCache(client, owner=owner)
+    proxy_image = settings.egress_proxy_image or settings.default_image
+    networks = Networks(client, proxy_image=proxy_image, owner=owner)
     return Environments(client, mirrors, cache, networks)

@@ -72,6 +72,7 @@ async def live(
         github_api_url=forge.api_url,
         data_dir=tmp_path / "data",
         default_image=TEST_BASE_IMAGE,
+        egress_proxy_image=TEST_BASE_IMAGE,
         public_url="https://gantry.example",
     )
     server = TestServer(create_app(settings))
