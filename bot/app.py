@@ -14,7 +14,7 @@ import gidgethub
 from aiohttp import web
 from gidgethub import routing, sansio
 
-from bot import assignments, config_check, installations, mentions
+from bot import assignments, config_check, installations, mentions, task_page
 from bot.background import Background
 from bot.github_app import fetch_app
 from bot.github_client import UncertainWriteError
@@ -68,6 +68,7 @@ def create_app(
     app.router.add_post("/webhook", webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/tasks/{task_id:[0-9]+}", task_view)
     return app
 
 
@@ -186,6 +187,28 @@ async def dispatch(services: Services, event: sansio.Event) -> web.Response:
     log.info("delivery %s (%s): %s", event.delivery_id, event.event, ",".join(outcomes))
     status = 202 if set(outcomes) == {Outcome.IGNORED} else 200
     return answer(status, outcome=outcomes[0] if len(outcomes) == 1 else outcomes)
+
+
+async def task_view(request: web.Request) -> web.Response:
+    """A task's page, for whoever holds its signed link; 404 for anyone else."""
+    services = request.app[SERVICES]
+    task_id = int(request.match_info["task_id"])
+    secret = services.settings.webhook_secret
+    if not task_page.valid(secret, task_id, request.query.get("sig", "")):
+        raise web.HTTPNotFound()
+    task = await services.store.get(task_id)
+    if task is None:
+        raise web.HTTPNotFound()
+    data_dir = services.settings.data_dir
+    log_text, patch = await asyncio.to_thread(
+        lambda: (
+            task_page.read_tail(task_page.log_path(data_dir, task_id)),
+            task_page.read_tail(task_page.patch_path(data_dir, task_id)),
+        )
+    )
+    phases = await services.store.phases(task_id)
+    body = task_page.render(task, phases, log_text, patch)
+    return web.Response(text=body, content_type="text/html")
 
 
 async def healthz(request: web.Request) -> web.Response:

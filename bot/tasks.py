@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from gidgethub.abc import GitHubAPI
 
+from bot import task_page
 from bot.progress import GitHubReporter
 from bot.publisher import GitHubPublisher, remote_heads
 from bot.repo_files import default_branch_checkout
@@ -18,13 +20,13 @@ from config.secret_store import SecretStore
 from config.settings import Settings
 from runner.environment import Environments
 from runner.mirror import Mirrors
-from runner.pipeline import PipelineDeps, Source, TaskFailedError, run_task
+from runner.pipeline import PipelineDeps, Publisher, Source, TaskFailedError, Work, run_task
+from runner.reporting import StoreReporter, Tee
 from runner.results import TaskResult
-from runner.store import Task
+from runner.store import Task, TaskStore
 from runner.tasklog import TaskLog
 
 log = logging.getLogger(__name__)
-LOGS_DIR = "logs"
 
 
 @dataclass
@@ -38,9 +40,10 @@ class TaskRunner:
     github: Callable[[int], GitHubAPI]
     token: Callable[[int], Awaitable[str]]
     slug: str
+    store: TaskStore
 
     def log_path(self, task: Task) -> Path:
-        return self.settings.data_dir / LOGS_DIR / f"task-{task.id}.log"
+        return task_page.log_path(self.settings.data_dir, task.id)
 
     async def source(self, task: Task, token: str | None) -> Source:
         """The SHA to work on: a PR's head, or the default branch's head now."""
@@ -66,8 +69,13 @@ class TaskRunner:
             resolve_source=lambda t: self.source(t, token),
             load_checkout=lambda t, _source: self.checkout(gh, t),
         )
-        reporter = GitHubReporter(gh, task, self.task_url(task))
-        publisher = GitHubPublisher(gh, task, self.mirrors, token, self.slug, self.task_url(task))
+        reporter = Tee(
+            (StoreReporter(self.store, task.id), GitHubReporter(gh, task, self.task_url(task)))
+        )
+        publisher = SavingPublisher(
+            GitHubPublisher(gh, task, self.mirrors, token, self.slug, self.task_url(task)),
+            task_page.patch_path(self.settings.data_dir, task.id),
+        )
         path = self.log_path(task)
         path.parent.mkdir(parents=True, exist_ok=True)
         tasklog = TaskLog(path)
@@ -77,6 +85,25 @@ class TaskRunner:
             tasklog.close()
 
     def task_url(self, task: Task) -> str | None:
+        """The signed link to the task page, when the server knows its public address."""
         if self.settings.public_url is None:
             return None
-        return f"{str(self.settings.public_url).rstrip('/')}/tasks/{task.id}"
+        return task_page.signed_url(
+            str(self.settings.public_url), self.settings.webhook_secret, task.id
+        )
+
+
+@dataclass
+class SavingPublisher:
+    """Keeps the patch for the task page, then publishes."""
+
+    inner: Publisher
+    path: Path
+
+    async def publish(self, work: Work) -> str:
+        await asyncio.to_thread(self._save, work.patch)
+        return await self.inner.publish(work)
+
+    def _save(self, patch: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_bytes(patch)

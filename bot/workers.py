@@ -48,7 +48,11 @@ async def live_tasks(store: TaskStore) -> set[str]:
 
 
 def build_runner(
-    settings: Settings, client: docker.DockerClient, tokens: InstallationTokens, slug: str
+    settings: Settings,
+    client: docker.DockerClient,
+    tokens: InstallationTokens,
+    slug: str,
+    store: TaskStore,
 ) -> TaskRunner:
     environments = build_environments(settings, client)
     return TaskRunner(
@@ -59,6 +63,7 @@ def build_runner(
         github=tokens.client,
         token=tokens.get,
         slug=slug,
+        store=store,
     )
 
 
@@ -82,7 +87,7 @@ async def running_workers(
 ) -> AsyncIterator[Workers]:
     """Recover interrupted tasks, start the worker and the periodic sweep; stop both after."""
     client = await asyncio.to_thread(docker.from_env)
-    runner = build_runner(settings, client, tokens, handle)
+    runner = build_runner(settings, client, tokens, handle, store)
     retried, given_up = await recover_interrupted(store, queue)
     await report_given_up(given_up, tokens, handle, background)
     log.info("workers: %d interrupted task(s) retried, %d given up", len(retried), len(given_up))

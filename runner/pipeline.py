@@ -151,6 +151,7 @@ class Run:
     async def phase(self, name: str, work: Callable[[], Awaitable[Any]], note: str = "") -> Any:
         """Run a phase, reporting it running, then done or failed, with its time."""
         await self.reporter.phase(Phase(name, PhaseStatus.RUNNING))
+        self.log.line(name, f"[gantry] {name} started")
         started = time.monotonic()
         try:
             result = await work()
@@ -163,7 +164,9 @@ class Run:
         except (GantryError, OSError) as exc:
             await self.reporter.phase(Phase(name, PhaseStatus.FAILED, time.monotonic() - started))
             raise TaskFailedError(name, str(exc)) from None
-        await self.reporter.phase(Phase(name, PhaseStatus.DONE, time.monotonic() - started, note))
+        seconds = time.monotonic() - started
+        self.log.line(name, f"[gantry] {name} done in {seconds:.1f}s")
+        await self.reporter.phase(Phase(name, PhaseStatus.DONE, seconds, note))
         return result
 
     async def skip(self, name: str, note: str) -> None:

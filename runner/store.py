@@ -13,6 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from runner.results import PHASES, Phase, PhaseStatus
+
 T = TypeVar("T")
 
 SCHEMA = """
@@ -54,6 +56,15 @@ create table if not exists installation_repos (
     installation_id integer not null,
     repo text not null,
     primary key (installation_id, repo)
+);
+create table if not exists phases (
+    task_id integer not null,
+    name text not null,
+    status text not null,
+    seconds real,
+    note text not null default '',
+    updated_at real not null,
+    primary key (task_id, name)
 );
 create table if not exists refusals (
     repo text not null,
@@ -127,6 +138,10 @@ class TaskStore(Protocol):
     async def first_refusal(self, repo: str, number: int) -> bool: ...
 
     async def bump_attempts(self, task_id: int) -> int: ...
+
+    async def record_phase(self, task_id: int, phase: Phase) -> None: ...
+
+    async def phases(self, task_id: int) -> list[Phase]: ...
 
     async def remember_installation(self, installation_id: int, account: str) -> None: ...
 
@@ -298,6 +313,26 @@ class SQLiteTaskStore:
         query = f"select {', '.join(TASK_FIELDS)} from tasks {where}"  # noqa: S608
         rows = await self._run(lambda: self.conn.execute(query, params).fetchall())
         return [row_to_task(row) for row in rows]
+
+    async def record_phase(self, task_id: int, phase: Phase) -> None:
+        """Keep a phase's latest status and timing."""
+        await self._execute(
+            "insert into phases (task_id, name, status, seconds, note, updated_at) "
+            "values (?, ?, ?, ?, ?, ?) on conflict(task_id, name) do update set "
+            "status = excluded.status, seconds = excluded.seconds, note = excluded.note, "
+            "updated_at = excluded.updated_at",
+            (task_id, phase.name, phase.status.value, phase.seconds, phase.note, self._clock()),
+        )
+
+    async def phases(self, task_id: int) -> list[Phase]:
+        """A task's phases in pipeline order."""
+        rows = await self._run(
+            lambda: self.conn.execute(
+                "select name, status, seconds, note from phases where task_id = ?", (task_id,)
+            ).fetchall()
+        )
+        found = {r[0]: Phase(r[0], PhaseStatus(r[1]), r[2], r[3]) for r in rows}
+        return [found[name] for name in PHASES if name in found]
 
     async def bump_attempts(self, task_id: int) -> int:
         """Count one more interrupted start of a task; the new count."""

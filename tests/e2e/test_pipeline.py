@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import aiohttp
+
+from bot.task_page import signed_url
 from runner.store import TaskState
-from tests.bot.conftest import OWNER, REPO, Gantry
+from tests.bot.conftest import OWNER, REPO, SECRET, Gantry
 from tests.e2e.conftest import comment_on, git_show, live_containers, wait_final
 
 
@@ -45,3 +48,25 @@ async def test_a_comment_becomes_a_pull_request_and_a_follow_up_a_second_commit(
     assert await git_show(live.forge, "rev-parse", f"{second}^") == f"{head}\n"
     assert await git_show(live.forge, "show", f"{second}:fix.txt") == "fixed: also say hello\n"
     assert live_containers() == []
+
+
+async def test_the_task_page_shows_phases_log_and_diff_behind_its_signed_link(
+    live: Gantry,
+) -> None:
+    await comment_on(live, live.issue_number, "@gantry fix the flaky date test")
+    [task] = await wait_final(live, 1)
+    link = signed_url("https://gantry.example", SECRET, task.id)
+    [pull] = live.forge.pulls(OWNER, REPO)
+    assert f"[Task log]({link})" in (pull.issue.body or "")
+    path = link.removeprefix("https://gantry.example")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(live.server.make_url(path)) as response:
+            assert response.status == 200
+            page = await response.text()
+        forged = path.replace("sig=", "sig=0")
+        async with session.get(live.server.make_url(forged[:-1])) as response:
+            assert response.status == 404
+    for phase in ("prepare", "environment", "agent", "checks", "collect", "publish"):
+        assert f"<td>{phase}</td><td>done</td>" in page
+    assert "+fixed: fix the flaky date test" in page
+    assert "[checks] [gantry] checks done in" in page  # the log, phase by phase
