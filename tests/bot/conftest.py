@@ -61,17 +61,20 @@ class Gantry:
         body: str | None = None,
         number: int | None = None,
         secret: str = SECRET,
+        repo: str = REPO,
+        installation_id: int | None = None,
     ) -> Delivery:
-        """A real payload pointed at the stand-in's repo, signed."""
+        """A real payload pointed at one of the stand-in's repos, signed."""
+        record = self.forge.repo(OWNER, repo)
         spec = Rewrite(
             owner=OWNER,
-            repo=REPO,
+            repo=repo,
             html_url=self.forge.base_url,
             api_url=self.forge.api_url,
-            installation_id=self.installation_id,
+            installation_id=installation_id or self.installation_id,
             sender=sender,
-            repo_id=self.forge.repo(OWNER, REPO).id,
-            default_branch=self.forge.repo(OWNER, REPO).default_branch,
+            repo_id=record.id,
+            default_branch=record.default_branch,
             body=body,
             number=number,
         )

@@ -83,18 +83,34 @@ async def live(
         await server.close()
 
 
-async def comment_on(live: Gantry, number: int, body: str, *, pull: bool = False) -> None:
+async def comment_on(
+    live: Gantry,
+    number: int,
+    body: str,
+    *,
+    pull: bool = False,
+    repo: str = REPO,
+    installation_id: int | None = None,
+) -> None:
+    """A writer's signed `@gantry` comment on an issue or PR, its comment in the stand-in."""
     payload = live.examples("issue_comment")[0]
     if pull:
         payload["issue"]["pull_request"] = {"url": "rewritten"}
     else:
         payload["issue"].pop("pull_request", None)
-    payload["comment"]["id"] = live.forge.add_comment(OWNER, REPO, number, body, WRITER)
-    record = live.forge.state.issue(live.forge.repo(OWNER, REPO), number)
+    payload["comment"]["id"] = live.forge.add_comment(OWNER, repo, number, body, WRITER)
+    record = live.forge.state.issue(live.forge.repo(OWNER, repo), number)
     assert record is not None
     payload["issue"]["title"] = record.title
     status, answer = await live.post(
-        live.delivery("issue_comment", payload, body=body, number=number)
+        live.delivery(
+            "issue_comment",
+            payload,
+            body=body,
+            number=number,
+            repo=repo,
+            installation_id=installation_id,
+        )
     )
     assert (status, answer) == (200, {"outcome": "queued"})
 

@@ -1,0 +1,93 @@
+"""End to end: what the agent leaves is what lands, file kinds and parallelism included."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from runner.store import TaskState
+from tests.bot.conftest import OWNER, REPO, WRITER, Gantry
+from tests.e2e.conftest import comment_on, config_with, git_show, set_config, wait_final
+
+AGENT = """\
+printf 'tool\\n' > tool.sh && chmod +x tool.sh
+printf '\\000\\001\\002binary' > blob.bin
+mv old.txt renamed.txt
+mkdir -p build && echo ignored > build/out.txt
+echo untracked > notes/new.txt 2>/dev/null || (mkdir notes && echo untracked > notes/new.txt)
+"""
+
+
+async def test_binary_renames_modes_untracked_in_ignored_out(live: Gantry) -> None:
+    await live.forge.commit_files(OWNER, REPO, "main", {".gitignore": "build/\n"})
+    await set_config(live, config_with(AGENT, "checks: []\n"))
+    await comment_on(live, live.issue_number, "@gantry reorganise")
+    [task] = await wait_final(live, 1)
+    assert task.state is TaskState.SUCCEEDED
+    [pull] = live.forge.pulls(OWNER, REPO)
+    head = (await live.forge.branches(OWNER, REPO))[pull.head]
+    status = await git_show(live.forge, "show", "-M", "--name-status", "--format=", head)
+    assert sorted(status.strip().splitlines()) == [
+        "A\tblob.bin",
+        "A\tnotes/new.txt",
+        "A\ttool.sh",
+        "R100\told.txt\trenamed.txt",
+    ]
+    tree = await git_show(live.forge, "ls-tree", head, "tool.sh")
+    assert tree.startswith("100755 ")
+    blob = await git_show(live.forge, "cat-file", "-p", f"{head}:blob.bin")
+    assert blob.endswith("binary")
+
+
+async def test_a_follow_up_on_a_gantry_pr_gets_a_check_run_on_its_head(live: Gantry) -> None:
+    await set_config(live, config_with("date +%s%N > stamp.txt"))
+    await comment_on(live, live.issue_number, "@gantry stamp it")
+    await wait_final(live, 1)
+    [pull] = live.forge.pulls(OWNER, REPO)
+    before = (await live.forge.branches(OWNER, REPO))[pull.head]
+    await comment_on(live, pull.issue.number, "@gantry stamp again", pull=True)
+    tasks = await wait_final(live, 2)
+    assert [t.state for t in tasks] == [TaskState.SUCCEEDED, TaskState.SUCCEEDED]
+    [run] = live.forge.check_runs(OWNER, REPO)
+    assert (run["name"], run["head_sha"]) == ("Gantry", before)
+    assert (run["status"], run["conclusion"]) == ("completed", "success")
+
+
+async def test_two_requests_on_one_thread_run_one_after_the_other(live: Gantry) -> None:
+    await set_config(live, config_with("sleep 1; date +%s%N >> order.txt"))
+    await comment_on(live, live.issue_number, "@gantry first")
+    await comment_on(live, live.issue_number, "@gantry second")
+    tasks = await wait_final(live, 2)
+    assert [t.state for t in tasks] == [TaskState.SUCCEEDED, TaskState.SUCCEEDED]
+    phases = [await live.services.store.phases(t.id) for t in tasks]
+    assert all(p[-1].name == "publish" for p in phases)
+    first_done, second_started = tasks[0].updated_at, tasks[1].updated_at
+    assert first_done <= second_started
+    pulls = live.forge.pulls(OWNER, REPO)
+    assert len(pulls) == 2  # each request on an issue is its own PR
+
+
+async def test_two_repositories_run_in_parallel(live: Gantry, tmp_path: Path) -> None:
+    agent = config_with("sleep 3; echo done > done.txt")
+    await set_config(live, agent)
+    second = tmp_path / "second"
+    (second / ".github").mkdir(parents=True)
+    (second / ".github" / "gantry.yml").write_text(agent)
+    await live.forge.create_repo(OWNER, "second", second)
+    installation = live.forge.install(live.creds.app_id, OWNER, ["second"])
+    live.forge.set_permission(OWNER, "second", WRITER, "write")
+    other = live.forge.create_issue(OWNER, "second", "Second repo", "")
+    started = asyncio.get_running_loop().time()
+    await comment_on(live, live.issue_number, "@gantry one")
+    await comment_on(live, other.number, "@gantry two", repo="second", installation_id=installation)
+    tasks = await wait_final(live, 2)
+    elapsed = asyncio.get_running_loop().time() - started
+    assert [t.state for t in tasks] == [TaskState.SUCCEEDED, TaskState.SUCCEEDED]
+    assert {t.repo for t in tasks} == {f"{OWNER}/{REPO}", f"{OWNER}/second"}
+    assert len(live.forge.pulls(OWNER, "second")) == 1
+    agent_times = [
+        next(p.seconds for p in await live.services.store.phases(t.id) if p.name == "agent")
+        for t in tasks
+    ]
+    # Both agents slept 3 s; run one after the other they would need at least their sum.
+    assert elapsed < sum(t or 0 for t in agent_times) + 3, (elapsed, agent_times)
