@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ class GitHubReporter:
     phases: list[Phase] = field(default_factory=initial_phases)
     comment_id: int | None = None
     check_run_id: int | None = None
+    _flusher: asyncio.Task[None] | None = None
+    _shown: str = ""
 
     @property
     def _repo(self) -> dict[str, str]:
@@ -79,12 +82,30 @@ class GitHubReporter:
             self.check_run_id = int(run["id"])
 
     async def phase(self, phase: Phase) -> None:
-        """A phase moved: edit the comment in place."""
+        """A phase moved: edit the comment in place, without holding the pipeline up.
+
+        Edits go out one at a time in the background; a burst of phase changes becomes one
+        edit with the latest state."""
         self.phases = [phase if p.name == phase.name else p for p in self.phases]
-        await self._edit(progress_comment(self.task.id, self.phases, self.task_url))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while True:
+            body = progress_comment(self.task.id, self.phases, self.task_url)
+            if body == self._shown:
+                return
+            self._shown = body
+            await self._edit(body)
+
+    async def settle(self) -> None:
+        """Wait until the comment shows the latest phase."""
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
 
     async def finished(self, result: TaskResult) -> None:
         """The final comment, the check run's conclusion, and 🚀 or 😕."""
+        await self.settle()
         await self._edit(final_comment(self.task.id, self.phases, result, self.task_url))
         if self.check_run_id is not None:
             await self.gh.patch(

@@ -24,7 +24,13 @@ from runner.collect import (
     read_file,
     snapshot_script,
 )
-from runner.environment import Environment, Environments, PhaseFailedError, from_config
+from runner.environment import (
+    Environment,
+    EnvironmentRequest,
+    Environments,
+    PhaseFailedError,
+    from_config,
+)
 from runner.network import blocked
 from runner.patch_policy import PatchPolicy, PatchRefusedError, changed_paths, check_patch
 from runner.results import (
@@ -214,6 +220,13 @@ class Run:
             outcomes.append(CheckOutcome(command.text, str(command.origin), result.exit_code, tail))
         return tuple(outcomes)
 
+    async def changes_and_checks(
+        self, env: Environment, checkout: Checkout, config: RepoConfig, sha: str
+    ) -> tuple[CheckOutcome, ...]:
+        """The checks that apply to what the agent changed (nested AGENTS.md pick theirs)."""
+        changed = await self.changed_files(env, sha)
+        return await self.checks(env, checkout, changed, config)
+
     async def changed_files(self, env: Environment, sha: str) -> list[str]:
         result = await env.run(collect_script(sha), self.log, "collect", COLLECT_LIMIT_S)
         if not result.ok:
@@ -271,23 +284,48 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
         token=source.token,
         ref=source.ref,
     )
-    env = await run.phase("environment", lambda: run.deps.environments.prepare(request, run.log))
+    env = await run.phase("environment", lambda: environment(run, request))
+    released: asyncio.Task[None] | None = None
     try:
-        await env.run(snapshot_script(), run.log, "environment", COLLECT_LIMIT_S)
         await run.agent(env, config, source.sha)
-        changed = await run.changed_files(env, source.sha)
-        checks = await run.phase("checks", lambda: run.checks(env, checkout, changed, config))
+        checks = await run.phase(
+            "checks", lambda: run.changes_and_checks(env, checkout, config, source.sha)
+        )
         patch, message = await run.phase("collect", lambda: run.collect(env, source.sha))
         decisions = await run.deps.environments.networks.decisions(env.attachment)
+        # The container goes while the work is published: nothing needs it any more.
+        released = asyncio.create_task(run.deps.environments.release(env))
     finally:
-        await asyncio.shield(run.deps.environments.release(env))
+        if released is None:
+            await asyncio.shield(run.deps.environments.release(env))
     refused = tuple(describe_blocked(d) for d in blocked(decisions))
-    if not patch.strip():
-        await run.skip("publish", "no changes")
-        return TaskResult(Conclusion.NO_CHANGES, checks=checks, blocked=refused)
     work = Work(patch, message, checks, refused, config, source.sha)
+    try:
+        return await publish_work(run, publisher, work)
+    finally:
+        await asyncio.shield(released)
+
+
+async def environment(run: Run, request: EnvironmentRequest) -> Environment:
+    """Build or resume the environment, then snapshot the tree the agent starts from."""
+    env = await run.deps.environments.prepare(request, run.log)
+    try:
+        result = await env.run(snapshot_script(), run.log, "environment", COLLECT_LIMIT_S)
+        if not result.ok:
+            raise TaskFailedError("environment", f"the snapshot {result.describe()}")
+    except BaseException:
+        await asyncio.shield(run.deps.environments.release(env))
+        raise
+    return env
+
+
+async def publish_work(run: Run, publisher: Publisher, work: Work) -> TaskResult:
+    """Publish the work, or say there is nothing to publish."""
+    if not work.patch.strip():
+        await run.skip("publish", "no changes")
+        return TaskResult(Conclusion.NO_CHANGES, checks=work.checks, blocked=work.blocked)
     url = await run.phase("publish", lambda: publisher.publish(work))
-    return TaskResult(Conclusion.PUBLISHED, checks=checks, pull_url=url, blocked=refused)
+    return TaskResult(Conclusion.PUBLISHED, checks=work.checks, pull_url=url, blocked=work.blocked)
 
 
 __all__ = ["PatchRefusedError", "PipelineDeps", "Publisher", "Reporter", "Work", "run_task"]

@@ -62,6 +62,7 @@ async def test_one_comment_edited_through_the_phases(forge: Forge, gh: GitHubCli
     await reporter.started()
     await reporter.phase(Phase("prepare", PhaseStatus.DONE, 0.4))
     await reporter.phase(Phase("environment", PhaseStatus.RUNNING))
+    await reporter.settle()
     [comment] = [c for c in forge.comments("octo", "hello", issue.number) if c["id"] != asked]
     assert "- ✅ prepare (0.4 s)" in comment["body"]
     assert "- ⏳ environment" in comment["body"]
