@@ -126,8 +126,10 @@ class GitHubPublisher:
         if pull["head"]["repo"] is None or pull["head"]["repo"]["full_name"] != self.task.repo:
             raise PublishError(FORK_REFUSAL)
         head_ref = str(pull["head"]["ref"])
-        if head_ref.startswith(prefix) and head_ref in heads:
-            # A follow-up on Gantry's own PR: one more commit on its branch.
+        own = head_ref.startswith(prefix) or work.config.pull_request.push_to_pull_requests
+        if own and head_ref in heads:
+            # A follow-up on Gantry's own PR (or any PR, when the config says so): one more
+            # commit on its branch, built on whatever its head is now.
             remote = heads[head_ref]
             if remote != work.base_sha:
                 await self.mirrors.ensure(self.task.repo, self.task.clone_url, remote, self.token)

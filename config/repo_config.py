@@ -451,6 +451,8 @@ class PullRequestConfig(_Strict):
         tuple[Annotated[Text, Field(max_length=MAX_LABEL_LENGTH)], ...], AfterValidator(_unique)
     ] = ("gantry",)
     branch_prefix: Annotated[Text, AfterValidator(_branch_prefix)] = "gantry/"
+    # On a person's PR, push Gantry's commit to their branch instead of opening a stacked PR.
+    push_to_pull_requests: bool = False
 
 
 class TriggersConfig(_Strict):

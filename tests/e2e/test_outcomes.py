@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from forge.state import PullFields
 from runner.store import TaskState
 from tests.bot.conftest import OWNER, REPO, Gantry
 from tests.e2e.conftest import (
@@ -54,9 +55,7 @@ async def test_a_persons_pull_request_gets_a_stacked_one(live: Gantry) -> None:
     await live.forge.commit_files(OWNER, REPO, "feature", {"feature.txt": "theirs\n"})
     theirs = live.forge.state.add_pull(
         live.forge.repo(OWNER, REPO),
-        __import__("forge.state", fromlist=["PullFields"]).PullFields(
-            title="Their feature", head="feature", base="main", body="", draft=False
-        ),
+        PullFields(title="Their feature", head="feature", base="main", body="", draft=False),
         live.forge.state.user("alice"),
     )
     before = (await live.forge.branches(OWNER, REPO))["feature"]
@@ -144,3 +143,20 @@ async def test_a_workflow_change_is_refused_and_explained(live: Gantry) -> None:
     assert "Failed in the **collect** phase" in progress
     assert "workflows permission" in progress
     assert live.forge.pulls(OWNER, REPO) == []
+
+
+async def test_the_config_may_allow_pushing_to_a_persons_pull_request(live: Gantry) -> None:
+    extra = "pull_request: {push_to_pull_requests: true}\n"
+    await set_config(live, config_with("echo more >> feature.txt", extra))
+    before = await live.forge.commit_files(OWNER, REPO, "feature", {"feature.txt": "theirs\n"})
+    theirs = live.forge.state.add_pull(
+        live.forge.repo(OWNER, REPO),
+        PullFields(title="Their feature", head="feature", base="main", body="", draft=False),
+        live.forge.state.user("alice"),
+    )
+    await comment_on(live, theirs.issue.number, "@gantry add a line", pull=True)
+    [task] = await wait_final(live, 1)
+    assert task.state is TaskState.SUCCEEDED, bot_comments(live, theirs.issue.number)
+    assert len(live.forge.pulls(OWNER, REPO)) == 1
+    after = (await live.forge.branches(OWNER, REPO))["feature"]
+    assert await git_show(live.forge, "rev-parse", f"{after}^") == f"{before}\n"
