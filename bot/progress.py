@@ -7,10 +7,12 @@ import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
+import aiohttp
 import gidgethub
 from gidgethub.abc import GitHubAPI
 
 from bot import replies
+from bot.github_client import UncertainWriteError
 from bot.reports import final_comment, progress_comment
 from bot.triggers import Trigger
 from runner.results import Conclusion, Phase, TaskResult, initial_phases
@@ -18,6 +20,8 @@ from runner.store import Task
 
 log = logging.getLogger(__name__)
 CHECK_NAME = "Gantry"
+# GitHub or the network failing while we report: logged, and the task goes on.
+REPORTING_ERRORS = (gidgethub.HTTPException, aiohttp.ClientError, TimeoutError, UncertainWriteError)
 CHECK_CONCLUSIONS = {
     Conclusion.PUBLISHED: "success",
     Conclusion.NO_CHANGES: "neutral",
@@ -66,6 +70,9 @@ class GitHubReporter:
 
     async def started(self) -> None:
         """Post the progress comment; on a pull request, open a check run on its head."""
+        await self._quietly(self._start())
+
+    async def _start(self) -> None:
         body = progress_comment(self.task.id, self.phases, self.task_url)
         comment = await self.gh.post(
             "/repos/{+repo}/issues/{number}/comments",
@@ -136,5 +143,5 @@ class GitHubReporter:
         """A failed progress update is logged, never fatal: the work matters more."""
         try:
             await call
-        except gidgethub.HTTPException as exc:
+        except REPORTING_ERRORS as exc:
             log.warning("task %s: progress update failed: %s", self.task.id, exc)

@@ -54,6 +54,8 @@ async def react(gh: GitHubAPI, trigger: Trigger, content: str) -> None:
     if path is None:
         return
     target = trigger.comment_id if trigger.comment_kind != "issue" else trigger.number
+    if target is None:
+        return
     await gh.post(path, {"repo": trigger.repo, "id": target}, data={"content": content})
 
 

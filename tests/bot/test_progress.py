@@ -119,3 +119,16 @@ async def test_a_pull_request_is_opened_once_with_labels_and_draft(
 def test_check_outcomes_know_pass_from_fail() -> None:
     assert CheckOutcome("true", "config", 0).passed
     assert not CheckOutcome("sleep", "config", None).passed
+
+
+async def test_github_failing_while_reporting_does_not_fail_the_task(
+    forge: Forge, gh: GitHubClient
+) -> None:
+    issue = forge.create_issue("octo", "hello", "Bug", user="alice")
+    forge.inject_fault("POST", "/repos/{owner}/{repo}/issues/{n}/comments", "error", status=500)
+    reporter = GitHubReporter(gh, task_on(issue.number, None))
+    await reporter.started()  # logged, not raised
+    await reporter.phase(Phase("prepare", PhaseStatus.DONE, 0.1))
+    await reporter.finished(TaskResult(Conclusion.NO_CHANGES))
+    assert reporter.comment_id is None
+    assert forge.comments("octo", "hello", issue.number) == []
