@@ -24,7 +24,7 @@ from bot.app import SERVICES, create_app
 from config.settings import Settings
 from forge.server import Forge
 
-SECRET = "bench-secret"  # noqa: S105 (a throw-away secret for the benchmark)
+SECRET = "bench-secret"
 OWNER, REPO, USER = "bench", "small", "alice"
 AGENT = "date +%s%N > stamp.txt"
 
@@ -53,8 +53,9 @@ def floor_once(forge: Forge, token: str, image: str, work: Path, n: int) -> floa
     return time.perf_counter() - started
 
 
-async def gantry_once(forge: Forge, url: str, installation: int, issue: int, server: TestServer
-                      ) -> tuple[float, dict[str, float]]:
+async def gantry_once(
+    forge: Forge, url: str, installation: int, issue: int, server: TestServer
+) -> tuple[float, dict[str, float]]:
     """Webhook to PR: post a signed comment, wait until the PR exists."""
     services = server.app[SERVICES]
     before = len(forge.pulls(OWNER, REPO))
@@ -127,8 +128,10 @@ def report(gantry: list[float], floors: list[float], shares: list[dict[str, floa
         seconds = statistics.median(s.get(name, 0.0) for s in shares)
         print(f"  {name:<12} {seconds:6.2f}s  {100 * seconds / g:5.1f}%")
     phase_total = statistics.median(sum(s.values()) for s in shares)
-    print(f"  {'(outside)':<12} {g - phase_total:6.2f}s  {100 * (g - phase_total) / g:5.1f}%"
-          "  webhook, queue, progress reporting")
+    print(
+        f"  {'(outside)':<12} {g - phase_total:6.2f}s  {100 * (g - phase_total) / g:5.1f}%"
+        "  webhook, queue, progress reporting"
+    )
 
 
 def main() -> None:
