@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +26,7 @@ from config.repo_config import (
     parse_repo_config,
 )
 from config.settings import Settings
+from runner.auto_install import MANIFESTS, Detection, detect_installs
 
 # Trees that hold dependencies or build output, never a maintainer's AGENTS.md.
 SKIP_DIRS = frozenset(
@@ -33,7 +34,9 @@ SKIP_DIRS = frozenset(
     | {".pytest_cache", ".ruff_cache", "vendor", "target", "dist", "build", ".next", ".gradle"}
 )
 MAX_AGENTS_BYTES = 512 * 1024
-Source = Literal["config", "AGENTS.md", "none"]
+MAX_MANIFEST_BYTES = 256 * 1024
+MAX_LISTED_FILES = 100_000
+Source = Literal["config", "AGENTS.md", "auto", "none"]
 
 
 @dataclass(frozen=True)
@@ -45,18 +48,26 @@ class CommandPlan:
     checks: tuple[Command, ...]
     setup_source: Source
     checks_source: Source
+    # What `auto_install` found when it was asked (setup from neither config nor AGENTS.md).
+    detection: Detection | None = None
 
 
 @dataclass(frozen=True)
 class Checkout:
-    """A checkout's validated config and its AGENTS.md files."""
+    """A checkout's validated config, its AGENTS.md files and (when known) its file list.
+
+    `files` (repo-relative paths) and `manifests` (root package.json/pyproject.toml text) feed
+    the automatic install; without `files` there is no automatic install.
+    """
 
     parsed: ParsedConfig
     docs: tuple[AgentsDoc, ...]
+    files: tuple[str, ...] | None = None
+    manifests: Mapping[str, str] = field(default_factory=dict)
 
     def plan(self, changed_files: Sequence[str] | None = None) -> CommandPlan:
         """The commands for a task that changed `changed_files` (None: before any change)."""
-        return plan_commands(self.parsed, self.docs, changed_files)
+        return plan_commands(self.parsed, self.docs, changed_files, self.files, self.manifests)
 
 
 def script_commands(parsed: ParsedConfig, key: str) -> tuple[Command, ...]:
@@ -78,17 +89,32 @@ def config_checks(parsed: ParsedConfig) -> tuple[Command, ...]:
 
 
 def plan_commands(
-    parsed: ParsedConfig, docs: Sequence[AgentsDoc], changed_files: Sequence[str] | None = None
+    parsed: ParsedConfig,
+    docs: Sequence[AgentsDoc],
+    changed_files: Sequence[str] | None = None,
+    files: Sequence[str] | None = None,
+    manifests: Mapping[str, str] | None = None,
 ) -> CommandPlan:
-    """Explicit `setup`/`checks` in the config win; otherwise AGENTS.md gives them."""
+    """Explicit `setup`/`checks` in the config win; otherwise AGENTS.md gives them; otherwise
+    (with `auto_install` on and the file list known) the lockfiles found in `files` do."""
     setup, setup_source = _chosen(
         script_commands(parsed, "setup"), parsed.config.setup, setup_from_docs(docs)
     )
+    detection = None
+    if setup_source == "none" and parsed.config.auto_install and files is not None:
+        detection = detect_installs(files, manifests)
+        setup = auto_commands(detection)
+        setup_source = "auto" if setup else "none"
     checks, checks_source = _chosen(
         config_checks(parsed), parsed.config.checks, checks_for_changes(docs, changed_files)
     )
     maintenance = script_commands(parsed, "maintenance")
-    return CommandPlan(setup, maintenance, checks, setup_source, checks_source)
+    return CommandPlan(setup, maintenance, checks, setup_source, checks_source, detection)
+
+
+def auto_commands(detection: Detection) -> tuple[Command, ...]:
+    """The detected installs as setup commands, each at the file that called for it."""
+    return tuple(Command(i.command, Origin(i.source, 1)) for i in detection.installs)
 
 
 def _chosen(
@@ -110,6 +136,36 @@ def find_agents_files(root: Path) -> list[str]:
         if AGENTS_FILE in files and not path.is_symlink():
             found.append(path.relative_to(root).as_posix())
     return sorted(found)
+
+
+def list_files(root: Path) -> tuple[str, ...]:
+    """Repo-relative paths of the checkout's files (dependency trees skipped, bounded)."""
+    found: list[str] = []
+    for path in _walk_files(root):
+        found.append(path)
+        if len(found) >= MAX_LISTED_FILES:
+            break
+    return tuple(sorted(found))
+
+
+def _walk_files(root: Path) -> Iterator[str]:
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if d not in SKIP_DIRS)
+        base = Path(directory).relative_to(root)
+        for name in sorted(files):
+            yield (base / name).as_posix()
+
+
+def read_manifests(root: Path) -> dict[str, str]:
+    """The root files that refine the automatic install (package.json, pyproject.toml, ...)."""
+    manifests = {}
+    for name in MANIFESTS:
+        path = root / name
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as handle:
+                data = handle.read(MAX_MANIFEST_BYTES)
+            manifests[name] = data.decode("utf-8", errors="replace")
+    return manifests
 
 
 def read_agents_docs(root: Path, files: Sequence[str]) -> tuple[AgentsDoc, ...]:
@@ -141,4 +197,5 @@ def read_config_text(root: Path) -> str | None:
 def read_checkout(root: Path, settings: Settings | None = None) -> Checkout:
     """Read and validate a checkout's config and AGENTS.md files, or raise `ConfigError`."""
     parsed = parse_repo_config(read_config_text(root), settings)
-    return Checkout(parsed, read_agents_docs(root, find_agents_files(root)))
+    docs = read_agents_docs(root, find_agents_files(root))
+    return Checkout(parsed, docs, list_files(root), read_manifests(root))

@@ -37,6 +37,8 @@ class CacheInputs:
     env: Mapping[str, str] = field(default_factory=dict)
     secret_versions: Mapping[str, str] = field(default_factory=dict)
     schema_version: int = CONFIG_SCHEMA_VERSION
+    languages: Mapping[str, str] = field(default_factory=dict)
+    extra_ca_digest: str = ""
 
 
 def _digest(value: object) -> str:
@@ -57,6 +59,8 @@ def cache_key(inputs: CacheInputs) -> str:
             "env": dict(inputs.env),
             "secrets": dict(inputs.secret_versions),
             "schema": inputs.schema_version,
+            "languages": dict(inputs.languages),
+            "ca": inputs.extra_ca_digest,
         }
     )
 
@@ -70,6 +74,8 @@ def cache_labels(inputs: CacheInputs, key: str, expires_at: float) -> dict[str, 
         "env": _digest(dict(inputs.env)),
         "secrets": _digest(dict(inputs.secret_versions)),
         "schema": str(inputs.schema_version),
+        "languages": _digest(dict(inputs.languages)),
+        "ca": inputs.extra_ca_digest or "none",
     }
     labels = gantry_labels("", inputs.repo.lower(), KIND_CACHE)
     labels |= {KEY_LABEL: key, EXPIRES_LABEL: str(int(expires_at))}

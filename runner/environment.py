@@ -14,8 +14,10 @@ from config.errors import GantryError
 from config.loader import CommandPlan
 from config.repo_config import CONFIG_SCHEMA_VERSION, RepoConfig
 from config.secret_store import Secret
+from runner.ca_certs import ExtraCa
 from runner.cache import CACHE_REPOSITORY, CacheInputs, EnvironmentCache, cache_key
 from runner.labels import KIND_AGENT, KIND_SETUP, gantry_labels
+from runner.languages import LanguageSelectionError, describe, select_argv, selection_error
 from runner.mirror import Mirrors
 from runner.network import Attachment, NetworkPolicy, Networks
 from runner.sandbox import ContainerSpec, ExecResult, Limits, Sandbox, engine_call, running
@@ -56,6 +58,9 @@ class EnvironmentRequest:
     network_setup: NetworkPolicy = SETUP_NETWORK
     network_agent: NetworkPolicy = AGENT_NETWORK
     cache_ttl_s: float = 12 * 3600.0
+    languages: Mapping[str, str] = field(default_factory=dict)
+    # What `auto_install` detected, for the task log (empty when setup came from elsewhere).
+    setup_notes: tuple[str, ...] = ()
 
 
 def from_config(
@@ -72,6 +77,7 @@ def from_config(
 ) -> EnvironmentRequest:
     """The environment request of a task from its repository config and command plan."""
     net = config.network
+    notes = tuple(plan.detection.lines()) if plan.detection is not None else ()
     return EnvironmentRequest(
         task_id=task_id,
         repo=repo,
@@ -89,6 +95,8 @@ def from_config(
         network_setup=NetworkPolicy(net.setup, net.allow, tuple(net.methods or ())),
         network_agent=NetworkPolicy(net.agent, net.allow, tuple(net.methods or ())),
         cache_ttl_s=config.cache.ttl.total_seconds(),
+        languages=dict(config.languages),
+        setup_notes=notes,
     )
 
 
@@ -119,8 +127,12 @@ class Environments:
         mirrors: Mirrors,
         cache: EnvironmentCache,
         networks: Networks,
+        extra_ca: ExtraCa | None = None,
     ) -> None:
         self.client, self.mirrors, self.cache, self.networks = client, mirrors, cache, networks
+        self.extra_ca = extra_ca
+        # Every container trusts the extra CAs, and package managers are told where they are.
+        self.ca_env: dict[str, str] = extra_ca.env() if extra_ca is not None else {}
 
     @contextlib.asynccontextmanager
     async def open(self, request: EnvironmentRequest, log: TaskLog) -> AsyncIterator[Environment]:
@@ -175,6 +187,8 @@ class Environments:
             env=dict(request.env),
             secret_versions={s.name: s.version for s in request.secrets},
             schema_version=CONFIG_SCHEMA_VERSION,
+            languages=dict(request.languages),
+            extra_ca_digest=self.extra_ca.digest if self.extra_ca is not None else "",
         )
 
     async def _build(
@@ -194,13 +208,17 @@ class Environments:
             dns=attachment.dns,
             dns_options=attachment.dns_options,
         )
-        env = {**request.env, **attachment.env}
+        env = {**request.env, **self.ca_env, **attachment.env}
         secrets = {s.name: s.value.get_secret_value() for s in request.secrets}
         try:
             async with running(self.client, spec) as sandbox:
+                await self._trust_extra_ca(sandbox, log)
                 await _must(
                     sandbox, checkout_script(request.sha), log, "checkout", CHECKOUT_LIMIT_S
                 )
+                await _select_languages(sandbox, request, log)
+                for note in request.setup_notes:
+                    log.line("setup", f"[gantry] auto_install: {note}")
                 deadline = time.monotonic() + request.setup_limit_s
                 for command in request.setup:
                     left = max(deadline - time.monotonic(), 0.001)
@@ -209,6 +227,14 @@ class Environments:
                 return await sandbox.commit(CACHE_REPOSITORY, key, labels)
         finally:
             await self.networks.detach(attachment)
+
+    async def _trust_extra_ca(self, sandbox: Sandbox, log: TaskLog) -> None:
+        """Add the extra CAs to the container's bundle; the snapshot keeps them."""
+        if self.extra_ca is None:
+            return
+        await sandbox.copy_in("/", self.extra_ca.archive())
+        await _must(sandbox, self.extra_ca.install_script(), log, "setup", CHECKOUT_LIMIT_S)
+        log.line("setup", "[gantry] extra CA certificates trusted (GANTRY_EXTRA_CA_CERTS)")
 
     async def _start_agent(
         self, request: EnvironmentRequest, image_id: str, key: str, hit: bool, mirror: Path
@@ -222,7 +248,7 @@ class Environments:
             labels=gantry_labels(request.task_id, request.repo, KIND_AGENT, self.cache.owner),
             limits=request.limits,
             network_mode=attachment.network_mode,
-            env={**request.env, **attachment.env},
+            env={**request.env, **self.ca_env, **attachment.env},
             mounts=(mirror_mount(mirror),),
             dns=attachment.dns,
             dns_options=attachment.dns_options,
@@ -251,6 +277,23 @@ class Environments:
             await environment.sandbox.remove()
         finally:
             await self.networks.detach(environment.attachment)
+
+
+async def _select_languages(sandbox: Sandbox, request: EnvironmentRequest, log: TaskLog) -> None:
+    """Run the image's `gantry-select` before setup; an absent version fails the environment."""
+    if not request.languages:
+        return
+    log.line("setup", f"[gantry] languages: {describe(request.languages)}")
+    argv = select_argv(request.languages)
+    result = await engine_call(lambda: sandbox.container.exec_run(argv, workdir="/"))
+    output = result.output.decode(errors="replace") if isinstance(result.output, bytes) else ""
+    for line in output.splitlines():
+        log.line("setup", line)
+    if result.exit_code != 0:
+        status = result.exit_code if result.exit_code is not None else -1
+        reason = selection_error(request.image, request.languages, status, output)
+        log.line("setup", f"[gantry] setup failed: {reason}")
+        raise LanguageSelectionError(reason)
 
 
 async def _must(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import docker
 
 from config.settings import Settings
+from runner.ca_certs import load_extra_ca
 from runner.cache import EnvironmentCache
 from runner.environment import Environments
 from runner.labels import deployment_owner
@@ -20,4 +21,5 @@ def build_environments(settings: Settings, client: docker.DockerClient) -> Envir
     cache = EnvironmentCache(client, owner=owner)
     proxy_image = settings.egress_proxy_image or settings.default_image
     networks = Networks(client, proxy_image=proxy_image, owner=owner)
-    return Environments(client, mirrors, cache, networks)
+    extra_ca = load_extra_ca(settings.extra_ca_certs) if settings.extra_ca_certs else None
+    return Environments(client, mirrors, cache, networks, extra_ca)
