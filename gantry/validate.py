@@ -14,19 +14,27 @@ from config.agents_md import AgentsDoc, Command
 from config.loader import (
     CommandPlan,
     find_agents_files,
+    list_files,
     plan_commands,
     read_agents_docs,
     read_config_text,
+    read_manifests,
 )
 from config.repo_config import CONFIG_PATH, ConfigError, ParsedConfig, parse_repo_config
 from config.settings import Settings
+from runner.languages import describe, shell_command
 
 HELP = "validate .github/gantry.yml and the AGENTS.md files of a checkout"
 DESCRIPTION = (
     "Print the effective repository config and the setup and check commands found, "
     "each with its origin; exit 1 with every error when something is wrong."
 )
-SOURCE_NOTE = {"config": "from the config", "AGENTS.md": "from AGENTS.md", "none": "none"}
+SOURCE_NOTE = {
+    "config": "from the config",
+    "AGENTS.md": "from AGENTS.md",
+    "auto": "auto_install, from the lockfiles found",
+    "none": "none",
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,7 +64,10 @@ def run(path: Path, settings: Settings | None, out: TextIO = sys.stdout) -> int:
     print_config(parsed, out)
     print_docs(docs, out)
     # Each file's own path lies in its subtree, so every AGENTS.md shows its checks.
-    print_plan(plan_commands(parsed, docs, [doc.path for doc in docs]), parsed, out)
+    changed = [doc.path for doc in docs]
+    plan = plan_commands(parsed, docs, changed, list_files(path), read_manifests(path))
+    print_languages(parsed, out)
+    print_plan(plan, parsed, out)
     print("\nOK", file=out)
     return 0
 
@@ -81,11 +92,22 @@ def print_docs(docs: Sequence[AgentsDoc], out: TextIO) -> None:
             print(f"  {block.origin}: shell block {under} ignored (not setup or tests)", file=out)
 
 
+def print_languages(parsed: ParsedConfig, out: TextIO) -> None:
+    """The language versions selected before setup (the image's defaults when none)."""
+    languages = parsed.config.languages
+    print(f"\nLanguages: {describe(languages)}", file=out)
+    if languages:
+        print(f"  selected before setup with: {shell_command(languages)}", file=out)
+
+
 def print_plan(plan: CommandPlan, parsed: ParsedConfig, out: TextIO) -> None:
     """Setup, maintenance and check commands, each with its origin and directory."""
     print_commands(f"Setup ({SOURCE_NOTE[plan.setup_source]})", plan.setup, out)
-    if not plan.setup and parsed.config.auto_install:
-        print("  auto_install: dependencies are installed from the lockfiles found", file=out)
+    if plan.detection is not None:
+        for line in plan.detection.lines():
+            print(f"  auto_install: {line}", file=out)
+    elif not parsed.config.auto_install:
+        print("  auto_install: off", file=out)
     print_commands("Maintenance", plan.maintenance, out)
     print_commands(f"Checks ({SOURCE_NOTE[plan.checks_source]})", plan.checks, out)
 
