@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import docker
 
@@ -16,11 +17,20 @@ from config.repo_config import CONFIG_SCHEMA_VERSION, RepoConfig
 from config.secret_store import Secret
 from runner.ca_certs import ExtraCa
 from runner.cache import CACHE_REPOSITORY, CacheInputs, EnvironmentCache, cache_key
+from runner.collect import SCRATCH, read_file, tar_file
 from runner.labels import KIND_AGENT, KIND_SETUP, gantry_labels
-from runner.languages import LanguageSelectionError, describe, select_argv, selection_error
+from runner.languages import LanguageSelectionError, describe, selection_error, shell_command
 from runner.mirror import Mirrors
-from runner.network import Attachment, NetworkPolicy, Networks
-from runner.sandbox import ContainerSpec, ExecResult, Limits, Sandbox, engine_call, running
+from runner.network import Attachment, NetworkPolicy, Networks, blocked
+from runner.sandbox import (
+    WORKSPACE,
+    ContainerSpec,
+    ExecResult,
+    Limits,
+    Sandbox,
+    engine_call,
+    running,
+)
 from runner.tasklog import TaskLog
 from runner.workspace import checkout_script, mirror_mount, move_script
 
@@ -110,12 +120,22 @@ class Environment:
     image_id: str
     key: str
     timings: dict[str, float] = field(default_factory=dict)
+    workspace: str = WORKSPACE
+    scratch: str = SCRATCH
 
     async def run(
         self, command: str, log: TaskLog, phase: str, limit_s: float, env: Mapping[str, str] = {}
     ) -> ExecResult:
         """Run an agent or check command in the environment."""
         return await self.sandbox.run(command, log, phase, limit_s, env=dict(env))
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        """Put a file into the container (its directories are made as needed)."""
+        await self.sandbox.copy_in("/", tar_file(path, data))
+
+    async def read_file(self, path: str, max_bytes: int) -> bytes:
+        """A file from the container, refused when larger than `max_bytes`."""
+        return await read_file(self.sandbox, path, max_bytes)
 
 
 class Environments:
@@ -271,6 +291,10 @@ class Environments:
             left = max(deadline - time.monotonic(), 0.001)
             await _must(sandbox, command, log, "maintenance", left)
 
+    async def blocked_attempts(self, environment: Environment) -> list[dict[str, Any]]:
+        """What the egress proxy refused (nothing for `off` and `full`)."""
+        return blocked(await self.networks.decisions(environment.attachment))
+
     async def release(self, environment: Environment) -> None:
         """Remove the agent container, then its proxy and network."""
         try:
@@ -284,7 +308,8 @@ async def _select_languages(sandbox: Sandbox, request: EnvironmentRequest, log: 
     if not request.languages:
         return
     log.line("setup", f"[gantry] languages: {describe(request.languages)}")
-    argv = select_argv(request.languages)
+    # Through the shell, so that an image without the program answers 127 ("not found").
+    argv = ["/bin/sh", "-c", shell_command(request.languages)]
     result = await engine_call(lambda: sandbox.container.exec_run(argv, workdir="/"))
     output = result.output.decode(errors="replace") if isinstance(result.output, bytes) else ""
     for line in output.splitlines():
