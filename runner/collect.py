@@ -13,9 +13,8 @@ from runner.sandbox import WORKSPACE, Sandbox, SandboxError, engine_call
 from runner.workspace import GIT
 
 SNAPSHOT_REF = "refs/gantry/snapshot"
-OUT_DIR = "/tmp/gantry-out"  # noqa: S108 (inside the container, which is ours alone)
-PATCH_FILE = f"{OUT_DIR}/change.patch"
-MESSAGE_FILE = f"{OUT_DIR}/message.txt"
+SCRATCH = "/tmp/gantry"  # noqa: S108 (inside the container, which is ours alone)
+PATCH_NAME, MESSAGE_NAME = "change.patch", "message.txt"
 # Whatever the agent did to .git/config, collecting runs no hook, fsmonitor or diff driver.
 SAFE_GIT = (
     f"{GIT} -c core.hooksPath=/dev/null -c core.fsmonitor=false "
@@ -23,24 +22,35 @@ SAFE_GIT = (
 )
 
 
-def snapshot_script() -> str:
+def snapshot_script(workspace: str = WORKSPACE) -> str:
     """Record the tree as setup and maintenance left it (untracked files too, ignored not)."""
     return (
-        f"set -e; cd {WORKSPACE}; {SAFE_GIT} add -A; tree=$({SAFE_GIT} write-tree); "
+        f"set -e; cd {shlex.quote(workspace)}; {SAFE_GIT} add -A; tree=$({SAFE_GIT} write-tree); "
         f'snap=$({SAFE_GIT} commit-tree "$tree" -p HEAD -m snapshot); '
         f'{SAFE_GIT} update-ref {SNAPSHOT_REF} "$snap"; {SAFE_GIT} reset --quiet'
     )
 
 
-def collect_script(base_sha: str) -> str:
+def collect_script(base_sha: str, workspace: str = WORKSPACE, scratch: str = SCRATCH) -> str:
     """Write the patch (binary, renames, modes, deletions) and the agent's commit messages."""
-    base = shlex.quote(base_sha)
+    base, out = shlex.quote(base_sha), shlex.quote(scratch)
     return (
-        f"set -e; mkdir -p {OUT_DIR}; cd {WORKSPACE}; {SAFE_GIT} add -A; "
+        f"set -e; mkdir -p {out}; cd {shlex.quote(workspace)}; {SAFE_GIT} add -A; "
         f"{SAFE_GIT} diff --cached --binary --no-ext-diff --no-textconv --find-renames "
-        f"{SNAPSHOT_REF} > {PATCH_FILE}; "
-        f"{SAFE_GIT} log --format=%B {base}..HEAD > {MESSAGE_FILE} 2>/dev/null || true"
+        f"{SNAPSHOT_REF} > {out}/{PATCH_NAME}; "
+        f"{SAFE_GIT} log --format=%B {base}..HEAD > {out}/{MESSAGE_NAME} 2>/dev/null || true"
     )
+
+
+def tar_file(path: str, data: bytes) -> bytes:
+    """A tar archive holding one file at `path` (relative to /). No directory entries: the
+    engine makes missing parents, and an entry for /tmp would reset its sticky mode."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(path.strip("/"))
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def too_big(size: int, limit: int) -> str:

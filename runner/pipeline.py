@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import shlex
-import tarfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,21 +15,9 @@ from config.errors import GantryError
 from config.loader import Checkout, CommandPlan
 from config.repo_config import ConfigError, RepoConfig
 from config.secret_store import Secret, SecretStore
-from runner.collect import (
-    MESSAGE_FILE,
-    PATCH_FILE,
-    collect_script,
-    read_file,
-    snapshot_script,
-)
-from runner.environment import (
-    Environment,
-    EnvironmentRequest,
-    Environments,
-    PhaseFailedError,
-    from_config,
-)
-from runner.network import blocked
+from runner.collect import MESSAGE_NAME, PATCH_NAME, collect_script, snapshot_script
+from runner.environment import EnvironmentRequest, PhaseFailedError, from_config
+from runner.executor import Executor, RunningEnvironment
 from runner.patch_policy import PatchPolicy, PatchRefusedError, changed_paths, check_patch
 from runner.results import (
     RESTART_NOTE,
@@ -42,12 +28,13 @@ from runner.results import (
     PhaseStatus,
     TaskResult,
 )
-from runner.sandbox import WORKSPACE
 from runner.store import Task
 from runner.tasklog import TaskLog
 
 log = logging.getLogger(__name__)
-TASK_FILE = "/tmp/gantry-task/task.json"  # noqa: S108 (inside the container)
+Env = RunningEnvironment
+TASK_FILE_NAME = "task.json"
+MAX_MESSAGE_BYTES = 64 * 1024
 TAIL_LINES = 30
 COLLECT_LIMIT_S = 300.0
 
@@ -101,7 +88,7 @@ class TaskFailedError(GantryError):
 class PipelineDeps:
     """What a run needs from outside."""
 
-    environments: Environments
+    environments: Executor[Any]
     secrets: SecretStore
     agent_command: str | None
     resolve_source: Callable[[Task], Awaitable[Source]]
@@ -123,16 +110,6 @@ def task_file(task: Task, sha: str) -> dict[str, Any]:
         "base_sha": sha,
         "rounds": [],
     }
-
-
-def tar_one(path: str, data: bytes) -> bytes:
-    """A tar archive holding one file, for `put_archive`."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo(path.rsplit("/", 1)[-1])
-        info.size, info.mode = len(data), 0o644
-        tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def describe_blocked(decision: dict[str, Any]) -> str:
@@ -188,15 +165,15 @@ class Run:
         self.log.add_secrets(s.value.get_secret_value() for s in self.secrets)
         return source, checkout
 
-    async def agent(self, env: Environment, config: RepoConfig, sha: str) -> None:
+    async def agent(self, env: Env, config: RepoConfig, sha: str) -> None:
         command = agent_step(self.task, config, self.deps.agent_command)
         if command is None:
             await self.skip("agent", "no agent configured: setup and checks only")
             return
         data = json.dumps(task_file(self.task, sha), indent=2).encode()
-        await env.sandbox.run(f"mkdir -p {TASK_FILE.rsplit('/', 1)[0]}", self.log, "agent", 30)
-        await env.sandbox.copy_in(TASK_FILE.rsplit("/", 1)[0], tar_one(TASK_FILE, data))
-        variables = {"GANTRY_PROMPT": self.task.request, "GANTRY_TASK_FILE": TASK_FILE}
+        path = f"{env.scratch}/{TASK_FILE_NAME}"
+        await env.write_file(path, data)
+        variables = {"GANTRY_PROMPT": self.task.request, "GANTRY_TASK_FILE": path}
         limit = config.timeouts.agent.total_seconds()
 
         async def go() -> None:
@@ -207,13 +184,13 @@ class Run:
         await self.phase("agent", go)
 
     async def checks(
-        self, env: Environment, checkout: Checkout, changed: list[str], config: RepoConfig
+        self, env: Env, checkout: Checkout, changed: list[str], config: RepoConfig
     ) -> tuple[CheckOutcome, ...]:
         plan: CommandPlan = checkout.plan(changed)
         limit = config.timeouts.checks.total_seconds()
         outcomes = []
         for command in plan.checks:
-            where = f"{WORKSPACE}/{command.cwd}" if command.cwd else WORKSPACE
+            where = f"{env.workspace}/{command.cwd}" if command.cwd else env.workspace
             script = f"cd {shlex.quote(where)} && {command.text}"
             result = await env.run(script, self.log, "checks", limit)
             tail = "\n".join(self.log.tail(TAIL_LINES))
@@ -221,26 +198,28 @@ class Run:
         return tuple(outcomes)
 
     async def changes_and_checks(
-        self, env: Environment, checkout: Checkout, config: RepoConfig, sha: str
+        self, env: Env, checkout: Checkout, config: RepoConfig, sha: str
     ) -> tuple[CheckOutcome, ...]:
         """The checks that apply to what the agent changed (nested AGENTS.md pick theirs)."""
         changed = await self.changed_files(env, sha)
         return await self.checks(env, checkout, changed, config)
 
-    async def changed_files(self, env: Environment, sha: str) -> list[str]:
-        result = await env.run(collect_script(sha), self.log, "collect", COLLECT_LIMIT_S)
+    async def diff(self, env: Env, sha: str) -> bytes:
+        """The agent's work so far, as a patch against the snapshot."""
+        script = collect_script(sha, env.workspace, env.scratch)
+        result = await env.run(script, self.log, "collect", COLLECT_LIMIT_S)
         if not result.ok:
             raise TaskFailedError("collect", f"git diff {result.describe()}")
-        patch = await read_file(env.sandbox, PATCH_FILE, self.deps.patch_policy.max_bytes)
-        return sorted(changed_paths(patch))
+        return await env.read_file(f"{env.scratch}/{PATCH_NAME}", self.deps.patch_policy.max_bytes)
 
-    async def collect(self, env: Environment, sha: str) -> tuple[bytes, str]:
-        result = await env.run(collect_script(sha), self.log, "collect", COLLECT_LIMIT_S)
-        if not result.ok:
-            raise TaskFailedError("collect", f"git diff {result.describe()}")
+    async def changed_files(self, env: Env, sha: str) -> list[str]:
+        return sorted(changed_paths(await self.diff(env, sha)))
+
+    async def collect(self, env: Env, sha: str) -> tuple[bytes, str]:
         policy = self.deps.patch_policy
-        patch = await read_file(env.sandbox, PATCH_FILE, policy.max_bytes)
-        message = (await read_file(env.sandbox, MESSAGE_FILE, 64 * 1024)).decode(errors="replace")
+        patch = await self.diff(env, sha)
+        raw = await env.read_file(f"{env.scratch}/{MESSAGE_NAME}", MAX_MESSAGE_BYTES)
+        message = raw.decode(errors="replace")
         values = [s.value.get_secret_value() for s in self.secrets]
         check_patch(patch, values, policy)
         return patch, message
@@ -292,13 +271,13 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
             "checks", lambda: run.changes_and_checks(env, checkout, config, source.sha)
         )
         patch, message = await run.phase("collect", lambda: run.collect(env, source.sha))
-        decisions = await run.deps.environments.networks.decisions(env.attachment)
+        decisions = await run.deps.environments.blocked_attempts(env)
         # The container goes while the work is published: nothing needs it any more.
         released = asyncio.create_task(run.deps.environments.release(env))
     finally:
         if released is None:
             await asyncio.shield(run.deps.environments.release(env))
-    refused = tuple(describe_blocked(d) for d in blocked(decisions))
+    refused = tuple(describe_blocked(d) for d in decisions)
     work = Work(patch, message, checks, refused, config, source.sha)
     try:
         return await publish_work(run, publisher, work)
@@ -306,11 +285,12 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
         await asyncio.shield(released)
 
 
-async def environment(run: Run, request: EnvironmentRequest) -> Environment:
+async def environment(run: Run, request: EnvironmentRequest) -> Env:
     """Build or resume the environment, then snapshot the tree the agent starts from."""
-    env = await run.deps.environments.prepare(request, run.log)
+    env: Env = await run.deps.environments.prepare(request, run.log)
     try:
-        result = await env.run(snapshot_script(), run.log, "environment", COLLECT_LIMIT_S)
+        script = snapshot_script(env.workspace)
+        result = await env.run(script, run.log, "environment", COLLECT_LIMIT_S)
         if not result.ok:
             raise TaskFailedError("environment", f"the snapshot {result.describe()}")
     except BaseException:

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 from bot.app import create_app
 from config.settings import Settings
 from forge.server import Forge
+from runner.labels import deployment_owner
 from runner.store import Task, TaskState
 from tests.bot.conftest import OWNER, REPO, SECRET, WRITER, Gantry
 from tests.support import TEST_BASE_IMAGE
@@ -143,11 +144,12 @@ async def set_config(live: Gantry, text: str) -> None:
     await live.forge.commit_files(OWNER, REPO, "main", {".github/gantry.yml": text})
 
 
-def live_containers() -> list[str]:
-    """Gantry's containers for the test repository that still exist."""
+def live_containers(live: Gantry) -> list[str]:
+    """This deployment's containers for the test repository that still exist."""
+    owner = deployment_owner(live.settings.effective_database_url)
     client = docker.from_env()
     try:
-        labels = ["gantry.managed=1", f"gantry.repo={OWNER}/{REPO}"]
+        labels = ["gantry.managed=1", f"gantry.repo={OWNER}/{REPO}", f"gantry.owner={owner}"]
         found = client.containers.list(all=True, filters={"label": labels})
         return [str(c.name) for c in found]
     finally:

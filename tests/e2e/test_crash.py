@@ -15,6 +15,7 @@ import aiohttp
 import docker
 
 from forge.server import Forge
+from runner.labels import deployment_owner
 from tests.bot.conftest import OWNER, REPO, SECRET, WRITER
 from tests.e2e.conftest import config_with
 from tests.support import TEST_BASE_IMAGE
@@ -26,8 +27,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def agent_containers(client: docker.DockerClient) -> list[str]:
-    labels = ["gantry.managed=1", f"gantry.repo={OWNER}/{REPO}", "gantry.kind=agent"]
+def agent_containers(client: docker.DockerClient, owner: str) -> list[str]:
+    """The agent containers of one deployment (its owner label) for the test repository."""
+    labels = [
+        "gantry.managed=1",
+        f"gantry.repo={OWNER}/{REPO}",
+        "gantry.kind=agent",
+        f"gantry.owner={owner}",
+    ]
     return [str(c.id) for c in client.containers.list(all=True, filters={"label": labels})]
 
 
@@ -81,6 +88,7 @@ async def test_kill_9_mid_task_then_restart(
         "GANTRY_DEFAULT_IMAGE": TEST_BASE_IMAGE,
     }
     port, log = free_port(), tmp_path / "serve.log"
+    owner = deployment_owner(f"sqlite:///{tmp_path / 'data' / 'gantry.db'}")
     first = await serve(env, port, log)
     comment = forge.add_comment(OWNER, REPO, issue.number, "@gantry survive", WRITER)
     status = await forge.send_webhook(
@@ -89,16 +97,16 @@ async def test_kill_9_mid_task_then_restart(
         body="@gantry survive", number=issue.number, comment_id=comment,
     )  # fmt: skip
     assert status == 200
-    await until(lambda: agent_containers(docker_client), 60, "the agent container")
-    [orphan] = agent_containers(docker_client)
+    await until(lambda: agent_containers(docker_client, owner), 60, "the agent container")
+    [orphan] = agent_containers(docker_client, owner)
     first.send_signal(signal.SIGKILL)
     await first.wait()
-    assert agent_containers(docker_client) == [orphan]  # left running by the crash
+    assert agent_containers(docker_client, owner) == [orphan]  # left running by the crash
 
     second = await serve(env, port, log)
     try:
         await until(lambda: forge.pulls(OWNER, REPO), 90, "the pull request")
-        await until(lambda: not agent_containers(docker_client), 30, "containers to go")
+        await until(lambda: not agent_containers(docker_client, owner), 30, "containers to go")
     finally:
         second.send_signal(signal.SIGTERM)
         await asyncio.wait_for(second.wait(), 30)

@@ -77,7 +77,7 @@ async def test_cancel_during_the_agent_stops_it_within_seconds(live: Gantry) -> 
     await comment_on(live, live.issue_number, "@gantry take forever")
     store = live.services.store
     for _ in range(300):
-        if live_containers() and (await store.with_state(TaskState.RUNNING)):
+        if live_containers(live) and (await store.with_state(TaskState.RUNNING)):
             break
         await asyncio.sleep(0.1)
     await asyncio.sleep(1.0)  # into the agent phase
@@ -98,7 +98,7 @@ async def test_cancel_during_the_agent_stops_it_within_seconds(live: Gantry) -> 
     [task] = await wait_final(live, 1)
     assert task.state is TaskState.CANCELLED
     await live.settle()
-    assert live_containers() == []
+    assert live_containers(live) == []
     assert any(
         text.startswith("Cancelled task #") for text in bot_comments(live, live.issue_number)
     )

@@ -47,7 +47,7 @@ async def test_a_comment_becomes_a_pull_request_and_a_follow_up_a_second_commit(
     second = (await live.forge.branches(OWNER, REPO))[pull.head]
     assert await git_show(live.forge, "rev-parse", f"{second}^") == f"{head}\n"
     assert await git_show(live.forge, "show", f"{second}:fix.txt") == "fixed: also say hello\n"
-    assert live_containers() == []
+    assert live_containers(live) == []
 
 
 async def test_the_task_page_shows_phases_log_and_diff_behind_its_signed_link(
