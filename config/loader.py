@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from config.agents_md import (
     AGENTS_FILE,
@@ -154,6 +154,18 @@ def _walk_files(root: Path) -> Iterator[str]:
         base = Path(directory).relative_to(root)
         for name in sorted(files):
             yield (base / name).as_posix()
+
+
+def tree_files(tree: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The file paths of a GitHub git-tree listing, as `list_files` gives a checkout's."""
+    return tuple(
+        sorted(
+            str(entry["path"])
+            for entry in tree
+            if entry.get("type") == "blob"
+            and not SKIP_DIRS.intersection(str(entry.get("path", "")).split("/")[:-1])
+        )
+    )[:MAX_LISTED_FILES]
 
 
 def read_manifests(root: Path) -> dict[str, str]:

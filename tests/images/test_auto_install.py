@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from config.agents_md import parse_agents_md
-from config.loader import plan_commands
+from config.loader import list_files, plan_commands, tree_files
 from config.repo_config import parse_repo_config
 from runner.auto_install import Detection, detect_installs
 
@@ -188,3 +189,16 @@ def test_nothing_detected_leaves_setup_empty_with_the_detection_shown() -> None:
     assert (plan.setup, plan.setup_source) == ((), "none")
     assert plan.detection is not None
     assert not plan.detection.installs
+
+
+def test_a_checkout_and_a_github_tree_list_the_same_files(tmp_path: Path) -> None:
+    for name in ("package-lock.json", "web/yarn.lock", "node_modules/x/package.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}\n")
+    tree = [
+        {"path": "package-lock.json", "type": "blob"},
+        {"path": "web", "type": "tree"},
+        {"path": "web/yarn.lock", "type": "blob"},
+        {"path": "node_modules/x/package.json", "type": "blob"},
+    ]
+    assert list_files(tmp_path) == tree_files(tree) == ("package-lock.json", "web/yarn.lock")
