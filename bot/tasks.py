@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gidgethub.abc import GitHubAPI
 
@@ -18,7 +19,7 @@ from config.loader import Checkout
 from config.repo_config import ConfigError
 from config.secret_store import SecretStore
 from config.settings import Settings
-from runner.environment import Environments
+from runner.executor import Executor
 from runner.mirror import Mirrors
 from runner.pipeline import PipelineDeps, Publisher, Source, TaskFailedError, Work, run_task
 from runner.reporting import StoreReporter, Tee
@@ -34,7 +35,7 @@ class TaskRunner:
     """Everything a task needs on this server; `__call__` runs one to its end."""
 
     settings: Settings
-    environments: Environments
+    environments: Executor[Any]
     mirrors: Mirrors
     secrets: SecretStore
     github: Callable[[int], GitHubAPI]

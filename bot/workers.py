@@ -7,8 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-
-import docker
+from typing import Any
 
 from bot import replies
 from bot.background import Background
@@ -18,8 +17,10 @@ from bot.tokens import InstallationTokens
 from config.secret_store import read_secret_store
 from config.settings import Settings
 from runner.cleanup import sweep_forever
+from runner.environment import Environments
+from runner.executor import Executor
 from runner.queue import TaskQueue
-from runner.services import build_environments
+from runner.services import build_executor
 from runner.store import Task, TaskState, TaskStore
 from runner.worker import Worker, recover_interrupted
 
@@ -49,16 +50,15 @@ async def live_tasks(store: TaskStore) -> set[str]:
 
 def build_runner(
     settings: Settings,
-    client: docker.DockerClient,
+    executor: Executor[Any],
     tokens: InstallationTokens,
     slug: str,
     store: TaskStore,
 ) -> TaskRunner:
-    environments = build_environments(settings, client)
     return TaskRunner(
         settings=settings,
-        environments=environments,
-        mirrors=environments.mirrors,
+        environments=executor,
+        mirrors=executor.mirrors,
         secrets=read_secret_store(settings.secrets_file),
         github=tokens.client,
         token=tokens.get,
@@ -86,17 +86,16 @@ async def running_workers(
     background: Background,
 ) -> AsyncIterator[Workers]:
     """Recover interrupted tasks, start the worker and the periodic sweep; stop both after."""
-    client = await asyncio.to_thread(docker.from_env)
-    runner = build_runner(settings, client, tokens, handle, store)
+    executor, client = await asyncio.to_thread(build_executor, settings)
+    runner = build_runner(settings, executor, tokens, handle, store)
     retried, given_up = await recover_interrupted(store, queue)
     await report_given_up(given_up, tokens, handle, background)
     log.info("workers: %d interrupted task(s) retried, %d given up", len(retried), len(given_up))
     worker = Worker(store, queue, runner, settings.max_concurrent_tasks)
-    cache = runner.environments.cache
-    loops = [
-        asyncio.create_task(worker.serve(), name="gantry-worker"),
-        asyncio.create_task(sweep_forever(client, lambda: live_tasks(store), cache)),
-    ]
+    loops = [asyncio.create_task(worker.serve(), name="gantry-worker")]
+    if client is not None and isinstance(executor, Environments):
+        sweeping = sweep_forever(client, lambda: live_tasks(store), executor.cache)
+        loops.append(asyncio.create_task(sweeping, name="gantry-sweep"))
     try:
         yield Workers(worker, loops)
     finally:
@@ -104,4 +103,5 @@ async def running_workers(
             loop.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
         await worker.stop()
-        await asyncio.to_thread(client.close)
+        if client is not None:
+            await asyncio.to_thread(client.close)

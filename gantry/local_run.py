@@ -24,7 +24,7 @@ from runner.mirror import MirrorError, git
 from runner.pipeline import PipelineDeps, Source, Work, run_task
 from runner.publish import Publication, commit_message, publish, user_identity
 from runner.results import Conclusion, Phase, PhaseStatus, TaskResult
-from runner.services import build_environments
+from runner.services import build_executor
 from runner.store import Task, TaskState
 from runner.tasklog import TaskLog
 
@@ -148,9 +148,8 @@ async def run_local(settings: Settings, root: Path, prompt: str, ref: str, out: 
     except MirrorError as exc:
         print(f"gantry run: {root} at {ref!r}: {exc}", file=out)
         return 2
-    client = await asyncio.to_thread(docker.from_env)
+    environments, client = await asyncio.to_thread(build_executor, settings)
     try:
-        environments = build_environments(settings, client)
         task = local_task(root, prompt, int(time.time()))
         checkout: Checkout | ConfigError
         try:
@@ -183,7 +182,8 @@ async def run_local(settings: Settings, root: Path, prompt: str, ref: str, out: 
         print(f"log: {tasklog.path}", file=out)
         return 0 if result.conclusion in (Conclusion.PUBLISHED, Conclusion.NO_CHANGES) else 1
     finally:
-        await asyncio.to_thread(client.close)
+        if client is not None:
+            await asyncio.to_thread(client.close)
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:

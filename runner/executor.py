@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol, TypeVar
 
 from runner.environment import EnvironmentRequest
+from runner.mirror import Mirrors
 from runner.sandbox import ExecResult
 from runner.tasklog import TaskLog
 
@@ -38,6 +39,8 @@ E = TypeVar("E", bound=RunningEnvironment)
 
 class Executor(Protocol[E]):
     """Docker (the default) or the host itself (development only)."""
+
+    mirrors: Mirrors
 
     async def prepare(self, request: EnvironmentRequest, log: TaskLog) -> E: ...
 

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import docker
 
 from config.settings import Settings
 from runner.ca_certs import load_extra_ca
 from runner.cache import EnvironmentCache
 from runner.environment import Environments
+from runner.executor import Executor
 from runner.labels import deployment_owner
+from runner.local_executor import WARNING as LOCAL_WARNING
+from runner.local_executor import LocalExecutor
 from runner.mirror import Mirrors
 from runner.network import Networks
+
+log = logging.getLogger(__name__)
+
+
+def build_executor(settings: Settings) -> tuple[Executor[Any], docker.DockerClient | None]:
+    """The configured executor, and the Docker client it holds (None for `local`)."""
+    if settings.executor == "local":
+        log.warning(LOCAL_WARNING)
+        executor = LocalExecutor(Mirrors(settings.data_dir), settings.data_dir / "local")
+        return executor, None
+    client = docker.from_env()
+    return build_environments(settings, client), client
 
 
 def build_environments(settings: Settings, client: docker.DockerClient) -> Environments:

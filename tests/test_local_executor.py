@@ -1,0 +1,64 @@
+"""EXECUTOR=local: the same pipeline on this host, for machines without Docker."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from config.settings import Settings
+from gantry.local_run import run_local
+from runner.local_executor import WARNING
+from runner.local_executor import run_local as run_command
+from runner.tasklog import TaskLog
+
+CONFIG = """\
+image: ignored-by-the-local-executor
+agent:
+  command: |
+    echo "prompt=$GANTRY_PROMPT leak=${SERVER_ONLY:-none} team=$TEAM" > result.txt
+env: {TEAM: blue}
+checks: [grep -q prompt result.txt]
+"""
+
+
+def sh(cwd: Path, *args: str) -> str:
+    return subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    (root / ".github").mkdir(parents=True)
+    (root / ".github" / "gantry.yml").write_text(CONFIG)
+    sh(root, "git", "init", "-q", "-b", "main")
+    sh(root, "git", "add", ".")
+    sh(root, "git", "-c", "user.name=me", "-c", "user.email=me@x", "commit", "-qm", "start")
+    return root
+
+
+async def test_gantry_run_with_the_local_executor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVER_ONLY", "do-not-pass")
+    root = project(tmp_path)
+    out = io.StringIO()
+    settings = Settings(data_dir=tmp_path / "data", executor="local")
+    code = await run_local(settings, root, "say hi", "HEAD", out)
+    text = out.getvalue()
+    assert code == 0, text
+    branch = sh(root, "git", "branch", "--list", "gantry/local-*", "--format=%(refname:short)")
+    result = sh(root, "git", "show", f"{branch.strip()}:result.txt")
+    assert result == "prompt=say hi leak=none team=blue\n"
+    log_file = next((tmp_path / "data" / "logs").glob("local-*.log"))
+    assert WARNING in log_file.read_text()
+    assert list((tmp_path / "data" / "local").iterdir()) == []  # the clone is gone
+
+
+async def test_local_commands_are_killed_at_their_time_limit(tmp_path: Path) -> None:
+    log = TaskLog(tmp_path / "log")
+    result = await run_command("echo start; sleep 30", str(tmp_path), log, "agent", 0.5, {})
+    assert result.timed_out
+    assert result.exit_code is None
+    assert "start" in log.text()
