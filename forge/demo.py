@@ -25,6 +25,8 @@ import aiohttp
 
 from forge import git_repo
 from forge.server import Forge
+from runner.engine import EngineUnavailableError, docker_version
+from runner.local_executor import WARNING as LOCAL_WARNING
 
 SECRET = "demo-webhook-secret"  # noqa: S105 (a throw-away secret for the local demo)
 OWNER, REPO, USER = "demo", "hello", "octocat"
@@ -107,6 +109,16 @@ def make_sample(root: Path, image: str) -> Path:
     return source
 
 
+def executor() -> str:
+    """Docker when an engine answers; otherwise the local executor, and say so loudly."""
+    try:
+        docker_version(timeout=5)
+    except EngineUnavailableError:
+        print("\n" + "!" * 78 + f"\nNo Docker engine answers. {LOCAL_WARNING}\n" + "!" * 78)
+        return "local"
+    return "docker"
+
+
 def start_gantry(
     forge: Forge, app_id: int, key: Path, data: Path, port: int, image: str
 ) -> subprocess.Popen[bytes]:
@@ -118,6 +130,7 @@ def start_gantry(
         "GANTRY_DATA_DIR": str(data),
         "GANTRY_DEFAULT_IMAGE": image,
         "GANTRY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "GANTRY_EXECUTOR": executor(),
     }
     command = [sys.executable, "-m", "gantry", "serve", "--port", str(port)]
     return subprocess.Popen(command, env=env, stdout=sys.stdout, stderr=sys.stderr)
