@@ -166,4 +166,5 @@ def new_task(
         request=command.text,
         head_ref=head_ref,
         head_sha=head_sha,
+        thread_body=trigger.thread_body,
     )

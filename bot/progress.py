@@ -48,6 +48,7 @@ def trigger_of(task: Task) -> Trigger:
         body=task.request,
         head_ref=task.head_ref,
         head_sha=task.head_sha,
+        thread_body=task.thread_body,
     )
 
 

@@ -18,7 +18,7 @@ from gidgethub.abc import GitHubAPI
 
 from config.agents_md import AGENTS_FILE, AgentsDoc, parse_agents_md
 from config.errors import GantryError
-from config.loader import MAX_AGENTS_BYTES, SKIP_DIRS, Checkout
+from config.loader import MAX_AGENTS_BYTES, SKIP_DIRS, Checkout, tree_files
 from config.repo_config import (
     CONFIG_PATH,
     MAX_CONFIG_BYTES,
@@ -29,6 +29,7 @@ from config.repo_config import (
     parse_repo_config,
 )
 from config.settings import Settings
+from runner.auto_install import MANIFESTS
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +129,18 @@ def agents_paths(tree: Iterable[Mapping[str, Any]]) -> list[str]:
     return sorted(found)
 
 
-async def find_agents_files(gh: GitHubAPI, repo: str, ref: str) -> list[str]:
-    """Paths of the AGENTS.md files at `ref`, from one recursive tree listing."""
+async def tree_listing(gh: GitHubAPI, repo: str, ref: str) -> list[Mapping[str, Any]]:
+    """Every entry at `ref`, from one recursive tree listing."""
     listing = await gh.getitem(TREE_URL, {"repo": repo, "ref": ref})
     if listing.get("truncated"):
         # https://docs.github.com/rest/git/trees: over 100,000 entries or 7 MB are cut off.
-        log.warning("%s@%s: tree listing truncated; deep AGENTS.md files may be missed", repo, ref)
-    return agents_paths(listing.get("tree", []))
+        log.warning("%s@%s: tree listing truncated; deep files may be missed", repo, ref)
+    return list(listing.get("tree", []))
+
+
+async def find_agents_files(gh: GitHubAPI, repo: str, ref: str) -> list[str]:
+    """Paths of the AGENTS.md files at `ref`."""
+    return agents_paths(await tree_listing(gh, repo, ref))
 
 
 async def fetch_agents_doc(gh: GitHubAPI, repo: str, path: str, ref: str) -> AgentsDoc | None:
@@ -156,10 +162,17 @@ async def fetch_checkout(
     parsed = await fetch_parsed_config(gh, repo, ref, settings)
     if isinstance(parsed, ConfigError):
         return parsed
-    docs = [
-        await fetch_agents_doc(gh, repo, p, ref) for p in await find_agents_files(gh, repo, ref)
-    ]
-    return Checkout(parsed, tuple(doc for doc in docs if doc is not None))
+    tree = await tree_listing(gh, repo, ref)
+    docs = [await fetch_agents_doc(gh, repo, p, ref) for p in agents_paths(tree)]
+    files = tree_files(tree)
+    # The root manifests tell auto_install the package manager and the workspaces.
+    manifests = {
+        name: text
+        for name in MANIFESTS
+        if name in files and (text := await fetch_text(gh, repo, name, ref)) is not None
+    }
+    found = tuple(doc for doc in docs if doc is not None)
+    return Checkout(parsed, found, files=files, manifests=manifests)
 
 
 async def default_branch_checkout(

@@ -21,6 +21,7 @@ from config.secret_store import SecretStore
 from config.settings import Settings
 from runner.executor import Executor
 from runner.mirror import Mirrors
+from runner.patch_policy import PatchPolicy
 from runner.pipeline import PipelineDeps, Publisher, Source, TaskFailedError, Work, run_task
 from runner.reporting import StoreReporter, Tee
 from runner.results import TaskResult
@@ -56,6 +57,10 @@ class TaskRunner:
             raise TaskFailedError("prepare", f"the branch {task.default_branch!r} is gone")
         return Source(heads[task.default_branch], None, token)
 
+    async def earlier(self, task: Task) -> list[Task]:
+        """The tasks before this one on its issue or PR (the agent's `rounds`)."""
+        return [t for t in await self.store.thread_tasks(task.repo, task.number) if t.id < task.id]
+
     async def checkout(self, gh: GitHubAPI, task: Task) -> Checkout | ConfigError:
         """Config and AGENTS.md from the default branch: a PR never changes what runs."""
         return await default_branch_checkout(gh, task.repo, task.default_branch, self.settings)
@@ -69,6 +74,8 @@ class TaskRunner:
             agent_command=self.settings.agent_command,
             resolve_source=lambda t: self.source(t, token),
             load_checkout=lambda t, _source: self.checkout(gh, t),
+            patch_policy=PatchPolicy(allow_workflows=self.settings.allow_workflow_changes),
+            earlier_tasks=self.earlier,
         )
         reporter = Tee(
             (StoreReporter(self.store, task.id), GitHubReporter(gh, task, self.task_url(task)))

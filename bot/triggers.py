@@ -25,6 +25,7 @@ class Trigger:
     body: str
     head_ref: str | None = None
     head_sha: str | None = None
+    thread_body: str = ""
 
     @property
     def owner(self) -> str:
@@ -59,6 +60,7 @@ def from_issue_comment(data: dict[str, Any]) -> Trigger:
         author=comment["user"]["login"],
         author_type=comment["user"].get("type", "User"),
         body=comment.get("body") or "",
+        thread_body=issue.get("body") or "",
     )
 
 
@@ -78,6 +80,7 @@ def _from_pull_item(data: dict[str, Any], event: str, key: str, kind: str) -> Tr
         body=item.get("body") or "",
         head_ref=pull["head"]["ref"],
         head_sha=pull["head"]["sha"],
+        thread_body=pull.get("body") or "",
     )
 
 
@@ -106,6 +109,7 @@ def from_issue(data: dict[str, Any]) -> Trigger:
         author=sender["login"],
         author_type=sender.get("type", "User"),
         body=f"{title}\n\n{body}".strip(),
+        thread_body=body,
     )
 
 

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # The egress proxy of `network: limited` runs in a container of this image; it needs only
     # python3 (>= 3.8). Default: DEFAULT_IMAGE.
     egress_proxy_image: str | None = None
+    # The App has no `workflows` permission by default, so GitHub refuses pushes that touch
+    # .github/workflows/; grant it to the App first, then set this.
+    allow_workflow_changes: bool = False
 
     @field_validator("github_webhook_secret")
     @classmethod

@@ -127,6 +127,7 @@ def local_task(root: Path, prompt: str, task_id: int) -> Task:
         request=prompt,
         head_ref=None,
         head_sha=None,
+        thread_body="",
         id=task_id,
         delivery_id="local",
         state=TaskState.RUNNING,

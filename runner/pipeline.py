@@ -84,6 +84,11 @@ class TaskFailedError(GantryError):
         self.phase, self.reason = phase, reason
 
 
+async def no_rounds(task: Task) -> list[Task]:
+    """No earlier rounds (a local run has no thread)."""
+    return []
+
+
 @dataclass
 class PipelineDeps:
     """What a run needs from outside."""
@@ -94,22 +99,30 @@ class PipelineDeps:
     resolve_source: Callable[[Task], Awaitable[Source]]
     load_checkout: Callable[[Task, Source], Awaitable[Checkout | ConfigError]]
     patch_policy: PatchPolicy = field(default_factory=PatchPolicy)
+    earlier_tasks: Callable[[Task], Awaitable[list[Task]]] = no_rounds
 
 
-def task_file(task: Task, sha: str) -> dict[str, Any]:
+def task_file(task: Task, sha: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """`GANTRY_TASK_FILE`'s content: what the agent may want to know, and no secrets."""
     return {
         "repo": task.repo,
         "number": task.number,
         "is_pull_request": task.is_pull_request,
         "title": task.title,
+        "body": task.thread_body,
         "request": task.request,
         "requester": task.requester,
         "comment_id": task.comment_id,
         "base_ref": task.head_ref or task.default_branch,
         "base_sha": sha,
-        "rounds": [],
+        "rounds": rounds,
     }
+
+
+def round_of(task: Task) -> dict[str, Any]:
+    """An earlier task on the same thread, as the agent sees it."""
+    return {"id": task.id, "request": task.request, "requester": task.requester,
+            "state": task.state.value}  # fmt: skip
 
 
 def describe_blocked(decision: dict[str, Any]) -> str:
@@ -170,7 +183,8 @@ class Run:
         if command is None:
             await self.skip("agent", "no agent configured: setup and checks only")
             return
-        data = json.dumps(task_file(self.task, sha), indent=2).encode()
+        earlier = [round_of(t) for t in await self.deps.earlier_tasks(self.task)]
+        data = json.dumps(task_file(self.task, sha, earlier), indent=2).encode()
         path = f"{env.scratch}/{TASK_FILE_NAME}"
         await env.write_file(path, data)
         variables = {"GANTRY_PROMPT": self.task.request, "GANTRY_TASK_FILE": path}

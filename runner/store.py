@@ -39,6 +39,7 @@ create table if not exists tasks (
     request text not null,
     head_ref text,
     head_sha text,
+    thread_body text not null default '',
     delivery_id text not null,
     state text not null,
     created_at real not null,
@@ -105,6 +106,7 @@ class NewTask:
     request: str
     head_ref: str | None
     head_sha: str | None
+    thread_body: str
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,8 @@ class TaskStore(Protocol):
     async def get(self, task_id: int) -> Task | None: ...
 
     async def latest_for_thread(self, repo: str, number: int) -> Task | None: ...
+
+    async def thread_tasks(self, repo: str, number: int) -> list[Task]: ...
 
     async def with_state(self, state: TaskState) -> list[Task]: ...
 
@@ -298,6 +302,10 @@ class SQLiteTaskStore:
             "where repo = ? and number = ? order by id desc limit 1", (repo, number)
         )
         return rows[0] if rows else None
+
+    async def thread_tasks(self, repo: str, number: int) -> list[Task]:
+        """Every task on an issue or PR, oldest first."""
+        return await self._select("where repo = ? and number = ? order by id", (repo, number))
 
     async def with_state(self, state: TaskState) -> list[Task]:
         return await self._select("where state = ? order by id", (state.value,))

@@ -28,6 +28,7 @@ TASK = NewTask(
     request="fix it",
     head_ref=None,
     head_sha=None,
+    thread_body="It fails at midnight.",
 )
 
 

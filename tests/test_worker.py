@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest_asyncio
 
+from runner.pipeline import round_of, task_file
 from runner.queue import MemoryQueue
 from runner.results import Conclusion, TaskResult
 from runner.store import SQLiteTaskStore, Task, TaskState
@@ -123,3 +125,18 @@ async def test_a_shutdown_leaves_the_running_task_queued_for_the_next_start(
     stopped = await store.get(task_id)
     assert stopped is not None
     assert stopped.state is TaskState.QUEUED
+
+
+def test_the_task_file_carries_the_thread_and_earlier_rounds() -> None:
+    task = Task(**(dataclasses.asdict(TASK) | {
+        "id": 2, "delivery_id": "d", "state": TaskState.RUNNING, "created_at": 0.0,
+        "updated_at": 0.0,
+    }))  # fmt: skip
+    earlier = dataclasses.replace(task, id=1, request="first try", state=TaskState.SUCCEEDED)
+    data = task_file(task, "a" * 40, [round_of(earlier)])
+    assert data["body"] == "It fails at midnight."
+    assert data["base_sha"] == "a" * 40
+    assert data["rounds"] == [
+        {"id": 1, "request": "first try", "requester": "alice", "state": "succeeded"}
+    ]
+    assert "token" not in json.dumps(data).lower()

@@ -46,6 +46,7 @@ def task_on(number: int, comment_id: int | None, **extra: object) -> Task:
         "request": "fix it",
         "head_ref": None,
         "head_sha": None,
+        "thread_body": "",
         "id": 5,
         "delivery_id": "d",
         "state": TaskState.RUNNING,

@@ -156,3 +156,19 @@ def test_agents_paths_skips_symlinks_dependency_trees_and_other_names() -> None:
         {"path": "docs/agents.md", "type": "blob", "mode": "100644"},
     ]
     assert agents_paths(tree) == ["AGENTS.md", "docs/AGENTS.md"]
+
+
+async def test_the_file_list_and_manifests_feed_auto_install(world: World) -> None:
+    package = '{"name": "web", "packageManager": "pnpm@9.0.0"}\n'
+    await world.forge.commit_files(
+        OWNER, NAME, "main",
+        {".github/gantry.yml": "checks: []\n", "AGENTS.md": None, "web/AGENTS.md": None,
+         "package.json": package, "pnpm-lock.yaml": "lockfileVersion: '9.0'\n"},
+    )  # fmt: skip
+    checkout = await default_branch_checkout(world.gh, REPO, "main")
+    assert not isinstance(checkout, ConfigError)
+    assert "pnpm-lock.yaml" in checkout.files
+    assert checkout.manifests["package.json"] == package
+    plan = checkout.plan()
+    assert plan.setup_source == "auto"
+    assert [c.text for c in plan.setup] == ["pnpm install --frozen-lockfile"]

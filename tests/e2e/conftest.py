@@ -24,6 +24,7 @@ image: {TEST_BASE_IMAGE}
 agent:
   command: |
     printf 'fixed: %s\\n' "$GANTRY_PROMPT" > fix.txt && rm -f old.txt
+    cp "$GANTRY_TASK_FILE" task.json
 network: {{setup: off, agent: off}}
 resources: {{cpus: 1, memory: 512m, pids: 256}}
 """
@@ -92,7 +93,7 @@ async def comment_on(
     pull: bool = False,
     repo: str = REPO,
     installation_id: int | None = None,
-) -> None:
+) -> int:
     """A writer's signed `@gantry` comment on an issue or PR, its comment in the stand-in."""
     payload = live.examples("issue_comment")[0]
     if pull:
@@ -114,6 +115,7 @@ async def comment_on(
         )
     )
     assert (status, answer) == (200, {"outcome": "queued"})
+    return int(payload["comment"]["id"])
 
 
 async def git_show(forge: Forge, *args: str) -> str:

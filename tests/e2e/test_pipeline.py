@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import aiohttp
 
 from bot.task_page import signed_url
@@ -13,9 +15,10 @@ from tests.e2e.conftest import comment_on, git_show, live_containers, wait_final
 async def test_a_comment_becomes_a_pull_request_and_a_follow_up_a_second_commit(
     live: Gantry,
 ) -> None:
-    await comment_on(live, live.issue_number, "@gantry fix the flaky date test")
+    asked = await comment_on(live, live.issue_number, "@gantry fix the flaky date test")
     [task] = await wait_final(live, 1)
     assert task.state is TaskState.SUCCEEDED, live.forge.comments(OWNER, REPO, live.issue_number)
+    assert live.forge.reactions(asked) == [("eyes", "gantry[bot]"), ("rocket", "gantry[bot]")]
     [pull] = live.forge.pulls(OWNER, REPO)
     assert pull.head == f"gantry/{live.issue_number}-fix-the-flaky-date-test"
     head = (await live.forge.branches(OWNER, REPO))[pull.head]
@@ -26,6 +29,10 @@ async def test_a_comment_becomes_a_pull_request_and_a_follow_up_a_second_commit(
     assert names.startswith("gantry[bot]\nfix the flaky date test\n")
     assert "Co-authored-by: alice <alice@users.noreply.github.com>" in names
     assert "A\tfix.txt" in names
+    task_json = json.loads(await git_show(live.forge, "show", f"{head}:task.json"))
+    assert task_json["body"] == "It fails at midnight."
+    assert task_json["request"] == "fix the flaky date test"
+    assert (task_json["requester"], task_json["rounds"]) == ("alice", [])
     assert "D\told.txt" in names
     body = pull.issue.body or ""
     assert "| ✅ | `test -f fix.txt` | AGENTS.md:6 | 0 |" in body
