@@ -16,7 +16,6 @@ import copy
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from gidgethub.aiohttp import GitHubAPI
 from gidgethub.apps import get_installation_access_token
 
 from forge.data import ensure_github_data
+from forge.localnet import answers, free_port
 from forge.sender import Delivery, Rewrite, build_delivery, load_examples, rewrite
 
 SECRET = "benchmark-secret"
@@ -71,12 +71,6 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[str]]:
     """A server process, stopped at the end."""
@@ -93,17 +87,8 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 
 
 async def wait_ready(url: str, log: Path, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise SystemExit(f"{url} did not come up; see {log}:\n{log.read_text()[-2000:]}")
+    if not await answers(url, seconds):
+        raise SystemExit(f"{url} did not come up; see {log}:\n{log.read_text()[-2000:]}")
 
 
 def forge_facts(log: Path) -> dict[str, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,9 +20,8 @@ import textwrap
 import time
 from pathlib import Path
 
-import aiohttp
-
 from forge import git_repo
+from forge.localnet import answers, free_port
 from forge.server import Forge
 from runner.engine import EngineUnavailableError, docker_version
 from runner.local_executor import WARNING as LOCAL_WARNING
@@ -90,12 +88,6 @@ def config(image: str) -> str:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def say(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
@@ -137,17 +129,8 @@ def start_gantry(
 
 
 async def wait_ready(url: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise SystemExit(f"gantry serve did not answer at {url}")
+    if not await answers(url, seconds):
+        raise SystemExit(f"gantry serve did not answer at {url}")
 
 
 async def wait_for_pull(forge: Forge, issue: int, seconds: float) -> None:

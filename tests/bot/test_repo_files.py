@@ -167,6 +167,7 @@ async def test_the_file_list_and_manifests_feed_auto_install(world: World) -> No
     )  # fmt: skip
     checkout = await default_branch_checkout(world.gh, REPO, "main")
     assert not isinstance(checkout, ConfigError)
+    assert checkout.files is not None
     assert "pnpm-lock.yaml" in checkout.files
     assert checkout.manifests["package.json"] == package
     plan = checkout.plan()

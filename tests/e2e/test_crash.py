@@ -5,26 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import aiohttp
 import docker
 
+from forge.localnet import answers, free_port
 from forge.server import Forge
 from runner.labels import deployment_owner
 from tests.bot.conftest import OWNER, REPO, SECRET, WRITER
 from tests.e2e.conftest import config_with
 from tests.support import TEST_BASE_IMAGE
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def agent_containers(client: docker.DockerClient, owner: str) -> list[str]:
@@ -44,15 +37,8 @@ async def serve(env: dict[str, str], port: int, log: Path) -> asyncio.subprocess
         sys.executable, "-m", "gantry", "serve", "--port", str(port),
         env=env, stdout=out, stderr=out,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/healthz"
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return proc
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
+    if await answers(f"http://127.0.0.1:{port}/healthz", 20):
+        return proc
     raise AssertionError(f"gantry serve did not start:\n{log.read_text()}")
 
 
