@@ -104,6 +104,7 @@ async def comment_on(
     record = live.forge.state.issue(live.forge.repo(OWNER, repo), number)
     assert record is not None
     payload["issue"]["title"] = record.title
+    payload["issue"]["body"] = record.body
     status, answer = await live.post(
         live.delivery(
             "issue_comment",
