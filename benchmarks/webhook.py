@@ -248,7 +248,16 @@ async def run(rate: float, seconds: float) -> None:
             "GANTRY_GITHUB_API_URL": api,
             "GANTRY_DATA_DIR": str(tmp / "gantry"),
         }
-        gantry_cmd = [PYTHON, "-m", "gantry", "serve", "--port", str(ports["gantry"])]
+        # Intake only: the workers' own load would be measured as the webhook's.
+        gantry_cmd = [
+            PYTHON,
+            "-m",
+            "gantry",
+            "serve",
+            "--no-workers",
+            "--port",
+            str(ports["gantry"]),
+        ]
         bare_cmd = [PYTHON, "-c", BARE_SERVER, str(ports["bare"]), SECRET]
         with process(gantry_cmd, gantry_env, gantry_log), process(bare_cmd, env, bare_log):
             await wait_ready(f"http://127.0.0.1:{ports['gantry']}/healthz", gantry_log)

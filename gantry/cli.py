@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    serve.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="receive webhooks only: tasks stay queued until a server with workers starts",
+    )
     commands.add_parser(
         "doctor",
         help="check Docker, GitHub credentials, data dir and database, and say how to fix them",
@@ -63,7 +68,7 @@ def cmd_doctor() -> int:
     return 1 if any(r.failed for r in results) else 0
 
 
-def cmd_serve(host: str, port: int) -> int:
+def cmd_serve(host: str, port: int, workers: bool) -> int:
     try:
         settings = load_settings()
         if settings.serving_problems():
@@ -75,7 +80,8 @@ def cmd_serve(host: str, port: int) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     try:
-        web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)
+        app = create_app(settings, workers=workers)
+        web.run_app(app, host=host, port=port, print=None, access_log=None)
     except SettingsError as exc:
         print(f"gantry serve: {exc}", file=sys.stderr)
         return 2
@@ -96,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("gantry run: " + "; ".join(exc.problems), file=sys.stderr)
             return 2
     if args.command == "serve":
-        return cmd_serve(args.host, args.port)
+        return cmd_serve(args.host, args.port, not args.no_workers)
     print(f"gantry: unknown command {args.command!r}", file=sys.stderr)
     return 2
 
