@@ -138,4 +138,9 @@ def test_cli_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit) as info:
         main(["--help"])
     assert info.value.code == 0
-    assert "doctor" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    for command in ("serve", "run", "config", "doctor"):
+        assert f"    {command} " in out
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    assert "--no-workers" in capsys.readouterr().out
