@@ -120,6 +120,8 @@ async def services_ctx(
                     running_workers(settings, store, queue, tokens, intake.handle, background)
                 )
                 intake.on_cancel = workers.cancel
+                if workers.cache is not None:
+                    intake.on_reset_cache = workers.cache.drop_repo
             app[SERVICES] = Services(settings, store, queue, intake, background, tokens, workers)
             yield
         await background.drain()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -40,6 +40,7 @@ class Intake:
     permissions: PermissionCache
     triggers: TriggerCache
     on_cancel: Callable[[int], bool] | None = None
+    on_reset_cache: Callable[[str], Awaitable[int]] | None = None
 
     @property
     def bot_login(self) -> str:
@@ -118,6 +119,12 @@ class Intake:
         self.background.spawn(replies.react(gh, trigger, "eyes"), "👀 reaction")
         return task
 
+    async def reset_cache(self, repo: str) -> str:
+        """`reset-cache`: drop the repository's cached environments, if this server has any."""
+        if self.on_reset_cache is None:
+            return replies.NO_CACHE_TEXT
+        return replies.cache_reset(repo, await self.on_reset_cache(repo))
+
     async def subcommand(
         self,
         gh: GitHubAPI,
@@ -140,7 +147,7 @@ class Intake:
         elif command.kind in (Kind.STATUS, Kind.CANCEL, Kind.RETRY):
             text = replies.status(latest)
         elif command.kind is Kind.RESET_CACHE:
-            text = replies.RESET_CACHE_TEXT
+            text = await self.reset_cache(trigger.repo)
         else:
             text = help_text(self.handle, config.min_permission)
         self.background.spawn(replies.comment(gh, trigger, text), f"{command.kind} reply")

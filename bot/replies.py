@@ -12,10 +12,14 @@ REACTION_PATHS = {
     "review_comment": "/repos/{+repo}/pulls/comments/{id}/reactions",
     "issue": "/repos/{+repo}/issues/{id}/reactions",
 }
-RESET_CACHE_TEXT = (
-    "There is nothing to reset yet: this server does not cache environments. "
-    "Every task starts from a fresh container."
-)
+NO_CACHE_TEXT = "This server does not cache environments: every task starts from scratch."
+
+
+def cache_reset(repo: str, dropped: int) -> str:
+    return (
+        f"Dropped {dropped} cached environment(s) of {repo}; "
+        "the next task runs the setup script again."
+    )
 
 
 def refusal(login: str, min_permission: str) -> str:

@@ -16,6 +16,7 @@ from bot.tasks import TaskRunner
 from bot.tokens import InstallationTokens
 from config.secret_store import read_secret_store
 from config.settings import Settings
+from runner.cache import EnvironmentCache
 from runner.cleanup import sweep_forever
 from runner.environment import Environments
 from runner.executor import Executor
@@ -37,6 +38,7 @@ class Workers:
 
     worker: Worker
     tasks: list[asyncio.Task[None]]
+    cache: EnvironmentCache | None = None
 
     def cancel(self, task_id: int) -> bool:
         return self.worker.cancel(task_id)
@@ -97,7 +99,8 @@ async def running_workers(
         sweeping = sweep_forever(client, lambda: live_tasks(store), executor.cache)
         loops.append(asyncio.create_task(sweeping, name="gantry-sweep"))
     try:
-        yield Workers(worker, loops)
+        cache = executor.cache if isinstance(executor, Environments) else None
+        yield Workers(worker, loops, cache)
     finally:
         for loop in loops:
             loop.cancel()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
+
+import docker
 
 from forge.state import PullFields
 from runner.store import TaskState
@@ -160,3 +163,35 @@ async def test_the_config_may_allow_pushing_to_a_persons_pull_request(live: Gant
     assert len(live.forge.pulls(OWNER, REPO)) == 1
     after = (await live.forge.branches(OWNER, REPO))["feature"]
     assert await git_show(live.forge, "rev-parse", f"{after}^") == f"{before}\n"
+
+
+async def test_reset_cache_drops_the_repositorys_environments(live: Gantry) -> None:
+    await set_config(live, config_with("echo hi > hi.txt", "setup: echo setting up\n"))
+    await comment_on(live, live.issue_number, "@gantry build the cache")
+    await wait_final(live, 1)
+    assert cache_images() != []
+    payload = live.examples("issue_comment")[0]
+    payload["issue"].pop("pull_request", None)
+    payload["comment"]["id"] = live.forge.add_comment(
+        OWNER, REPO, live.issue_number, "@gantry reset-cache", "alice"
+    )
+    delivery = live.delivery(
+        "issue_comment", payload, body="@gantry reset-cache", number=live.issue_number
+    )
+    assert await live.post(delivery) == (200, {"outcome": "answered"})
+    await live.settle()
+    assert cache_images() == []
+    # Cache images are shared by content on one engine: earlier runs' count too.
+    assert any(
+        re.match(r"Dropped [1-9]\d* cached environment\(s\) of octo/hello", text)
+        for text in bot_comments(live, live.issue_number)
+    )
+
+
+def cache_images() -> list[str]:
+    client = docker.from_env()
+    try:
+        labels = ["gantry.managed=1", "gantry.kind=cache", f"gantry.repo={OWNER}/{REPO}"]
+        return [str(i.id) for i in client.images.list(filters={"label": labels})]
+    finally:
+        client.close()
