@@ -18,7 +18,7 @@ from config.secret_store import Secret, SecretStore
 from runner.collect import MESSAGE_NAME, PATCH_NAME, collect_script, snapshot_script
 from runner.environment import EnvironmentRequest, PhaseFailedError, from_config
 from runner.executor import Executor, RunningEnvironment
-from runner.patch_policy import PatchPolicy, PatchRefusedError, changed_paths, check_patch
+from runner.patch_policy import PatchPolicy, changed_paths, check_patch
 from runner.results import (
     RESTART_NOTE,
     SHUTDOWN,
@@ -320,6 +320,3 @@ async def publish_work(run: Run, publisher: Publisher, work: Work) -> TaskResult
         return TaskResult(Conclusion.NO_CHANGES, checks=work.checks, blocked=work.blocked)
     url = await run.phase("publish", lambda: publisher.publish(work))
     return TaskResult(Conclusion.PUBLISHED, checks=work.checks, pull_url=url, blocked=work.blocked)
-
-
-__all__ = ["PatchRefusedError", "PipelineDeps", "Publisher", "Reporter", "Work", "run_task"]
