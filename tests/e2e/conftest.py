@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 from bot.app import create_app
 from config.settings import Settings
 from forge.server import Forge
+from runner.cache import EnvironmentCache
 from runner.labels import deployment_owner
 from runner.store import Task, TaskState
 from tests.bot.conftest import OWNER, REPO, SECRET, WRITER, Gantry
@@ -51,6 +52,18 @@ async def wait_final(gantry: Gantry, count: int, seconds: float = 180) -> list[T
             return sorted(done, key=lambda t: t.id)
         await asyncio.sleep(0.2)
     raise AssertionError(f"tasks did not finish in {seconds}s")
+
+
+TEST_REPOS = (f"{OWNER}/{REPO}", f"{OWNER}/second", "local/project")
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _no_cache_images_left(docker_client: docker.DockerClient) -> AsyncIterator[None]:
+    """Every e2e test leaves no cache image behind (they would live out their 12 h TTL)."""
+    yield
+    cache = EnvironmentCache(docker_client)
+    for repo in TEST_REPOS:
+        await cache.drop_repo(repo)
 
 
 @pytest_asyncio.fixture
