@@ -21,6 +21,7 @@ from runner.cleanup import sweep_forever
 from runner.environment import Environments
 from runner.executor import Executor
 from runner.queue import TaskQueue
+from runner.retention import prune_forever
 from runner.services import build_executor
 from runner.store import Task, TaskState, TaskStore
 from runner.worker import Worker, recover_interrupted
@@ -94,7 +95,10 @@ async def running_workers(
     await report_given_up(given_up, tokens, handle, background)
     log.info("workers: %d interrupted task(s) retried, %d given up", len(retried), len(given_up))
     worker = Worker(store, queue, runner, settings.max_concurrent_tasks)
-    loops = [asyncio.create_task(worker.serve(), name="gantry-worker")]
+    loops = [
+        asyncio.create_task(worker.serve(), name="gantry-worker"),
+        asyncio.create_task(prune_forever(settings.data_dir), name="gantry-prune"),
+    ]
     if client is not None and isinstance(executor, Environments):
         sweeping = sweep_forever(client, lambda: live_tasks(store), executor.cache)
         loops.append(asyncio.create_task(sweeping, name="gantry-sweep"))
