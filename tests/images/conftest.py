@@ -11,11 +11,16 @@ import docker.errors
 import pytest
 
 from runner.ca_certs import load_extra_ca
-from runner.cache import EnvironmentCache
 from runner.environment import Environments
-from runner.mirror import Mirrors
-from runner.network import Networks
-from tests.runner.conftest import FakeClock, Owner, clock, origin, owner, task_log
+from tests.runner.conftest import (
+    FakeClock,
+    Owner,
+    clock,
+    make_environments,
+    origin,
+    owner,
+    task_log,
+)
 from tests.support import TEST_BASE_IMAGE
 
 __all__ = ["clock", "origin", "owner", "task_log"]
@@ -42,10 +47,5 @@ def environments(
     docker_client: docker.DockerClient, tmp_path: Path, clock: FakeClock, owner: Owner
 ) -> Environments:
     """Environments that trust the host's CA bundle in every container."""
-    return Environments(
-        docker_client,
-        Mirrors(tmp_path / "data"),
-        EnvironmentCache(docker_client, clock, owner.label_owner),
-        Networks(docker_client, TEST_BASE_IMAGE, owner=owner.label_owner),
-        load_extra_ca(HOST_BUNDLE),
-    )
+    extra_ca = load_extra_ca(HOST_BUNDLE)
+    return make_environments(docker_client, tmp_path / "data", clock, owner, extra_ca)

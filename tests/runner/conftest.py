@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 from forge.server import Forge
+from runner.ca_certs import ExtraCa
 from runner.cache import EnvironmentCache
 from runner.environment import EnvironmentRequest, Environments
 from runner.labels import REPO, TASK
@@ -115,17 +116,29 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def make_environments(
+    client: docker.DockerClient,
+    data_dir: Path,
+    clock: FakeClock,
+    owner: Owner,
+    extra_ca: ExtraCa | None = None,
+) -> Environments:
+    """Environments over a data directory, labelled for the test, the test image as proxy."""
+    return Environments(
+        client,
+        Mirrors(data_dir),
+        EnvironmentCache(client, clock, owner.label_owner),
+        Networks(client, TEST_BASE_IMAGE, owner=owner.label_owner),
+        extra_ca,
+    )
+
+
 @pytest.fixture
 def environments(
     docker_client: docker.DockerClient, tmp_path: Path, clock: FakeClock, owner: Owner
 ) -> Environments:
     """Environments over a fresh data directory, using the test image for the proxy."""
-    return Environments(
-        docker_client,
-        Mirrors(tmp_path / "data"),
-        EnvironmentCache(docker_client, clock, owner.label_owner),
-        Networks(docker_client, TEST_BASE_IMAGE, owner=owner.label_owner),
-    )
+    return make_environments(docker_client, tmp_path / "data", clock, owner)
 
 
 def request_for(owner: Owner, origin: Origin, sha: str, **changes: Any) -> EnvironmentRequest:
