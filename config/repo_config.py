@@ -415,10 +415,52 @@ class NetworkConfig(_Strict):
     ] = ()
 
 
-class AgentConfig(_Strict):
-    """The agent command; the server's `AGENT_COMMAND` when absent."""
+AGENT_PRESETS = ("codex", "claude")
+MODEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}")
 
+
+def _model(value: str) -> str:
+    """A model name as providers write them (`gpt-5-codex`, `claude-sonnet-4-5`)."""
+    if not MODEL_RE.fullmatch(value):
+        raise ValueError("must be a model name like gpt-5-codex (letters, digits, . _ : / @ + -)")
+    return value
+
+
+def _allowed_agent(value: str) -> str:
+    """`codex`, `claude`, or `preset:model` (a preset with one model only)."""
+    preset, _, model = value.partition(":")
+    if preset not in AGENT_PRESETS:
+        raise ValueError(f"must be a preset ({', '.join(AGENT_PRESETS)}), optionally :model")
+    if model:
+        _model(model)
+    return value
+
+
+class BudgetConfig(_Strict):
+    """What one task's agent may spend; the server's ceilings cap every value."""
+
+    requests: int = Field(default=200, ge=1, le=100_000, strict=True)
+    tokens: int = Field(default=2_000_000, ge=1, le=10**10, strict=True)
+    time: Timeout = timedelta(minutes=30)
+
+
+class AgentConfig(_Strict):
+    """The agent: a preset (`codex`, `claude`) or any command; the server's default if absent."""
+
+    preset: Literal["codex", "claude"] | None = None
+    model: Annotated[str, AfterValidator(_model)] | None = None
     command: Text | None = None
+    allow: Annotated[
+        tuple[Annotated[str, AfterValidator(_allowed_agent)], ...], AfterValidator(_unique)
+    ] = ()
+    budget: BudgetConfig = BudgetConfig()
+
+    @field_validator("command")
+    @classmethod
+    def _one_agent(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("preset") is not None:
+            raise ValueError("set agent.preset or agent.command, not both")
+        return value
 
 
 class ResourcesConfig(_Strict):
@@ -427,6 +469,8 @@ class ResourcesConfig(_Strict):
     cpus: float = Field(default=2.0, gt=0, le=256)
     memory: Annotated[Size, Field(ge=64 * 1024**2, le=1024**4)] = 4 * 1024**3
     pids: int = Field(default=512, ge=64, le=65536, strict=True)
+    # The container's writable layer; enforced where the engine supports it (see doctor).
+    disk: Annotated[Size, Field(ge=256 * 1024**2, le=16 * 1024**4)] = 10 * 1024**3
 
 
 class TimeoutsConfig(_Strict):
@@ -536,8 +580,15 @@ def apply_server_defaults(config: RepoConfig, settings: Settings | None) -> Repo
     update: dict[str, Any] = {}
     if "image" not in config.model_fields_set:
         update["image"] = settings.default_image
-    if config.agent.command is None and settings.agent_command:
-        update["agent"] = config.agent.model_copy(update={"command": settings.agent_command})
+    agent = config.agent
+    if agent.command is None and agent.preset is None:
+        if settings.agent_command:
+            update["agent"] = agent.model_copy(update={"command": settings.agent_command})
+        elif settings.agent_preset:
+            model = agent.model or settings.agent_model
+            update["agent"] = agent.model_copy(
+                update={"preset": settings.agent_preset, "model": model}
+            )
     return config.model_copy(update=update) if update else config
 
 

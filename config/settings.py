@@ -24,6 +24,8 @@ DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_IMAGE = "gantry-universal:latest"
 DEFAULT_DATA_DIR = Path("~/.local/share/gantry")
 SQLITE_PREFIX = "sqlite:///"
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 
 
 class Settings(BaseSettings):
@@ -50,6 +52,23 @@ class Settings(BaseSettings):
     executor: Literal["docker", "local"] = "docker"
     default_image: str = DEFAULT_IMAGE
     agent_command: str | None = None
+    # A preset as the server's default agent (`codex`, `claude`); AGENT_COMMAND wins if both.
+    agent_preset: Literal["codex", "claude"] | None = None
+    agent_model: str | None = None
+    # Model providers: held by the server (the model gateway), never by a container.
+    openai_api_key: SecretStr | None = None
+    openai_base_url: AnyHttpUrl = AnyHttpUrl(DEFAULT_OPENAI_BASE_URL)
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: AnyHttpUrl = AnyHttpUrl(DEFAULT_ANTHROPIC_BASE_URL)
+    # The model gateway listens here; containers reach it at GATEWAY_ADDRESS (default: the
+    # Docker bridge's gateway address, found at start-up). Port 0 picks a free one.
+    gateway_host: str | None = None
+    gateway_port: Annotated[int, Field(ge=0, le=65535)] = 8790
+    gateway_address: str | None = None
+    # Ceilings no repository's `agent.budget` can exceed.
+    max_agent_requests: Annotated[int, Field(ge=1)] = 500
+    max_agent_tokens: Annotated[int, Field(ge=1)] = 5_000_000
+    max_agent_time: Annotated[int, Field(ge=1)] = 6 * 3600
     max_concurrent_tasks: Annotated[int, Field(ge=1, le=256)] = 2
     public_url: AnyHttpUrl | None = None
     secrets_file: Path | None = None
@@ -67,6 +86,11 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("must not be empty")
         return value
+
+    @field_validator("openai_api_key", "anthropic_api_key")
+    @classmethod
+    def _key_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value().strip() else None
 
     @field_validator("data_dir", "github_private_key_path", "secrets_file", "extra_ca_certs")
     @classmethod
