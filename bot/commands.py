@@ -37,12 +37,19 @@ class Kind(StrEnum):
 SUBCOMMANDS = {k.value: k for k in Kind if k not in (Kind.REQUEST, Kind.EXEC)}
 
 
+# Options a requester may put before the request: `@gantry --agent claude --model m fix it`.
+OPTION_RE = re.compile(r"--(agent|model)(?:=|[ \t]+)([A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127})\s*")
+
+
 @dataclass(frozen=True)
 class Command:
-    """A parsed mention: its kind and its text (the request, or the command for `exec`)."""
+    """A parsed mention: its kind, its text (the request, or `exec`'s command), and the
+    agent and model the requester picked, if any."""
 
     kind: Kind
     text: str = ""
+    agent: str | None = None
+    model: str | None = None
 
 
 def clean(text: str) -> str:
@@ -92,8 +99,25 @@ def parse_command(body: str, handle: str) -> Command | None:
     return interpret(text[end:].strip()[:MAX_REQUEST_CHARS])
 
 
+def take_options(request: str) -> tuple[dict[str, str], str]:
+    """Leading `--agent NAME` / `--model NAME` options, and the text after them."""
+    options: dict[str, str] = {}
+    while match := OPTION_RE.match(request):
+        options[match.group(1)] = match.group(2)
+        request = request[match.end() :]
+    return options, request.strip()
+
+
 def interpret(request: str) -> Command:
-    """Turn the text after the mention into a subcommand or a request."""
+    """Turn the text after the mention into a subcommand or a request (with its options)."""
+    options, request = take_options(request)
+    command = _interpret(request)
+    if options and command.kind in (Kind.REQUEST, Kind.EXEC):
+        return Command(command.kind, command.text, options.get("agent"), options.get("model"))
+    return command
+
+
+def _interpret(request: str) -> Command:
     if not request:
         return Command(Kind.HELP)
     first, *rest_list = request.split(None, 1)
@@ -112,6 +136,8 @@ I run a coding agent on this repository in a fresh environment and open a pull r
 the result. Write what you want after the mention:
 
 - `@{handle} <request>`: start a task (on a pull request, the result lands on it)
+- `@{handle} --agent claude --model claude-sonnet-4-5 <request>`: pick an agent and a model
+  among those the repository allows (`agent.allow` in `.github/gantry.yml`)
 - `@{handle} exec <command>`: run one command as the agent step
 - `@{handle} status`: what the task on this thread is doing
 - `@{handle} cancel`: stop the running task
