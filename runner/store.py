@@ -8,7 +8,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -16,6 +16,8 @@ from typing import Any, Protocol, TypeVar
 from runner.results import PHASES, Phase, PhaseStatus
 
 T = TypeVar("T")
+# Columns added after the first release, created on open when a database predates them.
+ADDED_COLUMNS = {"agent": "text", "model": "text"}
 
 SCHEMA = """
 create table if not exists deliveries (
@@ -67,6 +69,10 @@ create table if not exists phases (
     updated_at real not null,
     primary key (task_id, name)
 );
+create table if not exists agent_usage (
+    task_id integer primary key,
+    usage text not null
+);
 create table if not exists refusals (
     repo text not null,
     number integer not null,
@@ -107,6 +113,9 @@ class NewTask:
     head_ref: str | None
     head_sha: str | None
     thread_body: str
+    # The agent and model the requester picked (None: the repository's default).
+    agent: str | None = field(default=None, kw_only=True)
+    model: str | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -157,6 +166,10 @@ class TaskStore(Protocol):
 
     async def installation_repos(self, installation_id: int) -> list[str]: ...
 
+    async def record_usage(self, task_id: int, usage: str) -> None: ...
+
+    async def usage(self, task_id: int) -> str | None: ...
+
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -190,6 +203,10 @@ class SQLiteTaskStore:
         # FULL: a task the webhook acknowledged survives a power cut, not only a crash.
         conn.execute("pragma synchronous=full")
         conn.executescript(SCHEMA)
+        have = {row[1] for row in conn.execute("pragma table_info(tasks)")}
+        for name, kind in ADDED_COLUMNS.items():
+            if name not in have:
+                conn.execute(f"alter table tasks add column {name} {kind}")
         conn.row_factory = sqlite3.Row
         self._conn = conn
 
@@ -400,6 +417,23 @@ class SQLiteTaskStore:
             ).fetchall()
         )
         return [row[0] for row in rows]
+
+    async def record_usage(self, task_id: int, usage: str) -> None:
+        """Keep what a task's agent spent (JSON from the model gateway)."""
+        await self._execute(
+            "insert into agent_usage (task_id, usage) values (?, ?) "
+            "on conflict(task_id) do update set usage = excluded.usage",
+            (task_id, usage),
+        )
+
+    async def usage(self, task_id: int) -> str | None:
+        """What a task's agent spent, as recorded; None when it used no model."""
+        rows = await self._run(
+            lambda: self.conn.execute(
+                "select usage from agent_usage where task_id = ?", (task_id,)
+            ).fetchall()
+        )
+        return str(rows[0][0]) if rows else None
 
     async def ping(self) -> None:
         """Raise when the database does not answer."""

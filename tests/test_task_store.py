@@ -94,3 +94,46 @@ async def test_a_closed_store_says_so(tmp_path: Path) -> None:
     await closed.close()
     with pytest.raises(RuntimeError, match="closed"):
         await closed.ping()
+
+
+async def test_a_database_from_the_first_release_gains_the_agent_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.execute(
+        "create table tasks (id integer primary key autoincrement, repo text not null, "
+        "installation_id integer not null, number integer not null, "
+        "is_pull_request integer not null, title text not null, clone_url text not null, "
+        "default_branch text not null, comment_id integer, comment_kind text not null, "
+        "requester text not null, kind text not null, request text not null, head_ref text, "
+        "head_sha text, thread_body text not null default '', delivery_id text not null, "
+        "state text not null, created_at real not null, updated_at real not null, "
+        "attempts integer not null default 0)"
+    )
+    old.execute(
+        "insert into tasks (repo, installation_id, number, is_pull_request, title, clone_url, "
+        "default_branch, comment_kind, requester, kind, request, delivery_id, state, "
+        "created_at, updated_at) values ('octo/old', 1, 2, 0, 't', 'u', 'main', 'issue_comment', "
+        "'bob', 'request', 'old work', 'd0', 'queued', 1, 1)"
+    )
+    old.commit()
+    old.close()
+    store = await SQLiteTaskStore.open(path)
+    try:
+        kept = await store.get(1)
+        assert kept is not None
+        assert (kept.request, kept.agent, kept.model) == ("old work", None, None)
+        picked = NewTask(**{**TASK.__dict__, "agent": "claude", "model": "claude-x"})
+        added = await store.add_task(picked, "d1")
+        assert (added.agent, added.model) == ("claude", "claude-x")
+        again = await store.get(added.id)
+        assert again is not None
+        assert (again.agent, again.model) == ("claude", "claude-x")
+    finally:
+        await store.close()
+
+
+async def test_agent_usage_is_kept_per_task(store: SQLiteTaskStore) -> None:
+    assert await store.usage(1) is None
+    await store.record_usage(1, '{"requests": 1}')
+    await store.record_usage(1, '{"requests": 2}')
+    assert await store.usage(1) == '{"requests": 2}'
