@@ -8,13 +8,8 @@ from enum import StrEnum
 
 from markdown_it import MarkdownIt
 
-HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
-# Zero-width, bidirectional-control and other invisible format characters (Unicode Cf and
-# friends) that can hide text from a reviewer: https://trojansource.codes/
-INVISIBLE = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]"
-)
+from config.hidden_text import strip_hidden
+
 CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
 MASKED_BLOCKS = {"fence", "code_block", "blockquote_open", "html_block"}
 # Building a parser costs far more than parsing a comment: build it once.
@@ -53,8 +48,8 @@ class Command:
 
 
 def clean(text: str) -> str:
-    """Drop HTML comments and invisible characters, which a reader of the comment cannot see."""
-    return INVISIBLE.sub("", HTML_COMMENT.sub("", text))
+    """What a reader of the comment sees: the one hidden-text filter every path uses."""
+    return strip_hidden(text)
 
 
 def mention_pattern(handle: str) -> re.Pattern[str]:

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.commands import INVISIBLE, Command, Kind, help_text, parse_command
+from bot.commands import Command, Kind, help_text, parse_command
+from config.hidden_text import INVISIBLE
 
 HANDLE = "gantry"
 words = st.text(
