@@ -20,7 +20,7 @@ from config.loader import Checkout, read_checkout
 from config.repo_config import ConfigError
 from config.secret_store import read_secret_store
 from config.settings import Settings
-from runner.mirror import MirrorError, git
+from runner import host_git
 from runner.pipeline import PipelineDeps, Source, Work, run_task
 from runner.publish import Publication, commit_message, publish, user_identity
 from runner.results import Conclusion, Phase, PhaseStatus, TaskResult
@@ -137,16 +137,16 @@ def local_task(root: Path, prompt: str, task_id: int) -> Task:
 
 
 async def resolve(root: Path, ref: str) -> str:
-    return (
-        await git(root / ".git", ["rev-parse", "--verify", f"{ref}^{{commit}}"], {}, None)
-    ).strip()
+    """The commit `ref` names in the local checkout, asked of host git."""
+    out = await host_git.run(["rev-parse", "--verify", f"{ref}^{{commit}}"], git_dir=root / ".git")
+    return out.decode().strip()
 
 
 async def run_local(settings: Settings, root: Path, prompt: str, ref: str, out: TextIO) -> int:
     """Run one task; 0 when it published or found nothing to change, 1 otherwise."""
     try:
         sha = await resolve(root, ref)
-    except MirrorError as exc:
+    except host_git.HostGitError as exc:
         print(f"gantry run: {root} at {ref!r}: {exc}", file=out)
         return 2
     environments, client = await asyncio.to_thread(build_executor, settings)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import posixpath
 import shlex
 import tarfile
+from collections.abc import Generator, Iterator, Mapping
+from typing import Any
 
 import docker.errors
 
@@ -15,10 +18,27 @@ from runner.workspace import GIT
 SNAPSHOT_REF = "refs/gantry/snapshot"
 SCRATCH = "/tmp/gantry"  # noqa: S108 (inside the container, which is ours alone)
 PATCH_NAME, MESSAGE_NAME = "change.patch", "message.txt"
+CHUNK_BYTES = 64 * 1024
+# Tar headers, PAX records (xattrs) and padding around the one file: small, but bounded too.
+HEADER_ALLOWANCE = 1024 * 1024
+REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE)
+# Go's os.FileMode type bits (dir, symlink, pipe, socket, device, char device, irregular),
+# as the engine reports them in the archive's stat header.
+GO_MODE_TYPE = (1 << 31) | (1 << 27) | (1 << 25) | (1 << 24) | (1 << 26) | (1 << 21) | (1 << 19)
 # Whatever the agent did to .git/config, collecting runs no hook, fsmonitor or diff driver.
 SAFE_GIT = (
     f"{GIT} -c core.hooksPath=/dev/null -c core.fsmonitor=false "
     "-c user.name=gantry -c user.email=gantry@localhost"
+)
+# The agent's .git/config cannot change the patch's format (the host does not rely on it: it
+# applies the patch itself and judges what it applied; this keeps honest patches applying).
+DIFF_FORMAT = (
+    "-c diff.mnemonicPrefix=false -c diff.noprefix=false -c diff.relative=false "
+    "-c color.diff=false -c diff.external= -c core.quotePath=true"
+)
+DIFF_FLAGS = (
+    "--binary --full-index --no-ext-diff --no-textconv --no-color --find-renames -U3 "
+    "--src-prefix=a/ --dst-prefix=b/"
 )
 
 
@@ -36,7 +56,7 @@ def collect_script(base_sha: str, workspace: str = WORKSPACE, scratch: str = SCR
     base, out = shlex.quote(base_sha), shlex.quote(scratch)
     return (
         f"set -e; mkdir -p {out}; cd {shlex.quote(workspace)}; {SAFE_GIT} add -A; "
-        f"{SAFE_GIT} diff --cached --binary --no-ext-diff --no-textconv --find-renames "
+        f"{SAFE_GIT} {DIFF_FORMAT} diff --cached {DIFF_FLAGS} "
         f"{SNAPSHOT_REF} > {out}/{PATCH_NAME}; "
         f"{SAFE_GIT} log --format=%B {base}..HEAD > {out}/{MESSAGE_NAME} 2>/dev/null || true"
     )
@@ -57,33 +77,83 @@ def too_big(size: int, limit: int) -> str:
     return f"the change is {size:,} bytes, over the limit of {limit:,}"
 
 
-def extract_single(archive: bytes, max_bytes: int) -> bytes:
-    """The one regular file of a `get_archive` tar, refusing anything larger than allowed."""
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        member = next((m for m in tar.getmembers() if m.isfile()), None)
-        if member is None:
-            raise PatchRefusedError("the agent's output is not a regular file")
-        if member.size > max_bytes:
-            raise PatchRefusedError(too_big(member.size, max_bytes))
-        handle = tar.extractfile(member)
-        return handle.read() if handle is not None else b""
+class CappedStream(io.RawIOBase):
+    """The engine's archive chunks as a file that refuses to yield more than `limit` bytes."""
+
+    def __init__(self, chunks: Iterator[bytes], limit: int) -> None:
+        super().__init__()
+        self.chunks, self.limit = chunks, limit
+        self.pending, self.total = b"", 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self.pending:
+            self.pending = next(self.chunks, b"")
+        size = min(len(buffer), len(self.pending))
+        buffer[:size], self.pending = self.pending[:size], self.pending[size:]
+        self.total += size
+        if self.total > self.limit:
+            raise PatchRefusedError(f"the agent's output is over {self.limit:,} bytes")
+        return size
+
+
+def stat_refusal(stat: Mapping[str, Any] | None, max_bytes: int) -> str | None:
+    """Why the engine's stat of the path already rules it out, if it does."""
+    if stat is None:
+        return None
+    if int(stat.get("mode", 0)) & GO_MODE_TYPE or stat.get("linkTarget"):
+        return "the agent's output is not a regular file"
+    size = int(stat.get("size", 0))
+    return too_big(size, max_bytes) if size > max_bytes else None
+
+
+def member_refusal(member: tarfile.TarInfo | None, name: str, max_bytes: int) -> str | None:
+    """Why a tar entry is not the one regular file we asked for, if it is not."""
+    if member is None or member.type not in REGULAR or member.sparse is not None:
+        return "the agent's output is not a regular file"
+    if member.name != name:
+        return "the agent's output is not the file that was asked for"
+    return too_big(member.size, max_bytes) if member.size > max_bytes else None
+
+
+def read_single(chunks: Iterator[bytes], name: str, max_bytes: int) -> bytes:
+    """The one regular file of an archive stream, its header checked before its data is read."""
+    stream = CappedStream(chunks, max_bytes + HEADER_ALLOWANCE)
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            member = tar.next()
+            refusal = member_refusal(member, name, max_bytes)
+            handle = tar.extractfile(member) if member is not None and refusal is None else None
+            if handle is None:
+                raise PatchRefusedError(refusal or "the agent's output is not a regular file")
+            data = handle.read(max_bytes + 1)
+            if len(data) != member.size or tar.next() is not None:  # type: ignore[union-attr]
+                raise PatchRefusedError("the agent's output is not a single regular file")
+    except tarfile.TarError as exc:
+        raise PatchRefusedError(f"the agent's output could not be read: {exc}") from None
+    return data
 
 
 async def read_file(sandbox: Sandbox, path: str, max_bytes: int) -> bytes:
-    """A file from the container, size-checked before it is read into memory."""
+    """A regular file from the container (empty when absent), never more than `max_bytes`."""
 
     def fetch() -> bytes:
         try:
-            stream, stat = sandbox.container.get_archive(path)
+            chunks, stat = sandbox.container.get_archive(path, chunk_size=CHUNK_BYTES)
         except docker.errors.NotFound:
             return b""
-        size = int((stat or {}).get("size", 0))
-        if size > max_bytes:
-            raise PatchRefusedError(too_big(size, max_bytes))
-        return b"".join(stream)
+        try:
+            refusal = stat_refusal(stat, max_bytes)
+            if refusal is not None:
+                raise PatchRefusedError(refusal)
+            return read_single(iter(chunks), posixpath.basename(path), max_bytes)
+        finally:
+            if isinstance(chunks, Generator):
+                chunks.close()  # a refused stream is dropped, not drained
 
     try:
-        archive = await engine_call(fetch)
+        return await engine_call(fetch)
     except SandboxError as exc:
         raise PatchRefusedError(f"could not read the agent's output: {exc}") from None
-    return extract_single(archive, max_bytes) if archive else b""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from config.errors import GantryError
+from runner import host_git
 
 MIRRORS_DIR = "mirrors"
 REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")
@@ -18,10 +17,9 @@ SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 HEADS = "+refs/heads/*:refs/heads/*"
 TAGS = "+refs/tags/*:refs/tags/*"
 TOKEN_USER = "x-access-token"  # noqa: S105 (GitHub's user name for installation tokens)
-GIT_TIMEOUT_S = 600.0
 
 
-class MirrorError(GantryError):
+class MirrorError(host_git.HostGitError):
     """A mirror could not be created or fetched."""
 
 
@@ -43,7 +41,7 @@ def mirror_path(data_dir: Path, repo: str) -> Path:
 
 def auth_env(token: str | None) -> dict[str, str]:
     """Git config from the environment of one call: the token is never written to a file."""
-    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"}
+    env: dict[str, str] = {}
     if token:
         basic = base64.b64encode(f"{TOKEN_USER}:{token}".encode()).decode()
         env |= {
@@ -113,25 +111,9 @@ class Mirrors:
 async def git(
     git_dir: Path | None, args: list[str], env: Mapping[str, str], token: str | None
 ) -> str:
-    """Run host git on a bare mirror (never on a tree a container wrote); errors are redacted."""
-    prefix = ["git", f"--git-dir={git_dir}"] if git_dir is not None else ["git"]
-    process = await asyncio.create_subprocess_exec(
-        *prefix,
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **env},
-    )
+    """Host git on a bare mirror or our own clone (never on a tree a container wrote)."""
     try:
-        out, err = await asyncio.wait_for(process.communicate(), GIT_TIMEOUT_S)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise MirrorError(f"git {args[0]} took longer than {GIT_TIMEOUT_S:.0f}s") from None
-    if process.returncode != 0:
-        message = err.decode(errors="replace").strip()
-        if token:
-            message = message.replace(token, "***")
-        raise MirrorError(f"git {args[0]} failed: {message}")
+        out = await host_git.run(args, git_dir=git_dir, env=env, secret=token)
+    except host_git.HostGitError as exc:
+        raise MirrorError(str(exc)) from None
     return out.decode(errors="replace")

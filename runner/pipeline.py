@@ -18,7 +18,8 @@ from config.secret_store import Secret, SecretStore
 from runner.collect import MESSAGE_NAME, PATCH_NAME, collect_script, snapshot_script
 from runner.environment import EnvironmentRequest, PhaseFailedError, from_config
 from runner.executor import Executor, RunningEnvironment
-from runner.patch_policy import PatchPolicy, changed_paths, check_patch
+from runner.patch_policy import PatchPolicy, check_change, check_patch
+from runner.publish import applied_change
 from runner.results import (
     RESTART_NOTE,
     SHUTDOWN,
@@ -227,7 +228,10 @@ class Run:
         return await env.read_file(f"{env.scratch}/{PATCH_NAME}", self.deps.patch_policy.max_bytes)
 
     async def changed_files(self, env: Env, sha: str) -> list[str]:
-        return sorted(changed_paths(await self.diff(env, sha)))
+        """The paths the host's own git changed when it applied the patch (never its headers)."""
+        mirror = self.deps.environments.mirrors.path(self.task.repo)
+        limit = self.deps.patch_policy.max_expanded_bytes
+        return list((await applied_change(mirror, sha, await self.diff(env, sha), limit)).paths)
 
     async def collect(self, env: Env, sha: str) -> tuple[bytes, str]:
         policy = self.deps.patch_policy
@@ -236,6 +240,8 @@ class Run:
         message = raw.decode(errors="replace")
         values = [s.value.get_secret_value() for s in self.secrets]
         check_patch(patch, values, policy)
+        mirror = self.deps.environments.mirrors.path(self.task.repo)
+        check_change(await applied_change(mirror, sha, patch, policy.max_expanded_bytes), policy)
         return patch, message
 
 

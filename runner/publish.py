@@ -1,26 +1,32 @@
-"""Publishing: apply the agent's patch in a fresh host worktree, commit, push a branch."""
+"""Publishing: the host's git applies the agent's patch to a scratch index, commits, pushes.
+
+No file of the repository or the patch is ever checked out on the host: the patch is applied
+to an index in a bare scratch repository that borrows the mirror's objects, under the
+limits of `host_git.PATCH_WORK`, after its expanded size was checked.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import tempfile
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from config.errors import GantryError
-from runner.mirror import MirrorError, auth_env, git
+from runner import host_git
+from runner.mirror import auth_env
+from runner.patch_policy import (
+    MAX_EXPANDED_BYTES,
+    AppliedChange,
+    PatchRefusedError,
+    check_expanded,
+)
 
 SUBJECT_MAX_CHARS = 72
 NOREPLY = "users.noreply.github.com"
-# Host git must never run anything a repository or a patch could bring along.
-SAFE_CONFIG = [
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "commit.gpgsign=false",
-    "-c", "core.fsmonitor=false",
-    "-c", "protocol.file.allow=always",
-]  # fmt: skip
-
-
 REJECTIONS = ("stale info", "rejected", "fetch first")
 
 
@@ -84,48 +90,103 @@ class Publication:
     clone_url: str
     token: str | None
     expected_remote: str | None = None  # the branch head we built on; None for a new branch
+    max_expanded_bytes: int = MAX_EXPANDED_BYTES
 
 
-async def _git(workdir: Path, *args: str, token: str | None = None) -> str:
-    """Host git in our own fresh clone, with the work tree named explicitly."""
-    command = [*SAFE_CONFIG, "-C", str(workdir), f"--work-tree={workdir}", *args]
+async def _git(repo: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
+    """Host git on our own scratch repository, under the limits for work on a patch."""
+    out = await host_git.run(args, git_dir=repo, env=env, limits=host_git.PATCH_WORK)
+    return out.decode(errors="replace")
+
+
+@contextlib.asynccontextmanager
+async def scratch_repo(mirror: Path) -> AsyncIterator[Path]:
+    """An empty bare repository that borrows the mirror's objects; removed afterwards."""
+    scratch = Path(tempfile.mkdtemp(prefix="gantry-publish-"))
     try:
-        return await git(workdir / ".git", command, auth_env(token), token)
-    except MirrorError as exc:
-        raise PublishError(str(exc)) from None
+        repo = scratch / "repo.git"
+        await host_git.run(["init", "--quiet", "--bare", str(repo)])
+        alternates = repo / "objects" / "info" / "alternates"
+        alternates.write_text(f"{(mirror / 'objects').resolve()}\n")
+        yield repo
+    finally:
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
+
+
+async def apply_patch(repo: Path, start_sha: str, patch: bytes, max_expanded: int) -> str:
+    """The tree of `start_sha` with the patch applied to an index only: no file is checked out."""
+    check_expanded(patch, max_expanded)  # before the host's git writes anything
+    await _git(repo, "read-tree", f"{start_sha}^{{tree}}")
+    if patch.strip():
+        patch_file = repo / "gantry.patch"
+        patch_file.write_bytes(patch)
+        await _git(repo, "apply", "--cached", "--binary", "--3way", str(patch_file))
+    return (await _git(repo, "write-tree")).strip()
+
+
+async def measure(repo: Path, start_sha: str, tree: str) -> AppliedChange:
+    """The paths and bytes that differ between the start and the new tree, by host git."""
+    old = await _git(repo, "ls-tree", "-r", "-l", "-z", "--full-tree", f"{start_sha}^{{tree}}")
+    new = await _git(repo, "ls-tree", "-r", "-l", "-z", "--full-tree", tree)
+    return tree_changes(old, new)
+
+
+def tree_changes(old_listing: str, new_listing: str) -> AppliedChange:
+    """Changed paths (both sides of renames) and the size of every new blob. Pure."""
+    old, new = parse_listing(old_listing), parse_listing(new_listing)
+    changed = {path for path in old.keys() | new.keys() if old.get(path) != new.get(path)}
+    written = sum(new[path][1] for path in changed if path in new)
+    return AppliedChange(tuple(sorted(changed)), written)
+
+
+def parse_listing(listing: str) -> dict[str, tuple[str, int]]:
+    """`ls-tree -r -l -z` as path → (mode and object, size); submodules count 0 bytes."""
+    entries = {}
+    for record in filter(None, listing.split("\0")):
+        meta, _, path = record.partition("\t")
+        mode, _, obj, size = meta.split(maxsplit=3)
+        entries[path] = (f"{mode} {obj}", int(size) if size.strip().isdigit() else 0)
+    return entries
+
+
+async def applied_change(
+    mirror: Path, start_sha: str, patch: bytes, max_expanded: int = MAX_EXPANDED_BYTES
+) -> AppliedChange:
+    """What the host's git makes of the container's patch on `start_sha`; refused if it can't."""
+    async with scratch_repo(mirror) as repo:
+        try:
+            tree = await apply_patch(repo, start_sha, patch, max_expanded)
+            return await measure(repo, start_sha, tree)
+        except host_git.HostGitError as exc:
+            raise PatchRefusedError(f"the host could not apply the change: {exc}") from None
 
 
 async def publish(pub: Publication) -> str:
-    """Commit the patch on `start_sha` in a fresh clone of the mirror and push; the new SHA."""
-    scratch = Path(tempfile.mkdtemp(prefix="gantry-publish-"))
-    workdir, patch_file, message_file = scratch / "tree", scratch / "patch", scratch / "message"
-    patch_file.write_bytes(pub.patch)
-    message_file.write_text(pub.message)
-    try:
-        clone = ["clone", "--quiet", "--shared", "--no-checkout", str(pub.mirror), str(workdir)]
-        await git(None, clone, {}, None)
-        await _git(workdir, "checkout", "--quiet", "--force", "--detach", pub.start_sha)
-        if pub.patch:
-            await _git(workdir, "apply", "--index", "--binary", "--3way", str(patch_file))
-        who = ["-c", f"user.name={pub.author.name}", "-c", f"user.email={pub.author.email}"]
-        await _git(workdir, *who, "commit", "--quiet", "--no-verify", f"--file={message_file}")
-        sha = (await _git(workdir, "rev-parse", "HEAD")).strip()
-        await push(workdir, pub)
+    """Commit the patch on `start_sha` in a scratch repository and push; the new SHA."""
+    async with scratch_repo(pub.mirror) as repo:
+        try:
+            tree = await apply_patch(repo, pub.start_sha, pub.patch, pub.max_expanded_bytes)
+            message_file = repo / "gantry.message"
+            message_file.write_text(pub.message)
+            who = {"GIT_AUTHOR_NAME": pub.author.name, "GIT_AUTHOR_EMAIL": pub.author.email}
+            who |= {"GIT_COMMITTER_NAME": pub.author.name, "GIT_COMMITTER_EMAIL": pub.author.email}
+            commit = ["commit-tree", tree, "-p", pub.start_sha, "-F", str(message_file)]
+            sha = (await _git(repo, *commit, env=who)).strip()
+            await push(repo, sha, pub)
+        except host_git.HostGitError as exc:
+            raise PublishError(str(exc)) from None
         return sha
-    except MirrorError as exc:
-        raise PublishError(str(exc)) from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
-async def push(workdir: Path, pub: Publication) -> None:
-    """Push HEAD to the branch, only if it is still where we built (no blind force)."""
+async def push(repo: Path, sha: str, pub: Publication) -> None:
+    """Push the commit to the branch, only if it is still where we built (no blind force)."""
     expected = pub.expected_remote or ""
     lease = f"--force-with-lease=refs/heads/{pub.branch}:{expected}"
+    refspec = f"{sha}:refs/heads/{pub.branch}"
+    args = ["push", "--quiet", lease, pub.clone_url, refspec]
     try:
-        refspec = f"HEAD:refs/heads/{pub.branch}"
-        await _git(workdir, "push", "--quiet", lease, pub.clone_url, refspec, token=pub.token)
-    except PublishError as exc:
+        await host_git.run(args, git_dir=repo, env=auth_env(pub.token), secret=pub.token)
+    except host_git.HostGitError as exc:
         if any(word in str(exc) for word in REJECTIONS):
             message = f"{pub.branch} moved on the remote; rebuild on its head"
             raise PushRejectedError(message) from None
