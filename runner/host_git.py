@@ -54,7 +54,7 @@ class Limits:
 FETCH = Limits()
 # Work on a container's patch, in scratch space: the expanded size was checked before, and
 # these hold if that check is ever wrong.
-PATCH_WORK = Limits(memory_bytes=1536 * 1024**2, file_bytes=256 * 1024**2, seconds=300.0)
+PATCH_WORK = Limits(memory_bytes=768 * 1024**2, file_bytes=256 * 1024**2, seconds=300.0)
 
 
 def child_env(home: str, path: str, extra: Mapping[str, str]) -> dict[str, str]:
