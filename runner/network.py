@@ -1,9 +1,15 @@
-"""Network policy per container: none, an internal network behind the egress proxy, or bridge."""
+"""Network policy per container: none, an internal network behind the egress proxy, or bridge.
+
+The model gateway (on the host) is reachable under every mode when `attach` is given its
+address: directly on the bridge under `full`, through the proxy's raw relay otherwise; under
+`off` that relay is the only thing the container can reach.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import time
 import uuid
@@ -21,21 +27,24 @@ from config.errors import GantryError
 from runner import egress
 from runner.labels import DEFAULT_OWNER, KIND_NETWORK, KIND_PROXY, gantry_labels
 from runner.sandbox import engine_call, remove_container
+from runner.task_ca import TaskTls, issue_task_tls
 
 Mode = Literal["off", "limited", "full"]
 PROXY_ENV_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 NO_PROXY = "localhost,127.0.0.1,::1"
 # Without an IP on the host side of the bridge, the host itself is unreachable from inside.
 INTERNAL_OPTIONS = {"com.docker.network.bridge.inhibit_ipv4": "true"}
-# Docker's embedded DNS forwards outside names to these; TEST-NET-1 goes nowhere, so a
-# name lookup can carry no data out even if the engine tried (CVE-2024-29018).
-SINKHOLE_DNS = ("192.0.2.1",)
+# Docker's embedded DNS forwards outside names to the container's DNS server. That server is
+# the last address of the task's own internal network: nothing holds it and no route leads
+# off that network, so a lookup carries no data out on any host (CVE-2024-29018). A fixed
+# "unused" address will not do: TEST-NET-1's 192.0.2.1 is a real gateway on some hosts.
 # Lookups cannot succeed there; fail them at once instead of after libc's retries.
 FAST_FAIL_DNS = ("timeout:1", "attempts:1")
 PROXY_USER = "65534:65534"
 PROXY_MEMORY = 128 * 1024**2
 PROXY_PIDS = 64
 PROXY_READY_S = 20.0
+BRIDGE = "bridge"
 
 
 class NetworkSetupError(GantryError):
@@ -61,6 +70,10 @@ class Attachment:
     dns_options: tuple[str, ...] = ()
     network_id: str | None = None
     proxy_id: str | None = None
+    # The per-task CA the container must trust (methods restricted: HTTPS is intercepted).
+    ca_pem: bytes | None = None
+    # Where the agent reaches the model gateway, when `attach` was given one.
+    gateway_url: str | None = None
 
 
 def proxy_env(address: str, port: int = egress.LISTEN_PORT) -> dict[str, str]:
@@ -69,13 +82,57 @@ def proxy_env(address: str, port: int = egress.LISTEN_PORT) -> dict[str, str]:
     return {name: url for name in PROXY_ENV_NAMES} | {"NO_PROXY": NO_PROXY, "no_proxy": NO_PROXY}
 
 
-def proxy_command(policy: NetworkPolicy, mapped: Mapping[str, str]) -> list[str]:
-    """The proxy's command line for a policy (`mapped`: name → address:port, for tests)."""
+def proxy_command(
+    policy: NetworkPolicy,
+    mapped: Mapping[str, str],
+    gateway: tuple[str, int] | None = None,
+) -> list[str]:
+    """The proxy's command line (`mapped`: name → address:port, for tests).
+
+    Only `limited` passes an allow list: under `off` the proxy refuses every request and only
+    relays to the gateway, whatever the config lists for other phases.
+    """
     command = ["python3", "-c", proxy_source(), "--port", str(egress.LISTEN_PORT)]
-    command += [arg for domain in policy.allow for arg in ("--allow", domain)]
-    command += [arg for method in policy.methods for arg in ("--method", method)]
-    command += [arg for name, target in mapped.items() for arg in ("--map", f"{name}={target}")]
+    if policy.mode == "limited":
+        command += [arg for domain in policy.allow for arg in ("--allow", domain)]
+        command += [arg for method in policy.methods for arg in ("--method", method)]
+        command += [arg for name, target in mapped.items() for arg in ("--map", f"{name}={target}")]
+    if gateway is not None:
+        command += ["--relay", f"{egress.RELAY_PORT}={gateway[0]}:{gateway[1]}"]
     return command
+
+
+def intercepts(policy: NetworkPolicy) -> bool:
+    """Whether HTTPS must be opened to hold the method restriction."""
+    return policy.mode == "limited" and bool(policy.methods) and bool(policy.allow)
+
+
+def proxy_environment(tls: TaskTls | None, upstream_ca: bytes | None) -> dict[str, str]:
+    """The proxy's environment: the interception leaf, and (tests only) an upstream CA."""
+    env = {}
+    if tls is not None:
+        env[egress.TLS_ENV] = tls.proxy_pem
+    if upstream_ca is not None:
+        env[egress.UPSTREAM_CA_ENV] = upstream_ca.decode("ascii")
+    return env
+
+
+def sinkhole_address(subnet: str) -> str:
+    """The last usable address of a network: nothing holds it, so DNS sent there dies."""
+    network = ipaddress.ip_network(subnet)
+    return str(network.broadcast_address - 1)
+
+
+def gateway_url(address: str, port: int) -> str:
+    """The URL of the model gateway as the container sees it."""
+    return f"http://{address}:{port}"
+
+
+def bridge_gateway_address(client: docker.DockerClient) -> str:
+    """The host's address on Docker's default bridge, where containers reach host services."""
+    config = client.networks.get(BRIDGE).attrs["IPAM"]["Config"][0]
+    # The engine leaves Gateway out for the default bridge; it is the subnet's first address.
+    return str(config.get("Gateway") or next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 def proxy_source() -> str:
@@ -103,59 +160,95 @@ class Networks:
         proxy_image: str,
         mapped: Mapping[str, str] | None = None,
         owner: str = DEFAULT_OWNER,
+        upstream_ca: bytes | None = None,
     ) -> None:
         self.client = client
         self.proxy_image = proxy_image
         self.mapped = dict(mapped or {})
         self.owner = owner
+        # Tests only: a CA the proxy trusts upstream besides its system bundle.
+        self.upstream_ca = upstream_ca
 
     async def attach(
-        self, policy: NetworkPolicy, task_id: str, repo: str, owner: str | None = None
+        self,
+        policy: NetworkPolicy,
+        task_id: str,
+        repo: str,
+        owner: str | None = None,
+        gateway: tuple[str, int] | None = None,
     ) -> Attachment:
-        """Prepare the network for one container under a policy."""
-        if policy.mode == "off":
-            return Attachment("none")
+        """Prepare the network for one container under a policy (and the gateway, if given)."""
         if policy.mode == "full":
-            return Attachment("bridge")
-        return await self._limited(policy, task_id, repo, owner or self.owner)
+            url = gateway_url(*gateway) if gateway is not None else None
+            return Attachment(BRIDGE, gateway_url=url)
+        if policy.mode == "off" and gateway is None:
+            return Attachment("none")
+        return await self._internal(policy, task_id, repo, owner or self.owner, gateway)
 
-    async def _limited(
-        self, policy: NetworkPolicy, task_id: str, repo: str, owner: str
+    async def _internal(
+        self,
+        policy: NetworkPolicy,
+        task_id: str,
+        repo: str,
+        owner: str,
+        gateway: tuple[str, int] | None,
     ) -> Attachment:
         """An internal network with no host address, and the proxy as its only way out."""
-        name = f"gantry-{uuid.uuid4().hex[:12]}"
-        network = await engine_call(
-            lambda: self.client.networks.create(
-                name,
-                driver="bridge",
-                internal=True,
-                options=INTERNAL_OPTIONS,
-                labels=gantry_labels(task_id, repo, KIND_NETWORK, owner),
-            )
-        )
+        network = await self._create_network(gantry_labels(task_id, repo, KIND_NETWORK, owner))
+        subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
         attachment = Attachment(
-            name, dns=SINKHOLE_DNS, dns_options=FAST_FAIL_DNS, network_id=network.id
+            str(network.name),
+            dns=(sinkhole_address(subnet),),
+            dns_options=FAST_FAIL_DNS,
+            network_id=network.id,
         )
         try:
+            tls = issue_task_tls(task_id, policy.allow) if intercepts(policy) else None
+            attachment.ca_pem = tls.ca_pem if tls is not None else None
+            labels = gantry_labels(task_id, repo, KIND_PROXY, owner)
             proxy = await self._start_proxy(
-                policy, network, gantry_labels(task_id, repo, KIND_PROXY, owner)
+                proxy_command(policy, self.mapped, gateway),
+                proxy_environment(tls, self.upstream_ca),
+                network,
+                labels,
             )
             attachment.proxy_id = proxy.id
-            address = proxy.attrs["NetworkSettings"]["Networks"][name]["IPAddress"]
-            attachment.env = proxy_env(address)
+            address = proxy.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+            if policy.mode == "limited":
+                attachment.env = proxy_env(address)
+            if gateway is not None:
+                attachment.gateway_url = gateway_url(address, egress.RELAY_PORT)
             await self._wait_ready(proxy)
         except BaseException:
             await self.detach(attachment)
             raise
         return attachment
 
+    async def _create_network(self, labels: dict[str, str]) -> Network:
+        """A fresh internal bridge network without a host address, its IPAM read back."""
+        name = f"gantry-{uuid.uuid4().hex[:12]}"
+
+        def create() -> Network:
+            network = self.client.networks.create(
+                name, driver="bridge", internal=True, options=INTERNAL_OPTIONS, labels=labels
+            )
+            network.reload()
+            return network
+
+        return await engine_call(create)
+
     async def _start_proxy(
-        self, policy: NetworkPolicy, network: Network, labels: dict[str, str]
+        self,
+        command: list[str],
+        environment: dict[str, str],
+        network: Network,
+        labels: dict[str, str],
     ) -> Container:
         """The proxy container: unprivileged, read-only, on the task network and the bridge."""
         kwargs: dict[str, Any] = {
             "image": self.proxy_image,
-            "command": proxy_command(policy, self.mapped),
+            "command": command,
+            "environment": environment,
             "labels": labels,
             "network": network.name,
             "user": PROXY_USER,
@@ -170,7 +263,7 @@ class Networks:
 
         def start() -> Container:
             container = self.client.containers.create(**kwargs)
-            self.client.networks.get("bridge").connect(container)
+            self.client.networks.get(BRIDGE).connect(container)
             container.start()
             container.reload()
             return container
