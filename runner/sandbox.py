@@ -19,6 +19,8 @@ from docker.types import Mount
 from requests.exceptions import RequestException
 
 from config.errors import GantryError
+from runner.disk_limit import FIX as DISK_FIX
+from runner.disk_limit import DiskLimitSupport, DiskProbeError, SupportCache, storage_size
 from runner.tasklog import LineSplitter, TaskLog
 
 WORKSPACE = "/workspace"
@@ -36,6 +38,17 @@ SIGKILL_STATUS = 137
 STREAMS = ("stdout", "stderr")
 OOM_FILES = "/sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control"
 OOM_RE = re.compile(r"^oom_kill (\d+)$", re.MULTILINE)
+DEFAULT_DISK = 10 * 1024**3
+# After a failed command: can the container still write 1 MiB into its own layer? (`/` is always
+# the layer; /tmp may be an image VOLUME.) Exit status 0 when it can.
+DISK_PROBE_PATH = "/.gantry-disk-probe"
+DISK_PROBE = (
+    f"head -c 1048576 /dev/zero > {DISK_PROBE_PATH} 2>/dev/null; s=$?; "
+    f"rm -f {DISK_PROBE_PATH}; exit $s"
+)
+# One answer per engine: `Sandbox.start` is handed only a client, and the answer belongs to it.
+DISK_SUPPORT = SupportCache()
+UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB")
 
 T = TypeVar("T")
 
@@ -46,11 +59,16 @@ class SandboxError(GantryError):
 
 @dataclass(frozen=True)
 class Limits:
-    """CPU, memory (swap equal to it: no swap) and PID limits of a container."""
+    """CPU, memory (swap equal to it: no swap), PID and disk limits of a container.
+
+    `disk` bounds what the container writes into its own filesystem (None: no limit); engines
+    that cannot enforce it run the container without it, and say so in the task log.
+    """
 
     cpus: float = 2.0
     memory: int = 4 * 1024**3
     pids: int = 512
+    disk: int | None = DEFAULT_DISK
 
 
 @dataclass(frozen=True)
@@ -70,17 +88,22 @@ class ContainerSpec:
 
 @dataclass(frozen=True)
 class ExecResult:
-    """How a command ended: its exit code, and whether we killed it or the kernel did."""
+    """How a command ended: its exit code, whether we or the kernel killed it, or the disk filled.
+
+    `disk_full`: it failed with the container's disk limit (`disk_limit` bytes) reached.
+    """
 
     exit_code: int | None
     timed_out: bool
     oom_killed: bool
     seconds: float
+    disk_full: bool = False
+    disk_limit: int | None = None
 
     @property
     def ok(self) -> bool:
         """Exited 0 on its own."""
-        return self.exit_code == 0 and not self.timed_out and not self.oom_killed
+        return self.exit_code == 0 and not (self.timed_out or self.oom_killed or self.disk_full)
 
     def describe(self) -> str:
         """A one-line verdict for reports."""
@@ -88,11 +111,27 @@ class ExecResult:
             return f"killed at its timeout after {self.seconds:.0f}s"
         if self.oom_killed:
             return "killed: out of memory"
+        if self.disk_full:
+            size = human_bytes(self.disk_limit) if self.disk_limit is not None else "its size"
+            return f"failed: disk limit of {size} reached (exit code {self.exit_code})"
         return f"exit code {self.exit_code}"
 
 
-def create_kwargs(spec: ContainerSpec) -> dict[str, Any]:
-    """The docker SDK arguments of a hardened container (pure, so tests read it)."""
+def human_bytes(count: int) -> str:
+    """A byte count in the largest binary unit that keeps it whole or one decimal (10 GiB)."""
+    value, unit = float(count), UNITS[0]
+    for unit in UNITS:
+        if value < 1024 or unit == UNITS[-1]:
+            break
+        value /= 1024
+    return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+
+
+def create_kwargs(spec: ContainerSpec, disk_size: int | None = None) -> dict[str, Any]:
+    """The docker SDK arguments of a hardened container (pure, so tests read it).
+
+    `disk_size`: the size storage option, when the engine enforces one (see `disk_size_for`).
+    """
     kwargs: dict[str, Any] = {
         "image": spec.image,
         # Our own entrypoint: an image's ENTRYPOINT (and its CMD with it) never runs here.
@@ -122,7 +161,26 @@ def create_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         kwargs["dns_opt"] = list(spec.dns_options)
     if spec.name:
         kwargs["name"] = spec.name
+    if disk_size is not None:
+        kwargs["storage_opt"] = {"size": str(disk_size)}
     return kwargs
+
+
+def disk_size_for(limits: Limits, support: DiskLimitSupport | None, image_bytes: int) -> int | None:
+    """The size storage option of a container, or None when there is no limit to enforce."""
+    if limits.disk is None or support is None:
+        return None
+    return storage_size(limits.disk, support, image_bytes)
+
+
+def unenforced_note(limits: Limits, support: DiskLimitSupport | None) -> str | None:
+    """The task log's warning when a disk limit is asked for but not enforced."""
+    if limits.disk is None or support is None or support.enforced:
+        return None
+    return (
+        f"[gantry] the disk limit of {human_bytes(limits.disk)} is NOT enforced on this "
+        f"engine ({support.detail}); fix: {DISK_FIX}"
+    )
 
 
 def check_spec(spec: ContainerSpec) -> None:
@@ -140,17 +198,28 @@ def parse_oom_kills(text: str) -> int:
 class Sandbox:
     """One running container; every blocking engine call runs in a thread."""
 
-    def __init__(self, client: docker.DockerClient, container: Container) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        container: Container,
+        limits: Limits = Limits(disk=None),
+        disk: DiskLimitSupport | None = None,
+    ) -> None:
         self.client = client
         self.container = container
         self.id: str = container.id or ""
+        self.limits = limits
+        self.disk = disk
         self._oom_seen = 0
+        self._disk_note = unenforced_note(limits, disk)
 
     @classmethod
     async def start(cls, client: docker.DockerClient, spec: ContainerSpec) -> Sandbox:
-        """Create and start a container from a spec."""
+        """Create and start a container from a spec, with its disk limit where enforced."""
         check_spec(spec)
-        kwargs = create_kwargs(spec)
+        disk = await disk_support(client, spec.image) if spec.limits.disk is not None else None
+        image_bytes = await _image_bytes(client, spec.image) if disk and disk.counts_image else 0
+        kwargs = create_kwargs(spec, disk_size_for(spec.limits, disk, image_bytes))
 
         def create() -> Container:
             container = client.containers.create(**kwargs)
@@ -161,7 +230,7 @@ class Sandbox:
                 raise
             return container
 
-        return cls(client, await engine_call(create))
+        return cls(client, await engine_call(create), spec.limits, disk)
 
     async def run(
         self,
@@ -173,6 +242,9 @@ class Sandbox:
     ) -> ExecResult:
         """Run a shell command, streaming its output into the log; kill the sandbox at timeout."""
         started = time.monotonic()
+        if self._disk_note is not None:
+            log.line(phase, self._disk_note)
+            self._disk_note = None
         loop = asyncio.get_running_loop()
         lines: asyncio.Queue[str | None] = asyncio.Queue()
         exec_id = await engine_call(
@@ -195,7 +267,32 @@ class Sandbox:
         await asyncio.to_thread(thread.join)
         exit_code = None if timed_out else await self._exit_code(exec_id)
         oom = exit_code == SIGKILL_STATUS and await self._oom_happened()
-        return ExecResult(exit_code, timed_out, oom, time.monotonic() - started)
+        full = exit_code not in (0, None) and not oom and await self._disk_full()
+        if full:
+            log.line(phase, f"[gantry] disk limit of {human_bytes(self.limits.disk or 0)} reached")
+        seconds = time.monotonic() - started
+        limit = self.limits.disk if full else None
+        return ExecResult(exit_code, timed_out, oom, seconds, full, limit)
+
+    async def _disk_full(self) -> bool:
+        """Whether the container's enforced disk limit leaves no room for 1 MiB more."""
+        if self.disk is None or not self.disk.enforced:
+            return False
+        try:
+            result = await engine_call(lambda: self.container.exec_run([*SHELL, DISK_PROBE]))
+        except SandboxError:
+            return False
+        return result.exit_code not in (0, None)
+
+    async def end_phase(self) -> None:
+        """Kill every process the last phase left running; the files stay, a fresh idle starts.
+
+        The engine restarts the container (SIGKILL to its init takes the whole PID namespace),
+        so nothing in the container has to cooperate: no shell of its own, no `kill` across
+        users (CAP_KILL is dropped), no race with processes that fork while being killed.
+        """
+        await engine_call(lambda: self.client.api.restart(self.id, timeout=0))
+        self._oom_seen = 0  # the restarted container's memory cgroup counts from zero
 
     def _stream(self, exec_id: str, log: TaskLog, emit: Callable[[str | None], None]) -> None:
         """Thread body: decode the exec's output and hand over whole lines."""
@@ -308,6 +405,20 @@ def _chunks(client: docker.DockerClient, exec_id: str) -> Iterator[tuple[int, st
                 yield stream, decoders[stream].decode(data)
     for stream, decoder in enumerate(decoders):
         yield stream, decoder.decode(b"", final=True)
+
+
+async def disk_support(client: docker.DockerClient, image: str) -> DiskLimitSupport:
+    """Whether the engine enforces disk limits: asked once per client, probed with `image`."""
+    try:
+        return await engine_call(lambda: DISK_SUPPORT.get(client, image))
+    except (DiskProbeError, SandboxError) as exc:
+        return DiskLimitSupport(False, str(exc))
+
+
+async def _image_bytes(client: docker.DockerClient, image: str) -> int:
+    """The image's size, which btrfs counts against a container's limit."""
+    found = await engine_call(lambda: client.images.get(image))
+    return int(found.attrs.get("Size") or 0)
 
 
 async def engine_call(call: Callable[[], T]) -> T:

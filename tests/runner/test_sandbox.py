@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import docker
@@ -10,7 +11,7 @@ import docker.errors
 import pytest
 
 from runner.labels import gantry_labels
-from runner.sandbox import CAP_ADD, ContainerSpec, Limits, running
+from runner.sandbox import CAP_ADD, ContainerSpec, Limits, Sandbox, running
 from runner.tasklog import TaskLog
 from tests.runner.conftest import Owner
 from tests.support import TEST_BASE_IMAGE
@@ -150,3 +151,58 @@ async def test_sleep_infinity_is_killed_at_its_time_limit(
     assert "[agent] started" in task_log.text()
     assert "time limit of 2s reached" in task_log.text()
     assert_gone(docker_client, sandbox.id)
+
+
+# Left behind by an "agent": a background loop, a double-forked setsid loop, and a loop running
+# as another user (which root in the container, without CAP_KILL, could not even signal).
+STRAYS = (
+    "(while true; do date >> /workspace/leak; sleep 0.1; done) > /dev/null 2>&1 & "
+    "setsid sh -c '(while true; do date >> /workspace/leak2; sleep 0.1; done) &' "
+    "> /dev/null 2>&1 < /dev/null & "
+    "setpriv --reuid 65534 --regid 65534 --clear-groups "
+    "sh -c 'while true; do date >> /tmp/leak3; sleep 0.1; done' > /dev/null 2>&1 & "
+    "sleep 0.5; echo planted"
+)
+LEAKS = "/workspace/leak /workspace/leak2 /tmp/leak3"
+
+
+async def leak_sizes(sandbox: Sandbox, log: TaskLog) -> list[int]:
+    """The sizes of the files the strays append to."""
+    result = await sandbox.run(f"wc -c {LEAKS} | head -n 3", log, "probe", 30)
+    assert result.ok
+    return [int(line.split()[0]) for line in log.tail(3)]
+
+
+def process_commands(sandbox: Sandbox) -> list[str]:
+    """What runs in the container, as the engine sees it from outside."""
+    top: Any = sandbox.container.top()
+    column = top["Titles"].index("CMD")
+    return [process[column] for process in top["Processes"]]
+
+
+async def test_end_phase_kills_what_the_agent_left_running(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        assert (await sandbox.run(STRAYS, task_log, "agent", 30)).ok
+        first = await leak_sizes(sandbox, task_log)
+        await asyncio.sleep(0.6)
+        second = await leak_sizes(sandbox, task_log)
+        assert all(b > a > 0 for a, b in zip(first, second, strict=True)), (first, second)
+        assert len(process_commands(sandbox)) > 4
+        started = time.monotonic()
+        await sandbox.end_phase()
+        took = time.monotonic() - started
+        after = await leak_sizes(sandbox, task_log)
+        await asyncio.sleep(1.0)
+        assert await leak_sizes(sandbox, task_log) == after
+        assert after >= second  # the files stay: only the processes went
+        commands = process_commands(sandbox)
+        assert len(commands) == 2, commands
+        assert commands[0].endswith("docker-init -- sleep infinity")
+        assert commands[1] == "sleep infinity"
+        # The sandbox works as before, and still knows about its memory limit.
+        again = await sandbox.run("echo still here", task_log, "checks", 30)
+        assert again.ok
+    print(f"end_phase took {took:.2f}s")
+    assert took < 10
