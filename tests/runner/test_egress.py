@@ -171,7 +171,7 @@ def test_ambiguous_bodies_are_refused(headers: tuple[str, ...]) -> None:
     ],
 )
 def test_control_characters_that_could_split_a_request_are_refused(raw: bytes) -> None:
-    with pytest.raises(ValueError, match="request line|malformed"):
+    with pytest.raises(ValueError, match=r"request line|malformed"):
         parse_head(raw)
 
 
