@@ -12,11 +12,39 @@ from bot import replies
 from bot.background import Background
 from bot.commands import Command, Kind, help_text, parse_command
 from bot.permissions import PermissionCache, reaches
+from bot.pull_requests import PullHead, fetch_head
 from bot.repo_triggers import TriggerCache
 from bot.triggers import Trigger, is_from_a_bot
+from config.errors import GantryError
+from config.hidden_text import strip_hidden
 from config.repo_config import TriggersConfig
 from runner.queue import TaskQueue
 from runner.store import ACTIVE_STATES, NewTask, Task, TaskState, TaskStore
+
+# Ids and numbers are stored as SQLite integers (64-bit); GitHub's are far smaller.
+MAX_ID = 2**63 - 1
+FORK_TEXT = (
+    "Sorry @{login}, I don't run tasks on pull requests from forks: the fork's code would run "
+    "in this repository's environment. Push the branch to {repo} itself and open the pull "
+    "request from there (or ask a maintainer to), then mention me on it."
+)
+
+
+class AbsurdPayloadError(GantryError, ValueError):
+    """A signed payload whose values no real delivery has (the webhook answers 400)."""
+
+
+def check_trigger(trigger: Trigger) -> None:
+    """Refuse numbers and ids out of any real range before anything stores or sends them."""
+    for name in ("number", "installation_id", "comment_id"):
+        value = getattr(trigger, name)
+        if value is not None and not 0 < value <= MAX_ID:
+            raise AbsurdPayloadError(f"{name} out of range")
+
+
+def fork_refusal(trigger: Trigger) -> str:
+    """The reply to a request on a fork's pull request: why not, and what to do instead."""
+    return FORK_TEXT.format(login=trigger.author, repo=trigger.repo)
 
 
 class Outcome(StrEnum):
@@ -46,8 +74,13 @@ class Intake:
     def bot_login(self) -> str:
         return f"{self.handle}[bot]"
 
-    async def on_comment(self, trigger: Trigger, delivery_id: str) -> Outcome:
-        """A comment or review body: act if it mentions the handle and mentions are on."""
+    async def on_comment(
+        self, trigger: Trigger, delivery_id: str, head: PullHead | None = None
+    ) -> Outcome:
+        """A comment or review body: act if it mentions the handle and mentions are on.
+
+        `head` is the pull request's head when the payload carries it (reviews do)."""
+        check_trigger(trigger)
         if is_from_a_bot(trigger, self.handle):
             return Outcome.IGNORED
         command = parse_command(trigger.body, self.handle)
@@ -57,10 +90,11 @@ class Intake:
         config = await self.triggers.get(gh, trigger.repo, trigger.default_branch)
         if not config.mention:
             return Outcome.IGNORED
-        return await self.on_command(gh, config, trigger, command, delivery_id)
+        return await self.on_command(gh, config, trigger, command, delivery_id, head)
 
     async def on_assigned(self, trigger: Trigger, assignee: str, delivery_id: str) -> Outcome:
         """An issue assigned to the App's bot user, when the repository allows it."""
+        check_trigger(trigger)
         if assignee.lower() != self.bot_login.lower() or is_from_a_bot(trigger, self.handle):
             return Outcome.IGNORED
         gh = self.github(trigger.installation_id)
@@ -71,6 +105,7 @@ class Intake:
 
     async def on_labeled(self, trigger: Trigger, label: str, delivery_id: str) -> Outcome:
         """An issue given the repository's trigger label."""
+        check_trigger(trigger)
         if is_from_a_bot(trigger, self.handle):
             return Outcome.IGNORED
         gh = self.github(trigger.installation_id)
@@ -83,7 +118,7 @@ class Intake:
         self, gh: GitHubAPI, config: TriggersConfig, trigger: Trigger, delivery_id: str
     ) -> Outcome:
         """The issue itself is the request."""
-        command = Command(Kind.REQUEST, trigger.body)
+        command = Command(Kind.REQUEST, strip_hidden(trigger.body))
         return await self.on_command(gh, config, trigger, command, delivery_id)
 
     async def on_command(
@@ -93,6 +128,7 @@ class Intake:
         trigger: Trigger,
         command: Command,
         delivery_id: str,
+        head: PullHead | None = None,
     ) -> Outcome:
         """Check the requester's permission, then carry the command out."""
         level = await self.permissions.level(gh, trigger.repo, trigger.author)
@@ -102,18 +138,26 @@ class Intake:
                 self.background.spawn(replies.comment(gh, trigger, text), "refusal reply")
             return Outcome.REFUSED
         if command.kind in (Kind.REQUEST, Kind.EXEC):
-            await self.enqueue(gh, trigger, command, delivery_id)
-            return Outcome.QUEUED
+            task = await self.enqueue(gh, trigger, command, delivery_id, head)
+            return Outcome.QUEUED if task is not None else Outcome.REFUSED
         return await self.subcommand(gh, config, trigger, command, delivery_id)
 
     async def enqueue(
-        self, gh: GitHubAPI, trigger: Trigger, command: Command, delivery_id: str
-    ) -> Task:
-        """Store the task, queue it, and mark the comment with 👀."""
-        head_ref, head_sha = trigger.head_ref, trigger.head_sha
-        if trigger.is_pull_request and head_sha is None:
-            head_ref, head_sha = await replies.pull_head(gh, trigger)
-        stored = new_task(trigger, command, head_ref, head_sha)
+        self,
+        gh: GitHubAPI,
+        trigger: Trigger,
+        command: Command,
+        delivery_id: str,
+        head: PullHead | None = None,
+    ) -> Task | None:
+        """Store the task, queue it, and mark the comment with 👀; a fork's PR gets a reply."""
+        if trigger.is_pull_request and head is None:
+            # An issue comment's payload does not say where the pull request's head lives.
+            head = await fetch_head(gh, trigger.repo, trigger.number)
+        if head is not None and head.fork:
+            self.background.spawn(replies.comment(gh, trigger, fork_refusal(trigger)), "fork reply")
+            return None
+        stored = new_task(trigger, command, head)
         task = await self.store.add_task(stored, delivery_id)
         await self.queue.put(task.id)
         self.background.spawn(replies.react(gh, trigger, "eyes"), "👀 reaction")
@@ -138,6 +182,8 @@ class Intake:
         if command.kind is Kind.RETRY and latest is not None:
             retried = Command(Kind(latest.kind), latest.request)
             task = await self.enqueue(gh, trigger, retried, delivery_id)
+            if task is None:
+                return Outcome.REFUSED
             text = replies.retried(latest, task)
         elif command.kind is Kind.CANCEL and latest is not None and latest.state in ACTIVE_STATES:
             await self.store.set_state(latest.id, TaskState.CANCELLED)
@@ -154,24 +200,22 @@ class Intake:
         return Outcome.ANSWERED
 
 
-def new_task(
-    trigger: Trigger, command: Command, head_ref: str | None, head_sha: str | None
-) -> NewTask:
-    """The stored form of an accepted request."""
+def new_task(trigger: Trigger, command: Command, head: PullHead | None) -> NewTask:
+    """The stored form of an accepted request; what the agent reads has no hidden text."""
     return NewTask(
         repo=trigger.repo,
         installation_id=trigger.installation_id,
         number=trigger.number,
         is_pull_request=trigger.is_pull_request,
-        title=trigger.title,
+        title=strip_hidden(trigger.title),
         clone_url=trigger.clone_url,
         default_branch=trigger.default_branch,
         comment_id=trigger.comment_id,
         comment_kind=trigger.comment_kind,
         requester=trigger.author,
         kind=command.kind.value,
-        request=command.text,
-        head_ref=head_ref,
-        head_sha=head_sha,
-        thread_body=trigger.thread_body,
+        request=strip_hidden(command.text),
+        head_ref=head.ref if head is not None else None,
+        head_sha=head.sha if head is not None else None,
+        thread_body=strip_hidden(trigger.thread_body),
     )

@@ -7,6 +7,7 @@ from typing import Any
 from gidgethub import routing, sansio
 
 from bot import triggers
+from bot.pull_requests import head_of
 from bot.routing import Dispatch
 
 router = routing.Router()
@@ -23,11 +24,13 @@ async def issue_comment(event: sansio.Event, ctx: Dispatch, **_: Any) -> None:
 async def review_comment(event: sansio.Event, ctx: Dispatch, **_: Any) -> None:
     """A comment on a line of a pull request's diff."""
     trigger = triggers.from_review_comment(event.data)
-    ctx.outcomes.append(await ctx.intake.on_comment(trigger, ctx.delivery_id))
+    head = head_of(event.data["pull_request"])
+    ctx.outcomes.append(await ctx.intake.on_comment(trigger, ctx.delivery_id, head))
 
 
 @router.register("pull_request_review", action="submitted")
 async def review(event: sansio.Event, ctx: Dispatch, **_: Any) -> None:
     """The body of a submitted review."""
     trigger = triggers.from_review(event.data)
-    ctx.outcomes.append(await ctx.intake.on_comment(trigger, ctx.delivery_id))
+    head = head_of(event.data["pull_request"])
+    ctx.outcomes.append(await ctx.intake.on_comment(trigger, ctx.delivery_id, head))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,37 @@ class PullRequest:
     number: int
     html_url: str
     head_ref: str
+
+
+@dataclass(frozen=True)
+class PullHead:
+    """Where a pull request's code is: its branch and SHA, and whether a fork holds them."""
+
+    ref: str
+    sha: str
+    fork: bool
+
+
+def _full_name(end: Mapping[str, Any]) -> str | None:
+    repo = end.get("repo")
+    name = repo.get("full_name") if isinstance(repo, Mapping) else None
+    return str(name).lower() if name else None
+
+
+def head_of(pull: Mapping[str, Any]) -> PullHead:
+    """The head of a pull request object (API or payload); a head whose repository is not
+    the base's, or is gone (a deleted fork), is a fork's."""
+    head, base = pull["head"], pull["base"]
+    source = _full_name(head)
+    return PullHead(
+        str(head["ref"]), str(head["sha"]), source is None or source != _full_name(base)
+    )
+
+
+async def fetch_head(gh: GitHubAPI, repo: str, number: int) -> PullHead:
+    """A pull request's head as GitHub knows it now."""
+    pull = await gh.getitem("/repos/{+repo}/pulls/{number}", {"repo": repo, "number": number})
+    return head_of(pull)
 
 
 def pull_of(data: dict[str, Any]) -> PullRequest:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from config.errors import GantryError
 
@@ -60,3 +62,20 @@ def verify_signature(secret: str, body: bytes, signature: str) -> None:
     """Raise unless `signature` is the HMAC-SHA256 of `body`; constant-time comparison."""
     if not hmac.compare_digest(sign(secret, body).encode(), signature.strip().encode()):
         raise WebhookRejectedError(401, "signature does not match")
+
+
+def parse_payload(body: bytes) -> dict[str, Any]:
+    """A signed body as the JSON object a delivery is; 400 for anything else, however absurd.
+
+    `json.loads` answers JSON nested thousands deep with `RecursionError`, not `ValueError`.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise WebhookRejectedError(400, "body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise WebhookRejectedError(400, "body is not a JSON object")
+    if not isinstance(data.get("action", ""), str):
+        # gidgethub's Router looks the action up in a dict: it must be hashable.
+        raise WebhookRejectedError(400, "action is not a string")
+    return data
