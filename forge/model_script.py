@@ -123,9 +123,13 @@ def _anthropic_tool_answered(messages: object) -> bool:
 
 
 def openai_tools(body: Mapping[str, Any]) -> dict[str, tuple[str, str | None]]:
-    """Offered tool name → (type, namespace), namespaces flattened."""
+    """Offered tool name → (type, namespace), namespaces flattened, code mode's included."""
     found: dict[str, tuple[str, str | None]] = {}
-    for tool in _iter_tools(body.get("tools") or [], None):
+    offered = list(body.get("tools") or [])
+    for item in body.get("input") or []:
+        if isinstance(item, dict) and item.get("type") == "additional_tools":
+            offered += item.get("tools") or []
+    for tool in _iter_tools(offered, None):
         name, kind, namespace = tool
         found.setdefault(name, (kind, namespace))
     return found

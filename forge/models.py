@@ -109,7 +109,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
         status, message = refused
         state.received.append(_replace(base, status=status))
         return web.json_response(wire.error_body(api, status, message), status=status)
-    reply = decide(api, body if isinstance(body, dict) else {}, state.script)
+    try:
+        reply = decide(api, body if isinstance(body, dict) else {}, state.script)
+    except ValueError as exc:
+        # The script cannot go on with what the CLI offered: say so in the provider's shape.
+        state.received.append(_replace(base, status=500))
+        return web.json_response(wire.error_body(api, 500, f"model stand-in: {exc}"), status=500)
     usage = wire.estimate_usage(body, reply)
     state.received.append(_replace(base, status=200, reply=reply, usage=usage))
     return await answer(request, state, api, body, reply, usage)

@@ -81,6 +81,21 @@ def test_codex_without_a_shell_gets_a_freeform_apply_patch() -> None:
     assert reply.arguments == "*** Begin Patch\n*** Add File: f.md\n+a\n+b\n*** End Patch\n"
 
 
+def test_codex_code_mode_gets_javascript_for_its_exec_tool() -> None:
+    exec_tool = {"type": "custom", "name": "exec", "description": "Run JavaScript"}
+    namespace = {"type": "namespace", "name": "functions", "tools": [exec_tool]}
+    offered = {"type": "additional_tools", "role": "developer", "tools": [namespace]}
+    reply = decide("openai", openai_body(offered, USER, tools=[]), Script(path="f", content="c"))
+    assert isinstance(reply, ToolCall)
+    assert (reply.name, reply.custom, reply.namespace) == ("exec", True, "functions")
+    cmd = json.dumps({"cmd": shell_edit("f", "c")})
+    assert reply.arguments == f"await tools.exec_command({cmd});"
+    output = {"type": "custom_tool_call_output", "call_id": "c1", "output": "ok"}
+    assert isinstance(
+        decide("openai", openai_body(offered, USER, output, tools=[]), Script()), Text
+    )
+
+
 def test_claude_gets_bash_and_the_answer_after_the_tool_result() -> None:
     first = decide("anthropic", claude_body(USER), Script(path="p", content="c"))
     assert isinstance(first, ToolCall)
@@ -247,6 +262,17 @@ async def test_fail_with_answers_the_next_requests_then_recovers(
     async with client.post(url, json=claude_body(USER), headers={"x-api-key": KEY}) as r:
         assert r.status == 500
         assert (await r.json())["error"]["type"] == "api_error"
+
+
+async def test_a_request_the_script_cannot_answer_is_a_recorded_500(
+    stand_in: ModelStandIn, client: aiohttp.ClientSession
+) -> None:
+    body = openai_body(USER, tools=[{"type": "function", "name": "view_image"}])
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with client.post(stand_in.url() + "/v1/responses", json=body, headers=headers) as r:
+        assert r.status == 500
+        assert "view_image" in (await r.json())["error"]["message"]
+    assert [r.status for r in stand_in.model_requests()] == [500]
 
 
 async def test_other_paths_are_404_and_recorded(

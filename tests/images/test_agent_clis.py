@@ -95,9 +95,10 @@ async def run_preset(
     network: Network,
     stand_in: ModelStandIn,
     preset: str,
+    model: str | None = "",
 ) -> tuple[int, str, str | None]:
     """Run a preset's command line to the end: (exit status, output, the edited file)."""
-    run = invocation(preset, stand_in.url(), TOKEN, MODELS[preset])
+    run = invocation(preset, stand_in.url(), TOKEN, MODELS[preset] if model == "" else model)
     container = client.containers.create(
         image,
         ["bash", "-c", PREPARE + run.command],
@@ -140,6 +141,27 @@ async def test_codex_makes_the_scripted_edit(
     assert edited == EDIT_CONTENT, output[-3000:]
     assert_conversation(stand_in, "openai", "function_call_output")
     assert {r.path for r in stand_in.model_requests()} == {"/openai/v1/responses"}
+
+
+@pytest.mark.docker
+async def test_codex_default_model_makes_the_edit_in_code_mode(
+    docker_client: docker.DockerClient,
+    agents_image: str,
+    owner: Owner,
+    network: Network,
+    stand_in: ModelStandIn,
+) -> None:
+    status, output, edited = await run_preset(
+        docker_client, agents_image, owner, network, stand_in, "codex", model=None
+    )
+    assert status == 0, output[-3000:]
+    assert edited == EDIT_CONTENT, output[-3000:]
+    # Without -m, Codex offers its tools in "code mode": one JavaScript `exec` tool.
+    first = stand_in.model_requests("openai")[0]
+    assert not first.body.get("tools")
+    assert isinstance(first.reply, ToolCall)
+    assert first.reply.name == "exec"
+    assert_conversation(stand_in, "openai", "custom_tool_call_output")
 
 
 @pytest.mark.docker
