@@ -1,0 +1,111 @@
+"""The disk limit as an attack: a task writes 5 GiB; the host's free space must not notice."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import docker
+import pytest
+
+from runner.disk_limit import FIX, PROBE_LABELS, DiskLimitSupport, detect
+from runner.labels import gantry_labels
+from runner.sandbox import ContainerSpec, Limits, running
+from runner.tasklog import TaskLog
+from tests.runner.conftest import Owner
+from tests.support import TEST_BASE_IMAGE, docker_required
+
+LIMIT = 512 * 1024**2
+# Others' tests write beside us on the same engine; 5 GiB unbounded would dwarf this.
+MARGIN = 256 * 1024**2
+ATTACK = "dd if=/dev/zero of=/workspace/big bs=1M count=5120"
+
+
+def enforcing(client: docker.DockerClient) -> DiskLimitSupport:
+    """The engine's support; an engine that cannot enforce limits fails the test in CI."""
+    support = detect(client, TEST_BASE_IMAGE)
+    if not support.enforced:
+        reason = f"the Docker engine cannot enforce disk limits ({support.detail}); {FIX}"
+        if docker_required():
+            pytest.fail(f"CI is set and {reason}", pytrace=False)
+        pytest.skip(reason)
+    return support
+
+
+def backing_dirs(root: str) -> list[str]:
+    """The data root, and the directory of its loop device's backing file if it has one."""
+    dirs = [root]
+    best = ("", "")
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        device, target = line.split()[:2]
+        if (root + "/").startswith(target.rstrip("/") + "/") and len(target) > len(best[1]):
+            best = (device, target)
+    backing = Path("/sys/block") / Path(best[0]).name / "loop" / "backing_file"
+    if best[0].startswith("/dev/loop") and backing.exists():
+        dirs.append(os.path.dirname(backing.read_text().strip()))
+    return dirs
+
+
+def free_bytes(path: str) -> int:
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
+
+
+def spec_for(owner: Owner, disk: int | None) -> ContainerSpec:
+    labels = gantry_labels(owner.task_id, owner.repo, "agent", owner.label_owner)
+    return ContainerSpec(TEST_BASE_IMAGE, labels, Limits(1.0, 256 * 1024**2, 64, disk=disk))
+
+
+async def test_a_5_gib_write_stops_at_the_disk_limit_and_the_host_keeps_its_space(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    enforcing(docker_client)
+    dirs = backing_dirs(str(docker_client.info()["DockerRootDir"]))
+    before = [free_bytes(d) for d in dirs]
+    async with running(docker_client, spec_for(owner, LIMIT)) as sandbox:
+        result = await sandbox.run(ATTACK, task_log, "agent", 600)
+        during = [free_bytes(d) for d in dirs]
+        # Past the limit every later command that writes fails the same way.
+        again = await sandbox.run("echo more > /workspace/more", task_log, "checks", 60)
+    drops = [b - d for b, d in zip(before, during, strict=True)]
+    print(f"free space drop per filesystem {dict(zip(dirs, drops, strict=True))}")
+    assert not result.ok
+    assert result.disk_full, result
+    assert result.describe() == "failed: disk limit of 512 MiB reached (exit code 1)"
+    assert "[agent] [gantry] disk limit of 512 MiB reached" in task_log.text()
+    assert again.disk_full
+    assert all(drop <= LIMIT + MARGIN for drop in drops), drops
+
+
+async def test_an_ordinary_failure_is_not_blamed_on_the_disk(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    enforcing(docker_client)
+    async with running(docker_client, spec_for(owner, LIMIT)) as sandbox:
+        result = await sandbox.run(
+            "head -c 100000000 /dev/zero > /workspace/some; exit 3", task_log, "checks", 60
+        )
+        attrs = docker_client.api.inspect_container(sandbox.id)
+    assert result.exit_code == 3
+    assert not result.disk_full
+    assert result.describe() == "exit code 3"
+    assert attrs["HostConfig"]["StorageOpt"]["size"].isdigit()
+    assert "NOT enforced" not in task_log.text()
+
+
+async def test_the_limit_holds_after_end_phase(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    enforcing(docker_client)
+    async with running(docker_client, spec_for(owner, LIMIT)) as sandbox:
+        await sandbox.end_phase()
+        result = await sandbox.run(ATTACK, task_log, "checks", 600)
+    assert result.disk_full
+
+
+def test_the_probe_leaves_no_container_behind(docker_client: docker.DockerClient) -> None:
+    support = detect(docker_client, TEST_BASE_IMAGE)
+    assert support.detail
+    left = docker_client.containers.list(all=True, filters={"label": "gantry.kind=disk-probe"})
+    assert left == []
+    assert PROBE_LABELS["gantry.kind"] == "disk-probe"
