@@ -10,16 +10,22 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import aiohttp
+import docker
+import docker.errors
 import gidgethub
+from requests.exceptions import RequestException
 
 from bot.github_app import fetch_app
 from config.errors import SettingsError
-from config.settings import Settings
-from runner.engine import EngineUnavailableError, docker_version
+from config.settings import DEFAULT_IMAGE, Settings
+from runner.disk_limit import FIX as DISK_FIX
+from runner.disk_limit import DiskLimitSupport, DiskProbeError, decide, precheck, probe
+from runner.engine import DOCKER_TIMEOUT_S, EngineUnavailableError, docker_version
 
 OK_MARK = "ok"
 FAIL_MARK = "FAIL"
 SKIP_MARK = "skip"
+WARN_MARK = "warn"
 GITHUB_TIMEOUT_S = 15
 SETTINGS_FIX = "set the GANTRY_* variables in the environment or in .env (see docs/operating.md)"
 
@@ -50,6 +56,11 @@ def skipped(name: str, detail: str) -> CheckResult:
     return CheckResult(name, SKIP_MARK, detail)
 
 
+def warned(name: str, detail: str, fix: str) -> CheckResult:
+    """Works, but not as safely as it should: said with its fix, not counted as a failure."""
+    return CheckResult(name, WARN_MARK, detail, fix)
+
+
 def check_settings(settings: Settings | SettingsError) -> CheckResult:
     """Settings parse and validate."""
     problems = (
@@ -75,6 +86,48 @@ def check_docker() -> CheckResult:
     return passed(
         "docker", f"engine {version.get('Version', '?')} (API {version.get('ApiVersion', '?')})"
     )
+
+
+def disk_limit_result(support: DiskLimitSupport) -> CheckResult:
+    """The doctor's line for the engine's disk-limit support."""
+    if support.enforced:
+        extra = " (the image's own size counts too; Gantry adds it)" if support.counts_image else ""
+        return passed("disk limit", f"enforced: {support.detail}{extra}")
+    return warned(
+        "disk limit",
+        f"NOT enforced: {support.detail}; containers run without resources.disk, so a task "
+        "can fill the engine's disk",
+        DISK_FIX,
+    )
+
+
+def probe_image(client: docker.DockerClient, preferred: str) -> str | None:
+    """A local image to probe with: the default image if present, else any tagged one."""
+    try:
+        client.images.get(preferred)
+        return preferred
+    except docker.errors.ImageNotFound:
+        tags = [tag for image in client.images.list() for tag in image.tags]
+        return tags[0] if tags else None
+
+
+def check_disk_limit(default_image: str) -> CheckResult:
+    """The engine enforces containers' disk limits (`resources.disk`)."""
+    try:
+        client = docker.from_env(timeout=DOCKER_TIMEOUT_S)
+        try:
+            info = client.info()
+            early = precheck(info)
+            if early is not None:
+                return disk_limit_result(early)
+            image = probe_image(client, default_image)
+            if image is None:
+                return skipped("disk limit", "no local image to probe the engine with")
+            return disk_limit_result(decide(info, probe(client, image)))
+        finally:
+            client.close()
+    except (docker.errors.DockerException, RequestException, DiskProbeError) as exc:
+        return skipped("disk limit", f"cannot ask the engine: {exc}")
 
 
 def check_data_dir(data_dir: Path) -> CheckResult:
@@ -145,6 +198,11 @@ async def check_github(settings: Settings) -> CheckResult:
 async def run_checks(settings: Settings | SettingsError) -> list[CheckResult]:
     """Every check, in the order a person would fix them."""
     results = [check_settings(settings), await asyncio.to_thread(check_docker)]
+    if results[-1].failed:
+        results.append(skipped("disk limit", "needs the Docker engine"))
+    else:
+        image = DEFAULT_IMAGE if isinstance(settings, SettingsError) else settings.default_image
+        results.append(await asyncio.to_thread(check_disk_limit, image))
     if isinstance(settings, SettingsError):
         for name in ("data dir", "database", "github"):
             results.append(skipped(name, "needs valid settings"))
@@ -164,5 +222,7 @@ def render(results: list[CheckResult]) -> str:
         if result.fix:
             lines.append(f"       {'':<{width}}  fix: {result.fix}")
     bad = sum(r.failed for r in results)
-    lines.append("all checks passed" if not bad else f"{bad} check(s) failed")
+    warnings = sum(r.status == WARN_MARK for r in results)
+    note = f" ({warnings} warning(s))" if warnings else ""
+    lines.append(f"all checks passed{note}" if not bad else f"{bad} check(s) failed{note}")
     return "\n".join(lines)

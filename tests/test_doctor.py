@@ -12,6 +12,8 @@ from config.settings import Settings, load_settings
 from forge.server import Forge
 from gantry import doctor
 from gantry.cli import main
+from runner.disk_limit import DiskLimitSupport, detect
+from tests.support import TEST_BASE_IMAGE, docker_required
 
 SECRET = "doctor-secret"
 
@@ -92,6 +94,7 @@ async def test_invalid_settings_skip_what_depends_on_them() -> None:
     assert by_name["settings"].failed
     assert by_name["settings"].detail == "GANTRY_X: broken"
     assert {by_name[n].status for n in ("data dir", "database", "github")} == {doctor.SKIP_MARK}
+    assert "disk limit" in by_name
 
 
 def test_render_lists_each_check_and_its_fix() -> None:
@@ -130,7 +133,7 @@ async def test_cli_doctor_passes_on_a_healthy_host(
     monkeypatch.setenv("GANTRY_DATA_DIR", str(tmp_path))
     results = await doctor.run_checks(load_settings(env_file=None))
     text = doctor.render(results)
-    assert text.endswith("all checks passed"), text
+    assert "all checks passed" in text.splitlines()[-1], text
     assert "authenticated as App 'gantry'" in text
 
 
@@ -144,3 +147,38 @@ def test_cli_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
     assert "--no-workers" in capsys.readouterr().out
+
+
+def test_an_unenforced_disk_limit_warns_with_what_to_configure() -> None:
+    result = doctor.disk_limit_result(DiskLimitSupport(False, "overlay2 on extfs: sizes need xfs"))
+    assert result.status == doctor.WARN_MARK
+    assert not result.failed
+    assert "NOT enforced: overlay2 on extfs" in result.detail
+    assert "xfs mounted with pquota" in result.fix
+    assert "docs/operating.md#disk-limit" in result.fix
+    text = doctor.render([doctor.passed("docker", "engine 1"), result])
+    assert "[warn] disk limit" in text
+    assert text.endswith("all checks passed (1 warning(s))")
+    enforced = doctor.disk_limit_result(DiskLimitSupport(True, "btrfs enforces sizes", True))
+    assert enforced.status == doctor.OK_MARK
+    assert "image's own size" in enforced.detail
+
+
+def test_the_disk_limit_check_asks_the_real_engine(docker_client: docker.DockerClient) -> None:
+    result = doctor.check_disk_limit(TEST_BASE_IMAGE)
+    expected = detect(docker_client, TEST_BASE_IMAGE)
+    assert result == doctor.disk_limit_result(expected)
+    if docker_required():
+        # CI's engine comes from scripts/docker-engine, which gives it a quota data root.
+        assert result.status == doctor.OK_MARK, result.detail
+    leftovers = docker_client.containers.list(all=True, filters={"label": "gantry.kind"})
+    assert not [c for c in leftovers if c.labels.get("gantry.kind") == "disk-probe"]
+
+
+def test_the_disk_limit_check_is_skipped_without_an_engine(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    result = doctor.check_disk_limit(TEST_BASE_IMAGE)
+    assert result.status == doctor.SKIP_MARK
+    assert "cannot ask the engine" in result.detail
