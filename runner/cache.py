@@ -14,14 +14,22 @@ import docker
 import docker.errors
 
 from config.repo_config import CONFIG_SCHEMA_VERSION
-from runner.labels import DEFAULT_OWNER, KIND, KIND_CACHE, MANAGED_FILTER, REPO, gantry_labels
+from runner.labels import (
+    DEFAULT_OWNER,
+    KIND,
+    KIND_CACHE,
+    MANAGED_FILTER,
+    OWNER,
+    REPO,
+    gantry_labels,
+)
 from runner.sandbox import engine_call
 
 CACHE_REPOSITORY = "gantry-cache"
 KEY_LABEL = "gantry.cache.key"
 EXPIRES_LABEL = "gantry.cache.expires"
 INPUT_LABEL_PREFIX = "gantry.cache.input."
-KEY_VERSION = "gantry-cache-v1"
+KEY_VERSION = "gantry-cache-v2"
 
 Clock = Callable[[], float]
 
@@ -39,6 +47,8 @@ class CacheInputs:
     schema_version: int = CONFIG_SCHEMA_VERSION
     languages: Mapping[str, str] = field(default_factory=dict)
     extra_ca_digest: str = ""
+    # The deployment: two Gantry instances on one engine never share (or remove) an image.
+    owner: str = DEFAULT_OWNER
 
 
 def _digest(value: object) -> str:
@@ -61,6 +71,7 @@ def cache_key(inputs: CacheInputs) -> str:
             "schema": inputs.schema_version,
             "languages": dict(inputs.languages),
             "ca": inputs.extra_ca_digest,
+            "owner": inputs.owner,
         }
     )
 
@@ -77,7 +88,7 @@ def cache_labels(inputs: CacheInputs, key: str, expires_at: float) -> dict[str, 
         "languages": _digest(dict(inputs.languages)),
         "ca": inputs.extra_ca_digest or "none",
     }
-    labels = gantry_labels("", inputs.repo.lower(), KIND_CACHE)
+    labels = gantry_labels("", inputs.repo.lower(), KIND_CACHE, inputs.owner)
     labels |= {KEY_LABEL: key, EXPIRES_LABEL: str(int(expires_at))}
     return labels | {INPUT_LABEL_PREFIX + name: value for name, value in parts.items()}
 
@@ -112,6 +123,8 @@ class EnvironmentCache:
             image = await engine_call(lambda: self.client.images.get(image_ref(key)))
         except docker.errors.ImageNotFound:
             return None
+        if (image.labels or {}).get(OWNER) != self.owner:
+            return None  # another deployment's (the key has the owner in it: never by chance)
         if is_expired(image.labels, self.clock()):
             await self._remove(image_ref(key))
             return None
@@ -130,7 +143,7 @@ class EnvironmentCache:
 
     async def drop_repo(self, repo: str) -> int:
         """`reset-cache`: remove every cache image of a repository; returns how many."""
-        filters = {"label": [MANAGED_FILTER, f"{KIND}={KIND_CACHE}", f"{REPO}={repo.lower()}"]}
+        filters = {"label": [*self._mine(), f"{REPO}={repo.lower()}"]}
         images = await engine_call(lambda: self.client.images.list(filters=filters))
         for image in images:
             await self._remove(str(image.id))
@@ -138,12 +151,16 @@ class EnvironmentCache:
 
     async def collect_expired(self) -> int:
         """Remove every expired cache image; returns how many."""
-        filters = {"label": [MANAGED_FILTER, f"{KIND}={KIND_CACHE}"]}
+        filters = {"label": self._mine()}
         images = await engine_call(lambda: self.client.images.list(filters=filters))
         expired = [image for image in images if is_expired(image.labels, self.clock())]
         for image in expired:
             await self._remove(str(image.id))
         return len(expired)
+
+    def _mine(self) -> list[str]:
+        """Label filters of this deployment's cache images."""
+        return [MANAGED_FILTER, f"{KIND}={KIND_CACHE}", f"{OWNER}={self.owner}"]
 
     async def _remove(self, ref: str) -> None:
         """Remove an image; one still used by a running container just loses its tag."""

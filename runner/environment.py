@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,19 @@ class EnvironmentRequest:
     languages: Mapping[str, str] = field(default_factory=dict)
     # What `auto_install` detected, for the task log (empty when setup came from elsewhere).
     setup_notes: tuple[str, ...] = ()
+    # The default branch's head, the only code that ever runs with secrets. A task on any
+    # other SHA resumes from the environment built there. None: `sha` is trusted itself (a
+    # task on the default branch's head, or a local run on the operator's own checkout).
+    trusted_sha: str | None = None
+
+    @property
+    def untrusted(self) -> bool:
+        """Whether the task's code is other than the trusted head's."""
+        return self.trusted_sha is not None and self.trusted_sha != self.sha
+
+    def trusted_build(self) -> EnvironmentRequest:
+        """The request of the environment with secrets: the same, at the trusted head."""
+        return dataclasses.replace(self, sha=self.trusted_sha or self.sha, trusted_sha=None)
 
 
 def from_config(
@@ -84,6 +98,7 @@ def from_config(
     sha: str,
     token: str | None,
     ref: str | None = None,
+    trusted_sha: str | None = None,
 ) -> EnvironmentRequest:
     """The environment request of a task from its repository config and command plan."""
     net = config.network
@@ -107,6 +122,7 @@ def from_config(
         cache_ttl_s=config.cache.ttl.total_seconds(),
         languages=dict(config.languages),
         setup_notes=notes,
+        trusted_sha=trusted_sha,
     )
 
 
@@ -164,29 +180,29 @@ class Environments:
             await self.release(environment)
 
     async def prepare(self, request: EnvironmentRequest, log: TaskLog) -> Environment:
-        """Fetch, find or build the cached image, start the agent container, run maintenance."""
+        """Fetch, find or build the trusted image, start the agent container, run maintenance.
+
+        Setup (with secrets) only ever runs at the trusted head; an untrusted SHA is reached
+        by moving the checkout in the agent container, which is never committed."""
         log.add_secrets(s.value.get_secret_value() for s in request.secrets)
         timings: dict[str, float] = {}
         started = time.monotonic()
+        trusted = request.trusted_build()
         fetched = await self.mirrors.ensure(
             request.repo, request.clone_url, request.sha, request.token, request.ref
         )
+        if request.untrusted:
+            await self.mirrors.ensure(request.repo, request.clone_url, trusted.sha, request.token)
+            log.line("setup", f"[gantry] {request.sha} is untrusted: setup runs at {trusted.sha}")
         timings["fetch"] = time.monotonic() - started
-        inputs = await self._inputs(request)
+        inputs = await self._inputs(trusted)
         key = cache_key(inputs)
-        image_id = await self.cache.lookup(key)
-        hit = image_id is not None
-        if image_id is None:
-            async with self.cache.building(key):
-                image_id = await self.cache.lookup(key)
-                hit = image_id is not None
-                if image_id is None:
-                    mark = time.monotonic()
-                    image_id = await self._build(request, inputs, key, fetched.path, log)
-                    timings["setup"] = time.monotonic() - mark
+        image_id, hit = await self._cached_or_built(
+            trusted, inputs, key, fetched.path, log, timings
+        )
         environment = await self._start_agent(request, image_id, key, hit, fetched.path)
         try:
-            if hit:
+            if hit or request.untrusted:
                 mark = time.monotonic()
                 await self._resume(environment, request, log)
                 timings["maintenance"] = time.monotonic() - mark
@@ -195,6 +211,28 @@ class Environments:
             raise
         environment.timings = timings | {"prepare": time.monotonic() - started}
         return environment
+
+    async def _cached_or_built(
+        self,
+        trusted: EnvironmentRequest,
+        inputs: CacheInputs,
+        key: str,
+        mirror: Path,
+        log: TaskLog,
+        timings: dict[str, float],
+    ) -> tuple[str, bool]:
+        """The cached image of a trusted request (built once under the key's lock); a hit?"""
+        image_id = await self.cache.lookup(key)
+        if image_id is not None:
+            return image_id, True
+        async with self.cache.building(key):
+            image_id = await self.cache.lookup(key)
+            if image_id is not None:
+                return image_id, True
+            mark = time.monotonic()
+            image_id = await self._build(trusted, inputs, key, mirror, log)
+            timings["setup"] = time.monotonic() - mark
+            return image_id, False
 
     async def _inputs(self, request: EnvironmentRequest) -> CacheInputs:
         """The cache inputs of a request (the base image by ID, secrets by version)."""
@@ -209,12 +247,17 @@ class Environments:
             schema_version=CONFIG_SCHEMA_VERSION,
             languages=dict(request.languages),
             extra_ca_digest=self.extra_ca.digest if self.extra_ca is not None else "",
+            owner=self.cache.owner,
         )
 
     async def _build(
         self, request: EnvironmentRequest, inputs: CacheInputs, key: str, mirror: Path, log: TaskLog
     ) -> str:
-        """A fresh container: checkout, setup with secrets in its exec only, then a snapshot."""
+        """A fresh container: checkout, setup with secrets in its exec only, then a snapshot.
+
+        Only ever called with a trusted request: the snapshot is shared with later tasks."""
+        if request.untrusted:
+            raise GantryError("refusing to run setup with secrets on untrusted code")
         attachment = await self.networks.attach(
             request.network_setup, request.task_id, request.repo
         )

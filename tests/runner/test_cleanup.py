@@ -99,7 +99,7 @@ async def test_a_container_left_by_a_killed_process_is_removed_at_the_next_start
 async def test_expired_cache_images_are_collected(
     docker_client: docker.DockerClient, owner: Owner, clock: FakeClock
 ) -> None:
-    inputs = CacheInputs(owner.repo, "sha256:base", ("true",), ())
+    inputs = CacheInputs(owner.repo, "sha256:base", ("true",), (), owner=owner.label_owner)
     key = cache_key(inputs)
     container = docker_client.containers.create(TEST_BASE_IMAGE, ["true"])
     try:

@@ -34,7 +34,8 @@ async def output_of(env: Environment, log: TaskLog, command: str) -> list[str]:
     before = len(log.tail(200))
     result = await env.run(command, log, "agent", 60)
     assert result.ok, log.tail(20)
-    return log.tail(200)[before:]
+    # Gantry's own notes (an unenforced disk limit) are not the command's output.
+    return [line for line in log.tail(200)[before:] if not line.startswith("[gantry] ")]
 
 
 async def test_setup_sees_the_secrets_and_the_agent_does_not(
@@ -197,3 +198,54 @@ async def test_a_failing_setup_reports_its_phase_and_leaves_nothing(
         docker_client.containers.list(all=True, filters={"label": f"gantry.task={owner.task_id}"})
         == []
     )
+
+
+TRUSTED_SETUP = "#!/bin/sh\necho trusted-setup\n"
+# A pull request's setup: plant a `git` that would run first in PATH, and leak the secret.
+HOSTILE_SETUP = (
+    "#!/bin/sh\necho hostile-setup\n"
+    "printf '#!/bin/sh\\necho planted\\n' > /usr/local/bin/git; chmod +x /usr/local/bin/git\n"
+    'printf %s "$TOKEN" | rev > /var/tmp/leak\n'
+)
+HOSTILE_MAINTENANCE = '#!/bin/sh\necho "maintenance sees [${TOKEN:-no secret}]"\n'
+
+
+async def test_an_untrusted_sha_resumes_from_setup_at_the_trusted_head(
+    environments: Environments, owner: Owner, origin: Origin, task_log: TaskLog
+) -> None:
+    trusted = await origin.commit({"setup.sh": TRUSTED_SETUP, "maint.sh": "echo ok\n"})
+    files = {"setup.sh": HOSTILE_SETUP, "maint.sh": HOSTILE_MAINTENANCE, "theirs.txt": "pr\n"}
+    untrusted = await origin.forge.commit_files(origin.owner, origin.name, "pr", files)
+    value = "s3cr3t-" + owner.task_id
+    inputs = {
+        "setup": ("sh setup.sh",),
+        "maintenance": ("sh maint.sh",),
+        "secrets": (secret("TOKEN", value),),
+    }
+    request = request_for(owner, origin, untrusted, trusted_sha=trusted, **inputs)
+    probe = "git rev-parse HEAD; cat theirs.txt; ls /usr/local/bin; ls /var/tmp"
+    async with environments.open(request, task_log) as env:
+        lines = await output_of(env, task_log, probe)
+    assert lines == [untrusted, "pr"]  # their code, and nothing their setup would have left
+    text = task_log.text()
+    assert "[setup] trusted-setup" in text
+    assert "hostile-setup" not in text
+    assert "[maintenance] maintenance sees [no secret]" in text
+    # The default branch's next task resumes from the same image: nothing planted in it.
+    later = request_for(owner, origin, trusted, trusted_sha=trusted, **inputs)
+    async with environments.open(later, task_log) as env:
+        assert env.cache_hit
+        assert await output_of(env, task_log, "command -v git; ls /var/tmp") == ["/usr/bin/git"]
+    images = docker.from_env().images.list(filters={"label": f"gantry.repo={owner.repo}"})
+    assert len(images) == 1  # one environment, built at the trusted head
+
+
+def test_the_secret_build_of_an_untrusted_request_is_at_the_trusted_head(
+    owner: Owner, origin: Origin
+) -> None:
+    request = request_for(owner, origin, "b" * 40, trusted_sha="a" * 40)
+    assert request.untrusted
+    build = request.trusted_build()
+    assert (build.sha, build.untrusted) == ("a" * 40, False)
+    assert not request_for(owner, origin, "a" * 40, trusted_sha="a" * 40).untrusted
+    assert not request_for(owner, origin, "a" * 40).untrusted
