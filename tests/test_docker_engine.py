@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
+from pathlib import Path
+
 import docker
 
 from tests.conftest import ContainerFactory
-from tests.support import TEST_BASE_IMAGE
+from tests.support import TEST_BASE_IMAGE, docker_required
 
 
 def test_base_image_runs_a_command(containers: ContainerFactory) -> None:
@@ -32,3 +37,23 @@ def test_base_image_is_local(docker_client: docker.DockerClient) -> None:
     assert image.attrs["Os"] == "linux"
     # Imported from a debootstrapped tree, not pulled: it has no registry digest.
     assert image.attrs.get("RepoDigests") == []
+
+
+def test_the_engine_script_only_checks_once_set_up(docker_client: docker.DockerClient) -> None:
+    script = Path(__file__).resolve().parents[1] / "scripts" / "docker-engine"
+    started = time.monotonic()
+    # Check only: never let a test restart the engine everyone's containers run on.
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"GANTRY_DOCKER_DISK_LIMIT": "0"}
+    done = subprocess.run(
+        ["bash", str(script)], capture_output=True, text=True, timeout=60, env=env
+    )
+    took = time.monotonic() - started
+    print(done.stdout, done.stderr)
+    assert done.returncode == 0, done.stderr
+    assert "starting dockerd" not in done.stdout  # the engine that answers is left running
+    assert took < 10
+    assert docker_client.ping()
+    if docker_required():
+        # CI ran it with CI set: the engine it left behind enforces disk limits.
+        assert "NOT enforced" not in done.stdout + done.stderr
+        assert "cannot enforce" not in done.stdout + done.stderr
