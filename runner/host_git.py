@@ -127,6 +127,7 @@ async def run(
     env: Mapping[str, str] | None = None,
     secret: str | None = None,
     limits: Limits = FETCH,
+    stdin: bytes | None = None,
 ) -> bytes:
     """Run host git in an empty home and working directory; its stdout, or `HostGitError`."""
     needs_prlimit = limits.memory_bytes is not None or limits.file_bytes is not None
@@ -136,13 +137,13 @@ async def run(
         process = await asyncio.create_subprocess_exec(
             *argv,
             cwd=home,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=child_env(home, os.environ.get("PATH", os.defpath), env or {}),
         )
         try:
-            out, err = await asyncio.wait_for(process.communicate(), limits.seconds)
+            out, err = await asyncio.wait_for(process.communicate(stdin), limits.seconds)
         except TimeoutError:
             raise HostGitError(f"git {verb(args)} took longer than {limits.seconds:.0f}s") from None
         finally:

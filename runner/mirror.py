@@ -64,7 +64,7 @@ class Mirrors:
     """The mirrors under a data directory; one fetch at a time per repository."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
+        self.data_dir = data_dir.absolute()  # host git runs in an empty directory of its own
         self._locks: dict[str, asyncio.Lock] = {}
 
     def path(self, repo: str) -> Path:

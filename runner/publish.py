@@ -126,27 +126,26 @@ async def apply_patch(repo: Path, start_sha: str, patch: bytes, max_expanded: in
 
 async def measure(repo: Path, start_sha: str, tree: str) -> AppliedChange:
     """The paths and bytes that differ between the start and the new tree, by host git."""
-    old = await _git(repo, "ls-tree", "-r", "-l", "-z", "--full-tree", f"{start_sha}^{{tree}}")
-    new = await _git(repo, "ls-tree", "-r", "-l", "-z", "--full-tree", tree)
-    return tree_changes(old, new)
+    raw = await _git(repo, "diff-tree", "-r", "-z", "--no-renames", start_sha, tree)
+    entries = raw_entries(raw)
+    blobs = [sha for sha, _ in entries if sha.strip("0")]
+    sizes = b""
+    if blobs:
+        query = "".join(f"{sha}\n" for sha in blobs).encode()
+        check = ["cat-file", "--batch-check=%(objectsize)"]
+        sizes = await host_git.run(check, git_dir=repo, limits=host_git.PATCH_WORK, stdin=query)
+    written = sum(int(line) for line in sizes.splitlines() if line.isdigit())  # not "missing"
+    return AppliedChange(tuple(sorted(path for _, path in entries)), written)
 
 
-def tree_changes(old_listing: str, new_listing: str) -> AppliedChange:
-    """Changed paths (both sides of renames) and the size of every new blob. Pure."""
-    old, new = parse_listing(old_listing), parse_listing(new_listing)
-    changed = {path for path in old.keys() | new.keys() if old.get(path) != new.get(path)}
-    written = sum(new[path][1] for path in changed if path in new)
-    return AppliedChange(tuple(sorted(changed)), written)
-
-
-def parse_listing(listing: str) -> dict[str, tuple[str, int]]:
-    """`ls-tree -r -l -z` as path → (mode and object, size); submodules count 0 bytes."""
-    entries = {}
-    for record in filter(None, listing.split("\0")):
-        meta, _, path = record.partition("\t")
-        mode, _, obj, size = meta.split(maxsplit=3)
-        entries[path] = (f"{mode} {obj}", int(size) if size.strip().isdigit() else 0)
-    return entries
+def raw_entries(raw: str) -> list[tuple[str, str]]:
+    """`diff-tree -r -z --no-renames` as (new object, path) pairs; deletions have zeros. Pure."""
+    fields = raw.split("\0")
+    return [
+        (meta.split()[3], path)
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False)
+        if meta.startswith(":")
+    ]
 
 
 async def applied_change(

@@ -18,10 +18,10 @@ import pytest
 from config.errors import GantryError
 from forge.server import Forge
 from runner import host_git
-from runner.patch_policy import PatchPolicy, PatchRefusedError, check_change
+from runner.patch_policy import AppliedChange, PatchPolicy, PatchRefusedError, check_change
 from runner.publish import applied_change, publish
 from tests.publish.attacks import PeakDisk, children_peak_rss, text_patch, zeros_patch
-from tests.publish.test_publish import publication, setup
+from tests.publish.test_publish import make_patch, publication, setup
 
 GIB = 1024**3
 MIB = 1024**2
@@ -121,3 +121,16 @@ async def test_a_hundred_mebibytes_still_applies_under_the_limits(tmp_path: Path
     await host_git.run(apply, git_dir=repo, limits=host_git.PATCH_WORK)
     listing = await host_git.run(["ls-files", "-s"], git_dir=repo)
     assert listing.decode().endswith("\tzeros.bin\n")
+
+
+async def test_the_host_measures_paths_and_bytes_of_what_it_applied(
+    forge: Forge, tmp_path: Path
+) -> None:
+    mirrors, _, base, _ = await setup(forge, tmp_path)
+    mirror = mirrors.path("octo/hello")
+    patch = make_patch(tmp_path, mirror, base, {"a.txt": "a" * 3000, "README.md": "# hi\n"})
+    change = await applied_change(mirror, base, patch)
+    assert change == AppliedChange(("README.md", "a.txt"), 3000 + 5)
+    limit = PatchPolicy(max_expanded_bytes=3000)
+    with pytest.raises(PatchRefusedError, match="writes 3,005 bytes"):
+        check_change(change, limit)
