@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,11 +15,12 @@ from gidgethub.abc import GitHubAPI
 from bot import task_page
 from bot.progress import GitHubReporter
 from bot.publisher import GitHubPublisher, remote_heads
-from bot.repo_files import default_branch_checkout
+from bot.repo_files import fetch_checkout
 from config.loader import Checkout
 from config.repo_config import ConfigError
 from config.secret_store import SecretStore
 from config.settings import Settings
+from runner.environment import EnvironmentRequest
 from runner.executor import Executor
 from runner.mirror import Mirrors
 from runner.patch_policy import PatchPolicy
@@ -29,6 +31,44 @@ from runner.store import Task, TaskStore
 from runner.tasklog import TaskLog
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrustedHead:
+    """The default branch's head for one task: the only code that runs with secrets.
+
+    Read once, so that the task's source, its config and its environment agree on it."""
+
+    clone_url: str
+    branch: str
+    token: str | None
+    _sha: str | None = None
+
+    async def sha(self) -> str:
+        if self._sha is None:
+            heads = await remote_heads(self.clone_url, self.token)
+            if self.branch not in heads:
+                raise TaskFailedError("prepare", f"the branch {self.branch!r} is gone")
+            self._sha = heads[self.branch]
+        return self._sha
+
+
+class TrustBoundExecutor:
+    """The server's executor with every request bound to the task's trusted head: a task
+    on any other SHA (a pull request's head) gets setup and its secrets only from there."""
+
+    def __init__(self, inner: Executor[Any], trusted: TrustedHead) -> None:
+        self.inner, self.trusted, self.mirrors = inner, trusted, inner.mirrors
+
+    async def prepare(self, request: EnvironmentRequest, tasklog: TaskLog) -> Any:
+        bound = dataclasses.replace(request, trusted_sha=await self.trusted.sha())
+        return await self.inner.prepare(bound, tasklog)
+
+    async def release(self, environment: Any) -> None:
+        await self.inner.release(environment)
+
+    async def blocked_attempts(self, environment: Any) -> list[dict[str, Any]]:
+        return await self.inner.blocked_attempts(environment)
 
 
 @dataclass
@@ -47,33 +87,33 @@ class TaskRunner:
     def log_path(self, task: Task) -> Path:
         return task_page.log_path(self.settings.data_dir, task.id)
 
-    async def source(self, task: Task, token: str | None) -> Source:
+    async def source(self, task: Task, trusted: TrustedHead) -> Source:
         """The SHA to work on: a PR's head, or the default branch's head now."""
         if task.is_pull_request and task.head_sha:
-            # Branches are fetched anyway; a fork's head is then fetched by its SHA.
-            return Source(task.head_sha, None, token)
-        heads = await remote_heads(task.clone_url, token)
-        if task.default_branch not in heads:
-            raise TaskFailedError("prepare", f"the branch {task.default_branch!r} is gone")
-        return Source(heads[task.default_branch], None, token)
+            return Source(task.head_sha, None, trusted.token)
+        return Source(await trusted.sha(), None, trusted.token)
 
     async def earlier(self, task: Task) -> list[Task]:
         """The tasks before this one on its issue or PR (the agent's `rounds`)."""
         return [t for t in await self.store.thread_tasks(task.repo, task.number) if t.id < task.id]
 
-    async def checkout(self, gh: GitHubAPI, task: Task) -> Checkout | ConfigError:
-        """Config and AGENTS.md from the default branch: a PR never changes what runs."""
-        return await default_branch_checkout(gh, task.repo, task.default_branch, self.settings)
+    async def checkout(
+        self, gh: GitHubAPI, task: Task, trusted: TrustedHead
+    ) -> Checkout | ConfigError:
+        """Config, AGENTS.md and the files auto_install reads, all at the trusted head: what
+        runs with secrets never comes from a pull request."""
+        return await fetch_checkout(gh, task.repo, await trusted.sha(), self.settings)
 
     async def __call__(self, task: Task) -> TaskResult:
         gh = self.github(task.installation_id)
         token = await self.token(task.installation_id)
+        trusted = TrustedHead(task.clone_url, task.default_branch, token)
         deps = PipelineDeps(
-            environments=self.environments,
+            environments=TrustBoundExecutor(self.environments, trusted),
             secrets=self.secrets,
             agent_command=self.settings.agent_command,
-            resolve_source=lambda t: self.source(t, token),
-            load_checkout=lambda t, _source: self.checkout(gh, t),
+            resolve_source=lambda t: self.source(t, trusted),
+            load_checkout=lambda t, _source: self.checkout(gh, t, trusted),
             patch_policy=PatchPolicy(allow_workflows=self.settings.allow_workflow_changes),
             earlier_tasks=self.earlier,
         )

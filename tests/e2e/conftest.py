@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest_asyncio
@@ -58,44 +60,58 @@ TEST_REPOS = (f"{OWNER}/{REPO}", f"{OWNER}/second", "local/project")
 
 
 @pytest_asyncio.fixture(autouse=True)
-async def _no_cache_images_left(docker_client: docker.DockerClient) -> AsyncIterator[None]:
-    """Every e2e test leaves no cache image behind (they would live out their 12 h TTL)."""
+async def _no_cache_images_left(
+    docker_client: docker.DockerClient, tmp_path: Path
+) -> AsyncIterator[None]:
+    """Every e2e test leaves no cache image behind (they would live out their 12 h TTL).
+
+    Each deployment owns its images; the tests' deployments keep their data under
+    `tmp_path / "data"`, and only theirs go (other runs on the engine keep theirs)."""
     yield
-    cache = EnvironmentCache(docker_client)
+    owner = deployment_owner(Settings(data_dir=tmp_path / "data").effective_database_url)
+    cache = EnvironmentCache(docker_client, owner=owner)
     for repo in TEST_REPOS:
         await cache.drop_repo(repo)
 
 
-@pytest_asyncio.fixture
-async def live(
-    forge: Forge, tmp_path: Path, docker_client: docker.DockerClient
+@contextlib.asynccontextmanager
+async def running_gantry(
+    forge: Forge, tmp_path: Path, files: Mapping[str, str], **settings: Any
 ) -> AsyncIterator[Gantry]:
+    """The test repository with `files` on its default branch, and a Gantry serving it."""
     source = tmp_path / "source"
-    (source / ".github").mkdir(parents=True)
-    (source / ".github" / "gantry.yml").write_text(CONFIG)
-    (source / "AGENTS.md").write_text(AGENTS)
-    (source / "old.txt").write_text("old\n")
+    for name, text in files.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text(text)
     await forge.create_repo(OWNER, REPO, source)
     creds = forge.register_app("gantry")
     installation_id = forge.install(creds.app_id, OWNER, [REPO])
     forge.set_permission(OWNER, REPO, WRITER, "write")
     issue = forge.create_issue(OWNER, REPO, "Fix the flaky date test", "It fails at midnight.")
-    settings = Settings(
-        github_webhook_secret=SECRET,
-        github_app_id=creds.app_id,
-        github_private_key=creds.private_key_pem,
-        github_api_url=forge.api_url,
-        data_dir=tmp_path / "data",
-        default_image=TEST_BASE_IMAGE,
-        egress_proxy_image=TEST_BASE_IMAGE,
-        public_url="https://gantry.example",
-    )
-    server = TestServer(create_app(settings))
+    values: dict[str, Any] = {
+        "github_webhook_secret": SECRET,
+        "github_app_id": creds.app_id,
+        "github_private_key": creds.private_key_pem,
+        "github_api_url": forge.api_url,
+        "data_dir": tmp_path / "data",
+        "default_image": TEST_BASE_IMAGE,
+        "egress_proxy_image": TEST_BASE_IMAGE,
+        "public_url": "https://gantry.example",
+    }
+    config = Settings(**(values | settings))
+    server = TestServer(create_app(config))
     await server.start_server()
     try:
-        yield Gantry(forge, server, settings, creds, installation_id, issue.number, 0)
+        yield Gantry(forge, server, config, creds, installation_id, issue.number, 0)
     finally:
         await server.close()
+
+
+@pytest_asyncio.fixture
+async def live(forge: Forge, tmp_path: Path) -> AsyncIterator[Gantry]:
+    files = {".github/gantry.yml": CONFIG, "AGENTS.md": AGENTS, "old.txt": "old\n"}
+    async with running_gantry(forge, tmp_path, files) as gantry:
+        yield gantry
 
 
 async def comment_on(
