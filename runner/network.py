@@ -77,9 +77,11 @@ class Attachment:
 
 
 def proxy_env(address: str, port: int = egress.LISTEN_PORT) -> dict[str, str]:
-    """The variables that send HTTP(S) clients through the proxy."""
+    """The variables that send HTTP(S) clients through the proxy (its own address, with the
+    gateway relay, directly)."""
     url = f"http://{address}:{port}"
-    return {name: url for name in PROXY_ENV_NAMES} | {"NO_PROXY": NO_PROXY, "no_proxy": NO_PROXY}
+    direct = f"{NO_PROXY},{address}"
+    return {name: url for name in PROXY_ENV_NAMES} | {"NO_PROXY": direct, "no_proxy": direct}
 
 
 def proxy_command(

@@ -122,6 +122,7 @@ def test_the_proxy_source_fits_in_one_command_line_argument() -> None:
 def test_proxy_env_and_decisions() -> None:
     env = proxy_env("10.1.2.3")
     assert env["HTTPS_PROXY"] == env["http_proxy"] == "http://10.1.2.3:3128"
+    assert env["NO_PROXY"].split(",")[-1] == "10.1.2.3"
     logs = '{"event": "blocked", "target": "x"}\nnoise\n{"event": "ready"}\n[1]\n'
     assert parse_decisions(logs) == [{"event": "blocked", "target": "x"}, {"event": "ready"}]
 
