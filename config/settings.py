@@ -61,9 +61,9 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: AnyHttpUrl = AnyHttpUrl(DEFAULT_ANTHROPIC_BASE_URL)
     # The model gateway listens here; containers reach it at GATEWAY_ADDRESS (default: the
-    # Docker bridge's gateway address, found at start-up). Port 0 picks a free one.
+    # Docker bridge's gateway address, found at start-up). Port 0 (default) picks a free one.
     gateway_host: str | None = None
-    gateway_port: Annotated[int, Field(ge=0, le=65535)] = 8790
+    gateway_port: Annotated[int, Field(ge=0, le=65535)] = 0
     gateway_address: str | None = None
     # Ceilings no repository's `agent.budget` can exceed.
     max_agent_requests: Annotated[int, Field(ge=1)] = 500

@@ -11,10 +11,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from config.agent_choice import AgentChoice, AgentNotAllowedError
 from config.errors import GantryError
 from config.loader import Checkout, CommandPlan
 from config.repo_config import ConfigError, RepoConfig
 from config.secret_store import Secret, SecretStore
+from gateway import Budget, ModelGateway, TaskUsage
+from runner.agent_step import (
+    agent_choice,
+    build_step,
+    failure_reason,
+    provider_keys,
+    usage_line,
+    usage_record,
+)
 from runner.collect import MESSAGE_NAME, PATCH_NAME, collect_script, snapshot_script
 from runner.environment import EnvironmentRequest, PhaseFailedError, from_config
 from runner.executor import Executor, RunningEnvironment
@@ -60,6 +70,8 @@ class Work:
     blocked: tuple[str, ...]
     config: RepoConfig
     base_sha: str
+    # The agent's model usage line (empty when it used no model through the gateway).
+    usage: str = ""
 
 
 class Publisher(Protocol):
@@ -85,6 +97,10 @@ class TaskFailedError(GantryError):
         self.phase, self.reason = phase, reason
 
 
+async def no_usage(task: Task, usage: dict[str, Any]) -> None:
+    """Usage kept nowhere (a local run prints it instead)."""
+
+
 async def no_rounds(task: Task) -> list[Task]:
     """No earlier rounds (a local run has no thread)."""
     return []
@@ -101,6 +117,9 @@ class PipelineDeps:
     load_checkout: Callable[[Task, Source], Awaitable[Checkout | ConfigError]]
     patch_policy: PatchPolicy = field(default_factory=PatchPolicy)
     earlier_tasks: Callable[[Task], Awaitable[list[Task]]] = no_rounds
+    # The model gateway (None: agents get no model route, presets cannot run).
+    gateway: ModelGateway | None = None
+    record_usage: Callable[[Task, dict[str, Any]], Awaitable[None]] = no_usage
 
 
 def task_file(task: Task, sha: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -131,19 +150,13 @@ def describe_blocked(decision: dict[str, Any]) -> str:
     return " ".join(str(decision.get(k, "")) for k in ("method", "target", "reason")).strip()
 
 
-def agent_step(task: Task, config: RepoConfig, server_default: str | None) -> str | None:
-    """The command of the agent phase: `exec`'s, the config's, the server's, or none."""
-    if task.kind == "exec":
-        return task.request
-    return config.agent.command or server_default
-
-
 class Run:
     """One task's run: phases in order, each reported with its timing."""
 
     def __init__(self, task: Task, deps: PipelineDeps, reporter: Reporter, tasklog: TaskLog):
         self.task, self.deps, self.reporter, self.log = task, deps, reporter, tasklog
         self.secrets: tuple[Secret, ...] = ()
+        self.usage_line = ""
 
     async def phase(self, name: str, work: Callable[[], Awaitable[Any]], note: str = "") -> Any:
         """Run a phase, reporting it running, then done or failed, with its time."""
@@ -180,8 +193,11 @@ class Run:
         return source, checkout
 
     async def agent(self, env: Env, config: RepoConfig, sha: str) -> None:
-        command = agent_step(self.task, config, self.deps.agent_command)
-        if command is None:
+        try:
+            choice = agent_choice(self.task, config, self.deps.agent_command)
+        except AgentNotAllowedError as exc:
+            raise TaskFailedError("agent", str(exc)) from None
+        if choice.preset is None and choice.command is None:
             await self.skip("agent", "no agent configured: setup and checks only")
             return
         earlier = [round_of(t) for t in await self.deps.earlier_tasks(self.task)]
@@ -189,14 +205,41 @@ class Run:
         path = f"{env.scratch}/{TASK_FILE_NAME}"
         await env.write_file(path, data)
         variables = {"GANTRY_PROMPT": self.task.request, "GANTRY_TASK_FILE": path}
-        limit = config.timeouts.agent.total_seconds()
+        await self.phase("agent", lambda: self.run_agent(env, config, choice, variables))
 
-        async def go() -> None:
-            result = await env.run(command, self.log, "agent", limit, variables)
-            if not result.ok:
-                raise TaskFailedError("agent", f"the agent {result.describe()}")
+    async def run_agent(
+        self, env: Env, config: RepoConfig, choice: AgentChoice, variables: dict[str, str]
+    ) -> None:
+        """The agent with a gateway token that is valid for exactly this run."""
+        gateway, task_id = self.deps.gateway, str(self.task.id)
+        url = getattr(env, "gateway_url", None)
+        budget = Budget.of(config.agent.budget)
+        token = None
+        if gateway is not None and url is not None:
+            keys = provider_keys(self.deps.secrets.available(self.task.repo))
+            token = gateway.open_task(task_id, budget, keys)
+            budget = budget.capped(gateway.ceilings)
+        usage = None
+        try:
+            step = build_step(choice, url, token)
+            self.log.line("agent", f"[gantry] agent: {step.label}")
+            limit = min(config.timeouts.agent.total_seconds(), budget.seconds)
+            result = await env.run(
+                step.command, self.log, "agent", limit, {**variables, **step.env}
+            )
+        finally:
+            if token is not None and gateway is not None:
+                usage = gateway.close_task(task_id)
+                await self.keep_usage(choice.describe(), usage)
+        reason = failure_reason(usage, result)
+        if reason is not None:
+            raise TaskFailedError("agent", reason)
 
-        await self.phase("agent", go)
+    async def keep_usage(self, label: str, usage: TaskUsage) -> None:
+        """Note the model usage for the reports, the log and the task page."""
+        self.usage_line = usage_line(label, usage)
+        self.log.line("agent", f"[gantry] {self.usage_line}")
+        await self.deps.record_usage(self.task, usage_record(label, usage))
 
     async def checks(
         self, env: Env, checkout: Checkout, changed: list[str], config: RepoConfig
@@ -258,6 +301,7 @@ async def run_task(
             failed_phase=exc.phase,
             reason=exc.reason,
             log_tail="\n".join(tasklog.tail(TAIL_LINES)),
+            usage=run.usage_line,
         )
     except asyncio.CancelledError as exc:
         note = RESTART_NOTE if SHUTDOWN in exc.args else ""
@@ -298,7 +342,7 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
         if released is None:
             await asyncio.shield(run.deps.environments.release(env))
     refused = tuple(describe_blocked(d) for d in decisions)
-    work = Work(patch, message, checks, refused, config, source.sha)
+    work = Work(patch, message, checks, refused, config, source.sha, run.usage_line)
     try:
         return await publish_work(run, publisher, work)
     finally:
@@ -323,6 +367,14 @@ async def publish_work(run: Run, publisher: Publisher, work: Work) -> TaskResult
     """Publish the work, or say there is nothing to publish."""
     if not work.patch.strip():
         await run.skip("publish", "no changes")
-        return TaskResult(Conclusion.NO_CHANGES, checks=work.checks, blocked=work.blocked)
+        return TaskResult(
+            Conclusion.NO_CHANGES, checks=work.checks, blocked=work.blocked, usage=work.usage
+        )
     url = await run.phase("publish", lambda: publisher.publish(work))
-    return TaskResult(Conclusion.PUBLISHED, checks=work.checks, pull_url=url, blocked=work.blocked)
+    return TaskResult(
+        Conclusion.PUBLISHED,
+        checks=work.checks,
+        pull_url=url,
+        blocked=work.blocked,
+        usage=work.usage,
+    )

@@ -61,6 +61,8 @@ class TaskResult:
     log_tail: str = ""
     pull_url: str | None = None
     blocked: tuple[str, ...] = field(default_factory=tuple)
+    # The agent's model usage (`🤖 codex (gpt-5-codex) · model … · 4 requests · …`), if any.
+    usage: str = ""
 
 
 def initial_phases() -> list[Phase]:
