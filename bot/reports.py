@@ -13,6 +13,12 @@ MAX_BODY_CHARS = 60_000  # GitHub refuses bodies over 65,536 characters
 MENTION = re.compile(r"@(?=[A-Za-z0-9])")
 # A zero-width joiner after "@" keeps quoted text from notifying the people it names.
 MENTION_GUARD = "@\u2060"
+# Phases whose log can hold what a secret became (reversed, hex, split): redaction finds
+# only the value itself, so their output is never shown in public, only on the task page.
+SECRET_PHASES = frozenset({"prepare", "environment"})
+# The line the pipeline logs as a phase starts (`Run.phase`): where that phase's own output begins.
+PHASE_START = "[gantry] {phase} started"
+TAIL_WITHHELD = "This phase ran with the repository's secrets: its log is on the task page only."
 
 
 PHASE_MARKS = {
@@ -40,6 +46,18 @@ def tail_lines(text: str, count: int = MAX_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-count:])
 
 
+def public_tail(tail: str, phase: str | None) -> str:
+    """The part of a log tail that may go public: the failed phase's own lines, and nothing
+    of a phase that had secrets (a short tail reaches back into setup's output)."""
+    if phase is None or phase in SECRET_PHASES:
+        return ""
+    lines = tail.splitlines()
+    marker = PHASE_START.format(phase=phase)
+    starts = [n for n, line in enumerate(lines) if line.strip() == marker]
+    # No marker in the tail: the phase began before its first line, so all of it is the phase's.
+    return "\n".join(lines[starts[-1] + 1 :]) if starts else tail
+
+
 def inline_code(text: str) -> str:
     """One line as inline code, safe whatever backticks it holds."""
     flat = " ".join(text.split())
@@ -60,7 +78,7 @@ def check_table(checks: Sequence[CheckOutcome]) -> str:
         rows.append(f"| {mark} | {cell} | {check.origin} | {code} |")
     failures = [
         f"<details><summary>❌ {inline_code(c.command)}</summary>\n\n"
-        f"{fenced(quiet_mentions(tail_lines(c.tail)), 'text')}\n\n</details>"
+        f"{fenced(quiet_mentions(tail_lines(public_tail(c.tail, 'checks'))), 'text')}\n\n</details>"
         for c in checks
         if not c.passed
     ]
@@ -129,8 +147,11 @@ def outcome_text(result: TaskResult) -> str:
         return f"Stopped: {result.reason}." if result.reason else "Cancelled."
     where = f" in the **{result.failed_phase}** phase" if result.failed_phase else ""
     text = f"😕 Failed{where}: {quiet_mentions(result.reason)}"
-    if result.log_tail.strip():
-        text += "\n\n" + fenced(quiet_mentions(tail_lines(result.log_tail)), "text")
+    tail = public_tail(result.log_tail, result.failed_phase)
+    if tail.strip():
+        text += "\n\n" + fenced(quiet_mentions(tail_lines(tail)), "text")
+    elif result.failed_phase in SECRET_PHASES:
+        text += f"\n\n{TAIL_WITHHELD}"
     return text
 
 

@@ -14,6 +14,7 @@ from bot.reports import (
     final_comment,
     pr_body,
     progress_comment,
+    public_tail,
 )
 from runner.results import (
     CheckOutcome,
@@ -107,8 +108,51 @@ def test_final_comments_say_how_the_task_ended() -> None:
     nothing = final_comment(1, phases, TaskResult(Conclusion.NO_CHANGES))
     assert nothing.endswith("changed nothing, so there is no pull request.")
     failed = TaskResult(
-        Conclusion.FAILED, failed_phase="environment", reason="setup exited 2", log_tail="E: @x"
+        Conclusion.FAILED, failed_phase="agent", reason="the agent exited 2", log_tail="E: @x"
     )
     text = final_comment(1, phases, failed)
-    assert "😕 Failed in the **environment** phase: setup exited 2" in text
+    assert "😕 Failed in the **agent** phase: the agent exited 2" in text
     assert text.endswith("```text\nE: @\u2060x\n```")
+
+
+# What setup printed of a secret "hunter2-token": reversed and hex, which redaction cannot see.
+SETUP_LEAK = ["[gantry] environment started", "nekot-2retnuh", "68756e746572322d746f6b656e"]
+
+
+def test_a_failure_in_a_phase_with_secrets_shows_no_log_in_public() -> None:
+    for phase in ("environment", "prepare"):
+        failed = TaskResult(
+            Conclusion.FAILED, failed_phase=phase, reason="`setup` exited 1",
+            log_tail="\n".join(SETUP_LEAK),
+        )  # fmt: skip
+        text = final_comment(1, initial_phases(), failed, "https://g/tasks/1")
+        assert "nekot" not in text
+        assert "68756e" not in text
+        assert "its log is on the task page only" in text
+        assert "[Task log](https://g/tasks/1)" in text
+
+
+def test_a_later_phases_tail_never_reaches_back_into_setup() -> None:
+    tail = [*SETUP_LEAK, "[gantry] environment done in 1.0s", "[gantry] agent started", "boom"]
+    failed = TaskResult(
+        Conclusion.FAILED, failed_phase="agent", reason="the agent exited 1",
+        log_tail="\n".join(tail),
+    )  # fmt: skip
+    text = final_comment(1, initial_phases(), failed)
+    assert text.endswith("```text\nboom\n```")
+    assert "nekot" not in text
+
+
+def test_a_failed_checks_tail_in_the_pr_body_is_the_checks_own() -> None:
+    tail = [*SETUP_LEAK, "[gantry] agent started", "[gantry] checks started", "1 failed"]
+    check = CheckOutcome("pytest -q", "AGENTS.md:3", 1, "\n".join(tail))
+    body = pr_body(PullRequestReport("fix", "alice", "", [check]))
+    assert "1 failed" in body
+    assert "nekot" not in body
+    assert "agent started" not in body
+
+
+def test_a_tail_without_its_phase_start_is_all_the_phases_own() -> None:
+    assert public_tail("a\nb", "agent") == "a\nb"
+    assert public_tail("x\n[gantry] agent started\na", "agent") == "a"
+    assert public_tail("x", None) == ""

@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import docker
 import pytest
 import pytest_asyncio
@@ -162,3 +163,28 @@ async def follow_up_on_the_default_branch(live: Gantry) -> None:
     assert fix == "fixed: fix the flaky date test\n"
     names = await git_show(live.forge, "show", "--name-only", "--format=", head)
     assert names.split() == ["fix.txt"]
+
+
+async def test_a_failed_setups_log_stays_off_github_but_on_the_task_page(
+    forge: Forge, tmp_path: Path
+) -> None:
+    # Redaction knows the value, not what setup made of it: its hex here.
+    leak = "printf %s \"$DEPLOY_TOKEN\" | od -An -tx1 | tr -d ' \\n'; echo; exit 3"
+    files = {".github/gantry.yml": config(None) + f"setup: |\n  {leak}\n"}
+    hexed = SECRET_VALUE.encode().hex()
+    async with running_gantry(forge, tmp_path, files, secrets_file=secrets_file(tmp_path)) as live:
+        await comment_on(live, live.issue_number, "@gantry fix the flaky date test")
+        [task] = await wait_final(live, 1)
+        assert task.state is TaskState.FAILED
+        public = [c["body"] for c in live.forge.comments(OWNER, REPO, live.issue_number)]
+        assert "Failed in the **environment** phase" in public[-1]
+        assert "its log is on the task page only" in public[-1]
+        assert not [body for body in public if hexed in body]
+        link = task_page.signed_url("https://gantry.example", live.settings.webhook_secret, task.id)
+        path = link.removeprefix("https://gantry.example")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(live.server.make_url(path)) as response,
+        ):
+            assert response.status == 200
+            assert hexed in await response.text()
