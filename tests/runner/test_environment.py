@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from config.secret_store import Secret, secret_version
-from runner.cache import image_ref
+from runner.cache import EnvironmentCache, image_ref
 from runner.environment import Environment, Environments, PhaseFailedError
 from runner.tasklog import TaskLog
 from tests.runner.conftest import FakeClock, Origin, Owner, request_for
@@ -249,3 +249,17 @@ def test_the_secret_build_of_an_untrusted_request_is_at_the_trusted_head(
     assert (build.sha, build.untrusted) == ("a" * 40, False)
     assert not request_for(owner, origin, "a" * 40, trusted_sha="a" * 40).untrusted
     assert not request_for(owner, origin, "a" * 40).untrusted
+
+
+async def test_each_deployment_owns_its_cache_images(
+    environments: Environments, owner: Owner, origin: Origin, task_log: TaskLog
+) -> None:
+    request = request_for(owner, origin, origin.first_sha, setup=(COUNT_SETUP,))
+    async with environments.open(request, task_log) as env:
+        key = env.key
+    image = docker.from_env().images.get(image_ref(key))
+    assert image.labels["gantry.owner"] == owner.label_owner
+    other = EnvironmentCache(environments.client, owner="another-deployment")
+    assert await other.lookup(key) is None
+    assert await other.drop_repo(owner.repo) == 0
+    assert await environments.cache.lookup(key) is not None
