@@ -87,10 +87,13 @@ async def test_a_gigabyte_of_zeros_is_refused_before_the_host_writes_it(
     )
     await set_config(live, config)
     await comment_on(live, live.issue_number, "@gantry write zeros")
+    # The host's git runs in this process; its children's peak can only be compared with
+    # what earlier tests of the session left (unbounded, this attack took git to 2.1 GB).
+    rss_bound = max(children_peak_rss(), 300 * MIB)
     with PeakDisk(tmp_path) as disk:
         [task] = await wait_final(live, 1, seconds=300)
     assert task.state is TaskState.FAILED
     assert "expands to 1,07" in progress_of(live)
     assert live.forge.pulls(OWNER, REPO) == []
     assert disk.peak < 50 * MIB
-    assert children_peak_rss() < 300 * MIB
+    assert children_peak_rss() <= rss_bound

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import multiprocessing
 import os
 import resource
 import threading
 import zlib
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 LINE_BYTES = 52  # git's binary hunks carry at most 52 bytes a line
 ZERO_CHUNK = bytes(1 << 20)
@@ -49,6 +54,23 @@ def text_patch(old: str, new: str, body: str = "pwned") -> bytes:
 def children_peak_rss() -> int:
     """The largest resident set of any child process waited for so far, in bytes."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+
+
+def _measured(call: Callable[[], Awaitable[Any]]) -> tuple[str, int]:
+    """In a fresh process: the call's error (or ""), and its children's peak RSS."""
+    try:
+        asyncio.run(call())  # type: ignore[arg-type]
+        error = ""
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    return error, children_peak_rss()
+
+
+async def in_fresh_process(call: Callable[[], Awaitable[Any]]) -> tuple[str, int]:
+    """Run an async call where no earlier child process counts: (its error, children's peak)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return await asyncio.get_running_loop().run_in_executor(pool, _measured, call)
 
 
 def reset_peak_rss() -> None:
