@@ -145,6 +145,10 @@ class Environment:
         """Run an agent or check command in the environment."""
         return await self.sandbox.run(command, log, phase, limit_s, env=dict(env))
 
+    async def end_phase(self) -> None:
+        """Stop whatever the last phase left running (the files stay)."""
+        await self.sandbox.end_phase()
+
     async def write_file(self, path: str, data: bytes) -> None:
         """Put a file into the container (its directories are made as needed)."""
         await self.sandbox.copy_in("/", tar_file(path, data))
