@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import unicodedata
 from collections.abc import Collection
 
 from config.errors import GantryError
+from runner import host_git
+from runner.host_git import HostGitError
 
 SLUG_MAX_CHARS = 40
 FALLBACK_SLUG = "task"
@@ -41,13 +42,9 @@ def branch_name(prefix: str, number: int, title: str, existing: Collection[str])
 
 async def check_ref_format(branch: str) -> None:
     """Ask git itself; refuse what it refuses (`git check-ref-format --branch`)."""
-    proc = await asyncio.create_subprocess_exec(
-        "git",
-        "check-ref-format",
-        "--branch",
-        branch,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    if await proc.wait() != 0 or branch.startswith("-"):
+    if branch.startswith("-"):
         raise BranchNameError(f"not a valid branch name: {branch!r}")
+    try:
+        await host_git.run(["check-ref-format", "--branch", branch])
+    except HostGitError:
+        raise BranchNameError(f"not a valid branch name: {branch!r}") from None

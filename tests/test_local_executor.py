@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
 import subprocess
 from pathlib import Path
 
@@ -10,8 +12,9 @@ import pytest
 
 from config.settings import Settings
 from gantry.local_run import run_local
-from runner.local_executor import WARNING
+from runner.local_executor import WARNING, read_capped
 from runner.local_executor import run_local as run_command
+from runner.patch_policy import PatchRefusedError
 from runner.tasklog import TaskLog
 
 CONFIG = """\
@@ -62,3 +65,33 @@ async def test_local_commands_are_killed_at_their_time_limit(tmp_path: Path) -> 
     assert result.timed_out
     assert result.exit_code is None
     assert "start" in log.text()
+
+
+async def test_what_a_command_leaves_running_ends_with_it(tmp_path: Path) -> None:
+    leak = tmp_path / "leak"
+    log = TaskLog(tmp_path / "log.txt")
+    script = f"(while true; do echo x >> {leak}; sleep 0.05; done) >/dev/null 2>&1 &"
+    result = await run_command(script, str(tmp_path), log, "agent", 30, {})
+    assert result.ok
+    await asyncio.sleep(0.3)
+    size = leak.stat().st_size
+    await asyncio.sleep(0.5)
+    assert leak.stat().st_size == size
+
+
+def test_the_patch_is_read_only_from_a_regular_file(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("host secret")
+    link = tmp_path / "change.patch"
+    link.symlink_to(secret)
+    with pytest.raises(PatchRefusedError, match="not a regular file"):
+        read_capped(link, 1024)
+    fifo = tmp_path / "fifo.patch"
+    os.mkfifo(fifo)
+    with pytest.raises(PatchRefusedError, match="not a regular file"):
+        read_capped(fifo, 1024)
+    big = tmp_path / "big.patch"
+    big.write_bytes(b"x" * 2048)
+    with pytest.raises(PatchRefusedError, match="over the limit"):
+        read_capped(big, 1024)
+    assert read_capped(tmp_path / "absent", 1024) == b""
