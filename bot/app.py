@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,7 +22,13 @@ from bot.permissions import PermissionCache
 from bot.repo_triggers import TriggerCache
 from bot.routing import Dispatch
 from bot.tokens import InstallationTokens
-from bot.webhook import MAX_BODY_BYTES, WebhookRejectedError, check_headers, verify_signature
+from bot.webhook import (
+    MAX_BODY_BYTES,
+    WebhookRejectedError,
+    check_headers,
+    parse_payload,
+    verify_signature,
+)
 from bot.workers import Workers, running_workers
 from config.errors import SettingsError
 from config.settings import Settings
@@ -142,15 +147,7 @@ async def read_delivery(request: web.Request, secret: str) -> sansio.Event:
     except web.HTTPRequestEntityTooLarge:
         raise WebhookRejectedError(413, "payload too large") from None
     verify_signature(secret, body, headers.signature)
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise WebhookRejectedError(400, "body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise WebhookRejectedError(400, "body is not a JSON object")
-    if not isinstance(data.get("action", ""), str):
-        # gidgethub's Router looks the action up in a dict: it must be hashable.
-        raise WebhookRejectedError(400, "action is not a string")
+    data = parse_payload(body)
     return sansio.Event(data, event=headers.event, delivery_id=headers.delivery_id)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from config.loader import Checkout
 from config.repo_config import ConfigError
 from config.secret_store import SecretStore
 from config.settings import Settings
+from gateway import ModelGateway
 from runner.environment import EnvironmentRequest
 from runner.executor import Executor
 from runner.mirror import Mirrors
@@ -83,6 +85,7 @@ class TaskRunner:
     token: Callable[[int], Awaitable[str]]
     slug: str
     store: TaskStore
+    gateway: ModelGateway | None = None
 
     def log_path(self, task: Task) -> Path:
         return task_page.log_path(self.settings.data_dir, task.id)
@@ -116,6 +119,8 @@ class TaskRunner:
             load_checkout=lambda t, _source: self.checkout(gh, t, trusted),
             patch_policy=PatchPolicy(allow_workflows=self.settings.allow_workflow_changes),
             earlier_tasks=self.earlier,
+            gateway=self.gateway,
+            record_usage=self.record_usage,
         )
         reporter = Tee(
             (StoreReporter(self.store, task.id), GitHubReporter(gh, task, self.task_url(task)))
@@ -131,6 +136,10 @@ class TaskRunner:
             return await run_task(task, deps, reporter, publisher, tasklog)
         finally:
             tasklog.close()
+
+    async def record_usage(self, task: Task, usage: dict[str, Any]) -> None:
+        """Keep what the agent spent, for the task page."""
+        await self.store.record_usage(task.id, json.dumps(usage))
 
     def task_url(self, task: Task) -> str | None:
         """The signed link to the task page, when the server knows its public address."""

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import docker
+
 from bot import replies
 from bot.background import Background
 from bot.progress import trigger_of
@@ -16,13 +18,15 @@ from bot.tasks import TaskRunner
 from bot.tokens import InstallationTokens
 from config.secret_store import read_secret_store
 from config.settings import Settings
+from gateway import ModelGateway
 from runner.cache import EnvironmentCache
 from runner.cleanup import sweep_forever
 from runner.environment import Environments
 from runner.executor import Executor
+from runner.model_access import running_gateway
 from runner.queue import TaskQueue
 from runner.retention import prune_forever
-from runner.services import build_executor
+from runner.services import build_executor, engine_client
 from runner.store import Task, TaskState, TaskStore
 from runner.worker import Worker, recover_interrupted
 
@@ -57,6 +61,7 @@ def build_runner(
     tokens: InstallationTokens,
     slug: str,
     store: TaskStore,
+    gateway: ModelGateway | None = None,
 ) -> TaskRunner:
     return TaskRunner(
         settings=settings,
@@ -67,6 +72,7 @@ def build_runner(
         token=tokens.get,
         slug=slug,
         store=store,
+        gateway=gateway,
     )
 
 
@@ -88,11 +94,32 @@ async def running_workers(
     handle: str,
     background: Background,
 ) -> AsyncIterator[Workers]:
+    """The engine client and the model gateway, then the worker on them; all closed after."""
+    client = await asyncio.to_thread(engine_client, settings)
+    try:
+        async with running_gateway(settings, client) as model:
+            executor = build_executor(settings, client, model.route)
+            runner = build_runner(settings, executor, tokens, handle, store, model.gateway)
+            async with serving(runner, tokens, store, queue, client, background) as workers:
+                yield workers
+    finally:
+        if client is not None:
+            await asyncio.to_thread(client.close)
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    runner: TaskRunner,
+    tokens: InstallationTokens,
+    store: TaskStore,
+    queue: TaskQueue,
+    client: docker.DockerClient | None,
+    background: Background,
+) -> AsyncIterator[Workers]:
     """Recover interrupted tasks, start the worker and the periodic sweep; stop both after."""
-    executor, client = await asyncio.to_thread(build_executor, settings)
-    runner = build_runner(settings, executor, tokens, handle, store)
+    settings, executor = runner.settings, runner.environments
     retried, given_up = await recover_interrupted(store, queue)
-    await report_given_up(given_up, tokens, handle, background)
+    await report_given_up(given_up, tokens, runner.slug, background)
     log.info("workers: %d interrupted task(s) retried, %d given up", len(retried), len(given_up))
     worker = Worker(store, queue, runner, settings.max_concurrent_tasks)
     loops = [
@@ -110,5 +137,3 @@ async def running_workers(
             loop.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
         await worker.stop()
-        if client is not None:
-            await asyncio.to_thread(client.close)

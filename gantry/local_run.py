@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import docker
 import docker.errors
@@ -20,11 +20,14 @@ from config.loader import Checkout, read_checkout
 from config.repo_config import ConfigError
 from config.secret_store import read_secret_store
 from config.settings import Settings
+from gateway import ModelGateway
 from runner import host_git
+from runner.executor import Executor
+from runner.model_access import running_gateway
 from runner.pipeline import PipelineDeps, Source, Work, run_task
 from runner.publish import Publication, commit_message, publish, user_identity
 from runner.results import Conclusion, Phase, PhaseStatus, TaskResult
-from runner.services import build_executor
+from runner.services import build_executor, engine_client
 from runner.store import Task, TaskState
 from runner.tasklog import TaskLog
 
@@ -149,42 +152,60 @@ async def run_local(settings: Settings, root: Path, prompt: str, ref: str, out: 
     except host_git.HostGitError as exc:
         print(f"gantry run: {root} at {ref!r}: {exc}", file=out)
         return 2
-    environments, client = await asyncio.to_thread(build_executor, settings)
+    client = await asyncio.to_thread(engine_client, settings)
     try:
-        task = local_task(root, prompt, int(time.time()))
-        checkout: Checkout | ConfigError
-        try:
-            checkout = read_checkout(root, settings)
-        except ConfigError as exc:
-            checkout = exc
-
-        async def load(_task: Task, _source: Source) -> Checkout | ConfigError:
-            return checkout
-
-        async def source(_task: Task) -> Source:
-            return Source(sha, None, None)
-
-        deps = PipelineDeps(
-            environments=environments,
-            secrets=read_secret_store(settings.secrets_file),
-            agent_command=settings.agent_command,
-            resolve_source=source,
-            load_checkout=load,
-        )
-        mirror = environments.mirrors.path(task.repo)
-        publisher = LocalPublisher(root, mirror, prompt, Path.cwd())
-        tasklog = TaskLog(settings.data_dir / "logs" / f"local-{task.id}.log")
-        try:
-            result = await run_task(task, deps, ConsoleReporter(out), publisher, tasklog)
-        finally:
-            tasklog.close()
-        if result.conclusion is Conclusion.PUBLISHED:
-            print(f"\nresult: {result.pull_url}", file=out)
-        print(f"log: {tasklog.path}", file=out)
-        return 0 if result.conclusion in (Conclusion.PUBLISHED, Conclusion.NO_CHANGES) else 1
+        async with running_gateway(settings, client) as model:
+            environments = build_executor(settings, client, model.route)
+            return await run_checkout(settings, environments, model.gateway, root, prompt, sha, out)
     finally:
         if client is not None:
             await asyncio.to_thread(client.close)
+
+
+async def run_checkout(
+    settings: Settings,
+    environments: Executor[Any],
+    gateway: ModelGateway,
+    root: Path,
+    prompt: str,
+    sha: str,
+    out: TextIO,
+) -> int:
+    """The pipeline on a checkout at `sha`, the result left beside it."""
+    task = local_task(root, prompt, int(time.time()))
+    checkout: Checkout | ConfigError
+    try:
+        checkout = read_checkout(root, settings)
+    except ConfigError as exc:
+        checkout = exc
+
+    async def load(_task: Task, _source: Source) -> Checkout | ConfigError:
+        return checkout
+
+    async def source(_task: Task) -> Source:
+        return Source(sha, None, None)
+
+    deps = PipelineDeps(
+        environments=environments,
+        secrets=read_secret_store(settings.secrets_file),
+        agent_command=settings.agent_command,
+        resolve_source=source,
+        load_checkout=load,
+        gateway=gateway,
+    )
+    mirror = environments.mirrors.path(task.repo)
+    publisher = LocalPublisher(root, mirror, prompt, Path.cwd())
+    tasklog = TaskLog(settings.data_dir / "logs" / f"local-{task.id}.log")
+    try:
+        result = await run_task(task, deps, ConsoleReporter(out), publisher, tasklog)
+    finally:
+        tasklog.close()
+    if result.usage:
+        print(result.usage, file=out)
+    if result.conclusion is Conclusion.PUBLISHED:
+        print(f"\nresult: {result.pull_url}", file=out)
+    print(f"log: {tasklog.path}", file=out)
+    return 0 if result.conclusion in (Conclusion.PUBLISHED, Conclusion.NO_CHANGES) else 1
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:

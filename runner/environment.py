@@ -32,6 +32,7 @@ from runner.sandbox import (
     engine_call,
     running,
 )
+from runner.task_ca import TASK_BUNDLE_FILE, TASK_CA_FILE, trust_archive, trust_env, trust_script
 from runner.tasklog import TaskLog
 from runner.workspace import checkout_script, mirror_mount, move_script
 
@@ -115,7 +116,12 @@ def from_config(
         maintenance=tuple(c.text for c in plan.maintenance),
         env=dict(config.env),
         secrets=secrets,
-        limits=Limits(config.resources.cpus, config.resources.memory, config.resources.pids),
+        limits=Limits(
+            config.resources.cpus,
+            config.resources.memory,
+            config.resources.pids,
+            config.resources.disk,
+        ),
         setup_limit_s=config.timeouts.setup.total_seconds(),
         network_setup=NetworkPolicy(net.setup, net.allow, tuple(net.methods or ())),
         network_agent=NetworkPolicy(net.agent, net.allow, tuple(net.methods or ())),
@@ -145,6 +151,11 @@ class Environment:
         """Run an agent or check command in the environment."""
         return await self.sandbox.run(command, log, phase, limit_s, env=dict(env))
 
+    @property
+    def gateway_url(self) -> str | None:
+        """Where the agent reaches the model gateway (None: no gateway runs)."""
+        return self.attachment.gateway_url
+
     async def end_phase(self) -> None:
         """Stop whatever the last phase left running (the files stay)."""
         await self.sandbox.end_phase()
@@ -168,9 +179,12 @@ class Environments:
         cache: EnvironmentCache,
         networks: Networks,
         extra_ca: ExtraCa | None = None,
+        gateway: tuple[str, int] | None = None,
     ) -> None:
         self.client, self.mirrors, self.cache, self.networks = client, mirrors, cache, networks
         self.extra_ca = extra_ca
+        # Where the agent container reaches the model gateway: (address, port) from the bridge.
+        self.gateway = gateway
         # Every container trusts the extra CAs, and package managers are told where they are.
         self.ca_env: dict[str, str] = extra_ca.env() if extra_ca is not None else {}
 
@@ -204,7 +218,7 @@ class Environments:
         image_id, hit = await self._cached_or_built(
             trusted, inputs, key, fetched.path, log, timings
         )
-        environment = await self._start_agent(request, image_id, key, hit, fetched.path)
+        environment = await self._start_agent(request, image_id, key, hit, fetched.path, log)
         try:
             if hit or request.untrusted:
                 mark = time.monotonic()
@@ -275,11 +289,12 @@ class Environments:
             dns=attachment.dns,
             dns_options=attachment.dns_options,
         )
-        env = {**request.env, **self.ca_env, **attachment.env}
+        env = {**request.env, **self.ca_env, **attachment.env, **task_trust_env(attachment)}
         secrets = {s.name: s.value.get_secret_value() for s in request.secrets}
         try:
             async with running(self.client, spec) as sandbox:
                 await self._trust_extra_ca(sandbox, log)
+                await _trust_task_ca(sandbox, attachment, log, "setup")
                 await _must(
                     sandbox, checkout_script(request.sha), log, "checkout", CHECKOUT_LIMIT_S
                 )
@@ -290,6 +305,7 @@ class Environments:
                 for command in request.setup:
                     left = max(deadline - time.monotonic(), 0.001)
                     await _must(sandbox, command, log, "setup", left, env | secrets)
+                await _forget_task_ca(sandbox, attachment, log)
                 labels = self.cache.labels_for(inputs, key, request.cache_ttl_s)
                 return await sandbox.commit(CACHE_REPOSITORY, key, labels)
         finally:
@@ -304,18 +320,25 @@ class Environments:
         log.line("setup", "[gantry] extra CA certificates trusted (GANTRY_EXTRA_CA_CERTS)")
 
     async def _start_agent(
-        self, request: EnvironmentRequest, image_id: str, key: str, hit: bool, mirror: Path
+        self,
+        request: EnvironmentRequest,
+        image_id: str,
+        key: str,
+        hit: bool,
+        mirror: Path,
+        log: TaskLog,
     ) -> Environment:
-        """A fresh container from the image: nothing setup started is running in it."""
+        """A fresh container from the image: nothing setup started is running in it. Its
+        network reaches the model gateway (when one runs), whatever `network.agent` says."""
         attachment = await self.networks.attach(
-            request.network_agent, request.task_id, request.repo
+            request.network_agent, request.task_id, request.repo, gateway=self.gateway
         )
         spec = ContainerSpec(
             image=image_id,
             labels=gantry_labels(request.task_id, request.repo, KIND_AGENT, self.cache.owner),
             limits=request.limits,
             network_mode=attachment.network_mode,
-            env={**request.env, **self.ca_env, **attachment.env},
+            env={**request.env, **self.ca_env, **attachment.env, **task_trust_env(attachment)},
             mounts=(mirror_mount(mirror),),
             dns=attachment.dns,
             dns_options=attachment.dns_options,
@@ -325,7 +348,13 @@ class Environments:
         except BaseException:
             await self.networks.detach(attachment)
             raise
-        return Environment(sandbox, attachment, hit, image_id, key)
+        environment = Environment(sandbox, attachment, hit, image_id, key)
+        try:
+            await _trust_task_ca(sandbox, attachment, log, "environment")
+        except BaseException:
+            await self.release(environment)
+            raise
+        return environment
 
     async def _resume(
         self, environment: Environment, request: EnvironmentRequest, log: TaskLog
@@ -382,3 +411,26 @@ async def _must(
         log.line(phase, f"[gantry] {phase} failed: {result.describe()}")
         raise PhaseFailedError(phase, command, result)
     return result
+
+
+def task_trust_env(attachment: Attachment) -> dict[str, str]:
+    """The variables that make clients trust the task's own CA (only when HTTPS is inspected)."""
+    return trust_env() if attachment.ca_pem is not None else {}
+
+
+async def _trust_task_ca(
+    sandbox: Sandbox, attachment: Attachment, log: TaskLog, phase: str
+) -> None:
+    """Add the task's CA (issued for `network.methods` over HTTPS) to the container's bundle."""
+    if attachment.ca_pem is None:
+        return
+    await sandbox.copy_in("/", trust_archive(attachment.ca_pem))
+    await _must(sandbox, trust_script(), log, phase, CHECKOUT_LIMIT_S)
+    log.line(phase, "[gantry] HTTPS methods are checked: this task's own CA is trusted")
+
+
+async def _forget_task_ca(sandbox: Sandbox, attachment: Attachment, log: TaskLog) -> None:
+    """Remove the setup task's CA before the snapshot: no later task trusts it."""
+    if attachment.ca_pem is None:
+        return
+    await _must(sandbox, f"rm -f {TASK_CA_FILE} {TASK_BUNDLE_FILE}", log, "setup", 60.0)

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import time
 from collections.abc import Mapping
@@ -42,6 +43,8 @@ class LocalEnvironment:
 
     root: Path
     task_env: Mapping[str, str]
+    # The model gateway on this host's loopback (None: no gateway runs).
+    gateway_url: str | None = None
 
     @property
     def workspace(self) -> str:
@@ -59,6 +62,9 @@ class LocalEnvironment:
             command, self.workspace, log, phase, limit_s, {**self.task_env, **env}
         )
 
+    async def end_phase(self) -> None:
+        """Nothing to stop: every command ran in its own process group, killed at its end."""
+
     async def write_file(self, path: str, data: bytes) -> None:
         target = Path(path)
         await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
@@ -69,13 +75,23 @@ class LocalEnvironment:
 
 
 def read_capped(path: Path, max_bytes: int) -> bytes:
-    """A file's bytes (empty when absent), refused when larger than `max_bytes`."""
-    if not path.is_file():
+    """A regular file's bytes (empty when absent), never following a link, capped."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
         return b""
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise PatchRefusedError(too_big(size, max_bytes))
-    return path.read_bytes()
+    except OSError as exc:  # a symlink (ELOOP) or worse: never read through it
+        raise PatchRefusedError(f"{path.name} is not a regular file ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise PatchRefusedError(f"{path.name} is not a regular file")
+        if info.st_size > max_bytes:
+            raise PatchRefusedError(too_big(info.st_size, max_bytes))
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PatchRefusedError(too_big(len(data), max_bytes))
+    return data
 
 
 def base_env() -> dict[str, str]:
@@ -112,14 +128,17 @@ async def run_local(
             os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
         raise
+    # What the command left running in the background ends with it, as in a container.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
     return ExecResult(proc.returncode, False, False, time.monotonic() - started)
 
 
 class LocalExecutor:
     """Prepares environments as temporary clones of the mirror on this host."""
 
-    def __init__(self, mirrors: Mirrors, work_dir: Path) -> None:
-        self.mirrors, self.work_dir = mirrors, work_dir
+    def __init__(self, mirrors: Mirrors, work_dir: Path, gateway_url: str | None = None) -> None:
+        self.mirrors, self.work_dir, self.gateway_url = mirrors, work_dir, gateway_url
 
     async def prepare(self, request: EnvironmentRequest, tasklog: TaskLog) -> LocalEnvironment:
         """Clone at the SHA, then run setup with its secrets (and, uncached, every time)."""
@@ -131,13 +150,16 @@ class LocalExecutor:
         )
         self.work_dir.mkdir(parents=True, exist_ok=True)
         root = Path(tempfile.mkdtemp(prefix="task-", dir=self.work_dir))
-        env = LocalEnvironment(root, dict(request.env))
+        env = LocalEnvironment(root, dict(request.env), self.gateway_url)
         try:
             await git(None, ["clone", "--quiet", "--shared", str(fetched.path), env.workspace],
                       {}, None)  # fmt: skip
             checkout = [f"--work-tree={env.workspace}", "checkout", "--quiet", "--detach"]
             await git(Path(env.workspace) / ".git", [*checkout, request.sha], {}, None)
             secrets = {s.name: s.value.get_secret_value() for s in request.secrets}
+            if request.untrusted:  # secrets only ever run with the default branch's code
+                tasklog.line("setup", f"[gantry] {request.sha} is untrusted: setup without secrets")
+                secrets = {}
             for command in request.setup:
                 result = await env.run(command, tasklog, "setup", request.setup_limit_s, secrets)
                 if not result.ok:

@@ -331,9 +331,13 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
     released: asyncio.Task[None] | None = None
     try:
         await run.agent(env, config, source.sha)
+        # Nothing the agent left running writes on during the checks, nor the checks' during
+        # collect: each phase ends with every process it started.
+        await env.end_phase()
         checks = await run.phase(
             "checks", lambda: run.changes_and_checks(env, checkout, config, source.sha)
         )
+        await env.end_phase()
         patch, message = await run.phase("collect", lambda: run.collect(env, source.sha))
         decisions = await run.deps.environments.blocked_attempts(env)
         # The container goes while the work is published: nothing needs it any more.

@@ -21,17 +21,28 @@ from runner.network import Networks
 log = logging.getLogger(__name__)
 
 
-def build_executor(settings: Settings) -> tuple[Executor[Any], docker.DockerClient | None]:
-    """The configured executor, and the Docker client it holds (None for `local`)."""
-    if settings.executor == "local":
+Route = tuple[str, int]
+
+
+def engine_client(settings: Settings) -> docker.DockerClient | None:
+    """The Docker client of the `docker` executor (None for `local`)."""
+    return docker.from_env() if settings.executor == "docker" else None
+
+
+def build_executor(
+    settings: Settings, client: docker.DockerClient | None, gateway: Route | None = None
+) -> Executor[Any]:
+    """The configured executor; `gateway` is where its sandboxes reach the model gateway."""
+    if client is None:
         log.warning(LOCAL_WARNING)
-        executor = LocalExecutor(Mirrors(settings.data_dir), settings.data_dir / "local")
-        return executor, None
-    client = docker.from_env()
-    return build_environments(settings, client), client
+        url = f"http://{gateway[0]}:{gateway[1]}" if gateway is not None else None
+        return LocalExecutor(Mirrors(settings.data_dir), settings.data_dir / "local", url)
+    return build_environments(settings, client, gateway)
 
 
-def build_environments(settings: Settings, client: docker.DockerClient) -> Environments:
+def build_environments(
+    settings: Settings, client: docker.DockerClient, gateway: Route | None = None
+) -> Environments:
     """Mirrors under `DATA_DIR`, the image cache and the networks, all labelled with this
     deployment's owner so that its sweeps never touch another deployment's objects."""
     owner = deployment_owner(settings.effective_database_url)
@@ -40,4 +51,4 @@ def build_environments(settings: Settings, client: docker.DockerClient) -> Envir
     proxy_image = settings.egress_proxy_image or settings.default_image
     networks = Networks(client, proxy_image=proxy_image, owner=owner)
     extra_ca = load_extra_ca(settings.extra_ca_certs) if settings.extra_ca_certs else None
-    return Environments(client, mirrors, cache, networks, extra_ca)
+    return Environments(client, mirrors, cache, networks, extra_ca, gateway)
