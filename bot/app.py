@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -206,7 +207,8 @@ async def task_view(request: web.Request) -> web.Response:
         )
     )
     phases = await services.store.phases(task_id)
-    body = task_page.render(task, phases, log_text, patch)
+    usage = await services.store.usage(task_id)
+    body = task_page.render(task, phases, log_text, patch, json.loads(usage) if usage else None)
     return web.Response(text=body, content_type="text/html")
 
 

@@ -15,6 +15,7 @@ from bot.permissions import PermissionCache, reaches
 from bot.pull_requests import PullHead, fetch_head
 from bot.repo_triggers import TriggerCache
 from bot.triggers import Trigger, is_from_a_bot
+from config.agent_choice import AgentNotAllowedError, choose_agent
 from config.errors import GantryError
 from config.hidden_text import strip_hidden
 from config.repo_config import TriggersConfig
@@ -138,9 +139,24 @@ class Intake:
                 self.background.spawn(replies.comment(gh, trigger, text), "refusal reply")
             return Outcome.REFUSED
         if command.kind in (Kind.REQUEST, Kind.EXEC):
+            refused = await self.agent_refusal(gh, trigger, command)
+            if refused is not None:
+                self.background.spawn(replies.comment(gh, trigger, refused), "agent reply")
+                return Outcome.REFUSED
             task = await self.enqueue(gh, trigger, command, delivery_id, head)
             return Outcome.QUEUED if task is not None else Outcome.REFUSED
         return await self.subcommand(gh, config, trigger, command, delivery_id)
+
+    async def agent_refusal(self, gh: GitHubAPI, trigger: Trigger, command: Command) -> str | None:
+        """The reply to an agent or model pick the repository does not allow (None: allowed)."""
+        if command.agent is None and command.model is None:
+            return None
+        agent = await self.triggers.agent(gh, trigger.repo, trigger.default_branch)
+        try:
+            choose_agent(agent, command.agent, command.model)
+        except AgentNotAllowedError as exc:
+            return f"Sorry @{trigger.author}, {exc}. No task was started."
+        return None
 
     async def enqueue(
         self,
@@ -180,7 +196,7 @@ class Intake:
         """help, status, cancel, retry, reset-cache."""
         latest = await self.store.latest_for_thread(trigger.repo, trigger.number)
         if command.kind is Kind.RETRY and latest is not None:
-            retried = Command(Kind(latest.kind), latest.request)
+            retried = Command(Kind(latest.kind), latest.request, latest.agent, latest.model)
             task = await self.enqueue(gh, trigger, retried, delivery_id)
             if task is None:
                 return Outcome.REFUSED
@@ -218,4 +234,6 @@ def new_task(trigger: Trigger, command: Command, head: PullHead | None) -> NewTa
         head_ref=head.ref if head is not None else None,
         head_sha=head.sha if head is not None else None,
         thread_body=strip_hidden(trigger.thread_body),
+        agent=command.agent,
+        model=command.model,
     )

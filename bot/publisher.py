@@ -156,6 +156,7 @@ class GitHubPublisher:
             blocked=work.blocked,
             closes=None if self.task.is_pull_request else self.task.number,
             task_url=self.task_url,
+            usage=work.usage,
         )
         pull = await open_pull(
             self.gh,

@@ -102,6 +102,7 @@ class PullRequestReport:
     blocked: Sequence[str] = ()
     closes: int | None = None
     task_url: str | None = None
+    usage: str = ""
 
 
 def pr_body(report: PullRequestReport) -> str:
@@ -112,6 +113,8 @@ def pr_body(report: PullRequestReport) -> str:
         f"### What changed\n\n{quiet_mentions(report.summary).strip() or 'See the diff.'}",
         f"### Checks\n\n{check_table(report.checks)}",
     ]
+    if report.usage:
+        parts.append(quiet_mentions(report.usage))
     if report.blocked:
         blocked = "\n".join(f"- {inline_code(item)}" for item in report.blocked)
         parts.append(f"### Blocked network attempts\n\n{blocked}")
@@ -158,5 +161,6 @@ def outcome_text(result: TaskResult) -> str:
 def final_comment(
     task_id: int, phases: Sequence[Phase], result: TaskResult, task_url: str | None = None
 ) -> str:
-    """The progress comment once the task has ended."""
-    return clip(f"{progress_comment(task_id, phases, task_url)}\n\n{outcome_text(result)}")
+    """The progress comment once the task has ended (with the agent's model usage, if any)."""
+    usage = f"\n\n{quiet_mentions(result.usage)}" if result.usage else ""
+    return clip(f"{progress_comment(task_id, phases, task_url)}{usage}\n\n{outcome_text(result)}")

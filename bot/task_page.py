@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import html
 from pathlib import Path
+from typing import Any
 
 from runner.results import Phase
 from runner.store import ACTIVE_STATES, Task
@@ -52,7 +53,41 @@ def read_tail(path: Path, limit: int = MAX_SHOWN_BYTES) -> str:
         return handle.read().decode("utf-8", "replace")
 
 
-def render(task: Task, phases: list[Phase], log: str, patch: str) -> str:
+def usage_section(usage: dict[str, Any] | None) -> str:
+    """Model usage and the agent's session (requests and answers, redacted by the gateway)."""
+    if not usage:
+        return ""
+    notes = [usage.get("line"), usage.get("budget_message"), usage.get("provider_error")]
+    notes += list(usage.get("errors") or [])[:20]
+    listed = "".join(f"<li>{html.escape(str(n))}</li>" for n in notes if n)
+    turns = "".join(exchange_html(n, e) for n, e in enumerate(usage.get("exchanges") or [], 1))
+    dropped = int(usage.get("exchanges_dropped") or 0)
+    more = f"<p>({dropped} earlier exchanges not kept)</p>" if dropped else ""
+    return (
+        f"<h2>Model usage</h2><ul>{listed}</ul>"
+        f"<h2>Agent session</h2>{more}{turns or '<p>(no model requests)</p>'}"
+    )
+
+
+def exchange_html(number: int, exchange: dict[str, Any]) -> str:
+    """One request and its answer."""
+    head = (
+        f"{number}. {exchange.get('provider')} {exchange.get('model') or ''} → "
+        f"{exchange.get('status')} ({exchange.get('input_tokens')} in / "
+        f"{exchange.get('output_tokens')} out)"
+    )
+    tools = "\n".join(str(t) for t in exchange.get("tool_calls") or [])
+    parts = [("request", exchange.get("request")), ("answer", exchange.get("answer"))]
+    parts.append(("tool calls", tools))
+    body = "".join(
+        f"<p>{label}:</p><pre>{html.escape(str(text))}</pre>" for label, text in parts if text
+    )
+    return f"<h3>{html.escape(head)}</h3>{body}"
+
+
+def render(
+    task: Task, phases: list[Phase], log: str, patch: str, usage: dict[str, Any] | None = None
+) -> str:
     """The page; every piece of text from a task is escaped."""
     rows = "".join(
         f"<tr><td>{html.escape(p.name)}</td><td>{html.escape(p.status.value)}</td>"
@@ -69,6 +104,7 @@ def render(task: Task, phases: list[Phase], log: str, patch: str) -> str:
         f"Requested by @{html.escape(task.requester)}:</p>"
         f"<pre>{html.escape(task.request)}</pre>"
         f"<h2>Phases</h2><table><tr><th>phase</th><th>status</th><th>time</th><th></th></tr>"
-        f"{rows}</table><h2>Log</h2><pre>{html.escape(log) or '(empty)'}</pre>"
+        f"{rows}</table>{usage_section(usage)}"
+        f"<h2>Log</h2><pre>{html.escape(log) or '(empty)'}</pre>"
         f"<h2>Diff</h2><pre>{html.escape(patch) or '(none)'}</pre></body></html>"
     )

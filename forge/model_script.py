@@ -36,6 +36,13 @@ class Script:
     path: str = DEFAULT_PATH
     content: str = DEFAULT_CONTENT
     answer: str = DEFAULT_ANSWER
+    # A shell command the tool call runs after the edit (a probe, in tests); shell tools only.
+    then: str | None = None
+
+    def shell_command(self) -> str:
+        """The shell command of the scripted tool call."""
+        edit = shell_edit(self.path, self.content)
+        return f"{edit} && {self.then}" if self.then else edit
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,7 @@ def _iter_tools(
 def openai_tool_call(body: Mapping[str, Any], script: Script) -> ToolCall:
     """The edit as a call of the best shell-like tool Codex offered (or apply_patch)."""
     offered = openai_tools(body)
-    command = shell_edit(script.path, script.content)
+    command = script.shell_command()
     for name in OPENAI_SHELL_TOOLS:
         if name not in offered:
             continue
@@ -187,7 +194,7 @@ def anthropic_tool_call(body: Mapping[str, Any], script: Script) -> ToolCall:
     """The edit as Claude Code's Bash tool, or its Write tool with an absolute path."""
     names = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
     if "Bash" in names:
-        command = shell_edit(script.path, script.content)
+        command = script.shell_command()
         arguments = {"command": command, "description": "Write the scripted file"}
         return ToolCall("Bash", json.dumps(arguments))
     if "Write" in names:
