@@ -709,15 +709,16 @@ def upstream_context(extra_ca: str | None) -> ssl.SSLContext:
 
 
 async def serve(options: Options, tls: Tls) -> None:
-    """Listen (the proxy port and every relay port) until killed."""
-    servers = [
-        await asyncio.start_server(
+    """Listen (the proxy port, unless it is 0, and every relay port) until killed."""
+    servers = []
+    if options.port:
+        proxy = await asyncio.start_server(
             lambda r, w: handle(options.policy, tls, r, w),
             LISTEN_ADDRESS,
             options.port,
             limit=MAX_HEAD_BYTES,
         )
-    ]
+        servers.append(proxy)
     for listen, address, port in options.relays:
         servers.append(
             await asyncio.start_server(relay_to((address, port)), LISTEN_ADDRESS, listen)

@@ -91,10 +91,12 @@ def proxy_command(
 ) -> list[str]:
     """The proxy's command line (`mapped`: name → address:port, for tests).
 
-    Only `limited` passes an allow list: under `off` the proxy refuses every request and only
-    relays to the gateway, whatever the config lists for other phases.
+    Only `limited` runs the proxy with an allow list: under `off` only the relay to the
+    gateway listens, whatever the config lists for other phases.
     """
-    command = ["python3", "-c", proxy_source(), "--port", str(egress.LISTEN_PORT)]
+    # Under `off` nothing listens but the relay: no proxy port answers at all.
+    port = egress.LISTEN_PORT if policy.mode == "limited" else 0
+    command = ["python3", "-c", proxy_source(), "--port", str(port)]
     if policy.mode == "limited":
         command += [arg for domain in policy.allow for arg in ("--allow", domain)]
         command += [arg for method in policy.methods for arg in ("--method", method)]

@@ -238,7 +238,7 @@ async def test_off_with_a_gateway_reaches_the_gateway_and_nothing_else(
     assert answers == {
         "other": "error",
         "other_http": "error",
-        "via_proxy": "403",
+        "via_proxy": "error",
         "internet": "error",
         "proxy_env": "unset",
     }
