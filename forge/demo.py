@@ -4,8 +4,9 @@ Starts the GitHub stand-in and `gantry serve`, makes a sample repository with an
 and a `.github/gantry.yml`, posts a signed `@gantry` comment on an issue, waits for the pull
 request and prints it: title, body (with the check table) and diff.
 
-The sample's agent is a tiny script in the sample repository, so the demo needs no model or
-API key; point `agent.command` at a real agent (codex, aider, …) to use one.
+With a Docker engine the sample's agent is the real Codex CLI (the `codex` preset, in the
+agents image), driven by the model stand-in through Gantry's model gateway: no key, no network.
+Without one (`EXECUTOR=local`) it is a tiny script in the sample repository.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -22,6 +24,8 @@ from pathlib import Path
 
 from forge import git_repo
 from forge.localnet import answers, free_port
+from forge.model_script import Script
+from forge.models import ModelStandIn
 from forge.server import Forge
 from runner.engine import EngineUnavailableError, docker_version
 from runner.local_executor import WARNING as LOCAL_WARNING
@@ -75,14 +79,35 @@ FILES = {
 }
 
 
-def config(image: str) -> str:
+FAREWELL = (
+    "def greet(name):\n    return f'Hello, {name}!'\n\n\n"
+    "def farewell(name):\n    return f'Goodbye, {name}!'\n"
+)
+FAREWELL_TEST = (
+    "\n\nclass FarewellTest(unittest.TestCase):\n"
+    "    def test_farewell(self):\n"
+    "        self.assertEqual(hello.farewell('Ada'), 'Goodbye, Ada!')\n"
+)
+# What the model stand-in's scripted turn does: rewrite hello.py, then append the test.
+MODEL_SCRIPT = Script(
+    path="hello.py",
+    content=FAREWELL,
+    then=f"printf '%s' {shlex.quote(FAREWELL_TEST)} >> test_hello.py",
+    answer="Added farewell() next to greet(), with a test.",
+)
+DEMO_KEY = "sk-demo-operator-key"
+
+
+def config(image: str, preset: bool) -> str:
+    agent = (
+        "{preset: codex, model: gpt-5-codex}" if preset else "{command: python3 .gantry/agent.py}"
+    )
     return textwrap.dedent(
         f"""\
         image: {image}
-        agent:
-          command: python3 .gantry/agent.py
+        agent: {agent}
         network: {{setup: off, agent: off}}
-        resources: {{cpus: 1, memory: 1g, pids: 256}}
+        resources: {{cpus: 1, memory: 2g, pids: 512}}
         pull_request: {{labels: [gantry, demo]}}
         """
     )
@@ -92,9 +117,9 @@ def say(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
-def make_sample(root: Path, image: str) -> Path:
+def make_sample(root: Path, image: str, preset: bool) -> Path:
     source = root / "sample"
-    for name, text in {**FILES, ".github/gantry.yml": config(image)}.items():
+    for name, text in {**FILES, ".github/gantry.yml": config(image, preset)}.items():
         path = source / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -112,9 +137,19 @@ def executor() -> str:
 
 
 def start_gantry(
-    forge: Forge, app_id: int, key: Path, data: Path, port: int, image: str
+    forge: Forge,
+    app_id: int,
+    key: Path,
+    data: Path,
+    port: int,
+    image: str,
+    run: tuple[str, str],
 ) -> subprocess.Popen[bytes]:
+    """`gantry serve` with the stand-ins: (executor, model stand-in URL) in `run`."""
+    mode, model = run
     env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")} | {
+        "GANTRY_OPENAI_BASE_URL": f"{model}/v1",
+        "GANTRY_OPENAI_API_KEY": DEMO_KEY,
         "GANTRY_GITHUB_WEBHOOK_SECRET": SECRET,
         "GANTRY_GITHUB_APP_ID": str(app_id),
         "GANTRY_GITHUB_PRIVATE_KEY_PATH": str(key),
@@ -122,7 +157,7 @@ def start_gantry(
         "GANTRY_DATA_DIR": str(data),
         "GANTRY_DEFAULT_IMAGE": image,
         "GANTRY_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "GANTRY_EXECUTOR": executor(),
+        "GANTRY_EXECUTOR": mode,
     }
     command = [sys.executable, "-m", "gantry", "serve", "--port", str(port)]
     return subprocess.Popen(command, env=env, stdout=sys.stdout, stderr=sys.stderr)
@@ -162,12 +197,19 @@ async def show(forge: Forge, issue: int) -> None:
     print(bot[-1]["body"] if bot else "(none)")
 
 
-async def demo(image: str, seconds: float) -> None:
+async def demo(image: str, agents_image: str, seconds: float) -> None:
     work = Path(tempfile.mkdtemp(prefix="gantry-demo-"))
+    mode = executor()
+    preset = mode == "docker"
     forge = Forge(work / "forge")
     await forge.start()
+    model = ModelStandIn(MODEL_SCRIPT, expected_key=DEMO_KEY)
+    await model.start()
     say(f"GitHub stand-in at {forge.base_url} (REST under {forge.api_url})")
-    await forge.create_repo(OWNER, REPO, make_sample(work, image))
+    if preset:
+        say(f"Model stand-in at {model.url()}: the agent is the real Codex CLI ({agents_image})")
+        image = agents_image
+    await forge.create_repo(OWNER, REPO, make_sample(work, image, preset))
     creds = forge.register_app("gantry")
     installation = forge.install(creds.app_id, OWNER, [REPO])
     forge.set_permission(OWNER, REPO, USER, "write")
@@ -177,7 +219,7 @@ async def demo(image: str, seconds: float) -> None:
     key.chmod(0o600)
     port = free_port()
     say(f"gantry serve on port {port} (App id {creds.app_id}, data in {work / 'data'})")
-    gantry = start_gantry(forge, creds.app_id, key, work / "data", port, image)
+    gantry = start_gantry(forge, creds.app_id, key, work / "data", port, image, (mode, model.url()))
     try:
         await wait_ready(f"http://127.0.0.1:{port}/healthz")
         say(f'{USER} comments on issue #{issue.number}: "{REQUEST}"')
@@ -198,9 +240,17 @@ async def demo(image: str, seconds: float) -> None:
         print(f"signed delivery answered {status}")
         await wait_for_pull(forge, issue.number, seconds)
         await show(forge, issue.number)
+        if preset:
+            asked = model.model_requests()
+            keys = {r.api_key for r in asked} == {DEMO_KEY}
+            say(
+                f"The model stand-in answered {len(asked)} request(s) from Codex, each carrying "
+                f"the operator's key ({'yes' if keys else 'NO'}); only the gateway held it"
+            )
     finally:
         gantry.terminate()
         gantry.wait(timeout=30)
+        await model.close()
         await forge.close()
     violations = forge.take_violations()
     if violations:
@@ -211,9 +261,10 @@ async def demo(image: str, seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--image", default="gantry-test-base:bookworm")
+    parser.add_argument("--agents-image", default="gantry-agents:ci")
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
-    asyncio.run(demo(args.image, args.timeout))
+    asyncio.run(demo(args.image, args.agents_image, args.timeout))
 
 
 if __name__ == "__main__":
