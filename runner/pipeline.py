@@ -236,9 +236,12 @@ class Run:
             raise TaskFailedError("agent", reason)
 
     async def keep_usage(self, label: str, usage: TaskUsage) -> None:
-        """Note the model usage for the reports, the log and the task page."""
-        self.usage_line = usage_line(label, usage)
-        self.log.line("agent", f"[gantry] {self.usage_line}")
+        """Note the model usage for the reports (if the agent used a model at all), the log
+        and the task page."""
+        line = usage_line(label, usage)
+        self.log.line("agent", f"[gantry] {line}")
+        if usage.requests:
+            self.usage_line = line
         await self.deps.record_usage(self.task, usage_record(label, usage))
 
     async def checks(
