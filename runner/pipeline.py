@@ -9,7 +9,7 @@ import shlex
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from config.agent_choice import AgentChoice, AgentNotAllowedError
 from config.errors import GantryError
@@ -43,6 +43,7 @@ from runner.store import Task
 from runner.tasklog import TaskLog
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 Env = RunningEnvironment
 TASK_FILE_NAME = "task.json"
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -157,6 +158,8 @@ class Run:
         self.task, self.deps, self.reporter, self.log = task, deps, reporter, tasklog
         self.secrets: tuple[Secret, ...] = ()
         self.usage_line = ""
+        # Set once the work is published (or found empty): from then on the task is over.
+        self.outcome: TaskResult | None = None
 
     async def phase(self, name: str, work: Callable[[], Awaitable[Any]], note: str = "") -> Any:
         """Run a phase, reporting it running, then done or failed, with its time."""
@@ -294,7 +297,9 @@ class Run:
 async def run_task(
     task: Task, deps: PipelineDeps, reporter: Reporter, publisher: Publisher, tasklog: TaskLog
 ) -> TaskResult:
-    """Run every phase; whatever happens, the reporter hears how it ended."""
+    """Run every phase; whatever happens, the reporter hears how it ended. Once the work is
+    published the task is over: a stop after that cannot undo it (a rerun would publish twice),
+    and the final report is never cut off half-way."""
     run = Run(task, deps, reporter, tasklog)
     try:
         result = await _phases(run, publisher)
@@ -307,11 +312,34 @@ async def run_task(
             usage=run.usage_line,
         )
     except asyncio.CancelledError as exc:
-        note = RESTART_NOTE if SHUTDOWN in exc.args else ""
-        await asyncio.shield(reporter.finished(TaskResult(Conclusion.CANCELLED, reason=note)))
-        raise
-    await reporter.finished(result)
+        if run.outcome is None:
+            note = RESTART_NOTE if SHUTDOWN in exc.args else ""
+            await to_the_end(reporter.finished(TaskResult(Conclusion.CANCELLED, reason=note)))
+            raise
+        _uncancel()
+        result = run.outcome
+    await to_the_end(reporter.finished(result))
     return result
+
+
+def _uncancel() -> None:
+    """Take back a cancel request this task has handled itself."""
+    current = asyncio.current_task()
+    if current is not None:
+        current.uncancel()
+
+
+async def to_the_end(step: Awaitable[T]) -> T:
+    """Wait for `step` to finish even when this task is cancelled meanwhile (as arq shields
+    a job's result): a stop arriving then is taken as handled."""
+    future = asyncio.ensure_future(step)
+    while True:
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.cancelled():
+                raise
+            _uncancel()
 
 
 async def _phases(run: Run, publisher: Publisher) -> TaskResult:
@@ -351,9 +379,10 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
     refused = tuple(describe_blocked(d) for d in decisions)
     work = Work(patch, message, checks, refused, config, source.sha, run.usage_line)
     try:
-        return await publish_work(run, publisher, work)
+        run.outcome = await publish_work(run, publisher, work)
     finally:
-        await asyncio.shield(released)
+        await to_the_end(released)
+    return run.outcome
 
 
 async def environment(run: Run, request: EnvironmentRequest) -> Env:

@@ -72,6 +72,7 @@ async def test_kill_9_mid_task_then_restart(
         "GANTRY_GITHUB_API_URL": forge.api_url,
         "GANTRY_DATA_DIR": str(tmp_path / "data"),
         "GANTRY_DEFAULT_IMAGE": TEST_BASE_IMAGE,
+        "GANTRY_EGRESS_PROXY_IMAGE": TEST_BASE_IMAGE,
     }
     port, log = free_port(), tmp_path / "serve.log"
     owner = deployment_owner(f"sqlite:///{tmp_path / 'data' / 'gantry.db'}")
@@ -103,4 +104,4 @@ async def test_kill_9_mid_task_then_restart(
     bot = [
         c["body"] for c in forge.comments(OWNER, REPO, issue.number) if c["user"] == "gantry[bot]"
     ]
-    assert any("🚀 Done" in body for body in bot)
+    assert any("🚀 Done" in body for body in bot), bot

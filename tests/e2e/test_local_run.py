@@ -11,6 +11,7 @@ import docker
 from config.settings import Settings
 from gantry.local_run import run_local
 from tests.e2e.conftest import config_with
+from tests.support import TEST_BASE_IMAGE
 
 AGENTS = "# Agents\n\n## Checks\n\n```sh\ngrep -q hello greeting.txt\n```\n"
 
@@ -35,7 +36,7 @@ async def test_gantry_run_leaves_a_branch_and_a_patch(
 ) -> None:
     root = local_repo(tmp_path, 'echo "hello from $GANTRY_PROMPT" > greeting.txt')
     out = io.StringIO()
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", egress_proxy_image=TEST_BASE_IMAGE)
     code = await run_local(settings, root, "the agent", "HEAD", out)
     text = out.getvalue()
     assert code == 0, text
@@ -56,7 +57,13 @@ async def test_gantry_run_reports_a_failing_agent(
 ) -> None:
     root = local_repo(tmp_path, "echo broken >&2; exit 4")
     out = io.StringIO()
-    code = await run_local(Settings(data_dir=tmp_path / "data"), root, "x", "HEAD", out)
+    code = await run_local(
+        Settings(data_dir=tmp_path / "data", egress_proxy_image=TEST_BASE_IMAGE),
+        root,
+        "x",
+        "HEAD",
+        out,
+    )
     assert code == 1
     assert "failed in agent: the agent exit code 4" in out.getvalue()
     assert "broken" in out.getvalue()

@@ -65,11 +65,11 @@ async def request_for_files(
 
 
 async def agent_output(env: Environment, log: TaskLog, command: str) -> list[str]:
-    """Run a command as the agent would and return its output lines."""
+    """Run a command as the agent would and return its output lines (not Gantry's notes)."""
     before = len(log.tail(500))
     result = await env.run(command, log, "agent", 60)
     assert result.ok, log.tail(30)
-    return log.tail(500)[before:]
+    return [line for line in log.tail(500)[before:] if "[gantry]" not in line]
 
 
 async def twice(
