@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
@@ -13,7 +14,13 @@ from gidgethub.abc import GitHubAPI
 
 from bot import replies
 from bot.github_client import UncertainWriteError
-from bot.reports import final_comment, progress_comment
+from bot.reports import (
+    check_run_conclusion,
+    check_run_output,
+    final_comment,
+    progress_comment,
+    started_run_end,
+)
 from bot.triggers import Trigger
 from runner.results import Conclusion, Phase, TaskResult, initial_phases
 from runner.store import Task
@@ -22,12 +29,7 @@ log = logging.getLogger(__name__)
 CHECK_NAME = "Gantry"
 # GitHub or the network failing while we report: logged, and the task goes on.
 REPORTING_ERRORS = (gidgethub.HTTPException, aiohttp.ClientError, TimeoutError, UncertainWriteError)
-CHECK_CONCLUSIONS = {
-    Conclusion.PUBLISHED: "success",
-    Conclusion.NO_CHANGES: "neutral",
-    Conclusion.FAILED: "failure",
-    Conclusion.CANCELLED: "cancelled",
-}
+PULL_NUMBER = re.compile(r"/pull/(\d+)/?$")
 
 
 def trigger_of(task: Task) -> Trigger:
@@ -85,7 +87,7 @@ class GitHubReporter:
             run = await self.gh.post(
                 "/repos/{+repo}/check-runs",
                 self._repo,
-                data={"name": CHECK_NAME, "head_sha": self.task.head_sha, "status": "in_progress"},
+                data=self._check_run(self.task.head_sha, {"status": "in_progress"}),
             )
             self.check_run_id = int(run["id"])
 
@@ -112,22 +114,72 @@ class GitHubReporter:
             await asyncio.shield(self._flusher)
 
     async def finished(self, result: TaskResult) -> None:
-        """The final comment, the check run's conclusion, and 🚀 or 😕."""
+        """The final comment (on a pull request, with the round's results), the check runs'
+        conclusions, and 🚀 or 😕."""
         await self.settle()
-        await self._edit(final_comment(self.task.id, self.phases, result, self.task_url))
-        if self.check_run_id is not None:
-            await self.gh.patch(
-                "/repos/{+repo}/check-runs/{id}",
-                {**self._repo, "id": self.check_run_id},
-                data={
-                    "status": "completed",
-                    "conclusion": CHECK_CONCLUSIONS[result.conclusion],
-                    "output": {"title": result.conclusion.value, "summary": result.reason or "-"},
-                },
-            )
+        body = final_comment(
+            self.task.id,
+            self.phases,
+            result,
+            self.task_url,
+            round_results=self.task.is_pull_request,
+        )
+        await self._edit(body)
+        await self._conclude(result)
         content = "rocket" if result.conclusion is Conclusion.PUBLISHED else "confused"
         if result.conclusion is not Conclusion.CANCELLED:
             await self._quietly(replies.react(self.gh, trigger_of(self.task), content))
+
+    async def _conclude(self, result: TaskResult) -> None:
+        """A finished check run on the commit Gantry pushed; the run on the head the task
+        started from concludes with what the task says of that commit."""
+        pushed = await self._pushed(result)
+        if pushed is not None:
+            data = {"status": "completed", "conclusion": check_run_conclusion(result.checks)}
+            await self._quietly(
+                self.gh.post(
+                    "/repos/{+repo}/check-runs",
+                    self._repo,
+                    data=self._check_run(pushed, data | {"output": self._output(result)}),
+                )
+            )
+        if self.check_run_id is not None:
+            await self._quietly(
+                self.gh.patch(
+                    "/repos/{+repo}/check-runs/{id}",
+                    {**self._repo, "id": self.check_run_id},
+                    data=started_run_end(result, pushed, self.task_url),
+                )
+            )
+
+    def _output(self, result: TaskResult) -> dict[str, str]:
+        return check_run_output(result, self.task_url)
+
+    def _check_run(self, head_sha: str, fields: dict[str, object]) -> dict[str, object]:
+        """A check run request named Gantry, linked to the task page when there is one."""
+        data: dict[str, object] = {"name": CHECK_NAME, "head_sha": head_sha, **fields}
+        if self.task_url:
+            data["details_url"] = self.task_url
+        return data
+
+    async def _pushed(self, result: TaskResult) -> str | None:
+        """The commit Gantry pushed: as the publisher handed it back, or else the head of
+        the pull request it published, read right after the push."""
+        if result.conclusion is not Conclusion.PUBLISHED:
+            return None
+        if result.head_sha is not None:
+            return result.head_sha
+        match = PULL_NUMBER.search(result.pull_url or "")
+        if match is None:
+            return None
+        try:
+            pull = await self.gh.getitem(
+                "/repos/{+repo}/pulls/{number}", {**self._repo, "number": int(match[1])}
+            )
+        except REPORTING_ERRORS as exc:
+            log.warning("task %s: the pushed commit is unknown: %s", self.task.id, exc)
+            return None
+        return str(pull["head"]["sha"])
 
     async def _edit(self, body: str) -> None:
         if self.comment_id is None:

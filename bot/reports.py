@@ -6,10 +6,23 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from runner.results import CheckOutcome, Conclusion, Phase, PhaseStatus, TaskResult
+from runner.results import (
+    CheckOutcome,
+    Conclusion,
+    Phase,
+    PhaseStatus,
+    TaskResult,
+    checks_note,
+    judged_phases,
+)
 
 MAX_TAIL_LINES = 30
 MAX_BODY_CHARS = 60_000  # GitHub refuses bodies over 65,536 characters
+# A check run's `output.summary` and `output.text` hold at most 65,535 characters:
+# https://docs.github.com/en/rest/checks/runs#create-a-check-run
+MAX_SUMMARY_CHARS = 60_000
+MOVED_ON = "Gantry pushed {sha}"
+MOVED_ON_SUMMARY = "The task's results are in the check run on {sha}, the commit it pushed."
 MENTION = re.compile(r"@(?=[A-Za-z0-9])")
 # A zero-width joiner after "@" keeps quoted text from notifying the people it names.
 MENTION_GUARD = "@\u2060"
@@ -105,6 +118,65 @@ class PullRequestReport:
     usage: str = ""
 
 
+def blocked_section(blocked: Sequence[str]) -> str:
+    """The network attempts the task's policy refused, one per line."""
+    items = "\n".join(f"- {inline_code(item)}" for item in blocked)
+    return f"### Blocked network attempts\n\n{items}"
+
+
+def round_report(result: TaskResult) -> str:
+    """A round's results for its pull request: the check table and blocked attempts."""
+    parts = [f"### Checks\n\n{check_table(result.checks)}"]
+    if result.blocked:
+        parts.append(blocked_section(result.blocked))
+    return "\n\n".join(parts)
+
+
+def check_run_conclusion(checks: Sequence[CheckOutcome]) -> str:
+    """A check run on a commit the checks ran on: `failure` when one failed, `success`
+    only when all passed, `neutral` when there were none."""
+    if not checks:
+        return "neutral"
+    return "success" if all(check.passed for check in checks) else "failure"
+
+
+def check_run_output(result: TaskResult, task_url: str | None = None) -> dict[str, str]:
+    """The check run's `output`: a title that says how the checks went, the full report."""
+    title = "No checks" if not result.checks else f"Checks: {checks_note(result.checks)}"
+    summary = round_report(result)
+    if task_url:
+        summary += f"\n\n[Task log]({task_url})"
+    return {"title": title, "summary": clip(summary, MAX_SUMMARY_CHARS)}
+
+
+def started_run_end(
+    result: TaskResult, pushed: str | None, task_url: str | None = None
+) -> dict[str, object]:
+    """How the check run on the head a task started from ends: it points on to the commit
+    Gantry pushed; with no changes the checks ran on this very commit and judge it."""
+    if pushed is not None:
+        output = {
+            "title": MOVED_ON.format(sha=pushed[:7]),
+            "summary": MOVED_ON_SUMMARY.format(sha=pushed),
+        }
+        return {"status": "completed", "conclusion": "neutral", "output": output}
+    if result.conclusion in (Conclusion.PUBLISHED, Conclusion.NO_CHANGES):
+        # Published with its commit unknown (GitHub failed us): the results, but no verdict.
+        verdict = "neutral" if result.conclusion is Conclusion.PUBLISHED else None
+        conclusion = verdict or check_run_conclusion(result.checks)
+        output = check_run_output(result, task_url)
+        return {"status": "completed", "conclusion": conclusion, "output": output}
+    where = f" in {result.failed_phase}" if result.failed_phase else ""
+    title = f"{result.conclusion.value.capitalize()}{where}"
+    summary = clip(quiet_mentions(result.reason) or "-", MAX_SUMMARY_CHARS)
+    conclusion = "failure" if result.conclusion is Conclusion.FAILED else "cancelled"
+    return {
+        "status": "completed",
+        "conclusion": conclusion,
+        "output": {"title": title, "summary": summary},
+    }
+
+
 def pr_body(report: PullRequestReport) -> str:
     """The PR body: the request, the change, the checks, blocked network attempts, links."""
     quoted = "\n".join(f"> {line}" for line in quiet_mentions(report.request).splitlines())
@@ -116,8 +188,7 @@ def pr_body(report: PullRequestReport) -> str:
     if report.usage:
         parts.append(quiet_mentions(report.usage))
     if report.blocked:
-        blocked = "\n".join(f"- {inline_code(item)}" for item in report.blocked)
-        parts.append(f"### Blocked network attempts\n\n{blocked}")
+        parts.append(blocked_section(report.blocked))
     links = []
     if report.task_url:
         links.append(f"[Task log]({report.task_url})")
@@ -159,8 +230,19 @@ def outcome_text(result: TaskResult) -> str:
 
 
 def final_comment(
-    task_id: int, phases: Sequence[Phase], result: TaskResult, task_url: str | None = None
+    task_id: int,
+    phases: Sequence[Phase],
+    result: TaskResult,
+    task_url: str | None = None,
+    *,
+    round_results: bool = False,
 ) -> str:
-    """The progress comment once the task has ended (with the agent's model usage, if any)."""
-    usage = f"\n\n{quiet_mentions(result.usage)}" if result.usage else ""
-    return clip(f"{progress_comment(task_id, phases, task_url)}{usage}\n\n{outcome_text(result)}")
+    """The progress comment once the task has ended (with the agent's model usage, if any);
+    with `round_results`, a pull request's round report: its checks and blocked attempts."""
+    parts = [progress_comment(task_id, judged_phases(phases, result), task_url)]
+    if result.usage:
+        parts.append(quiet_mentions(result.usage))
+    parts.append(outcome_text(result))
+    if round_results and result.conclusion in (Conclusion.PUBLISHED, Conclusion.NO_CHANGES):
+        parts.append(round_report(result))
+    return clip("\n\n".join(parts))

@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runner.pipeline import Reporter
-from runner.results import Phase, TaskResult
+from runner.results import Phase, TaskResult, judged_phases
 from runner.store import TaskStore
 
 
 @dataclass
 class StoreReporter:
-    """Records every phase with its timing in the task store."""
+    """Records every phase with its timing in the task store; at the end, the checks phase
+    as its outcomes judge it (finished with a failing check is failed)."""
 
     store: TaskStore
     task_id: int
+    seen: dict[str, Phase] = field(default_factory=dict)
 
     async def started(self) -> None:
         return None
 
     async def phase(self, phase: Phase) -> None:
+        self.seen[phase.name] = phase
         await self.store.record_phase(self.task_id, phase)
 
     async def finished(self, result: TaskResult) -> None:
-        return None
+        for phase in judged_phases(list(self.seen.values()), result):
+            if phase != self.seen[phase.name]:
+                await self.phase(phase)
 
 
 @dataclass

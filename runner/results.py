@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 PHASES = ("prepare", "environment", "agent", "checks", "collect", "publish")
@@ -63,7 +64,40 @@ class TaskResult:
     blocked: tuple[str, ...] = field(default_factory=tuple)
     # The agent's model usage (`🤖 codex (gpt-5-codex) · model … · 4 requests · …`), if any.
     usage: str = ""
+    # The commit Gantry pushed (the PR's new head), once it published.
+    head_sha: str | None = None
 
 
 def initial_phases() -> list[Phase]:
     return [Phase(name) for name in PHASES]
+
+
+def checks_note(checks: Sequence[CheckOutcome]) -> str:
+    """How the checks came out, in a few words: `1 of 3 failed`, `3 passed`."""
+    if not checks:
+        return "none configured"
+    failed = sum(not check.passed for check in checks)
+    if failed:
+        return f"{failed} of {len(checks)} failed"
+    return f"{len(checks)} passed" if len(checks) > 1 else "passed"
+
+
+def judge_checks(phase: Phase, checks: Sequence[CheckOutcome]) -> Phase:
+    """The checks phase as its outcomes judge it: finished with a failing check is failed."""
+    if phase.name != "checks" or phase.status is not PhaseStatus.DONE:
+        return phase
+    failed = any(not check.passed for check in checks)
+    status = PhaseStatus.FAILED if failed else PhaseStatus.DONE
+    return replace(phase, status=status, note=checks_note(checks))
+
+
+def checks_known(result: TaskResult) -> bool:
+    """Whether the result carries the checks that ran (a failure or stop may not)."""
+    return bool(result.checks) or result.conclusion in (Conclusion.PUBLISHED, Conclusion.NO_CHANGES)
+
+
+def judged_phases(phases: Sequence[Phase], result: TaskResult) -> list[Phase]:
+    """The phases as they stand at the end, the checks phase judged by its outcomes."""
+    if not checks_known(result):
+        return list(phases)
+    return [judge_checks(phase, result.checks) for phase in phases]
