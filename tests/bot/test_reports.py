@@ -8,21 +8,28 @@ from markdown_it import MarkdownIt
 
 from bot.reports import (
     MAX_BODY_CHARS,
+    MAX_SUMMARY_CHARS,
     PullRequestReport,
+    check_run_conclusion,
+    check_run_output,
     check_table,
     fenced,
     final_comment,
     pr_body,
     progress_comment,
     public_tail,
+    started_run_end,
 )
 from runner.results import (
+    PHASES,
     CheckOutcome,
     Conclusion,
     Phase,
     PhaseStatus,
     TaskResult,
     initial_phases,
+    judge_checks,
+    judged_phases,
 )
 
 PASS = CheckOutcome("pytest -q", "AGENTS.md:12", 0, "3 passed")
@@ -156,3 +163,77 @@ def test_a_tail_without_its_phase_start_is_all_the_phases_own() -> None:
     assert public_tail("a\nb", "agent") == "a\nb"
     assert public_tail("x\n[gantry] agent started\na", "agent") == "a"
     assert public_tail("x", None) == ""
+
+
+def test_a_finished_checks_phase_is_judged_by_its_outcomes() -> None:
+    done = Phase("checks", PhaseStatus.DONE, 2.0)
+    assert judge_checks(done, [PASS, FAIL]) == Phase(
+        "checks", PhaseStatus.FAILED, 2.0, "1 of 2 failed"
+    )
+    assert judge_checks(done, [PASS, PASS]) == Phase("checks", PhaseStatus.DONE, 2.0, "2 passed")
+    assert judge_checks(done, [PASS]).note == "passed"
+    assert judge_checks(done, []) == Phase("checks", PhaseStatus.DONE, 2.0, "none configured")
+    running = Phase("checks", PhaseStatus.RUNNING)
+    assert judge_checks(running, [FAIL]) == running
+    assert judge_checks(Phase("agent", PhaseStatus.DONE), [FAIL]).status is PhaseStatus.DONE
+
+
+def test_the_final_comment_shows_a_failing_check_as_a_cross_while_publishing() -> None:
+    phases = [Phase(name, PhaseStatus.DONE, 1.0) for name in PHASES]
+    result = TaskResult(Conclusion.PUBLISHED, checks=(PASS, FAIL), pull_url="https://g/pull/2")
+    comment = final_comment(5, phases, result)
+    assert "- ❌ checks (1.0 s): 1 of 2 failed" in comment
+    assert "🚀 Done: https://g/pull/2" in comment
+    assert "### Checks" not in comment  # an issue's PR body has them
+
+
+def test_a_failure_or_stop_without_outcomes_leaves_the_checks_line_alone() -> None:
+    phases = [Phase("checks", PhaseStatus.DONE, 1.0), Phase("publish", PhaseStatus.FAILED)]
+    failed = TaskResult(Conclusion.FAILED, failed_phase="publish", reason="push refused")
+    assert judged_phases(phases, failed) == phases
+    assert judged_phases(phases, TaskResult(Conclusion.NO_CHANGES))[0].note == "none configured"
+
+
+def test_a_rounds_final_comment_on_a_pull_request_carries_its_checks_and_blocks() -> None:
+    result = TaskResult(
+        Conclusion.PUBLISHED,
+        checks=(FAIL,),
+        pull_url="https://g/pull/2",
+        blocked=("CONNECT evil.example:443 domain not allowed",),
+    )
+    comment = final_comment(5, initial_phases(), result, round_results=True)
+    assert comment.index("🚀 Done") < comment.index("### Checks")
+    assert "| ❌ | `ruff check .` | config | 1 |" in comment
+    assert "line 99" in comment
+    assert (
+        "### Blocked network attempts\n\n- `CONNECT evil.example:443 domain not allowed`" in comment
+    )
+    failed = TaskResult(Conclusion.FAILED, failed_phase="agent", reason="exit 1")
+    assert "### Checks" not in final_comment(5, initial_phases(), failed, round_results=True)
+
+
+def test_a_check_run_concludes_from_the_checks() -> None:
+    assert check_run_conclusion([PASS, FAIL]) == "failure"
+    assert check_run_conclusion([PASS]) == "success"
+    assert check_run_conclusion([]) == "neutral"
+    output = check_run_output(TaskResult(Conclusion.PUBLISHED), "https://g/tasks/5")
+    assert output["title"] == "No checks"
+    assert output["summary"].endswith("[Task log](https://g/tasks/5)")
+    huge = CheckOutcome("x", "config", 1, "y" * 200_000)
+    big = check_run_output(TaskResult(Conclusion.PUBLISHED, checks=(huge,) * 5))
+    assert len(big["summary"]) <= MAX_SUMMARY_CHARS
+
+
+def test_the_started_run_points_on_to_the_pushed_commit_or_says_why_it_ended() -> None:
+    published = TaskResult(Conclusion.PUBLISHED, checks=(FAIL,))
+    moved = started_run_end(published, "a" * 40)
+    assert moved["conclusion"] == "neutral"
+    assert "a" * 40 in str(moved["output"])
+    assert started_run_end(published, None)["conclusion"] == "neutral"
+    unchanged = TaskResult(Conclusion.NO_CHANGES, checks=(PASS,))
+    assert started_run_end(unchanged, None)["conclusion"] == "success"
+    failed = TaskResult(Conclusion.FAILED, failed_phase="agent", reason="@bob broke it")
+    end = started_run_end(failed, None)
+    assert end["conclusion"] == "failure"
+    assert end["output"] == {"title": "Failed in agent", "summary": "@\u2060bob broke it"}
+    assert started_run_end(TaskResult(Conclusion.CANCELLED), None)["conclusion"] == "cancelled"
