@@ -1,4 +1,5 @@
-"""The aiohttp application: `POST /webhook`, `GET /healthz`, `GET /readyz`."""
+"""The aiohttp application: `POST /webhook`, `GET /healthz`, `GET /readyz`, and the signed
+task pages (`/tasks/<id>`, its log stream, `/repos/<owner>/<name>/tasks`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -14,7 +16,15 @@ import gidgethub
 from aiohttp import web
 from gidgethub import routing, sansio
 
-from bot import assignments, config_check, installations, mentions, task_page
+from bot import (
+    assignments,
+    config_check,
+    installations,
+    mentions,
+    repo_page,
+    task_page,
+    task_stream,
+)
 from bot.background import Background
 from bot.github_app import fetch_app
 from bot.github_client import UncertainWriteError
@@ -33,9 +43,10 @@ from bot.webhook import (
 from bot.workers import Workers, running_workers
 from config.errors import SettingsError
 from config.settings import Settings
+from runner import task_listing
 from runner.engine import EngineUnavailableError, docker_version
 from runner.queue import MemoryQueue, TaskQueue, requeue_pending
-from runner.store import SQLiteTaskStore, TaskStore
+from runner.store import SQLiteTaskStore, Task, TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +86,8 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/tasks/{task_id:[0-9]+}", task_view)
+    app.router.add_get("/tasks/{task_id:[0-9]+}/log", task_log_stream)
+    app.router.add_get("/repos/{owner}/{name}/tasks", repo_tasks_view)
     return app
 
 
@@ -189,27 +202,84 @@ async def dispatch(services: Services, event: sansio.Event) -> web.Response:
     return answer(status, outcome=outcomes[0] if len(outcomes) == 1 else outcomes)
 
 
-async def task_view(request: web.Request) -> web.Response:
-    """A task's page, for whoever holds its signed link; 404 for anyone else."""
+async def signed_task(request: web.Request) -> Task:
+    """The task of a task-page request whose signature holds; 404 for anything else."""
     services = request.app[SERVICES]
     task_id = int(request.match_info["task_id"])
-    secret = services.settings.webhook_secret
-    if not task_page.valid(secret, task_id, request.query.get("sig", "")):
+    if not task_page.valid(services.settings.webhook_secret, task_id, request.query.get("sig", "")):
         raise web.HTTPNotFound()
     task = await services.store.get(task_id)
     if task is None:
         raise web.HTTPNotFound()
+    return task
+
+
+async def task_view(request: web.Request) -> web.Response:
+    """A task's page, for whoever holds its signed link; 404 for anyone else."""
+    services = request.app[SERVICES]
+    task = await signed_task(request)
     data_dir = services.settings.data_dir
-    log_text, patch = await asyncio.to_thread(
+    snapshot, patch = await asyncio.to_thread(
         lambda: (
-            task_page.read_tail(task_page.log_path(data_dir, task_id)),
-            task_page.read_tail(task_page.patch_path(data_dir, task_id)),
+            task_page.read_log_snapshot(task_page.log_path(data_dir, task.id)),
+            task_page.read_tail(task_page.patch_path(data_dir, task.id)),
         )
     )
-    phases = await services.store.phases(task_id)
-    usage = await services.store.usage(task_id)
-    body = task_page.render(task, phases, log_text, patch, json.loads(usage) if usage else None)
-    return web.Response(text=body, content_type="text/html")
+    phases = await services.store.phases(task.id)
+    usage = await services.store.usage(task.id)
+    nonce = secrets.token_urlsafe(16)
+    stream = task_page.stream_path(task.id, request.query["sig"], snapshot.end)
+    body = task_page.render(
+        task, phases, snapshot.text, patch, json.loads(usage) if usage else None,
+        stream=stream, nonce=nonce,
+    )  # fmt: skip
+    headers = task_page.security_headers(nonce)
+    return web.Response(text=body, content_type="text/html", headers=headers)
+
+
+async def task_log_stream(request: web.Request) -> web.StreamResponse:
+    """The task's log as server-sent events, from `offset` (or `Last-Event-ID`) until the task
+    has ended and its log is drained; a client that leaves just ends it."""
+    services = request.app[SERVICES]
+    task = await signed_task(request)
+    path = task_page.log_path(services.settings.data_dir, task.id)
+    given = request.headers.get("Last-Event-ID") or request.query.get("offset")
+    offset = task_stream.start_offset(given, task_stream.file_size(path))
+    follower = task_stream.LogFollower(
+        path,
+        offset,
+        lambda: task_status(services.store, task.id),
+        lambda: request.transport is None or request.transport.is_closing(),
+    )
+    response = web.StreamResponse(headers=task_stream.HEADERS)
+    await response.prepare(request)
+    with contextlib.suppress(ConnectionResetError):
+        async with contextlib.aclosing(follower.events()) as frames:
+            async for frame in frames:
+                await response.write(frame)
+        await response.write_eof()
+    return response
+
+
+async def task_status(store: TaskStore, task_id: int) -> task_stream.Status:
+    """The task's state and phases, for its stream."""
+    task = await store.get(task_id)
+    phases = await store.phases(task_id)
+    return task_stream.Status(task.state if task else None, tuple(phases))
+
+
+async def repo_tasks_view(request: web.Request) -> web.Response:
+    """A repository's task list, for whoever holds its signed link; 404 for anyone else."""
+    services = request.app[SERVICES]
+    repo = f"{request.match_info['owner']}/{request.match_info['name']}"
+    secret = services.settings.webhook_secret
+    if not task_page.valid_repo(secret, repo, request.query.get("sig", "")):
+        raise web.HTTPNotFound()
+    database = services.settings.sqlite_path
+    tasks = [] if database is None else await task_listing.list_repo_tasks(database, repo)
+    body = repo_page.render(repo, tasks, secret, task_listing.REPO_TASKS_LIMIT)
+    headers = task_page.security_headers(secrets.token_urlsafe(16))
+    return web.Response(text=body, content_type="text/html", headers=headers)
 
 
 async def healthz(request: web.Request) -> web.Response:

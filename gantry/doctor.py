@@ -27,6 +27,7 @@ FAIL_MARK = "FAIL"
 SKIP_MARK = "skip"
 WARN_MARK = "warn"
 GITHUB_TIMEOUT_S = 15
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 SETTINGS_FIX = "set the GANTRY_* variables in the environment or in .env (see docs/operating.md)"
 
 
@@ -195,6 +196,27 @@ async def check_github(settings: Settings) -> CheckResult:
     return passed("github", f"authenticated as App {app.get('slug')!r} at {settings.api_url}")
 
 
+def check_public_url(settings: Settings) -> CheckResult:
+    """`PUBLIC_URL` is set, so comments and PRs can link to the signed task pages."""
+    if settings.public_url is None:
+        return warned(
+            "public url",
+            "GANTRY_PUBLIC_URL is not set: progress comments and PRs carry no link to the task "
+            "page (its live log, phases and diff)",
+            "set GANTRY_PUBLIC_URL to the address people's browsers reach this server at, "
+            "e.g. https://gantry.example.com (a path prefix behind a proxy is fine)",
+        )
+    url = str(settings.public_url)
+    parsed = urlparse(url)
+    if parsed.scheme != "https" and parsed.hostname not in LOOPBACK_HOSTS:
+        return warned(
+            "public url",
+            f"{url} is not https: signed task links would travel in clear text",
+            "serve Gantry behind TLS and set GANTRY_PUBLIC_URL to its https:// address",
+        )
+    return passed("public url", f"task links point at {url}")
+
+
 async def run_checks(settings: Settings | SettingsError) -> list[CheckResult]:
     """Every check, in the order a person would fix them."""
     results = [check_settings(settings), await asyncio.to_thread(check_docker)]
@@ -204,11 +226,12 @@ async def run_checks(settings: Settings | SettingsError) -> list[CheckResult]:
         image = DEFAULT_IMAGE if isinstance(settings, SettingsError) else settings.default_image
         results.append(await asyncio.to_thread(check_disk_limit, image))
     if isinstance(settings, SettingsError):
-        for name in ("data dir", "database", "github"):
+        for name in ("data dir", "database", "public url", "github"):
             results.append(skipped(name, "needs valid settings"))
         return results
     results.append(await asyncio.to_thread(check_data_dir, settings.data_dir))
     results.append(await asyncio.to_thread(check_database, settings))
+    results.append(check_public_url(settings))
     results.append(await check_github(settings))
     return results
 
