@@ -77,9 +77,9 @@ def checks_note(checks: Sequence[CheckOutcome]) -> str:
     if not checks:
         return "none configured"
     failed = sum(not check.passed for check in checks)
-    if failed:
-        return f"{failed} of {len(checks)} failed"
-    return f"{len(checks)} passed" if len(checks) > 1 else "passed"
+    if len(checks) == 1:
+        return "failed" if failed else "passed"
+    return f"{failed} of {len(checks)} failed" if failed else f"{len(checks)} passed"
 
 
 def judge_checks(phase: Phase, checks: Sequence[CheckOutcome]) -> Phase:

@@ -172,6 +172,7 @@ def test_a_finished_checks_phase_is_judged_by_its_outcomes() -> None:
     )
     assert judge_checks(done, [PASS, PASS]) == Phase("checks", PhaseStatus.DONE, 2.0, "2 passed")
     assert judge_checks(done, [PASS]).note == "passed"
+    assert judge_checks(done, [FAIL]) == Phase("checks", PhaseStatus.FAILED, 2.0, "failed")
     assert judge_checks(done, []) == Phase("checks", PhaseStatus.DONE, 2.0, "none configured")
     running = Phase("checks", PhaseStatus.RUNNING)
     assert judge_checks(running, [FAIL]) == running
