@@ -1,4 +1,4 @@
-"""Progress where people look: one comment edited in place, a check run, a final reaction."""
+"""Progress where people look: one comment edited in place, check runs, a final reaction."""
 
 from __future__ import annotations
 
