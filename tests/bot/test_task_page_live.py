@@ -102,11 +102,13 @@ class Event:
     id: str | None
 
 
-async def next_event(response: aiohttp.ClientResponse) -> Event | None:
+async def next_event(
+    response: aiohttp.ClientResponse, quiet_s: float = EVENT_TIMEOUT_S
+) -> Event | None:
     """The next SSE event (comments and `retry` skipped); None when the stream has ended."""
     fields: dict[str, str] = {}
     while True:
-        raw = await asyncio.wait_for(response.content.readline(), EVENT_TIMEOUT_S)
+        raw = await asyncio.wait_for(response.content.readline(), quiet_s)
         if not raw:
             return None
         line = raw.decode().rstrip("\n")
@@ -118,10 +120,12 @@ async def next_event(response: aiohttp.ClientResponse) -> Event | None:
             fields[name] = value
 
 
-async def lines_until(response: aiohttp.ClientResponse, wanted: str) -> list[str]:
-    """Every streamed log line up to and including the one that contains `wanted`."""
+async def lines_until(
+    response: aiohttp.ClientResponse, wanted: str, quiet_s: float = EVENT_TIMEOUT_S
+) -> list[str]:
+    """Every streamed log line up to the event with the one that contains `wanted`."""
     seen: list[str] = []
-    while (event := await next_event(response)) is not None:
+    while (event := await next_event(response, quiet_s)) is not None:
         if event.name == "lines":
             seen += [str(line) for line in event.data["lines"]]  # type: ignore[attr-defined]
             if any(wanted in line for line in seen):
@@ -129,10 +133,10 @@ async def lines_until(response: aiohttp.ClientResponse, wanted: str) -> list[str
     raise AssertionError(f"the stream ended without {wanted!r}: {seen}")
 
 
-async def rest(response: aiohttp.ClientResponse) -> list[Event]:
+async def rest(response: aiohttp.ClientResponse, quiet_s: float = EVENT_TIMEOUT_S) -> list[Event]:
     """The events until the stream ends."""
     events = []
-    while (event := await next_event(response)) is not None:
+    while (event := await next_event(response, quiet_s)) is not None:
         events.append(event)
     return events
 
