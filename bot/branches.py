@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from config.errors import GantryError
 from runner import host_git
 from runner.host_git import HostGitError
+from runner.store import TaskBranch
 
 SLUG_MAX_CHARS = 40
 FALLBACK_SLUG = "task"
@@ -48,3 +51,32 @@ async def check_ref_format(branch: str) -> None:
         await host_git.run(["check-ref-format", "--branch", branch])
     except HostGitError:
         raise BranchNameError(f"not a valid branch name: {branch!r}") from None
+
+
+class BranchLedger(Protocol):
+    """Where a task's branch and PR are kept across crashes (the task store)."""
+
+    async def task_branch(self, task_id: int) -> TaskBranch | None: ...
+
+    async def fix_branch(self, task_id: int, branch: str) -> str: ...
+
+    async def record_pull(self, task_id: int, pull_url: str) -> None: ...
+
+
+@dataclass
+class MemoryLedger:
+    """A ledger that lasts as long as the process (tests, one-off runs)."""
+
+    kept: dict[int, TaskBranch] = field(default_factory=dict)
+
+    async def task_branch(self, task_id: int) -> TaskBranch | None:
+        return self.kept.get(task_id)
+
+    async def fix_branch(self, task_id: int, branch: str) -> str:
+        """The first name kept for a task wins."""
+        return self.kept.setdefault(task_id, TaskBranch(branch)).branch
+
+    async def record_pull(self, task_id: int, pull_url: str) -> None:
+        kept = self.kept.get(task_id)
+        if kept is not None:
+            self.kept[task_id] = TaskBranch(kept.branch, pull_url)

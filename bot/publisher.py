@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+import gidgethub
 from gidgethub.abc import GitHubAPI
 
-from bot.branches import branch_name, check_ref_format
-from bot.pull_requests import open_pull
+from bot.branches import BranchLedger, MemoryLedger, branch_name, check_ref_format
+from bot.github_client import UncertainWriteError
+from bot.pull_requests import PullRequest, find_open_pull, pull_of
 from bot.reports import PullRequestReport, pr_body
-from runner.mirror import Mirrors, auth_env, git
+from runner.mirror import Credential, Mirrors, auth_env, current_token, git
 from runner.patch_policy import changed_paths
 from runner.pipeline import Work
 from runner.publish import (
@@ -23,9 +28,14 @@ from runner.publish import (
     subject_line,
     user_identity,
 )
-from runner.store import Task
+from runner.store import Task, TaskBranch
 
+log = logging.getLogger(__name__)
 MAX_LISTED_FILES = 30
+# After an unclear answer to `POST /pulls`, look the PR up by its head, then try again.
+PULL_RETRY_DELAYS_S = (1.0, 3.0)
+UNCLEAR = (gidgethub.GitHubBroken, UncertainWriteError, aiohttp.ClientError, TimeoutError)
+LABEL_ERRORS = (gidgethub.HTTPException, *UNCLEAR)
 FORK_REFUSAL = (
     "this pull request comes from a fork, and Gantry cannot push to forks; "
     "ask on an issue or on a branch of this repository instead"
@@ -51,8 +61,9 @@ class Target:
     existing_pull_url: str | None = None
 
 
-async def remote_heads(url: str, token: str | None) -> dict[str, str]:
-    """Branch → SHA on the remote, read with the token in the environment only."""
+async def remote_heads(url: str, credential: Credential) -> dict[str, str]:
+    """Branch → SHA on the remote, read with a token taken now, in the environment only."""
+    token = await current_token(credential)
     out = await git(None, ["ls-remote", "--heads", url], auth_env(token), token)
     heads = {}
     for line in out.splitlines():
@@ -70,21 +81,33 @@ async def bot_identity_of(gh: GitHubAPI, slug: str) -> Identity:
 
 @dataclass
 class GitHubPublisher:
-    """Turns `Work` into a commit on a branch and a PR; follow-ups push to the same PR."""
+    """Turns `Work` into a commit on a branch and a PR; follow-ups push to the same PR.
+
+    One PR per task whatever happens: the branch is fixed for the task the first time it is
+    chosen, the PR is recorded the moment it exists, and a retry finds and reuses both."""
 
     gh: GitHubAPI
     task: Task
     mirrors: Mirrors
-    token: str | None
+    token: Credential
     slug: str
     task_url: str | None = None
+    ledger: BranchLedger = field(default_factory=MemoryLedger)
 
     async def publish(self, work: Work) -> str:
+        kept = await self.ledger.task_branch(self.task.id)
+        if kept is not None and kept.pull_url is not None:
+            return kept.pull_url  # an earlier try of this task opened it
         author = await bot_identity_of(self.gh, self.slug)
         message = self.message(work)
         for attempt in (1, 2):
             target = await self.target(work)
             await check_ref_format(target.branch)
+            if target.existing_pull_url is None and target.expected_remote is not None:
+                # Our branch from an earlier try: its PR may exist though we never heard so.
+                found = await find_open_pull(self.gh, self.task.repo, target.branch)
+                if found is not None:
+                    return await self.keep(found.html_url)
             try:
                 await publish(self.publication(work, target, author, message))
             except PushRejectedError:
@@ -92,9 +115,14 @@ class GitHubPublisher:
                     raise
                 continue  # someone pushed meanwhile: build on their head
             if target.existing_pull_url is not None:
-                return target.existing_pull_url
-            return await self.open(work, target)
+                return await self.keep(target.existing_pull_url)
+            return await self.keep((await self.open(work, target)).html_url)
         raise PublishError("unreachable")
+
+    async def keep(self, url: str) -> str:
+        """Record the task's PR before anything else can happen to the task."""
+        await self.ledger.record_pull(self.task.id, url)
+        return url
 
     def message(self, work: Work) -> str:
         subject, _, body = (work.message.strip() or self.task.request).partition("\n")
@@ -120,8 +148,7 @@ class GitHubPublisher:
         heads = await remote_heads(self.task.clone_url, self.token)
         prefix = work.config.pull_request.branch_prefix
         if not self.task.is_pull_request:
-            name = branch_name(prefix, self.task.number, self.task.title, heads)
-            return Target(name, work.base_sha, self.task.default_branch, None)
+            return await self.own_branch(prefix, heads, work.base_sha, self.task.default_branch)
         pull = await self.pull()
         if pull["head"]["repo"] is None or pull["head"]["repo"]["full_name"] != self.task.repo:
             raise PublishError(FORK_REFUSAL)
@@ -133,10 +160,21 @@ class GitHubPublisher:
             remote = heads[head_ref]
             if remote != work.base_sha:
                 await self.mirrors.ensure(self.task.repo, self.task.clone_url, remote, self.token)
+            await self.ledger.fix_branch(self.task.id, head_ref)
             return Target(head_ref, remote, head_ref, remote, str(pull["html_url"]))
         # A person's PR: a stacked PR against its branch, theirs left untouched.
-        name = branch_name(prefix, self.task.number, self.task.title, heads)
-        return Target(name, work.base_sha, head_ref, None)
+        return await self.own_branch(prefix, heads, work.base_sha, head_ref)
+
+    async def own_branch(self, prefix: str, heads: dict[str, str], start: str, base: str) -> Target:
+        """The task's own new branch: named once, then the same name on every retry; what an
+        earlier try pushed there is replaced by this try's commit."""
+        kept: TaskBranch | None = await self.ledger.task_branch(self.task.id)
+        if kept is None:
+            name = branch_name(prefix, self.task.number, self.task.title, heads)
+            name = await self.ledger.fix_branch(self.task.id, name)
+        else:
+            name = kept.branch
+        return Target(name, start, base, heads.get(name))
 
     async def pull(self) -> dict[str, Any]:
         data: dict[str, Any] = await self.gh.getitem(
@@ -144,10 +182,34 @@ class GitHubPublisher:
         )
         return data
 
-    async def open(self, work: Work, target: Target) -> str:
+    async def open(self, work: Work, target: Target) -> PullRequest:
+        """Open the PR; after an unclear answer, look for it by its head before trying again."""
+        data = self.pull_request(work, target)
+        for delay in (*PULL_RETRY_DELAYS_S, None):
+            try:
+                found = await find_open_pull(self.gh, self.task.repo, target.branch)
+                if found is not None:
+                    return found
+                pull = pull_of(await self.gh.post("/repos/{+repo}/pulls", self.repo, data=data))
+            except UNCLEAR as exc:
+                if delay is None:
+                    raise PublishError(pull_failure(target.branch, exc)) from exc
+                log.warning("task %s: opening the PR: %s; looking again", self.task.id, exc)
+                await asyncio.sleep(delay)
+                continue
+            await self.ledger.record_pull(self.task.id, pull.html_url)
+            await self.label(pull, list(work.config.pull_request.labels))
+            return pull
+        raise PublishError("unreachable")
+
+    @property
+    def repo(self) -> dict[str, str]:
+        return {"repo": self.task.repo}
+
+    def pull_request(self, work: Work, target: Target) -> dict[str, Any]:
+        """The `POST /pulls` body: title, head, base, the report, draft when checks fail."""
         config = work.config.pull_request
         failing = any(not check.passed for check in work.checks)
-        draft = config.draft is True or (config.draft == "auto" and failing)
         report = PullRequestReport(
             request=self.task.request,
             requester=self.task.requester,
@@ -158,14 +220,34 @@ class GitHubPublisher:
             task_url=self.task_url,
             usage=work.usage,
         )
-        pull = await open_pull(
-            self.gh,
-            self.task.repo,
-            branch=target.branch,
-            base=target.base,
-            title=subject_line(self.task.title or self.task.request),
-            body=pr_body(report),
-            draft=draft,
-            labels=list(config.labels),
-        )
-        return pull.html_url
+        return {
+            "title": subject_line(self.task.title or self.task.request),
+            "head": target.branch,
+            "base": target.base,
+            "body": pr_body(report),
+            "draft": config.draft is True or (config.draft == "auto" and failing),
+        }
+
+    async def label(self, pull: PullRequest, labels: list[str]) -> None:
+        """Labels on the PR; the PR stands without them if GitHub fails now."""
+        if not labels:
+            return
+        try:
+            await self.gh.post(
+                "/repos/{+repo}/issues/{number}/labels",
+                {**self.repo, "number": pull.number},
+                data={"labels": labels},
+            )
+        except LABEL_ERRORS as exc:
+            log.warning("task %s: labelling %s failed: %s", self.task.id, pull.html_url, exc)
+
+
+def pull_failure(branch: str, exc: BaseException) -> str:
+    """Why no PR was opened, and where the work is meanwhile."""
+    status = getattr(exc, "status_code", None)
+    what = f"{int(status)} {exc}" if isinstance(status, int) else f"{type(exc).__name__} {exc}"
+    tries = len(PULL_RETRY_DELAYS_S) + 1
+    return (
+        f"GitHub did not open the pull request ({what.strip()}, {tries} tries); "
+        f"the work is pushed to the branch `{branch}`"
+    )

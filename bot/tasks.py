@@ -24,7 +24,7 @@ from config.settings import Settings
 from gateway import ModelGateway
 from runner.environment import EnvironmentRequest
 from runner.executor import Executor
-from runner.mirror import Mirrors
+from runner.mirror import Credential, Mirrors, TokenSource, current_token
 from runner.patch_policy import PatchPolicy
 from runner.pipeline import PipelineDeps, Publisher, Source, TaskFailedError, Work, run_task
 from runner.reporting import StoreReporter, Tee
@@ -43,7 +43,7 @@ class TrustedHead:
 
     clone_url: str
     branch: str
-    token: str | None
+    token: Credential
     _sha: str | None = None
 
     async def sha(self) -> str:
@@ -63,7 +63,10 @@ class TrustBoundExecutor:
         self.inner, self.trusted, self.mirrors = inner, trusted, inner.mirrors
 
     async def prepare(self, request: EnvironmentRequest, tasklog: TaskLog) -> Any:
-        bound = dataclasses.replace(request, trusted_sha=await self.trusted.sha())
+        """The environment from the trusted head, its mirror fetched with a token from now."""
+        trusted_sha = await self.trusted.sha()
+        token = await current_token(self.trusted.token)
+        bound = dataclasses.replace(request, trusted_sha=trusted_sha, token=token)
         return await self.inner.prepare(bound, tasklog)
 
     async def release(self, environment: Any) -> None:
@@ -91,10 +94,12 @@ class TaskRunner:
         return task_page.log_path(self.settings.data_dir, task.id)
 
     async def source(self, task: Task, trusted: TrustedHead) -> Source:
-        """The SHA to work on: a PR's head, or the default branch's head now."""
+        """The SHA to work on: a PR's head, or the default branch's head now. Its token is
+        only for a fetch now; the environment takes a fresh one when it fetches."""
+        token = await current_token(trusted.token)
         if task.is_pull_request and task.head_sha:
-            return Source(task.head_sha, None, trusted.token)
-        return Source(await trusted.sha(), None, trusted.token)
+            return Source(task.head_sha, None, token)
+        return Source(await trusted.sha(), None, token)
 
     async def earlier(self, task: Task) -> list[Task]:
         """The tasks before this one on its issue or PR (the agent's `rounds`)."""
@@ -109,7 +114,7 @@ class TaskRunner:
 
     async def __call__(self, task: Task) -> TaskResult:
         gh = self.github(task.installation_id)
-        token = await self.token(task.installation_id)
+        token = self.token_source(task.installation_id)
         trusted = TrustedHead(task.clone_url, task.default_branch, token)
         deps = PipelineDeps(
             environments=TrustBoundExecutor(self.environments, trusted),
@@ -126,7 +131,9 @@ class TaskRunner:
             (StoreReporter(self.store, task.id), GitHubReporter(gh, task, self.task_url(task)))
         )
         publisher = SavingPublisher(
-            GitHubPublisher(gh, task, self.mirrors, token, self.slug, self.task_url(task)),
+            GitHubPublisher(
+                gh, task, self.mirrors, token, self.slug, self.task_url(task), self.store
+            ),
             task_page.patch_path(self.settings.data_dir, task.id),
         )
         path = self.log_path(task)
@@ -136,6 +143,14 @@ class TaskRunner:
             return await run_task(task, deps, reporter, publisher, tasklog)
         finally:
             tasklog.close()
+
+    def token_source(self, installation_id: int) -> TokenSource:
+        """A token for each git call at the moment it runs (the cache keeps it fresh)."""
+
+        async def fresh() -> str | None:
+            return await self.token(installation_id)
+
+        return fresh
 
     async def record_usage(self, task: Task, usage: dict[str, Any]) -> None:
         """Keep what the agent spent, for the task page."""

@@ -14,8 +14,9 @@ from gidgethub.apps import get_installation_access_token
 from bot.github_client import DEFAULT_RETRY, GitHubClient, RetryPolicy
 from config.settings import Settings
 
-# Refresh this long before GitHub's expiry, so a token never dies in the middle of a task step.
-REFRESH_MARGIN_S = 300.0
+# Refresh this long before GitHub's expiry (tokens live an hour): every git call and API
+# request asks for a token when it starts, and none of them runs longer than this.
+REFRESH_MARGIN_S = 600.0
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -75,6 +76,11 @@ async def create_pull(request: web.Request) -> web.Response:
         maintainer_can_modify=bool(body.get("maintainer_can_modify", False)),
     )
     pull = state.add_pull(repo, fields, token.installation.app.bot)
+    after = state.take_after_create_pull()
+    if after is not None:
+        await asyncio.sleep(after.delay)
+        if after.status is not None:
+            fail(after.status, "Server Error")
     return json_response(_render_pull(request, pull, heads), status=201)
 
 

@@ -164,6 +164,16 @@ class CheckRun:
     annotations: list[dict[str, object]] = field(default_factory=list)
 
 
+@dataclass
+class AfterCreate:
+    """What the stand-in does once it has opened a PR: wait, then answer `status` instead of
+    201 (the PR exists all the same), for the next `count` PRs. An answer lost in transit."""
+
+    delay: float = 0.0
+    status: int | None = None
+    count: int = 1
+
+
 class Clock:
     """Wall-clock time plus an offset tests can move forward."""
 
@@ -193,6 +203,7 @@ class State:
         self.comments: dict[int, Comment] = {}
         self.reactions: list[Reaction] = []
         self.check_runs: dict[int, CheckRun] = {}
+        self.after_create_pull: list[AfterCreate] = []
 
     def next_id(self) -> int:
         """A fresh id, unique across all record kinds (GitHub ids are global too)."""
@@ -290,6 +301,14 @@ class State:
         pull.maintainer_can_modify = fields.maintainer_can_modify
         self.pulls[(repo.full_name.lower(), issue.number)] = pull
         return pull
+
+    def take_after_create_pull(self) -> AfterCreate | None:
+        """The rule for the PR just opened, if one is set; its count goes down."""
+        for rule in self.after_create_pull:
+            if rule.count > 0:
+                rule.count -= 1
+                return rule
+        return None
 
     def add_comment(
         self,

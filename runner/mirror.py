@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,18 @@ SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 HEADS = "+refs/heads/*:refs/heads/*"
 TAGS = "+refs/tags/*:refs/tags/*"
 TOKEN_USER = "x-access-token"  # noqa: S105 (GitHub's user name for installation tokens)
+
+
+# Installation tokens live an hour: a long task asks for one at each use, not once.
+TokenSource = Callable[[], Awaitable[str | None]]
+Credential = str | TokenSource | None
+
+
+async def current_token(credential: Credential) -> str | None:
+    """The token for a git call about to run: a fixed one, or a fresh one from its source."""
+    if credential is None or isinstance(credential, str):
+        return credential
+    return await credential()
 
 
 class MirrorError(host_git.HostGitError):
@@ -72,7 +84,7 @@ class Mirrors:
         return mirror_path(self.data_dir, repo)
 
     async def ensure(
-        self, repo: str, clone_url: str, sha: str, token: str | None, ref: str | None = None
+        self, repo: str, clone_url: str, sha: str, token: Credential, ref: str | None = None
     ) -> FetchResult:
         """Make sure the mirror holds `sha`; fetch only when it does not (git sends the delta)."""
         if not SHA_RE.fullmatch(sha):
@@ -83,11 +95,10 @@ class Mirrors:
                 await self._init(path)
             elif await self.has_commit(path, sha):
                 return FetchResult(path, fetched=False)
-            env = auth_env(token)
-            await git(path, ["fetch", "--prune", "--quiet", clone_url, *refspecs(ref)], env, token)
+            await fetch(path, [clone_url, *refspecs(ref)], token, prune=True)
             if not await self.has_commit(path, sha):
                 # A commit no branch holds any more: ask for it by name (GitHub allows it).
-                await git(path, ["fetch", "--quiet", clone_url, sha], env, token)
+                await fetch(path, [clone_url, sha], token)
             return FetchResult(path, fetched=True)
 
     async def _init(self, path: Path) -> None:
@@ -106,6 +117,13 @@ class Mirrors:
         except MirrorError:
             return False
         return True
+
+
+async def fetch(path: Path, args: list[str], credential: Credential, prune: bool = False) -> None:
+    """`git fetch` into a mirror with a token taken at this moment."""
+    token = await current_token(credential)
+    flags = ["--prune", "--quiet"] if prune else ["--quiet"]
+    await git(path, ["fetch", *flags, *args], auth_env(token), token)
 
 
 async def git(

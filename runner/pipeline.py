@@ -31,6 +31,7 @@ from runner.executor import Executor, RunningEnvironment
 from runner.patch_policy import PatchPolicy, check_change, check_patch
 from runner.publish import applied_change
 from runner.results import (
+    PHASES,
     RESTART_NOTE,
     SHUTDOWN,
     CheckOutcome,
@@ -98,6 +99,28 @@ class TaskFailedError(GantryError):
         self.phase, self.reason = phase, reason
 
 
+def reason_of(exc: BaseException) -> str:
+    """A failure in words: ours as they say it; anyone else's (GitHub, the network, the
+    engine, a bug) with its kind and status, so no failure goes unexplained. Pure."""
+    if isinstance(exc, PhaseFailedError):
+        return f"`{exc.phase}` {exc.result.describe()}"
+    text = str(exc).strip()
+    if isinstance(exc, GantryError | OSError) and text:
+        return text
+    status = getattr(exc, "status_code", None)
+    kind = type(exc).__name__ + (f" {int(status)}" if isinstance(status, int) else "")
+    return f"{kind}: {text}" if text else kind
+
+
+def as_failure(phase: str, exc: Exception) -> TaskFailedError:
+    """Any exception as the failure of the phase it happened in."""
+    if isinstance(exc, TaskFailedError):
+        return exc
+    if not isinstance(exc, GantryError | OSError):
+        log.error("phase %s failed", phase, exc_info=exc)  # unexpected: keep the traceback
+    return TaskFailedError(phase, reason_of(exc))
+
+
 async def no_usage(task: Task, usage: dict[str, Any]) -> None:
     """Usage kept nowhere (a local run prints it instead)."""
 
@@ -160,23 +183,22 @@ class Run:
         self.usage_line = ""
         # Set once the work is published (or found empty): from then on the task is over.
         self.outcome: TaskResult | None = None
+        # The phase a failure outside any phase's work belongs to (the last one started).
+        self.current = PHASES[0]
+        self.failed_phases: set[str] = set()
 
     async def phase(self, name: str, work: Callable[[], Awaitable[Any]], note: str = "") -> Any:
         """Run a phase, reporting it running, then done or failed, with its time."""
+        self.current = name
         await self.reporter.phase(Phase(name, PhaseStatus.RUNNING))
         self.log.line(name, f"[gantry] {name} started")
         started = time.monotonic()
         try:
             result = await work()
-        except TaskFailedError:
+        except Exception as exc:
+            self.failed_phases.add(name)
             await self.reporter.phase(Phase(name, PhaseStatus.FAILED, time.monotonic() - started))
-            raise
-        except PhaseFailedError as exc:
-            await self.reporter.phase(Phase(name, PhaseStatus.FAILED, time.monotonic() - started))
-            raise TaskFailedError(name, f"`{exc.phase}` {exc.result.describe()}") from None
-        except (GantryError, OSError) as exc:
-            await self.reporter.phase(Phase(name, PhaseStatus.FAILED, time.monotonic() - started))
-            raise TaskFailedError(name, str(exc)) from None
+            raise as_failure(name, exc) from exc
         seconds = time.monotonic() - started
         self.log.line(name, f"[gantry] {name} done in {seconds:.1f}s")
         await self.reporter.phase(Phase(name, PhaseStatus.DONE, seconds, note))
@@ -196,6 +218,7 @@ class Run:
         return source, checkout
 
     async def agent(self, env: Env, config: RepoConfig, sha: str) -> None:
+        self.current = "agent"
         try:
             choice = agent_choice(self.task, config, self.deps.agent_command)
         except AgentNotAllowedError as exc:
@@ -303,23 +326,45 @@ async def run_task(
     run = Run(task, deps, reporter, tasklog)
     try:
         result = await _phases(run, publisher)
-    except TaskFailedError as exc:
-        result = TaskResult(
-            Conclusion.FAILED,
-            failed_phase=exc.phase,
-            reason=exc.reason,
-            log_tail="\n".join(tasklog.tail(TAIL_LINES)),
-            usage=run.usage_line,
-        )
+    except Exception as exc:
+        result = await failed(run, as_failure(run.current, exc))
     except asyncio.CancelledError as exc:
         if run.outcome is None:
             note = RESTART_NOTE if SHUTDOWN in exc.args else ""
-            await to_the_end(reporter.finished(TaskResult(Conclusion.CANCELLED, reason=note)))
+            await to_the_end(finish(run, TaskResult(Conclusion.CANCELLED, reason=note)))
             raise
         _uncancel()
         result = run.outcome
-    await to_the_end(reporter.finished(result))
+    await to_the_end(finish(run, result))
     return result
+
+
+async def failed(run: Run, exc: TaskFailedError) -> TaskResult:
+    """The failed result; a phase left running (the failure came between its steps) is
+    shown failed too, never as still running."""
+    tail = "\n".join(run.log.tail(TAIL_LINES))
+    run.log.line(exc.phase, f"[gantry] {exc.phase} failed: {exc.reason}")
+    if not run.failed_phases:
+        try:
+            await run.reporter.phase(Phase(exc.phase, PhaseStatus.FAILED))
+        except Exception:
+            log.exception("task %s: reporting the failed phase failed", run.task.id)
+    return TaskResult(
+        Conclusion.FAILED,
+        failed_phase=exc.phase,
+        reason=exc.reason,
+        log_tail=tail,
+        usage=run.usage_line,
+    )
+
+
+async def finish(run: Run, result: TaskResult) -> None:
+    """Tell the reporters how the task ended; a reporter failing now is logged, and the
+    result stands (the worker records it whatever GitHub says)."""
+    try:
+        await run.reporter.finished(result)
+    except Exception:
+        log.exception("task %s: the final report failed", run.task.id)
 
 
 def _uncancel() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from config.errors import GantryError
 from runner import host_git
-from runner.mirror import auth_env
+from runner.mirror import Credential, auth_env, current_token
 from runner.patch_policy import (
     MAX_EXPANDED_BYTES,
     AppliedChange,
@@ -88,7 +88,7 @@ class Publication:
     message: str
     author: Identity
     clone_url: str
-    token: str | None
+    token: Credential
     expected_remote: str | None = None  # the branch head we built on; None for a new branch
     max_expanded_bytes: int = MAX_EXPANDED_BYTES
 
@@ -183,8 +183,9 @@ async def push(repo: Path, sha: str, pub: Publication) -> None:
     lease = f"--force-with-lease=refs/heads/{pub.branch}:{expected}"
     refspec = f"{sha}:refs/heads/{pub.branch}"
     args = ["push", "--quiet", lease, pub.clone_url, refspec]
+    token = await current_token(pub.token)  # fresh now, however long the task ran
     try:
-        await host_git.run(args, git_dir=repo, env=auth_env(pub.token), secret=pub.token)
+        await host_git.run(args, git_dir=repo, env=auth_env(token), secret=token)
     except host_git.HostGitError as exc:
         if any(word in str(exc) for word in REJECTIONS):
             message = f"{pub.branch} moved on the remote; rebuild on its head"

@@ -73,6 +73,11 @@ create table if not exists agent_usage (
     task_id integer primary key,
     usage text not null
 );
+create table if not exists task_branches (
+    task_id integer primary key,
+    branch text not null,
+    pull_url text
+);
 create table if not exists refusals (
     repo text not null,
     number integer not null,
@@ -116,6 +121,14 @@ class NewTask:
     # The agent and model the requester picked (None: the repository's default).
     agent: str | None = field(default=None, kw_only=True)
     model: str | None = field(default=None, kw_only=True)
+
+
+@dataclass(frozen=True)
+class TaskBranch:
+    """A task's branch, fixed the first time it is chosen, and its PR once that exists."""
+
+    branch: str
+    pull_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +180,12 @@ class TaskStore(Protocol):
     async def installation_repos(self, installation_id: int) -> list[str]: ...
 
     async def record_usage(self, task_id: int, usage: str) -> None: ...
+
+    async def task_branch(self, task_id: int) -> TaskBranch | None: ...
+
+    async def fix_branch(self, task_id: int, branch: str) -> str: ...
+
+    async def record_pull(self, task_id: int, pull_url: str) -> None: ...
 
     async def usage(self, task_id: int) -> str | None: ...
 
@@ -434,6 +453,36 @@ class SQLiteTaskStore:
             ).fetchall()
         )
         return str(rows[0][0]) if rows else None
+
+    async def task_branch(self, task_id: int) -> TaskBranch | None:
+        """The branch a task publishes to, and its PR, as recorded so far."""
+        rows = await self._run(
+            lambda: self.conn.execute(
+                "select branch, pull_url from task_branches where task_id = ?", (task_id,)
+            ).fetchall()
+        )
+        return TaskBranch(rows[0][0], rows[0][1]) if rows else None
+
+    async def fix_branch(self, task_id: int, branch: str) -> str:
+        """Keep the task's branch name; the one kept first wins (a retry gets it back)."""
+
+        def fix() -> str:
+            self.conn.execute(
+                "insert or ignore into task_branches (task_id, branch) values (?, ?)",
+                (task_id, branch),
+            )
+            row = self.conn.execute(
+                "select branch from task_branches where task_id = ?", (task_id,)
+            ).fetchone()
+            return str(row[0])
+
+        return str(await self._run(fix))
+
+    async def record_pull(self, task_id: int, pull_url: str) -> None:
+        """Keep the task's PR the moment it exists (its branch was fixed before)."""
+        await self._execute(
+            "update task_branches set pull_url = ? where task_id = ?", (pull_url, task_id)
+        )
 
     async def ping(self) -> None:
         """Raise when the database does not answer."""
