@@ -93,6 +93,7 @@ class GitHubPublisher:
     slug: str
     task_url: str | None = None
     ledger: BranchLedger = field(default_factory=MemoryLedger)
+    retry_delays: tuple[float, ...] = PULL_RETRY_DELAYS_S
 
     async def publish(self, work: Work) -> str:
         kept = await self.ledger.task_branch(self.task.id)
@@ -185,7 +186,7 @@ class GitHubPublisher:
     async def open(self, work: Work, target: Target) -> PullRequest:
         """Open the PR; after an unclear answer, look for it by its head before trying again."""
         data = self.pull_request(work, target)
-        for delay in (*PULL_RETRY_DELAYS_S, None):
+        for delay in (*self.retry_delays, None):
             try:
                 found = await find_open_pull(self.gh, self.task.repo, target.branch)
                 if found is not None:
@@ -193,7 +194,8 @@ class GitHubPublisher:
                 pull = pull_of(await self.gh.post("/repos/{+repo}/pulls", self.repo, data=data))
             except UNCLEAR as exc:
                 if delay is None:
-                    raise PublishError(pull_failure(target.branch, exc)) from exc
+                    tries = len(self.retry_delays) + 1
+                    raise PublishError(pull_failure(target.branch, exc, tries)) from exc
                 log.warning("task %s: opening the PR: %s; looking again", self.task.id, exc)
                 await asyncio.sleep(delay)
                 continue
@@ -242,11 +244,10 @@ class GitHubPublisher:
             log.warning("task %s: labelling %s failed: %s", self.task.id, pull.html_url, exc)
 
 
-def pull_failure(branch: str, exc: BaseException) -> str:
+def pull_failure(branch: str, exc: BaseException, tries: int) -> str:
     """Why no PR was opened, and where the work is meanwhile."""
     status = getattr(exc, "status_code", None)
     what = f"{int(status)} {exc}" if isinstance(status, int) else f"{type(exc).__name__} {exc}"
-    tries = len(PULL_RETRY_DELAYS_S) + 1
     return (
         f"GitHub did not open the pull request ({what.strip()}, {tries} tries); "
         f"the work is pushed to the branch `{branch}`"
