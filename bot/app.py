@@ -73,6 +73,7 @@ class Services:
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", Services)
+STREAMS = web.AppKey("streams", task_stream.Streams)
 
 
 def create_app(
@@ -88,6 +89,8 @@ def create_app(
     app.router.add_get("/tasks/{task_id:[0-9]+}", task_view)
     app.router.add_get("/tasks/{task_id:[0-9]+}/log", task_log_stream)
     app.router.add_get("/repos/{owner}/{name}/tasks", repo_tasks_view)
+    app[STREAMS] = task_stream.Streams()
+    app.on_shutdown.append(stop_streams)
     return app
 
 
@@ -240,16 +243,27 @@ async def task_view(request: web.Request) -> web.Response:
 async def task_log_stream(request: web.Request) -> web.StreamResponse:
     """The task's log as server-sent events, from `offset` (or `Last-Event-ID`) until the task
     has ended and its log is drained; a client that leaves just ends it."""
-    services = request.app[SERVICES]
+    services, streams = request.app[SERVICES], request.app[STREAMS]
     task = await signed_task(request)
+    if not streams.admit():
+        raise web.HTTPServiceUnavailable(text="too many open log streams; try again shortly")
+    try:
+        return await follow_log(request, services, streams, task)
+    finally:
+        streams.leave()
+
+
+async def follow_log(
+    request: web.Request, services: Services, streams: task_stream.Streams, task: Task
+) -> web.StreamResponse:
+    """Send the log's events until the follower ends, the client leaves or the server stops."""
     path = task_page.log_path(services.settings.data_dir, task.id)
     given = request.headers.get("Last-Event-ID") or request.query.get("offset")
-    offset = task_stream.start_offset(given, task_stream.file_size(path))
     follower = task_stream.LogFollower(
         path,
-        offset,
+        task_stream.start_offset(given, task_stream.file_size(path)),
         lambda: task_status(services.store, task.id),
-        lambda: request.transport is None or request.transport.is_closing(),
+        lambda: streams.stopping or request.transport is None or request.transport.is_closing(),
     )
     response = web.StreamResponse(headers=task_stream.HEADERS)
     await response.prepare(request)
@@ -259,6 +273,11 @@ async def task_log_stream(request: web.Request) -> web.StreamResponse:
                 await response.write(frame)
         await response.write_eof()
     return response
+
+
+async def stop_streams(app: web.Application) -> None:
+    """End the open log streams, so that shutting down does not wait for them."""
+    app[STREAMS].stopping = True
 
 
 async def task_status(store: TaskStore, task_id: int) -> task_stream.Status:

@@ -19,6 +19,8 @@ from runner.store import ACTIVE_STATES, TaskState
 # split at 16 KiB when written, so a chunk always ends in a whole line.
 CHUNK_BYTES = 64 * 1024
 HEARTBEAT = b": keep-alive\n\n"
+# Each open stream reads the store once a second; beyond this many, new ones wait (503).
+MAX_STREAMS = 100
 # How long the browser waits before it reconnects (it resumes at the last event's id).
 RETRY = b"retry: 2000\n\n"
 HEADERS = {
@@ -29,6 +31,26 @@ HEADERS = {
     # nginx would otherwise buffer the stream: https://nginx.org/r/proxy_buffering
     "X-Accel-Buffering": "no",
 }
+
+
+@dataclass
+class Streams:
+    """The server's open log streams: at most `limit`, and all end when the server shuts down
+    (browsers reconnect to the next server and resume where they were)."""
+
+    limit: int = MAX_STREAMS
+    open: int = 0
+    stopping: bool = False
+
+    def admit(self) -> bool:
+        """Count one more stream, unless the server is stopping or at its limit."""
+        if self.stopping or self.open >= self.limit:
+            return False
+        self.open += 1
+        return True
+
+    def leave(self) -> None:
+        self.open -= 1
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot import repo_page, task_page, task_stream
-from bot.app import SERVICES, create_app
+from bot.app import SERVICES, STREAMS, create_app
 from config.settings import Settings
 from runner.results import Phase, PhaseStatus
 from runner.store import NewTask, Task, TaskState, TaskStore
@@ -351,3 +352,30 @@ async def test_a_follower_drains_an_unterminated_last_line_before_its_end(tmp_pa
     assert '"[agent] no newline"' in text
     assert frames[-1].startswith(b"event: end\n")
     assert follower.offset == path.stat().st_size
+
+
+async def test_open_streams_end_when_the_server_shuts_down(page: Page) -> None:
+    task = await page.add()
+    page.log(task).line("agent", "still running")
+    async with page.session.get(page.stream_url(task.id)) as response:
+        await lines_until(response, "still running")
+        started = time.monotonic()
+        await page.server.close()  # aiohttp would wait up to 60 s for a handler that goes on
+        assert time.monotonic() - started < 5
+        events = await rest(response)
+    assert "end" not in [e.name for e in events]  # the browser reconnects and resumes
+
+
+async def test_streams_beyond_the_limit_are_told_to_come_back(page: Page) -> None:
+    task = await page.add()
+    page.server.app[STREAMS].limit = 1
+    async with page.session.get(page.stream_url(task.id)) as first:
+        assert first.status == 200
+        await next_event(first)
+        assert (
+            await page.status(f"/tasks/{task.id}/log?sig={task_page.signature(SECRET, task.id)}")
+            == 503
+        )
+    await asyncio.sleep(0.5)  # the first stream's handler notices its client left
+    async with page.session.get(page.stream_url(task.id)) as again:
+        assert again.status == 200
