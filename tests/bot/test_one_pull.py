@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from bot.branches import MemoryLedger
+from bot.github_client import RetryPolicy
 from bot.publisher import GitHubPublisher
 from bot.tokens import InstallationTokens
 from config.repo_config import RepoConfig
@@ -22,12 +23,12 @@ from runner.mirror import Mirrors
 from runner.pipeline import Work
 from runner.publish import PublishError
 from runner.store import SQLiteTaskStore, TaskBranch
-from tests.bot.test_github_client import FAST
 from tests.bot.test_progress import task_on
 from tests.publish.test_publish import make_patch
 
 OWNER, NAME = "octo", "hello"
 PULLS = "/repos/{owner}/{repo}/pulls"
+FAST = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0, max_wait=5.0)
 
 
 @dataclass
