@@ -174,7 +174,9 @@ class LogFollower:
         """Events for what changed in the task's state and phases since the last look."""
         status = await self._status()
         seen, self._seen = self._seen, status
-        if status.final and self._final_since is None:
+        if not status.final:
+            self._final_since = None  # running again (requeued after a restart, retried)
+        elif self._final_since is None:
             self._final_since = now
         frames = []
         if seen is None or status.phases != seen.phases:
@@ -184,7 +186,7 @@ class LogFollower:
         return frames
 
     def over(self, now: float) -> bool:
-        """The task ended at least `grace_s` ago and nothing new came since."""
+        """The task has been over for at least `grace_s` (the caller checks the log is quiet)."""
         return self._final_since is not None and now - self._final_since >= self.pace.grace_s
 
     async def drain(self) -> AsyncIterator[bytes]:

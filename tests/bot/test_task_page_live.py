@@ -379,3 +379,22 @@ async def test_streams_beyond_the_limit_are_told_to_come_back(page: Page) -> Non
     await asyncio.sleep(0.5)  # the first stream's handler notices its client left
     async with page.session.get(page.stream_url(task.id)) as again:
         assert again.status == 200
+
+
+async def test_a_follower_keeps_going_when_an_ended_task_runs_again(tmp_path: Path) -> None:
+    path = tmp_path / "task.log"
+    path.write_text("")
+    states = iter([TaskState.FAILED, TaskState.QUEUED, TaskState.RUNNING])
+    seen: list[TaskState] = []
+
+    async def requeued() -> task_stream.Status:
+        state = next(states, TaskState.SUCCEEDED)
+        seen.append(state)
+        return task_stream.Status(state, ())
+
+    pace = task_stream.Pace(poll_s=0.01, status_s=0.03, heartbeat_s=10, grace_s=0.05)
+    frames = [
+        f async for f in task_stream.LogFollower(path, 0, requeued, lambda: False, pace).events()
+    ]
+    assert seen[:4] == [TaskState.FAILED, TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCEEDED]
+    assert frames[-1] == task_stream.event("end", {"state": "succeeded"}, 0)
