@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import socket
 import struct
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-FaultKind = Literal["latency", "error", "secondary_rate_limit", "too_many_requests", "reset"]
+FaultKind = Literal[
+    "latency", "error", "secondary_rate_limit", "primary_rate_limit", "too_many_requests", "reset"
+]
 
 # https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit
 SECONDARY_RATE_LIMIT_MESSAGE = (
@@ -25,13 +30,20 @@ RATE_LIMIT_DOCS = (
     "https://docs.github.com/free-pro-team@latest/rest/overview/"
     "rate-limits-for-the-rest-api#about-secondary-rate-limits"
 )
+# https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-primary-rate-limit
+PRIMARY_RATE_LIMIT_MESSAGE = "API rate limit exceeded for installation."
+PRIMARY_RATE_LIMIT = 5000
 ERROR_MESSAGES = {500: "Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 TEMPLATE_PARAM = re.compile(r"\\\{[^}]+\\\}")
 
 
 @dataclass
 class Fault:
-    """One rule: which requests it hits, what it does, and how many more times."""
+    """One rule: which requests it hits, what it does, and how many more times.
+
+    A primary rate limit resets `retry_after` seconds after its first hit (`x-ratelimit-reset`)
+    and hits nothing after that, like GitHub's hourly window; its status is 403 unless 429.
+    """
 
     method: str
     pattern: re.Pattern[str]
@@ -40,13 +52,22 @@ class Fault:
     delay: float = 0.0
     status: int = 502
     retry_after: int = 1
+    reset_at: float | None = None
+    clock: Callable[[], float] = time.time
 
     def hits(self, method: str, path: str) -> bool:
         """Whether this rule applies to a request."""
         if self.remaining is not None and self.remaining <= 0:
             return False
+        if self.reset_at is not None and self.clock() >= self.reset_at:
+            return False
         same_method = self.method in ("*", method.upper())
         return same_method and self.pattern.fullmatch(path) is not None
+
+    def start_window(self) -> None:
+        """A primary limit's window starts at its first hit."""
+        if self.kind == "primary_rate_limit" and self.reset_at is None:
+            self.reset_at = self.clock() + self.retry_after
 
 
 def compile_route(route: str) -> re.Pattern[str]:
@@ -73,6 +94,7 @@ class FaultTable:
             if fault.hits(method, path):
                 if fault.remaining is not None:
                     fault.remaining -= 1
+                fault.start_window()
                 return fault
         return None
 
@@ -89,10 +111,26 @@ def fault_response(fault: Fault) -> web.StreamResponse | None:
     if fault.kind == "secondary_rate_limit":
         body = {"message": SECONDARY_RATE_LIMIT_MESSAGE, "documentation_url": RATE_LIMIT_DOCS}
         return _json(403, body, {"Retry-After": str(fault.retry_after)})
+    if fault.kind == "primary_rate_limit":
+        return primary_rate_limit_response(fault)
     if fault.kind == "too_many_requests":
         body = {"message": "Too Many Requests", "documentation_url": RATE_LIMIT_DOCS}
         return _json(429, body, {"Retry-After": str(fault.retry_after)})
     return None
+
+
+def primary_rate_limit_response(fault: Fault) -> web.Response:
+    """403 (or 429) with GitHub's `x-ratelimit-*` headers and no `retry-after`."""
+    reset_at = fault.reset_at if fault.reset_at is not None else fault.clock()
+    headers = {
+        "x-ratelimit-limit": str(PRIMARY_RATE_LIMIT),
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-used": str(PRIMARY_RATE_LIMIT),
+        "x-ratelimit-reset": str(math.ceil(reset_at)),
+        "x-ratelimit-resource": "core",
+    }
+    body = {"message": PRIMARY_RATE_LIMIT_MESSAGE, "documentation_url": RATE_LIMIT_DOCS}
+    return _json(fault.status if fault.status == 429 else 403, body, headers)
 
 
 def _json(status: int, body: dict[str, str], headers: dict[str, str]) -> web.Response:

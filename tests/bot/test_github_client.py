@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import aiohttp
 import gidgethub
@@ -12,10 +14,13 @@ import pytest_asyncio
 
 from bot.github_app import fetch_app
 from bot.github_client import (
+    GitHubClient,
+    RateLimitedError,
     RetryPolicy,
     UncertainWriteError,
     is_retry_safe,
-    rate_limit_wait,
+    rate_limit_wait_s,
+    retry_delay,
 )
 from bot.tokens import REFRESH_MARGIN_S, InstallationTokens
 from config.settings import Settings
@@ -55,15 +60,102 @@ def test_which_requests_are_safe_to_repeat() -> None:
     assert not is_retry_safe("POST", "https://h/repos/a/b/pulls")
 
 
+NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
+PRIMARY = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 30)}
+REPOS = "/repos/{owner}/{repo}"
+
+
 def test_rate_limit_recognition() -> None:
-    assert rate_limit_wait(403, {"retry-after": "7"}, b"") == 7.0
-    assert rate_limit_wait(429, {}, b"") == 60.0
-    assert rate_limit_wait(403, {"x-ratelimit-remaining": "0"}, b"") == 60.0
-    assert (
-        rate_limit_wait(403, {}, b'{"message":"You have exceeded a secondary rate limit"}') == 60.0
+    assert rate_limit_wait_s(403, {"retry-after": "7"}, b"", NOW) == 7.0
+    assert rate_limit_wait_s(429, {}, b"", NOW) == 60.0
+    assert rate_limit_wait_s(403, {"x-ratelimit-remaining": "0"}, b"", NOW) == 60.0
+    secondary = b'{"message":"You have exceeded a secondary rate limit"}'
+    assert rate_limit_wait_s(403, {}, secondary, NOW) == 60.0
+    assert rate_limit_wait_s(403, {}, b'{"message":"Resource not accessible"}', NOW) is None
+    assert rate_limit_wait_s(502, {"retry-after": "1"}, b"", NOW) is None
+
+
+def test_a_primary_limit_waits_until_its_reset_on_githubs_clock() -> None:
+    assert rate_limit_wait_s(403, PRIMARY, b"", NOW) == 30.5
+    assert rate_limit_wait_s(429, PRIMARY, b"", NOW + 10) == 20.5
+    # Our clock is 100 s behind GitHub's; the `date` header says how far the reset really is.
+    dated = {**PRIMARY, "date": "Fri, 15 Jan 2027 08:00:20 GMT"}
+    assert rate_limit_wait_s(403, dated, b"", NOW - 100) == 10.5
+    assert rate_limit_wait_s(403, PRIMARY, b"", NOW + 300) == 0.5
+
+
+def test_a_far_rate_limit_fails_at_once_saying_until_when() -> None:
+    far = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 3000)}
+    with pytest.raises(RateLimitedError) as caught:
+        retry_delay("GET", "https://h/repos/a/b", (403, far, b""), 1, RetryPolicy(), NOW)
+    assert str(caught.value) == "GitHub API rate-limited until 08:50 UTC"
+    assert caught.value.status_code == 403
+    assert isinstance(caught.value, gidgethub.BadRequest)
+    near = (403, PRIMARY, b"")
+    assert retry_delay("POST", "https://h/repos/a/b/pulls", near, 1, RetryPolicy(), NOW) == 30.5
+    with pytest.raises(RateLimitedError):
+        retry_delay("GET", "https://h/repos/a/b", near, 4, RetryPolicy(attempts=4), NOW)
+
+
+def test_the_message_is_in_utc() -> None:
+    error = RateLimitedError(429, {}, datetime(2027, 1, 15, 23, 59, 59, tzinfo=UTC).timestamp())
+    assert "rate-limited until 23:59 UTC" in str(error)
+
+
+async def test_a_primary_limit_is_waited_out_until_its_reset(
+    forge: Forge, session: aiohttp.ClientSession
+) -> None:
+    settings, installation_id = await app_settings(forge)
+    tokens = InstallationTokens(session, settings, policy=FAST)
+    await tokens.get(installation_id)
+    forge.inject_fault("GET", REPOS, "primary_rate_limit", count=None, retry_after=2)
+    gh = GitHubClient(
+        session, base_url=forge.api_url, token=lambda: tokens.get(installation_id), policy=FAST
     )
-    assert rate_limit_wait(403, {}, b'{"message":"Resource not accessible"}') is None
-    assert rate_limit_wait(502, {"retry-after": "1"}, b"") is None
+    started = time.monotonic()
+    assert (await gh.getitem("/repos/octo/hello"))["name"] == "hello"
+    assert 2.0 <= time.monotonic() - started < 4.0
+    statuses = [r.status for r in forge.requests if r.path == "/repos/octo/hello"]
+    assert statuses == [403, 200]
+
+
+async def test_a_primary_limit_far_off_fails_at_once(
+    forge: Forge, session: aiohttp.ClientSession
+) -> None:
+    settings, installation_id = await app_settings(forge)
+    gh = InstallationTokens(session, settings, policy=FAST).client(installation_id)
+    forge.inject_fault("GET", REPOS, "primary_rate_limit", count=None, retry_after=3600)
+    started = time.time()
+    with pytest.raises(RateLimitedError) as caught:
+        await gh.getitem("/repos/octo/hello")
+    until = datetime.fromtimestamp(started + 3600, UTC)
+    assert f"rate-limited until {until:%H:%M} UTC" in str(caught.value)
+    assert len([r for r in forge.requests if r.path == "/repos/octo/hello"]) == 1
+
+
+async def test_a_limit_outlasting_every_attempt_says_so(
+    forge: Forge, session: aiohttp.ClientSession
+) -> None:
+    settings, installation_id = await app_settings(forge)
+    tokens = InstallationTokens(session, settings, policy=FAST)
+    await tokens.get(installation_id)
+    fault = forge.inject_fault("GET", REPOS, "primary_rate_limit", count=None, retry_after=1)
+    fault.clock = lambda: 0.0  # the stand-in's window never turns
+    slept: list[float] = []
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    gh = GitHubClient(
+        session,
+        base_url=forge.api_url,
+        token=lambda: tokens.get(installation_id),
+        policy=FAST,
+        sleep=record,
+    )
+    with pytest.raises(RateLimitedError):
+        await gh.getitem("/repos/octo/hello")
+    assert len(slept) == FAST.attempts - 1
 
 
 async def test_reads_are_retried_through_5xx(forge: Forge, session: aiohttp.ClientSession) -> None:
@@ -120,8 +212,8 @@ async def test_a_rate_limit_longer_than_the_cap_is_not_waited(
 ) -> None:
     settings, installation_id = await app_settings(forge)
     gh = InstallationTokens(session, settings, policy=FAST).client(installation_id)
-    forge.inject_fault("GET", "/repos/{owner}/{repo}", "secondary_rate_limit", retry_after=3600)
-    with pytest.raises(gidgethub.BadRequest) as info:
+    forge.inject_fault("GET", REPOS, "secondary_rate_limit", retry_after=3600)
+    with pytest.raises(RateLimitedError) as info:
         await gh.getitem("/repos/octo/hello")
     assert info.value.status_code == 403
 
@@ -177,3 +269,24 @@ async def test_doctor_reports_a_key_of_another_app(forge: Forge) -> None:
     result = await doctor.check_github(wrong)
     assert result.failed
     assert "refused the App's credentials (401)" in result.detail
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+async def test_an_enterprise_base_path_survives_url_joining(
+    forge: Forge, session: aiohttp.ClientSession, slash: str
+) -> None:
+    settings, installation_id = await app_settings(forge)
+    assert forge.api_url.endswith("/api/v3")
+    tokens = InstallationTokens(session, settings, policy=FAST)
+    await tokens.get(installation_id)
+    gh = GitHubClient(
+        session,
+        base_url=forge.api_url + slash,
+        token=lambda: tokens.get(installation_id),
+        policy=FAST,
+    )
+    repo = await gh.getitem("/repos/{+repo}", {"repo": "octo/hello"})
+    assert repo["full_name"] == "octo/hello"
+    assert (await gh.getitem("repos/octo/hello/issues/1"))["number"] == 1
+    assert (await gh.getitem(repo["url"]))["name"] == "hello"
+    assert all(r.status == 200 for r in forge.requests if r.path.startswith("/repos/"))

@@ -100,3 +100,28 @@ async def test_faults_reach_git_too(seeded: Seeded, session: aiohttp.ClientSessi
     async with session.get(url) as response:
         assert response.status == 401
         assert response.headers["WWW-Authenticate"] == 'Basic realm="GitHub"'
+
+
+async def test_primary_rate_limit_holds_until_its_reset(seeded: Seeded) -> None:
+    fault = seeded.forge.inject_fault("GET", PULLS, "primary_rate_limit", count=None, retry_after=5)
+    now = [1_800_000_000.2]
+    fault.clock = lambda: now[0]
+    for _ in range(2):
+        with pytest.raises(BadRequest) as caught:
+            await seeded.gh.getitem(PULLS_PATH)
+        headers = caught.value.headers
+        assert caught.value.status_code == 403
+        assert headers["x-ratelimit-remaining"] == "0"
+        assert headers["x-ratelimit-reset"] == "1800000006"
+        assert "retry-after" not in headers
+        now[0] += 2
+    now[0] += 1
+    assert await seeded.gh.getitem(PULLS_PATH) == []
+
+
+async def test_primary_rate_limit_may_be_a_429(seeded: Seeded) -> None:
+    seeded.forge.inject_fault("GET", PULLS, "primary_rate_limit", status=429, retry_after=60)
+    with pytest.raises(BadRequest) as caught:
+        await seeded.gh.getitem(PULLS_PATH)
+    assert caught.value.status_code == 429
+    assert caught.value.headers["x-ratelimit-remaining"] == "0"
