@@ -9,6 +9,8 @@ from typing import Any
 import gidgethub
 from gidgethub.abc import GitHubAPI
 
+from bot.single_flight import SingleFlight
+
 # GitHub's repository roles, weakest first.
 LEVELS = ("none", "read", "triage", "write", "maintain", "admin")
 CACHE_TTL_S = 60.0
@@ -27,13 +29,31 @@ def reaches(level: str, minimum: str) -> bool:
     return LEVELS.index(level) >= LEVELS.index(minimum)
 
 
+async def fetch_level(gh: GitHubAPI, repo: str, login: str) -> str:
+    """The user's role on `repo` (`owner/name`) from GitHub; "none" for an unknown user."""
+    try:
+        data = await gh.getitem(
+            "/repos/{+repo}/collaborators/{username}/permission",
+            {"repo": repo, "username": login},
+        )
+    except gidgethub.BadRequest as exc:
+        if exc.status_code != 404:
+            raise
+        return "none"
+    return level_of(data)
+
+
 class PermissionCache:
-    """Caches permission lookups for a minute: a burst of comments costs one API call."""
+    """Caches permission lookups for a minute and shares the ones in flight.
+
+    A burst of comments costs one API call per (repository, user), however many arrive
+    before the first answer."""
 
     def __init__(self, ttl: float = CACHE_TTL_S, clock: Callable[[], float] = time.monotonic):
         self._ttl = ttl
         self._clock = clock
         self._entries: dict[tuple[str, str], tuple[float, str]] = {}
+        self._in_flight: SingleFlight[tuple[str, str], str] = SingleFlight()
 
     async def level(self, gh: GitHubAPI, repo: str, login: str) -> str:
         """The user's role on `repo` (`owner/name`); "none" for someone GitHub does not know."""
@@ -41,15 +61,9 @@ class PermissionCache:
         hit = self._entries.get(key)
         if hit and hit[0] > self._clock():
             return hit[1]
-        try:
-            data = await gh.getitem(
-                "/repos/{+repo}/collaborators/{username}/permission",
-                {"repo": repo, "username": login},
-            )
-            level = level_of(data)
-        except gidgethub.BadRequest as exc:
-            if exc.status_code != 404:
-                raise
-            level = "none"
+        return await self._in_flight.run(key, lambda: self._look_up(gh, key, repo, login))
+
+    async def _look_up(self, gh: GitHubAPI, key: tuple[str, str], repo: str, login: str) -> str:
+        level = await fetch_level(gh, repo, login)
         self._entries[key] = (self._clock() + self._ttl, level)
         return level

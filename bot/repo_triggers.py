@@ -9,19 +9,35 @@ from collections.abc import Callable
 from gidgethub.abc import GitHubAPI
 
 from bot.repo_files import default_branch_config
+from bot.single_flight import SingleFlight
 from config.repo_config import AgentConfig, ConfigError, TriggersConfig
 
 log = logging.getLogger(__name__)
 CACHE_TTL_S = 60.0
 
+Sections = tuple[TriggersConfig, AgentConfig]
+
+
+async def fetch_sections(gh: GitHubAPI, repo: str, default_branch: str) -> Sections:
+    """The default branch's triggers and agent sections; the defaults when it is broken."""
+    config = await default_branch_config(gh, repo, default_branch)
+    if isinstance(config, ConfigError):
+        # The task will report the broken config; who may trigger stays the safe default.
+        log.info("%s: broken .github/gantry.yml, default triggers apply", repo)
+        return TriggersConfig(), AgentConfig()
+    return config.triggers, config.agent
+
 
 class TriggerCache:
-    """One contents-API read per repository per minute, whatever the comment traffic."""
+    """One contents-API read per repository per minute, whatever the comment traffic.
+
+    Reads in flight are shared: a burst that arrives before the first answer waits for it."""
 
     def __init__(self, ttl: float = CACHE_TTL_S, clock: Callable[[], float] = time.monotonic):
         self._ttl = ttl
         self._clock = clock
-        self._entries: dict[str, tuple[float, TriggersConfig, AgentConfig]] = {}
+        self._entries: dict[tuple[str, str], tuple[float, Sections]] = {}
+        self._in_flight: SingleFlight[tuple[str, str], Sections] = SingleFlight()
 
     async def get(self, gh: GitHubAPI, repo: str, default_branch: str) -> TriggersConfig:
         """The default branch's triggers; the defaults when the config is broken."""
@@ -31,18 +47,14 @@ class TriggerCache:
         """The default branch's agent section (what a requester may pick from)."""
         return (await self._read(gh, repo, default_branch))[1]
 
-    async def _read(
-        self, gh: GitHubAPI, repo: str, default_branch: str
-    ) -> tuple[TriggersConfig, AgentConfig]:
-        hit = self._entries.get(repo.lower())
+    async def _read(self, gh: GitHubAPI, repo: str, default_branch: str) -> Sections:
+        key = (repo.lower(), default_branch)
+        hit = self._entries.get(key)
         if hit and hit[0] > self._clock():
-            return hit[1], hit[2]
-        config = await default_branch_config(gh, repo, default_branch)
-        if isinstance(config, ConfigError):
-            # The task will report the broken config; who may trigger stays the safe default.
-            log.info("%s: broken .github/gantry.yml, default triggers apply", repo)
-            triggers, agent = TriggersConfig(), AgentConfig()
-        else:
-            triggers, agent = config.triggers, config.agent
-        self._entries[repo.lower()] = (self._clock() + self._ttl, triggers, agent)
-        return triggers, agent
+            return hit[1]
+        return await self._in_flight.run(key, lambda: self._look_up(gh, key, repo))
+
+    async def _look_up(self, gh: GitHubAPI, key: tuple[str, str], repo: str) -> Sections:
+        sections = await fetch_sections(gh, repo, key[1])
+        self._entries[key] = (self._clock() + self._ttl, sections)
+        return sections
