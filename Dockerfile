@@ -15,6 +15,7 @@ COPY gantry /src/gantry
 COPY bot /src/bot
 COPY runner /src/runner
 COPY config /src/config
+COPY gateway /src/gateway
 RUN python3 -m venv /opt/gantry \
     && PIP_CERT=/tmp/pip-ca.pem /opt/gantry/bin/pip install --no-cache-dir --quiet \
        --disable-pip-version-check /src
