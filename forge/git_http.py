@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 
 from aiohttp import web
@@ -11,6 +10,7 @@ from aiohttp import web
 from forge.auth import parse_basic_password
 from forge.context import context_of
 from forge.git_repo import ISOLATED_ENV
+from runner import child_process
 
 CHUNK_SIZE = 64 * 1024
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="GitHub"'}
@@ -97,10 +97,9 @@ async def run_backend(request: web.Request, env: dict[str, str]) -> web.StreamRe
         return response
     finally:
         pump.cancel()
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        # The client may leave just as the CGI exits: `proc.kill()` would reap it and make
+        # asyncio guess its exit status.
+        await child_process.stop(proc)
 
 
 async def _read_cgi_headers(stdout: asyncio.StreamReader) -> list[bytes]:
