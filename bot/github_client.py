@@ -101,8 +101,7 @@ def rate_limit_wait_s(
             return max(0.0, float(retry_after))
         except ValueError:
             return DEFAULT_RATE_LIMIT_WAIT_S
-    primary = headers.get("x-ratelimit-remaining") == "0"
-    if primary:
+    if headers.get("x-ratelimit-remaining") == "0":  # the primary limit: wait for its reset
         try:
             reset = float(headers["x-ratelimit-reset"])
         except (KeyError, ValueError):
