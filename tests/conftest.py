@@ -56,6 +56,28 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client.close()
 
 
+# Where CI runs an engine that enforces disk limits (btrfs quotas slow every container down,
+# so the main engine stays fast and only the disk-limit tests use this one).
+DISK_ENGINE_ENV = "DISK_TEST_DOCKER_HOST"
+
+
+@pytest.fixture(scope="session")
+def disk_engine(docker_client: docker.DockerClient) -> Iterator[docker.DockerClient]:
+    """The engine of the disk-limit tests: `DISK_TEST_DOCKER_HOST`, else the main one."""
+    url = os.environ.get(DISK_ENGINE_ENV)
+    if not url:
+        yield docker_client
+        return
+    client = docker.DockerClient(base_url=url, timeout=120)
+    try:
+        client.images.get(TEST_BASE_IMAGE)
+    except (docker.errors.DockerException, RequestException) as exc:
+        client.close()
+        _unavailable(f"the disk-limit engine at {url} cannot run tests ({exc})")
+    yield client
+    client.close()
+
+
 @pytest.fixture
 def containers(docker_client: docker.DockerClient) -> Iterator[ContainerFactory]:
     """Start containers that are force-removed after the test, whatever happens."""

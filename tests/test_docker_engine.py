@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 
 from tests.conftest import ContainerFactory
-from tests.support import TEST_BASE_IMAGE, docker_required
+from tests.support import TEST_BASE_IMAGE
 
 
 def test_base_image_runs_a_command(containers: ContainerFactory) -> None:
@@ -53,7 +53,3 @@ def test_the_engine_script_only_checks_once_set_up(docker_client: docker.DockerC
     assert "starting dockerd" not in done.stdout  # the engine that answers is left running
     assert took < 10
     assert docker_client.ping()
-    if docker_required():
-        # CI ran it with CI set: the engine it left behind enforces disk limits.
-        assert "NOT enforced" not in done.stdout + done.stderr
-        assert "cannot enforce" not in done.stdout + done.stderr

@@ -13,7 +13,7 @@ from forge.server import Forge
 from gantry import doctor
 from gantry.cli import main
 from runner.disk_limit import DiskLimitSupport, detect
-from tests.support import TEST_BASE_IMAGE, docker_required
+from tests.support import TEST_BASE_IMAGE
 
 SECRET = "doctor-secret"
 
@@ -168,9 +168,6 @@ def test_the_disk_limit_check_asks_the_real_engine(docker_client: docker.DockerC
     result = doctor.check_disk_limit(TEST_BASE_IMAGE)
     expected = detect(docker_client, TEST_BASE_IMAGE)
     assert result == doctor.disk_limit_result(expected)
-    if docker_required():
-        # CI's engine comes from scripts/docker-engine, which gives it a quota data root.
-        assert result.status == doctor.OK_MARK, result.detail
     leftovers = docker_client.containers.list(all=True, filters={"label": "gantry.kind"})
     assert not [c for c in leftovers if c.labels.get("gantry.kind") == "disk-probe"]
 

@@ -57,12 +57,12 @@ def spec_for(owner: Owner, disk: int | None) -> ContainerSpec:
 
 
 async def test_a_5_gib_write_stops_at_the_disk_limit_and_the_host_keeps_its_space(
-    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+    disk_engine: docker.DockerClient, owner: Owner, task_log: TaskLog
 ) -> None:
-    enforcing(docker_client)
-    dirs = backing_dirs(str(docker_client.info()["DockerRootDir"]))
+    enforcing(disk_engine)
+    dirs = backing_dirs(str(disk_engine.info()["DockerRootDir"]))
     before = [free_bytes(d) for d in dirs]
-    async with running(docker_client, spec_for(owner, LIMIT)) as sandbox:
+    async with running(disk_engine, spec_for(owner, LIMIT)) as sandbox:
         result = await sandbox.run(ATTACK, task_log, "agent", 600)
         during = [free_bytes(d) for d in dirs]
         # Past the limit every later command that writes fails the same way.
@@ -78,14 +78,14 @@ async def test_a_5_gib_write_stops_at_the_disk_limit_and_the_host_keeps_its_spac
 
 
 async def test_an_ordinary_failure_is_not_blamed_on_the_disk(
-    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+    disk_engine: docker.DockerClient, owner: Owner, task_log: TaskLog
 ) -> None:
-    enforcing(docker_client)
-    async with running(docker_client, spec_for(owner, LIMIT)) as sandbox:
+    enforcing(disk_engine)
+    async with running(disk_engine, spec_for(owner, LIMIT)) as sandbox:
         result = await sandbox.run(
             "head -c 100000000 /dev/zero > /workspace/some; exit 3", task_log, "checks", 60
         )
-        attrs = docker_client.api.inspect_container(sandbox.id)
+        attrs = disk_engine.api.inspect_container(sandbox.id)
     assert result.exit_code == 3
     assert not result.disk_full
     assert result.describe() == "exit code 3"
@@ -94,18 +94,18 @@ async def test_an_ordinary_failure_is_not_blamed_on_the_disk(
 
 
 async def test_the_limit_holds_after_end_phase(
-    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+    disk_engine: docker.DockerClient, owner: Owner, task_log: TaskLog
 ) -> None:
-    enforcing(docker_client)
-    async with running(docker_client, spec_for(owner, LIMIT)) as sandbox:
+    enforcing(disk_engine)
+    async with running(disk_engine, spec_for(owner, LIMIT)) as sandbox:
         await sandbox.end_phase()
         result = await sandbox.run(ATTACK, task_log, "checks", 600)
     assert result.disk_full
 
 
-def test_the_probe_leaves_no_container_behind(docker_client: docker.DockerClient) -> None:
-    support = detect(docker_client, TEST_BASE_IMAGE)
+def test_the_probe_leaves_no_container_behind(disk_engine: docker.DockerClient) -> None:
+    support = detect(disk_engine, TEST_BASE_IMAGE)
     assert support.detail
-    left = docker_client.containers.list(all=True, filters={"label": "gantry.kind=disk-probe"})
+    left = disk_engine.containers.list(all=True, filters={"label": "gantry.kind=disk-probe"})
     assert left == []
     assert PROBE_LABELS["gantry.kind"] == "disk-probe"
