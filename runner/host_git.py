@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config.errors import GantryError
+from runner import child_process
 
 GIT_TIMEOUT_S = 600.0
 MAX_ERROR_CHARS = 2000
@@ -147,9 +148,9 @@ async def run(
         except TimeoutError:
             raise HostGitError(f"git {verb(args)} took longer than {limits.seconds:.0f}s") from None
         finally:
-            if process.returncode is None:  # timed out or cancelled: no git outlives its call
-                process.kill()
-                await asyncio.shield(process.wait())
+            # Timed out or cancelled: no git outlives its call (killed without collecting its
+            # status, which asyncio's child watcher must read).
+            await asyncio.shield(child_process.stop(process))
     if process.returncode != 0:
         raise HostGitError(failure(args, process.returncode or 0, err, secret))
     return out

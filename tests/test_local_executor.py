@@ -70,7 +70,10 @@ async def test_local_commands_are_killed_at_their_time_limit(tmp_path: Path) -> 
 async def test_what_a_command_leaves_running_ends_with_it(tmp_path: Path) -> None:
     leak = tmp_path / "leak"
     log = TaskLog(tmp_path / "log.txt")
-    script = f"(while true; do echo x >> {leak}; sleep 0.05; done) >/dev/null 2>&1 &"
+    script = (
+        f"(while true; do echo x >> {leak}; sleep 0.05; done) >/dev/null 2>&1 & "
+        f"while [ ! -s {leak} ]; do sleep 0.01; done"
+    )
     result = await run_command(script, str(tmp_path), log, "agent", 30, {})
     assert result.ok
     await asyncio.sleep(0.3)
