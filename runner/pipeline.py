@@ -327,7 +327,7 @@ async def run_task(
     try:
         result = await _phases(run, publisher)
     except Exception as exc:
-        result = await failed(run, as_failure(run.current, exc))
+        result = await _after_error(run, exc)
     except asyncio.CancelledError as exc:
         if run.outcome is None:
             note = RESTART_NOTE if SHUTDOWN in exc.args else ""
@@ -337,6 +337,19 @@ async def run_task(
         result = run.outcome
     await to_the_end(finish(run, result))
     return result
+
+
+async def _after_error(run: Run, exc: Exception) -> TaskResult:
+    """How an exception ends the task: published work stays published, a stop whose cleanup
+    failed on the way out is still a stop, anything else fails the phase it happened in."""
+    if run.outcome is not None:
+        log.error("task %s: after publishing: %s", run.task.id, reason_of(exc), exc_info=exc)
+        return run.outcome
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        await to_the_end(finish(run, TaskResult(Conclusion.CANCELLED)))
+        raise asyncio.CancelledError from exc
+    return await failed(run, as_failure(run.current, exc))
 
 
 async def failed(run: Run, exc: TaskFailedError) -> TaskResult:

@@ -3,7 +3,9 @@ reason, and the reporters hear the end exactly once."""
 
 from __future__ import annotations
 
+import asyncio
 import http
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -25,6 +27,7 @@ from runner.pipeline import (
     run_task,
 )
 from runner.results import Conclusion, Phase, PhaseStatus, TaskResult
+from runner.store import Task
 from runner.tasklog import TaskLog
 from tests.bot.test_progress import task_on
 
@@ -55,8 +58,12 @@ class NeverPublish:
         raise AssertionError("nothing gets this far")
 
 
-def deps(tmp_path: Path, source_error: Exception | None) -> PipelineDeps:
-    async def resolve_source(task: object) -> Source:
+def deps(
+    tmp_path: Path,
+    source_error: Exception | None,
+    source: Callable[[Task], Awaitable[Source]] | None = None,
+) -> PipelineDeps:
+    async def resolve_source(task: Task) -> Source:
         if source_error is not None:
             raise source_error
         return Source("0" * 40, None, None)
@@ -69,7 +76,7 @@ def deps(tmp_path: Path, source_error: Exception | None) -> PipelineDeps:
         environments=LocalExecutor(mirrors, tmp_path / "work"),
         secrets=SecretStore(),
         agent_command=None,
-        resolve_source=resolve_source,
+        resolve_source=source or resolve_source,
         load_checkout=load_checkout,
     )
 
@@ -118,6 +125,29 @@ async def test_a_failing_final_report_does_not_escape(tmp_path: Path) -> None:
         "ClientConnectionError: connection reset",
     )
     assert reporter.results == [result]
+
+
+async def test_a_stop_whose_cleanup_fails_is_still_a_stop(tmp_path: Path) -> None:
+    reached = asyncio.Event()
+
+    async def stuck(task: Task) -> Source:
+        reached.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            raise RuntimeError("the cleanup failed")
+
+    reporter = Recorder()
+    tasklog = TaskLog(tmp_path / "task.log")
+    job = asyncio.create_task(
+        run_task(task_on(3, 1), deps(tmp_path, None, stuck), reporter, NeverPublish(), tasklog)
+    )
+    await reached.wait()
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    tasklog.close()
+    assert [r.conclusion for r in reporter.results] == [Conclusion.CANCELLED]
 
 
 @pytest.mark.parametrize(
