@@ -230,7 +230,7 @@ class Sandbox:
                 raise
             return container
 
-        return cls(client, await engine_call(create), spec.limits, disk)
+        return cls(client, await created(client, create), spec.limits, disk)
 
     async def run(
         self,
@@ -354,6 +354,19 @@ class Sandbox:
     async def remove(self) -> None:
         """Force-remove the container (idempotent)."""
         await remove_container(self.client, self.id)
+
+
+async def created(client: docker.DockerClient, create: Callable[[], Container]) -> Container:
+    """A container made in a thread; cancelled meanwhile, the thread still finishes, so the
+    container it made is removed before the cancellation goes on (none is left running)."""
+    making = asyncio.ensure_future(engine_call(create))
+    try:
+        return await asyncio.shield(making)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            orphan = await making
+            await remove_container(client, orphan.id or "")
+        raise
 
 
 @contextlib.asynccontextmanager

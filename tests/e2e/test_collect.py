@@ -48,9 +48,12 @@ async def test_a_follow_up_on_a_gantry_pr_gets_a_check_run_on_its_head(live: Gan
     await comment_on(live, pull.issue.number, "@gantry stamp again", pull=True)
     tasks = await wait_final(live, 2)
     assert [t.state for t in tasks] == [TaskState.SUCCEEDED, TaskState.SUCCEEDED]
-    [run] = live.forge.check_runs(OWNER, REPO)
-    assert (run["name"], run["head_sha"]) == ("Gantry", before)
-    assert (run["status"], run["conclusion"]) == ("completed", "success")
+    after = (await live.forge.branches(OWNER, REPO))[pull.head]
+    runs = {run["head_sha"]: run for run in live.forge.check_runs(OWNER, REPO)}
+    # The round's verdict is on the commit it pushed; the run it started on points there.
+    assert (runs[after]["name"], runs[after]["conclusion"]) == ("Gantry", "success")
+    assert runs[after]["status"] == "completed"
+    assert runs[before]["conclusion"] == "neutral"
 
 
 async def test_two_requests_on_one_thread_run_one_after_the_other(live: Gantry) -> None:
