@@ -26,7 +26,7 @@ from docker.models.networks import Network
 from config.errors import GantryError
 from runner import egress
 from runner.labels import DEFAULT_OWNER, KIND_NETWORK, KIND_PROXY, gantry_labels
-from runner.sandbox import engine_call, remove_container
+from runner.sandbox import created, engine_call, remove_container
 from runner.task_ca import TaskTls, issue_task_tls
 
 Mode = Literal["off", "limited", "full"]
@@ -272,7 +272,7 @@ class Networks:
             container.reload()
             return container
 
-        return await engine_call(start)
+        return await created(self.client, start)
 
     async def _wait_ready(self, proxy: Container) -> None:
         """Wait until the proxy says it listens, or fail if it exits."""
