@@ -214,7 +214,7 @@ async def test_end_phase_kills_what_the_agent_left_running(
 async def test_a_start_cancelled_while_the_engine_creates_leaves_no_container(
     docker_client: docker.DockerClient, owner: Owner
 ) -> None:
-    label = {"label": f"gantry.task={owner.task_id}"}
+    label: dict[str, Any] = {"label": f"gantry.task={owner.task_id}"}
     for delay in (0.0, 0.05, 0.2):
         starting = asyncio.create_task(Sandbox.start(docker_client, spec_for(owner)))
         await asyncio.sleep(delay)  # the engine is making it in a thread
