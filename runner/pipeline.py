@@ -39,6 +39,7 @@ from runner.results import (
     Phase,
     PhaseStatus,
     TaskResult,
+    judge_checks,
 )
 from runner.store import Task
 from runner.tasklog import TaskLog
@@ -181,14 +182,22 @@ class Run:
         self.task, self.deps, self.reporter, self.log = task, deps, reporter, tasklog
         self.secrets: tuple[Secret, ...] = ()
         self.usage_line = ""
+        self.outcomes: tuple[CheckOutcome, ...] = ()  # the checks' results, once run
         # Set once the work is published (or found empty): from then on the task is over.
         self.outcome: TaskResult | None = None
         # The phase a failure outside any phase's work belongs to (the last one started).
         self.current = PHASES[0]
         self.failed_phases: set[str] = set()
 
-    async def phase(self, name: str, work: Callable[[], Awaitable[Any]], note: str = "") -> Any:
-        """Run a phase, reporting it running, then done or failed, with its time."""
+    async def phase(
+        self,
+        name: str,
+        work: Callable[[], Awaitable[Any]],
+        note: str = "",
+        judge: Callable[[Phase, Any], Phase] | None = None,
+    ) -> Any:
+        """Run a phase, reporting it running, then done (as `judge` sees its result) or
+        failed, with its time."""
         self.current = name
         await self.reporter.phase(Phase(name, PhaseStatus.RUNNING))
         self.log.line(name, f"[gantry] {name} started")
@@ -201,7 +210,8 @@ class Run:
             raise as_failure(name, exc) from exc
         seconds = time.monotonic() - started
         self.log.line(name, f"[gantry] {name} done in {seconds:.1f}s")
-        await self.reporter.phase(Phase(name, PhaseStatus.DONE, seconds, note))
+        done = Phase(name, PhaseStatus.DONE, seconds, note)
+        await self.reporter.phase(judge(done, result) if judge is not None else done)
         return result
 
     async def skip(self, name: str, note: str) -> None:
@@ -368,6 +378,7 @@ async def failed(run: Run, exc: TaskFailedError) -> TaskResult:
         reason=exc.reason,
         log_tail=tail,
         usage=run.usage_line,
+        checks=run.outcomes,
     )
 
 
@@ -423,9 +434,13 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
         # Nothing the agent left running writes on during the checks, nor the checks' during
         # collect: each phase ends with every process it started.
         await env.end_phase()
+        # Judged as it ends: a failing check is never shown as a ✅ phase, not even meanwhile.
         checks = await run.phase(
-            "checks", lambda: run.changes_and_checks(env, checkout, config, source.sha)
+            "checks",
+            lambda: run.changes_and_checks(env, checkout, config, source.sha),
+            judge=judge_checks,
         )
+        run.outcomes = checks
         await env.end_phase()
         patch, message = await run.phase("collect", lambda: run.collect(env, source.sha))
         decisions = await run.deps.environments.blocked_attempts(env)
