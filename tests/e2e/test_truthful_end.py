@@ -3,6 +3,8 @@ PR at most; a token that lives shorter than the task does not stop it publishing
 
 from __future__ import annotations
 
+import time
+
 from forge.state import AfterCreate
 from runner.store import TaskState
 from tests.bot.conftest import OWNER, REPO, Gantry
@@ -96,3 +98,23 @@ async def test_a_token_that_dies_before_the_task_ends_does_not_stop_the_push(
     [pull] = live.forge.pulls(OWNER, REPO)
     assert pull.head in await live.forge.branches(OWNER, REPO)
     assert live.forge.reactions(asked)[-1] == ("rocket", "gantry[bot]")
+
+
+async def test_a_primary_rate_limit_resetting_in_5s_publishes_within_about_5s(
+    live: Gantry,
+) -> None:
+    await comment_on(live, live.issue_number, "@gantry fix the flaky date test")
+    # Every API call of the publish phase's PR creation meets the limit until its reset.
+    live.forge.inject_fault("POST", PULLS, "primary_rate_limit", count=None, retry_after=5)
+    started = time.monotonic()
+    [task] = await wait_final(live, 1)
+    took = time.monotonic() - started
+    assert task.state is TaskState.SUCCEEDED
+    assert len(live.forge.pulls(OWNER, REPO)) == 1
+    # Waited until the reset (not a fixed minute, as before), then published.
+    assert 5.0 <= took < 45.0, took
+    statuses = [
+        r.status for r in live.forge.requests if r.method == "POST" and r.path.endswith("/pulls")
+    ]
+    assert statuses[0] == 403
+    assert statuses[-1] == 201
