@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from config.allow_presets import expand, is_preset, preset_domains
 from config.durations import format_duration, format_size, parse_duration, parse_size
 from config.errors import GantryError
 from config.settings import DEFAULT_IMAGE, Settings
@@ -321,6 +322,15 @@ def _domain(value: object) -> str:
     return text
 
 
+def _allow_entry(value: object) -> str:
+    """A domain, or a preset like `@pypi` (expanded once the whole list is read)."""
+    if isinstance(value, str) and is_preset(value.strip()):
+        preset = value.strip().lower()
+        preset_domains(preset)
+        return preset
+    return _domain(value)
+
+
 def _method(value: object) -> str:
     """An HTTP method, upper-cased."""
     text = value.upper() if isinstance(value, str) else ""
@@ -409,7 +419,10 @@ class NetworkConfig(_Strict):
 
     setup: NetworkMode = "full"
     agent: NetworkMode = "off"
-    allow: tuple[Annotated[str, BeforeValidator(_domain)], ...] = ()
+    # Presets become plain domains here, so the proxy and the task's CA only see domains.
+    allow: Annotated[
+        tuple[Annotated[str, BeforeValidator(_allow_entry)], ...], AfterValidator(expand)
+    ] = ()
     methods: Annotated[
         tuple[Annotated[str, BeforeValidator(_method)], ...], AfterValidator(_unique)
     ] = ()

@@ -11,6 +11,7 @@ from typing import TextIO
 import yaml
 
 from config.agents_md import AgentsDoc, Command
+from config.allow_presets import is_preset, preset_domains
 from config.loader import (
     CommandPlan,
     find_agents_files,
@@ -62,6 +63,7 @@ def run(path: Path, settings: Settings | None, out: TextIO = sys.stdout) -> int:
             print(f"  {line}", file=out)
         return 1
     print_config(parsed, out)
+    print_presets(parsed, out)
     print_docs(docs, out)
     # Each file's own path lies in its subtree, so every AGENTS.md shows its checks.
     changed = [doc.path for doc in docs]
@@ -80,6 +82,18 @@ def print_config(parsed: ParsedConfig, out: TextIO) -> None:
         parsed.config.model_dump(mode="json"), sort_keys=False, allow_unicode=True
     )
     print("  " + dumped.rstrip().replace("\n", "\n  "), file=out)
+
+
+def print_presets(parsed: ParsedConfig, out: TextIO) -> None:
+    """Each `network.allow` preset the file names, with the domains it stands for."""
+    network = parsed.document.data.get("network")
+    entries = network.get("allow") if isinstance(network, dict) else None
+    presets = [e.strip().lower() for e in entries or () if isinstance(e, str) and is_preset(e)]
+    if not presets:
+        return
+    print("\nnetwork.allow presets:", file=out)
+    for preset in dict.fromkeys(presets):
+        print(f"  {preset}: {', '.join(preset_domains(preset))}", file=out)
 
 
 def print_docs(docs: Sequence[AgentsDoc], out: TextIO) -> None:
