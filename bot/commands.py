@@ -34,17 +34,21 @@ SUBCOMMANDS = {k.value: k for k in Kind if k not in (Kind.REQUEST, Kind.EXEC)}
 
 # Options a requester may put before the request: `@gantry --agent claude --model m fix it`.
 OPTION_RE = re.compile(r"--(agent|model)(?:=|[ \t]+)([A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127})\s*")
+# A branch to start from, before the request: `@gantry on release-2.1: fix it`. Git refuses
+# `:` and whitespace in branch names, so the name ends at the first of them.
+BRANCH_RE = re.compile(r"on[ \t]+([^\s:]{1,255}):(?:\s+|$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Command:
     """A parsed mention: its kind, its text (the request, or `exec`'s command), and the
-    agent and model the requester picked, if any."""
+    agent, model and branch to start from the requester picked, if any."""
 
     kind: Kind
     text: str = ""
     agent: str | None = None
     model: str | None = None
+    branch: str | None = None
 
 
 def clean(text: str) -> str:
@@ -95,12 +99,16 @@ def parse_command(body: str, handle: str) -> Command | None:
 
 
 def take_options(request: str) -> tuple[dict[str, str], str]:
-    """Leading `--agent NAME` / `--model NAME` options, and the text after them."""
+    """Leading `--agent NAME`, `--model NAME` and `on BRANCH:` options, and the text after."""
     options: dict[str, str] = {}
-    while match := OPTION_RE.match(request):
-        options[match.group(1)] = match.group(2)
+    while True:
+        if match := OPTION_RE.match(request):
+            options[match.group(1)] = match.group(2)
+        elif match := BRANCH_RE.match(request):
+            options["branch"] = match.group(1)
+        else:
+            return options, request.strip()
         request = request[match.end() :]
-    return options, request.strip()
 
 
 def interpret(request: str) -> Command:
@@ -108,7 +116,13 @@ def interpret(request: str) -> Command:
     options, request = take_options(request)
     command = _interpret(request)
     if options and command.kind in (Kind.REQUEST, Kind.EXEC):
-        return Command(command.kind, command.text, options.get("agent"), options.get("model"))
+        return Command(
+            command.kind,
+            command.text,
+            options.get("agent"),
+            options.get("model"),
+            options.get("branch"),
+        )
     return command
 
 
@@ -133,6 +147,8 @@ the result. Write what you want after the mention:
 - `@{handle} <request>`: start a task (on a pull request, the result lands on it)
 - `@{handle} --agent claude --model claude-sonnet-4-5 <request>`: pick an agent and a model
   among those the repository allows (`agent.allow` in `.github/gantry.yml`)
+- `@{handle} on <branch>: <request>`: on an issue, start from that branch and open the pull
+  request against it
 - `@{handle} exec <command>`: run one command as the agent step
 - `@{handle} status`: what the task on this thread is doing
 - `@{handle} cancel`: stop the running task

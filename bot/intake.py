@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import quote
 
+import gidgethub
 from gidgethub.abc import GitHubAPI
 
 from bot import replies
 from bot.background import Background
+from bot.branches import BranchNameError, check_ref_format
 from bot.commands import Command, Kind, help_text, parse_command
 from bot.permissions import PermissionCache, reaches
 from bot.pull_requests import PullHead, fetch_head
@@ -29,6 +32,13 @@ FORK_TEXT = (
     "in this repository's environment. Push the branch to {repo} itself and open the pull "
     "request from there (or ask a maintainer to), then mention me on it."
 )
+NO_TASK = "No task was started."
+BRANCH_ON_PULL_TEXT = (
+    "Sorry @{login}, `on <branch>:` is for issues: on a pull request I work from its own "
+    "branch. " + NO_TASK
+)
+BAD_BRANCH_TEXT = "Sorry @{login}, `{branch}` is not a valid branch name. " + NO_TASK
+NO_BRANCH_TEXT = "Sorry @{login}, {repo} has no branch `{branch}`. " + NO_TASK
 
 
 class AbsurdPayloadError(GantryError, ValueError):
@@ -140,6 +150,7 @@ class Intake:
             return Outcome.REFUSED
         if command.kind in (Kind.REQUEST, Kind.EXEC):
             refused = await self.agent_refusal(gh, trigger, command)
+            refused = refused or await self.branch_refusal(gh, trigger, command)
             if refused is not None:
                 self.background.spawn(replies.comment(gh, trigger, refused), "agent reply")
                 return Outcome.REFUSED
@@ -156,6 +167,21 @@ class Intake:
             choose_agent(agent, command.agent, command.model)
         except AgentNotAllowedError as exc:
             return f"Sorry @{trigger.author}, {exc}. No task was started."
+        return None
+
+    async def branch_refusal(self, gh: GitHubAPI, trigger: Trigger, command: Command) -> str | None:
+        """The reply to `on <branch>:` naming no branch of the repository (None: it exists)."""
+        branch = command.branch
+        if branch is None:
+            return None
+        if trigger.is_pull_request:
+            return BRANCH_ON_PULL_TEXT.format(login=trigger.author)
+        try:
+            await check_ref_format(branch)
+        except BranchNameError:
+            return BAD_BRANCH_TEXT.format(login=trigger.author, branch=branch)
+        if not await branch_exists(gh, trigger.repo, branch):
+            return NO_BRANCH_TEXT.format(login=trigger.author, repo=trigger.repo, branch=branch)
         return None
 
     async def enqueue(
@@ -196,7 +222,8 @@ class Intake:
         """help, status, cancel, retry, reset-cache."""
         latest = await self.store.latest_for_thread(trigger.repo, trigger.number)
         if command.kind is Kind.RETRY and latest is not None:
-            retried = Command(Kind(latest.kind), latest.request, latest.agent, latest.model)
+            branch = None if latest.is_pull_request else latest.head_ref
+            retried = Command(Kind(latest.kind), latest.request, latest.agent, latest.model, branch)
             task = await self.enqueue(gh, trigger, retried, delivery_id)
             if task is None:
                 return Outcome.REFUSED
@@ -216,8 +243,21 @@ class Intake:
         return Outcome.ANSWERED
 
 
+async def branch_exists(gh: GitHubAPI, repo: str, branch: str) -> bool:
+    """Whether `repo` has `branch` (`GET /repos/{owner}/{repo}/branches/{branch}`)."""
+    try:
+        await gh.getitem(f"/repos/{repo}/branches/{quote(branch, safe='')}")
+    except gidgethub.BadRequest as exc:
+        if exc.status_code != 404:
+            raise
+        return False
+    return True
+
+
 def new_task(trigger: Trigger, command: Command, head: PullHead | None) -> NewTask:
-    """The stored form of an accepted request; what the agent reads has no hidden text."""
+    """The stored form of an accepted request; what the agent reads has no hidden text.
+
+    On an issue, `head_ref` is the branch the requester named (None: the default branch)."""
     return NewTask(
         repo=trigger.repo,
         installation_id=trigger.installation_id,
@@ -231,7 +271,7 @@ def new_task(trigger: Trigger, command: Command, head: PullHead | None) -> NewTa
         requester=trigger.author,
         kind=command.kind.value,
         request=strip_hidden(command.text),
-        head_ref=head.ref if head is not None else None,
+        head_ref=head.ref if head is not None else command.branch,
         head_sha=head.sha if head is not None else None,
         thread_body=strip_hidden(trigger.thread_body),
         agent=command.agent,

@@ -149,7 +149,9 @@ class GitHubPublisher:
         heads = await remote_heads(self.task.clone_url, self.token)
         prefix = work.config.pull_request.branch_prefix
         if not self.task.is_pull_request:
-            return await self.own_branch(prefix, heads, work.base_sha, self.task.default_branch)
+            # An issue's request may name the branch to start from; its PR goes back there.
+            base = self.task.head_ref or self.task.default_branch
+            return await self.own_branch(prefix, heads, work.base_sha, base)
         pull = await self.pull()
         if pull["head"]["repo"] is None or pull["head"]["repo"]["full_name"] != self.task.repo:
             raise PublishError(FORK_REFUSAL)

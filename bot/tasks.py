@@ -48,11 +48,16 @@ class TrustedHead:
 
     async def sha(self) -> str:
         if self._sha is None:
-            heads = await remote_heads(self.clone_url, self.token)
-            if self.branch not in heads:
-                raise TaskFailedError("prepare", f"the branch {self.branch!r} is gone")
-            self._sha = heads[self.branch]
+            self._sha = await branch_head(self.clone_url, self.branch, self.token)
         return self._sha
+
+
+async def branch_head(clone_url: str, branch: str, token: Credential) -> str:
+    """The SHA a branch points at now; the task fails when the branch is gone."""
+    heads = await remote_heads(clone_url, token)
+    if branch not in heads:
+        raise TaskFailedError("prepare", f"the branch {branch!r} is gone")
+    return heads[branch]
 
 
 class TrustBoundExecutor:
@@ -94,11 +99,15 @@ class TaskRunner:
         return task_page.log_path(self.settings.data_dir, task.id)
 
     async def source(self, task: Task, trusted: TrustedHead) -> Source:
-        """The SHA to work on: a PR's head, or the default branch's head now. Its token is
-        only for a fetch now; the environment takes a fresh one when it fetches."""
+        """The SHA to work on: a PR's head, the head of the branch an issue's request named,
+        or the default branch's head now. Its token is only for a fetch now; the environment
+        takes a fresh one when it fetches."""
         token = await current_token(trusted.token)
         if task.is_pull_request and task.head_sha:
             return Source(task.head_sha, None, token)
+        if not task.is_pull_request and task.head_ref and task.head_ref != trusted.branch:
+            # Untrusted like a PR's head: the executor still sets up from the trusted head.
+            return Source(await branch_head(task.clone_url, task.head_ref, token), None, token)
         return Source(await trusted.sha(), None, token)
 
     async def earlier(self, task: Task) -> list[Task]:
