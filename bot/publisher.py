@@ -15,6 +15,7 @@ from bot.branches import BranchLedger, MemoryLedger, branch_name, check_ref_form
 from bot.github_client import UncertainWriteError
 from bot.pull_requests import PullRequest, find_open_pull, pull_of
 from bot.reports import PullRequestReport, pr_body
+from bot.user_ids import UserIds
 from runner.mirror import Credential, Mirrors, auth_env, current_token, git
 from runner.patch_policy import changed_paths
 from runner.pipeline import Work
@@ -94,13 +95,14 @@ class GitHubPublisher:
     task_url: str | None = None
     ledger: BranchLedger = field(default_factory=MemoryLedger)
     retry_delays: tuple[float, ...] = PULL_RETRY_DELAYS_S
+    user_ids: UserIds = field(default_factory=UserIds)
 
     async def publish(self, work: Work) -> str:
         kept = await self.ledger.task_branch(self.task.id)
         if kept is not None and kept.pull_url is not None:
             return kept.pull_url  # an earlier try of this task opened it
         author = await bot_identity_of(self.gh, self.slug)
-        message = self.message(work)
+        message = await self.message(work)
         for attempt in (1, 2):
             target = await self.target(work)
             await check_ref_format(target.branch)
@@ -125,9 +127,9 @@ class GitHubPublisher:
         await self.ledger.record_pull(self.task.id, url)
         return url
 
-    def message(self, work: Work) -> str:
+    async def message(self, work: Work) -> str:
         subject, _, body = (work.message.strip() or self.task.request).partition("\n")
-        requester = user_identity(self.task.requester, None)
+        requester = await self.user_ids.co_author(self.gh, self.task.requester)
         return commit_message(subject or self.task.title, body, requester)
 
     def publication(

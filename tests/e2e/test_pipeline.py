@@ -27,7 +27,8 @@ async def test_a_comment_becomes_a_pull_request_and_a_follow_up_a_second_commit(
     )
     names = await git_show(live.forge, "show", "--name-status", "--format=%an%n%B", head)
     assert names.startswith("gantry[bot]\nfix the flaky date test\n")
-    assert "Co-authored-by: alice <alice@users.noreply.github.com>" in names
+    alice = live.forge.state.users["alice"].id
+    assert f"Co-authored-by: alice <{alice}+alice@users.noreply.github.com>" in names
     assert "A\tfix.txt" in names
     task_json = json.loads(await git_show(live.forge, "show", f"{head}:task.json"))
     assert task_json["body"] == "It fails at midnight."

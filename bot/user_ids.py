@@ -1,0 +1,60 @@
+"""Users' GitHub ids for co-author trailers: looked up once, kept a while, shared in flight."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import aiohttp
+import gidgethub
+from gidgethub.abc import GitHubAPI
+
+from bot.single_flight import SingleFlight
+from runner.publish import Identity, user_identity
+
+log = logging.getLogger(__name__)
+# An id never changes, but a login can be renamed and taken by someone else.
+CACHE_TTL_S = 3600.0
+LOOKUP_ERRORS = (gidgethub.HTTPException, aiohttp.ClientError, TimeoutError, KeyError, ValueError)
+
+
+async def fetch_user_id(gh: GitHubAPI, login: str) -> int:
+    """The account id of `login` from `GET /users/{username}`."""
+    user = await gh.getitem("/users/{username}", {"username": login})
+    return int(user["id"])
+
+
+class UserIds:
+    """Caches login → id for an hour; concurrent lookups of one login share one request.
+
+    GitHub credits a co-author only by `ID+login@users.noreply.github.com`
+    (https://docs.github.com/en/account-and-profile/reference/email-addresses-reference),
+    so the id is worth a request, but not a failed publish."""
+
+    def __init__(self, ttl: float = CACHE_TTL_S, clock: Callable[[], float] = time.monotonic):
+        self._ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, tuple[float, int]] = {}
+        self._in_flight: SingleFlight[str, int] = SingleFlight()
+
+    async def user_id(self, gh: GitHubAPI, login: str) -> int:
+        """The account id of `login`; GitHub's error if it cannot say."""
+        key = login.lower()
+        hit = self._entries.get(key)
+        if hit and hit[0] > self._clock():
+            return hit[1]
+        return await self._in_flight.run(key, lambda: self._look_up(gh, key, login))
+
+    async def co_author(self, gh: GitHubAPI, login: str) -> Identity:
+        """`login` in the id form GitHub links; the login-only form if the lookup fails."""
+        try:
+            return user_identity(login, await self.user_id(gh, login))
+        except LOOKUP_ERRORS as exc:
+            log.warning("no id for %s (%s); co-author trailer without it", login, exc)
+            return user_identity(login, None)
+
+    async def _look_up(self, gh: GitHubAPI, key: str, login: str) -> int:
+        user_id = await fetch_user_id(gh, login)
+        self._entries[key] = (self._clock() + self._ttl, user_id)
+        return user_id
