@@ -276,4 +276,5 @@ def new_task(trigger: Trigger, command: Command, head: PullHead | None) -> NewTa
         thread_body=strip_hidden(trigger.thread_body),
         agent=command.agent,
         model=command.model,
+        context=trigger.context,
     )

@@ -51,6 +51,7 @@ def trigger_of(task: Task) -> Trigger:
         head_ref=task.head_ref,
         head_sha=task.head_sha,
         thread_body=task.thread_body,
+        context=task.context,
     )
 
 
@@ -63,6 +64,8 @@ class GitHubReporter:
     task_url: str | None = None
     phases: list[Phase] = field(default_factory=initial_phases)
     comment_id: int | None = None
+    # The progress comment: on the conversation, or a reply in a review comment's thread.
+    comment: replies.Posted | None = None
     check_run_id: int | None = None
     _flusher: asyncio.Task[None] | None = None
     _shown: str = ""
@@ -77,12 +80,9 @@ class GitHubReporter:
 
     async def _start(self) -> None:
         body = progress_comment(self.task.id, self.phases, self.task_url)
-        comment = await self.gh.post(
-            "/repos/{+repo}/issues/{number}/comments",
-            {**self._repo, "number": self.task.number},
-            data={"body": body},
-        )
-        self.comment_id = int(comment["id"])
+        # In a review comment's thread when the request was made there.
+        self.comment = await replies.post(self.gh, trigger_of(self.task), body)
+        self.comment_id = self.comment.id
         if self.task.is_pull_request and self.task.head_sha:
             run = await self.gh.post(
                 "/repos/{+repo}/check-runs",
@@ -182,15 +182,9 @@ class GitHubReporter:
         return str(pull["head"]["sha"])
 
     async def _edit(self, body: str) -> None:
-        if self.comment_id is None:
+        if self.comment is None:
             return
-        await self._quietly(
-            self.gh.patch(
-                "/repos/{+repo}/issues/comments/{id}",
-                {**self._repo, "id": self.comment_id},
-                data={"body": body},
-            )
-        )
+        await self._quietly(replies.edit(self.gh, self.task.repo, self.comment, body))
 
     async def _quietly(self, call: Awaitable[object]) -> None:
         """A failed progress update is logged, never fatal: the work matters more."""

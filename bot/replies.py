@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from http import HTTPStatus
+
+import gidgethub
 from gidgethub.abc import GitHubAPI
 
 from bot.triggers import Trigger
@@ -11,6 +15,14 @@ REACTION_PATHS = {
     "issue_comment": "/repos/{+repo}/issues/comments/{id}/reactions",
     "review_comment": "/repos/{+repo}/pulls/comments/{id}/reactions",
     "issue": "/repos/{+repo}/issues/{id}/reactions",
+}
+# A reply in a review comment's thread, and its edits (the reply is a review comment):
+# https://docs.github.com/en/rest/pulls/comments#create-a-reply-for-a-review-comment
+THREAD_REPLY_PATH = "/repos/{+repo}/pulls/{number}/comments/{id}/replies"
+ISSUE_COMMENT_PATH = "/repos/{+repo}/issues/{number}/comments"
+EDIT_PATHS = {
+    "issue": "/repos/{+repo}/issues/comments/{id}",
+    "review": "/repos/{+repo}/pulls/comments/{id}",
 }
 NO_CACHE_TEXT = "This server does not cache environments: every task starts from scratch."
 
@@ -43,13 +55,48 @@ def retried(previous: Task, task: Task) -> str:
     return f"Queued task #{task.id}, a retry of task #{previous.id}."
 
 
+def in_thread(trigger: Trigger) -> bool:
+    """Whether Gantry answers in a review comment's thread rather than on the conversation."""
+    return trigger.comment_kind == "review_comment" and trigger.thread_id is not None
+
+
 async def comment(gh: GitHubAPI, trigger: Trigger, body: str) -> None:
-    """A new comment on the issue or pull request."""
-    await gh.post(
-        "/repos/{+repo}/issues/{number}/comments",
-        {"repo": trigger.repo, "number": trigger.number},
-        data={"body": body},
-    )
+    """A new comment where the request was made."""
+    await post(gh, trigger, body)
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A comment Gantry posted: its id, and whether it is a review comment (a thread reply)."""
+
+    id: int
+    review: bool
+
+
+async def post(gh: GitHubAPI, trigger: Trigger, body: str) -> Posted:
+    """A new comment where the request was made: in a review comment's thread, or else on
+    the issue or pull request."""
+    where: dict[str, str | int | None] = {
+        "repo": trigger.repo,
+        "number": trigger.number,
+        "id": trigger.thread_id,
+    }
+    if in_thread(trigger):
+        try:
+            answer = await gh.post(THREAD_REPLY_PATH, where, data={"body": body})
+            return Posted(int(answer["id"]), review=True)
+        except gidgethub.BadRequest as exc:
+            if exc.status_code != HTTPStatus.NOT_FOUND:
+                raise
+            # The review comment was deleted before the answer: say it on the conversation.
+    answer = await gh.post(ISSUE_COMMENT_PATH, where, data={"body": body})
+    return Posted(int(answer["id"]), review=False)
+
+
+async def edit(gh: GitHubAPI, repo: str, posted: Posted, body: str) -> None:
+    """Edit a comment that `post` posted."""
+    path = EDIT_PATHS["review" if posted.review else "issue"]
+    await gh.patch(path, {"repo": repo, "id": posted.id}, data={"body": body})
 
 
 async def react(gh: GitHubAPI, trigger: Trigger, content: str) -> None:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
+
+from config.hidden_text import strip_hidden
+
+# A diff hunk kept for the agent: GitHub's ends at the commented line, so the tail matters.
+MAX_HUNK_CHARS = 8000
+MAX_PATH_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,16 @@ class Trigger:
     head_ref: str | None = None
     head_sha: str | None = None
     thread_body: str = ""
+    # Where a review comment was made (JSON, see `review_context`); None for anything else.
+    context: str | None = None
+
+    @property
+    def thread_id(self) -> int | None:
+        """The comment a reply goes under: a review thread's first comment, else the comment."""
+        if self.context is None:
+            return self.comment_id
+        root = json.loads(self.context).get("in_reply_to_id")
+        return int(root) if isinstance(root, int) else self.comment_id
 
     @property
     def owner(self) -> str:
@@ -86,7 +104,42 @@ def _from_pull_item(data: dict[str, Any], event: str, key: str, kind: str) -> Tr
 
 def from_review_comment(data: dict[str, Any]) -> Trigger:
     """`pull_request_review_comment`: a comment on a line of a pull request's diff."""
-    return _from_pull_item(data, "pull_request_review_comment", "comment", "review_comment")
+    trigger = _from_pull_item(data, "pull_request_review_comment", "comment", "review_comment")
+    return dataclasses.replace(trigger, context=json.dumps(review_context(data["comment"])))
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _tail(text: str, limit: int) -> str:
+    """The last whole lines of `text` that fit in `limit` characters."""
+    if len(text) <= limit:
+        return text
+    return text[-limit:].partition("\n")[2]
+
+
+def review_context(comment: dict[str, Any]) -> dict[str, Any]:
+    """Where a review comment sits: path, lines, side and hunk, hidden text stripped.
+
+    An outdated comment (its line no longer in the diff: `line` null, `original_line` set)
+    keeps the lines it was written on (`original_*`)."""
+    line, original = _int_or_none(comment.get("line")), _int_or_none(comment.get("original_line"))
+    outdated = line is None and original is not None
+    prefix = "original_" if outdated else ""
+    hunk = strip_hidden(str(comment.get("diff_hunk") or ""))
+    return {
+        "path": strip_hidden(str(comment.get("path") or ""))[:MAX_PATH_CHARS],
+        "start_line": _int_or_none(comment.get(f"{prefix}start_line")),
+        "line": _int_or_none(comment.get(f"{prefix}line")),
+        "side": comment.get("side") if comment.get("side") in ("LEFT", "RIGHT") else None,
+        "start_side": comment.get("start_side")
+        if comment.get("start_side") in ("LEFT", "RIGHT")
+        else None,
+        "outdated": outdated,
+        "diff_hunk": _tail(hunk, MAX_HUNK_CHARS),
+        "in_reply_to_id": _int_or_none(comment.get("in_reply_to_id")),
+    }
 
 
 def from_review(data: dict[str, Any]) -> Trigger:

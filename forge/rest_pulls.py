@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -10,8 +11,17 @@ from aiohttp import web
 from forge import render
 from forge.context import context_of
 from forge.git_repo import branch_heads, diff_files, resolve_commit
-from forge.rest import fail, int_param, invalid, json_response, paginate, read_json, repo_of
-from forge.state import CheckRun, Pull, PullFields, Repo
+from forge.rest import (
+    NOT_INTEGRATION,
+    fail,
+    int_param,
+    invalid,
+    json_response,
+    paginate,
+    read_json,
+    repo_of,
+)
+from forge.state import CheckRun, Comment, Pull, PullFields, Repo
 
 routes = web.RouteTableDef()
 
@@ -105,6 +115,62 @@ async def list_pulls(request: web.Request) -> web.Response:
         found.append(_render_pull(request, pull, heads))
     found.sort(key=lambda p: -int(p["number"]))
     return paginate(request, found)
+
+
+@dataclass
+class ReviewReply(Comment):
+    """A review comment posted as a reply: it belongs to the thread of `in_reply_to`."""
+
+    in_reply_to: int = 0
+
+
+def _review_comment_of(request: web.Request, repo: Repo) -> Comment:
+    comment = context_of(request).state.comments.get(int_param(request, "comment_id"))
+    if comment is None or comment.repo is not repo or comment.kind != "review":
+        fail(404, "Not Found")
+    return comment
+
+
+def _render_review_comment(request: web.Request, comment: Comment) -> render.JSON:
+    ctx = context_of(request)
+    reactions = [r for r in ctx.state.reactions if r.comment_id == comment.id]
+    body = render.comment(comment, ctx.urls, reactions)
+    body["pull_request_url"] = f"{ctx.urls.repo_api(comment.repo)}/pulls/{comment.number}"
+    if isinstance(comment, ReviewReply):
+        body["in_reply_to_id"] = comment.in_reply_to
+    return body
+
+
+@routes.post("/repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies")
+async def reply_to_review_comment(request: web.Request) -> web.Response:
+    """A reply in a review comment's thread (a reply to a reply joins the same thread)."""
+    repo, token = repo_of(request)
+    pull = _pull_of(request, repo)
+    target = _review_comment_of(request, repo)
+    if target.number != pull.issue.number:
+        fail(404, "Not Found")
+    body = await read_json(request)
+    state = context_of(request).state
+    root = target.in_reply_to if isinstance(target, ReviewReply) else target.id
+    now = state.clock()
+    author = token.installation.app.bot
+    reply = ReviewReply(
+        state.next_id(), repo, target.number, str(body["body"]), author, now, now, "review", root
+    )
+    state.comments[reply.id] = reply
+    return json_response(_render_review_comment(request, reply), status=201)
+
+
+@routes.patch("/repos/{owner}/{repo}/pulls/comments/{comment_id}")
+async def update_review_comment(request: web.Request) -> web.Response:
+    """Edit a review comment; an App may only edit its own."""
+    repo, token = repo_of(request)
+    comment = _review_comment_of(request, repo)
+    if comment.user is not token.installation.app.bot:
+        fail(403, NOT_INTEGRATION)
+    comment.body = str((await read_json(request))["body"])
+    comment.updated_at = context_of(request).state.clock()
+    return json_response(_render_review_comment(request, comment))
 
 
 def _pull_of(request: web.Request, repo: Repo) -> Pull:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import shlex
 import time
 from collections.abc import Awaitable, Callable
@@ -51,6 +52,9 @@ TASK_FILE_NAME = "task.json"
 MAX_MESSAGE_BYTES = 64 * 1024
 TAIL_LINES = 30
 COLLECT_LIMIT_S = 300.0
+# The prompt quotes the end of a review comment's hunk (the commented lines are its last).
+PROMPT_HUNK_LINES = 30
+BACKTICKS = re.compile(r"`{3,}")
 
 
 class Reporter(Protocol):
@@ -149,6 +153,7 @@ class PipelineDeps:
 
 def task_file(task: Task, sha: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """`GANTRY_TASK_FILE`'s content: what the agent may want to know, and no secrets."""
+    review = {"review_comment": review_spot(task)} if task.context is not None else {}
     return {
         "repo": task.repo,
         "number": task.number,
@@ -161,7 +166,36 @@ def task_file(task: Task, sha: str, rounds: list[dict[str, Any]]) -> dict[str, A
         "base_ref": task.head_ref or task.default_branch,
         "base_sha": sha,
         "rounds": rounds,
-    }
+    } | review
+
+
+def review_spot(task: Task) -> dict[str, Any]:
+    """Where a review comment asked: path, lines, side, whether outdated, and its hunk."""
+    spot = json.loads(task.context or "{}")
+    fields = ("path", "start_line", "line", "side", "start_side", "outdated", "diff_hunk")
+    return {name: spot.get(name) for name in fields}
+
+
+def prompt_of(task: Task) -> str:
+    """`GANTRY_PROMPT`: the request, and for a review comment a line naming where it sits."""
+    if task.context is None:
+        return task.request
+    spot = review_spot(task)
+    hunk = "\n".join(str(spot["diff_hunk"] or "").splitlines()[-PROMPT_HUNK_LINES:])
+    fence = "`" * max(3, 1 + max((len(run) for run in BACKTICKS.findall(hunk)), default=0))
+    return (
+        f"{task.request}\n\n(Asked in a review comment on {where_of(spot)}:\n"
+        f"{fence}diff\n{hunk}\n{fence})"
+    )
+
+
+def where_of(spot: dict[str, Any]) -> str:
+    """`path, lines 10-14 (RIGHT side)`: where a review comment sits, in words."""
+    start, end = spot["start_line"], spot["line"]
+    lines = f"lines {start}\u2013{end}" if start not in (None, end) else f"line {end}"
+    side = f" ({spot['side']} side)" if spot["side"] else ""
+    outdated = ", outdated" if spot["outdated"] else ""
+    return f"{spot['path']}" + (f", {lines}" if end is not None else "") + side + outdated
 
 
 def round_of(task: Task) -> dict[str, Any]:
@@ -240,7 +274,7 @@ class Run:
         data = json.dumps(task_file(self.task, sha, earlier), indent=2).encode()
         path = f"{env.scratch}/{TASK_FILE_NAME}"
         await env.write_file(path, data)
-        variables = {"GANTRY_PROMPT": self.task.request, "GANTRY_TASK_FILE": path}
+        variables = {"GANTRY_PROMPT": prompt_of(self.task), "GANTRY_TASK_FILE": path}
         await self.phase("agent", lambda: self.run_agent(env, config, choice, variables))
 
     async def run_agent(

@@ -17,7 +17,7 @@ from runner.results import PHASES, Phase, PhaseStatus
 
 T = TypeVar("T")
 # Columns added after the first release, created on open when a database predates them.
-ADDED_COLUMNS = {"agent": "text", "model": "text"}
+ADDED_COLUMNS = {"agent": "text", "model": "text", "context": "text"}
 
 SCHEMA = """
 create table if not exists deliveries (
@@ -121,6 +121,8 @@ class NewTask:
     # The agent and model the requester picked (None: the repository's default).
     agent: str | None = field(default=None, kw_only=True)
     model: str | None = field(default=None, kw_only=True)
+    # Where a review comment asked (JSON: path, lines, side, hunk); None for other requests.
+    context: str | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)
