@@ -7,7 +7,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from bot import task_page
 from bot.progress import GitHubReporter
 from bot.publisher import GitHubPublisher, remote_heads
 from bot.repo_files import fetch_checkout
+from bot.user_ids import UserIds
 from config.loader import Checkout
 from config.repo_config import ConfigError
 from config.secret_store import SecretStore
@@ -94,6 +95,8 @@ class TaskRunner:
     slug: str
     store: TaskStore
     gateway: ModelGateway | None = None
+    # Requesters' GitHub ids for co-author trailers, looked up once per process.
+    user_ids: UserIds = field(default_factory=UserIds)
 
     def log_path(self, task: Task) -> Path:
         return task_page.log_path(self.settings.data_dir, task.id)
@@ -141,7 +144,14 @@ class TaskRunner:
         )
         publisher = SavingPublisher(
             GitHubPublisher(
-                gh, task, self.mirrors, token, self.slug, self.task_url(task), self.store
+                gh,
+                task,
+                self.mirrors,
+                token,
+                self.slug,
+                self.task_url(task),
+                self.store,
+                user_ids=self.user_ids,
             ),
             task_page.patch_path(self.settings.data_dir, task.id),
         )

@@ -174,6 +174,8 @@ def _compose(text: str, source: str) -> yaml.Node | None:
         if exc.context and exc.problem and not exc.context.startswith("while "):
             reason = f"{exc.context}, {exc.problem}"
         message = f"invalid YAML: {reason}"
+        if reason and "'@'" in reason:
+            message += ' (quote values that start with @, like "@pypi")'
         raise ConfigError([Problem("", message, line)], source) from None
     except yaml.YAMLError as exc:
         position = getattr(exc, "position", 0)

@@ -79,3 +79,8 @@ def test_validate_shows_presets_expanded(tmp_path: Path) -> None:
     text = out.getvalue()
     assert "  - proxy.golang.org\n    - sum.golang.org\n    - example.com" in text
     assert "network.allow presets:\n  @go: proxy.golang.org, sum.golang.org" in text
+
+
+def test_an_unquoted_preset_gets_a_hint_to_quote_it() -> None:
+    with pytest.raises(ConfigError, match='quote values that start with @, like "@pypi"'):
+        parse_repo_config("network: {agent: limited, allow: [@pypi]}")

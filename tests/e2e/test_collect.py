@@ -40,7 +40,7 @@ async def test_binary_renames_modes_untracked_in_ignored_out(live: Gantry) -> No
 
 
 async def test_a_follow_up_on_a_gantry_pr_gets_a_check_run_on_its_head(live: Gantry) -> None:
-    await set_config(live, config_with("date +%s%N > stamp.txt"))
+    await set_config(live, config_with("date +%s%N > stamp.txt; echo ok > fix.txt"))
     await comment_on(live, live.issue_number, "@gantry stamp it")
     await wait_final(live, 1)
     [pull] = live.forge.pulls(OWNER, REPO)
