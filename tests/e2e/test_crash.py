@@ -31,6 +31,33 @@ def agent_containers(client: docker.DockerClient, owner: str) -> list[str]:
     return [str(c.id) for c in client.containers.list(all=True, filters={"label": labels})]
 
 
+async def served_repo(
+    forge: Forge, tmp_path: Path, agent: str, title: str
+) -> tuple[dict[str, str], int, int]:
+    """The test repository with `agent`, the App installed, an issue, and the environment of
+    a `gantry serve` subprocess for it: (env, installation id, issue number)."""
+    source = tmp_path / "source"
+    (source / ".github").mkdir(parents=True)
+    (source / ".github" / "gantry.yml").write_text(config_with(agent))
+    await forge.create_repo(OWNER, REPO, source)
+    creds = forge.register_app("gantry")
+    installation = forge.install(creds.app_id, OWNER, [REPO])
+    forge.set_permission(OWNER, REPO, WRITER, "write")
+    issue = forge.create_issue(OWNER, REPO, title, "")
+    key = tmp_path / "app.pem"
+    key.write_text(creds.private_key_pem)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")} | {
+        "GANTRY_GITHUB_WEBHOOK_SECRET": SECRET,
+        "GANTRY_GITHUB_APP_ID": str(creds.app_id),
+        "GANTRY_GITHUB_PRIVATE_KEY_PATH": str(key),
+        "GANTRY_GITHUB_API_URL": forge.api_url,
+        "GANTRY_DATA_DIR": str(tmp_path / "data"),
+        "GANTRY_DEFAULT_IMAGE": TEST_BASE_IMAGE,
+        "GANTRY_EGRESS_PROXY_IMAGE": TEST_BASE_IMAGE,
+    }
+    return env, installation, issue.number
+
+
 async def serve(env: dict[str, str], port: int, log: Path) -> asyncio.subprocess.Process:
     out = log.open("ab")
     proc = await asyncio.create_subprocess_exec(
@@ -55,33 +82,17 @@ async def until(check: Callable[[], object], seconds: float, what: str) -> None:
 async def test_kill_9_mid_task_then_restart(
     forge: Forge, tmp_path: Path, docker_client: docker.DockerClient
 ) -> None:
-    source = tmp_path / "source"
-    (source / ".github").mkdir(parents=True)
-    (source / ".github" / "gantry.yml").write_text(config_with("sleep 5; echo done > done.txt"))
-    await forge.create_repo(OWNER, REPO, source)
-    creds = forge.register_app("gantry")
-    installation = forge.install(creds.app_id, OWNER, [REPO])
-    forge.set_permission(OWNER, REPO, WRITER, "write")
-    issue = forge.create_issue(OWNER, REPO, "Crash test", "")
-    key = tmp_path / "app.pem"
-    key.write_text(creds.private_key_pem)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")} | {
-        "GANTRY_GITHUB_WEBHOOK_SECRET": SECRET,
-        "GANTRY_GITHUB_APP_ID": str(creds.app_id),
-        "GANTRY_GITHUB_PRIVATE_KEY_PATH": str(key),
-        "GANTRY_GITHUB_API_URL": forge.api_url,
-        "GANTRY_DATA_DIR": str(tmp_path / "data"),
-        "GANTRY_DEFAULT_IMAGE": TEST_BASE_IMAGE,
-        "GANTRY_EGRESS_PROXY_IMAGE": TEST_BASE_IMAGE,
-    }
+    env, installation, issue = await served_repo(
+        forge, tmp_path, "sleep 5; echo done > done.txt", "Crash test"
+    )
     port, log = free_port(), tmp_path / "serve.log"
     owner = deployment_owner(f"sqlite:///{tmp_path / 'data' / 'gantry.db'}")
     first = await serve(env, port, log)
-    comment = forge.add_comment(OWNER, REPO, issue.number, "@gantry survive", WRITER)
+    comment = forge.add_comment(OWNER, REPO, issue, "@gantry survive", WRITER)
     status = await forge.send_webhook(
         f"http://127.0.0.1:{port}/webhook", SECRET, "issue_comment", "created",
         owner=OWNER, repo=REPO, installation_id=installation, sender=WRITER,
-        body="@gantry survive", number=issue.number, comment_id=comment,
+        body="@gantry survive", number=issue, comment_id=comment,
     )  # fmt: skip
     assert status == 200
     await until(lambda: agent_containers(docker_client, owner), 60, "the agent container")
@@ -101,7 +112,5 @@ async def test_kill_9_mid_task_then_restart(
     assert orphan not in [c.id for c in docker_client.containers.list(all=True)]
     text = log.read_text()
     assert "1 interrupted task(s) retried" in text
-    bot = [
-        c["body"] for c in forge.comments(OWNER, REPO, issue.number) if c["user"] == "gantry[bot]"
-    ]
+    bot = [c["body"] for c in forge.comments(OWNER, REPO, issue) if c["user"] == "gantry[bot]"]
     assert any("🚀 Done" in body for body in bot), bot
