@@ -215,10 +215,16 @@ async def test_a_start_cancelled_while_the_engine_creates_leaves_no_container(
     docker_client: docker.DockerClient, owner: Owner
 ) -> None:
     label: dict[str, Any] = {"label": f"gantry.task={owner.task_id}"}
-    for delay in (0.0, 0.05, 0.2):
+    cancelled = 0
+    for delay in (0.0, 0.01, 0.05):
         starting = asyncio.create_task(Sandbox.start(docker_client, spec_for(owner)))
         await asyncio.sleep(delay)  # the engine is making it in a thread
         starting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await starting
+        try:
+            sandbox = await starting
+        except asyncio.CancelledError:
+            cancelled += 1
+        else:
+            await sandbox.remove()  # a fast engine had it up before the cancel came
         assert docker_client.containers.list(all=True, filters=label) == []
+    assert cancelled  # at least one cancel landed while the engine was at work
