@@ -20,6 +20,7 @@ from bot import (
     config_check,
     installations,
     mentions,
+    missed_deliveries,
     repo_page,
     task_page,
     task_stream,
@@ -157,13 +158,30 @@ async def services_ctx(
             )
             resumed = await inbox.resume()
             log.info("%d stored delivery(ies) resumed from the inbox", resumed)
+            recovery = asyncio.create_task(recover_missed(session, settings, store))
             yield
+            recovery.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(inbox.drain(), INBOX_SHUTDOWN_WAIT)
         await background.drain()
     finally:
         await session.close()
         await store.close()
+
+
+async def recover_missed(
+    session: aiohttp.ClientSession, settings: Settings, store: TaskStore
+) -> None:
+    """Redeliver what was missed while down, at start-up and then periodically."""
+    if not settings.has_app_credentials:
+        return
+    if settings.delivery_log_interval:
+        await missed_deliveries.recover_periodically(session, settings, store)
+        return
+    try:
+        await missed_deliveries.recover(session, settings, store)
+    except missed_deliveries.ERRORS as exc:
+        log.warning("could not read the App's delivery log: %s", exc)
 
 
 def answer(http_status: int, **fields: object) -> web.Response:

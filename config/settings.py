@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     # failed, with its reason, for the operator (`gantry doctor`).
     inbox_retry_first: Annotated[float, Field(gt=0)] = 1.0
     inbox_retry_limit: Annotated[float, Field(ge=0)] = 600.0
+    # Seconds between two reads of the App's delivery log (missed deliveries); 0: only at start.
+    delivery_log_interval: Annotated[float, Field(ge=0)] = 300.0
     public_url: AnyHttpUrl | None = None
     secrets_file: Path | None = None
     extra_ca_certs: Path | None = None

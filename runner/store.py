@@ -188,6 +188,8 @@ class TaskStore(Protocol):
 
     async def inbox(self, state: InboxState) -> list[InboxEntry]: ...
 
+    async def seen_deliveries(self, delivery_ids: set[str]) -> set[str]: ...
+
     async def inbox_entry(self, delivery_id: str) -> InboxEntry | None: ...
 
     async def settle_delivery(
@@ -370,6 +372,21 @@ class SQLiteTaskStore:
             (delivery_id, event, payload, InboxState.PENDING.value, self._clock()),
         )
         return True
+
+    async def seen_deliveries(self, delivery_ids: set[str]) -> set[str]:
+        """Which of these delivery ids the store holds."""
+        ids = sorted(delivery_ids)
+        seen: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            sql = f"select id from deliveries where id in ({marks})"  # noqa: S608 (marks only)
+            rows = await self._run(self._fetch, sql, chunk)
+            seen.update(row[0] for row in rows)
+        return seen
+
+    def _fetch(self, sql: str, params: list[str]) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
 
     async def inbox(self, state: InboxState) -> list[InboxEntry]:
         """The inbox's deliveries in `state`, oldest first."""
