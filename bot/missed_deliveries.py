@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ RETENTION = datetime.timedelta(days=3)
 PER_PAGE = 100
 MAX_ENTRIES = 2000
 MAX_REDELIVERIES = 50
+# A delivery asked for this many times without Gantry storing it is left to the operator.
+MAX_ATTEMPTS = 3
 ERRORS = (gidgethub.HTTPException, aiohttp.ClientError, TimeoutError)
 
 
@@ -37,28 +40,36 @@ class LoggedDelivery:
     id: int
     guid: str
     delivered_at: datetime.datetime
-    ok: bool
+    status_code: int
+
+    @property
+    def missed(self) -> bool:
+        """Nothing answered (0) or the server failed: Gantry was down, not refusing it."""
+        return self.status_code == 0 or self.status_code >= 500
 
 
 def parse_entry(item: Mapping[str, Any]) -> LoggedDelivery:
     """A `hook-delivery-item` as the fields used here."""
     when = datetime.datetime.fromisoformat(str(item["delivered_at"]).replace("Z", "+00:00"))
-    return LoggedDelivery(
-        int(item["id"]), str(item["guid"]), when, 200 <= item["status_code"] < 300
-    )
+    return LoggedDelivery(int(item["id"]), str(item["guid"]), when, int(item["status_code"]))
 
 
 def to_redeliver(
-    entries: Iterable[LoggedDelivery], seen: set[str], now: datetime.datetime, limit: int
+    entries: Sequence[LoggedDelivery], seen: set[str], now: datetime.datetime, limit: int
 ) -> list[LoggedDelivery]:
-    """The newest failed attempt of each delivery never stored nor answered, within the window."""
+    """The newest attempt of each delivery Gantry never stored, whose every attempt was missed
+    (a 4xx is Gantry refusing it: asking again changes nothing), tried fewer than MAX_ATTEMPTS
+    times, within the window; newest first, at most `limit`."""
     cutoff = now - RETENTION
-    answered = {e.guid for e in entries if e.ok} | seen
+    newest = sorted(entries, key=lambda e: e.id, reverse=True)
+    attempts = Counter(e.guid for e in newest)
+    skip = {e.guid for e in newest if not e.missed} | seen
     picked: dict[str, LoggedDelivery] = {}
-    for entry in sorted(entries, key=lambda e: e.id, reverse=True):
-        if entry.guid in answered or entry.guid in picked or entry.delivered_at < cutoff:
+    for entry in newest:
+        if entry.guid in skip or entry.guid in picked or entry.delivered_at < cutoff:
             continue
-        picked[entry.guid] = entry
+        if attempts[entry.guid] < MAX_ATTEMPTS:
+            picked[entry.guid] = entry
     return list(picked.values())[:limit]
 
 
