@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
-import gidgethub
 from aiohttp import web
 from gidgethub import routing, sansio
 
@@ -21,13 +20,14 @@ from bot import (
     config_check,
     installations,
     mentions,
+    missed_deliveries,
     repo_page,
     task_page,
     task_stream,
 )
 from bot.background import Background
 from bot.github_app import fetch_app
-from bot.github_client import UncertainWriteError
+from bot.inbox import Inbox, retry_delays
 from bot.intake import Intake, Outcome
 from bot.permissions import PermissionCache
 from bot.repo_triggers import TriggerCache
@@ -46,16 +46,19 @@ from config.settings import Settings
 from runner import task_listing
 from runner.engine import EngineUnavailableError, docker_version
 from runner.queue import MemoryQueue, TaskQueue, requeue_pending
-from runner.store import SQLiteTaskStore, Task, TaskStore
+from runner.store import InboxEntry, InboxState, SQLiteTaskStore, Task, TaskStore
 
 log = logging.getLogger(__name__)
+
+ACCEPTED = "accepted"
+PENDING = InboxState.PENDING
 
 ROUTER = routing.Router(
     mentions.router, assignments.router, installations.router, config_check.router
 )
-# Failures of GitHub or of the network while handling a genuine delivery: answer 503 and
-# forget the delivery, so that GitHub's redelivery is handled instead of ignored.
-UPSTREAM_ERRORS = (gidgethub.HTTPException, aiohttp.ClientError, TimeoutError, UncertainWriteError)
+# At shutdown, deliveries still being handled get this long; the rest stay pending in the
+# store and are handled at the next start.
+INBOX_SHUTDOWN_WAIT = 5.0
 
 
 @dataclass
@@ -68,6 +71,7 @@ class Services:
     intake: Intake
     background: Background
     tokens: InstallationTokens
+    inbox: Inbox
     workers: Workers | None = None
 
 
@@ -135,6 +139,11 @@ async def services_ctx(
         )
         requeued = await requeue_pending(store, queue)
         log.info("intake ready as @%s; %d queued task(s) requeued", intake.handle, requeued)
+        inbox = Inbox(
+            store,
+            lambda event: handle_delivery(intake, tokens, event),
+            retry_delays(settings.inbox_retry_first, settings.inbox_retry_limit),
+        )
         async with contextlib.AsyncExitStack() as stack:
             workers = None
             if with_workers:
@@ -144,12 +153,35 @@ async def services_ctx(
                 intake.on_cancel = workers.cancel
                 if workers.cache is not None:
                     intake.on_reset_cache = workers.cache.drop_repo
-            app[SERVICES] = Services(settings, store, queue, intake, background, tokens, workers)
+            app[SERVICES] = Services(
+                settings, store, queue, intake, background, tokens, inbox, workers
+            )
+            resumed = await inbox.resume()
+            log.info("%d stored delivery(ies) resumed from the inbox", resumed)
+            recovery = asyncio.create_task(recover_missed(session, settings, store))
             yield
+            recovery.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(inbox.drain(), INBOX_SHUTDOWN_WAIT)
         await background.drain()
     finally:
         await session.close()
         await store.close()
+
+
+async def recover_missed(
+    session: aiohttp.ClientSession, settings: Settings, store: TaskStore
+) -> None:
+    """Redeliver what was missed while down, at start-up and then periodically."""
+    if not settings.has_app_credentials:
+        return
+    if settings.delivery_log_interval:
+        await missed_deliveries.recover_periodically(session, settings, store)
+        return
+    try:
+        await missed_deliveries.recover(session, settings, store)
+    except missed_deliveries.ERRORS as exc:
+        log.warning("could not read the App's delivery log: %s", exc)
 
 
 def answer(http_status: int, **fields: object) -> web.Response:
@@ -157,6 +189,11 @@ def answer(http_status: int, **fields: object) -> web.Response:
 
 
 async def read_delivery(request: web.Request, secret: str) -> sansio.Event:
+    """A verified delivery as an event."""
+    return (await read_verified(request, secret))[0]
+
+
+async def read_verified(request: web.Request, secret: str) -> tuple[sansio.Event, bytes]:
     """Headers, size, signature, then JSON: in that order, so nothing unsigned is parsed."""
     headers = check_headers(request.headers, request.content_length)
     try:
@@ -165,15 +202,15 @@ async def read_delivery(request: web.Request, secret: str) -> sansio.Event:
         raise WebhookRejectedError(413, "payload too large") from None
     verify_signature(secret, body, headers.signature)
     data = parse_payload(body)
-    return sansio.Event(data, event=headers.event, delivery_id=headers.delivery_id)
+    return sansio.Event(data, event=headers.event, delivery_id=headers.delivery_id), body
 
 
 async def webhook(request: web.Request) -> web.Response:
-    """Verify, deduplicate, route; the task is stored before this returns."""
+    """Verify, deduplicate and store the delivery, then answer; it is handled after."""
     services = request.app[SERVICES]
     secret = services.settings.webhook_secret
     try:
-        event = await read_delivery(request, secret)
+        event, body = await read_verified(request, secret)
     except WebhookRejectedError as exc:
         log.warning("delivery refused (%d): %s", exc.status, exc.reason)
         return answer(exc.status, error=exc.reason)
@@ -181,28 +218,28 @@ async def webhook(request: web.Request) -> web.Response:
         return answer(200, outcome="pong")
     if not ROUTER.fetch(event):
         return answer(202, outcome=Outcome.IGNORED)
-    if not await services.store.claim_delivery(event.delivery_id, event.event):
+    payload = stored_payload(event, body)
+    if not await services.store.accept_delivery(event.delivery_id, event.event, payload):
         return answer(200, outcome="duplicate")
-    return await dispatch(services, event)
+    services.inbox.submit(InboxEntry(event.delivery_id, event.event, payload, PENDING, 0, None, ""))
+    return answer(200, outcome=ACCEPTED)
 
 
-async def dispatch(services: Services, event: sansio.Event) -> web.Response:
-    """Run the handlers; on failure forget the delivery so a redelivery is handled."""
-    ctx = Dispatch(services.intake, event.delivery_id, services.tokens)
+def stored_payload(event: sansio.Event, body: bytes) -> str:
+    """The payload as stored text: the body itself when it is UTF-8 (it nearly always is)."""
     try:
-        await ROUTER.dispatch(event, ctx)
-    except UPSTREAM_ERRORS as exc:
-        await services.store.release_delivery(event.delivery_id)
-        log.warning("delivery %s: GitHub failed: %s", event.delivery_id, exc)
-        return answer(503, error="GitHub did not answer; the delivery can be redelivered")
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        await services.store.release_delivery(event.delivery_id)
-        log.warning("delivery %s: payload lacks %s", event.delivery_id, exc)
-        return answer(400, error="payload does not have the fields this event needs")
-    outcomes = ctx.outcomes or [Outcome.IGNORED]
-    log.info("delivery %s (%s): %s", event.delivery_id, event.event, ",".join(outcomes))
-    status = 202 if set(outcomes) == {Outcome.IGNORED} else 200
-    return answer(status, outcome=outcomes[0] if len(outcomes) == 1 else outcomes)
+        return body.decode()
+    except UnicodeDecodeError:
+        return json.dumps(event.data)
+
+
+async def handle_delivery(
+    intake: Intake, tokens: InstallationTokens, event: sansio.Event
+) -> list[Outcome]:
+    """Run the handlers of a stored delivery; what it led to."""
+    ctx = Dispatch(intake, event.delivery_id, tokens)
+    await ROUTER.dispatch(event, ctx)
+    return ctx.outcomes
 
 
 async def signed_task(request: web.Request) -> Task:

@@ -199,9 +199,10 @@ class Intake:
         if head is not None and head.fork:
             self.background.spawn(replies.comment(gh, trigger, fork_refusal(trigger)), "fork reply")
             return None
-        stored = new_task(trigger, command, head)
-        task = await self.store.add_task(stored, delivery_id)
-        await self.queue.put(task.id)
+        task = await self.store.task_for_delivery(delivery_id)
+        if task is None:  # a retried delivery that already made its task makes no second
+            task = await self.store.add_task(new_task(trigger, command, head), delivery_id)
+            await self.queue.put(task.id)
         self.background.spawn(replies.react(gh, trigger, "eyes"), "👀 reaction")
         return task
 

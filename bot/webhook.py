@@ -13,6 +13,11 @@ from config.errors import GantryError
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 SIGNATURE_PREFIX = "sha256="
+MAX_ID = 2**63 - 1
+NUMBERED_FIELDS = (
+    ("installation", "id"), ("issue", "number"), ("pull_request", "number"), ("comment", "id"),
+    ("review", "id"),
+)  # fmt: skip
 REQUIRED_HEADERS = ("x-github-event", "x-github-delivery")
 
 
@@ -78,4 +83,14 @@ def parse_payload(body: bytes) -> dict[str, Any]:
     if not isinstance(data.get("action", ""), str):
         # gidgethub's Router looks the action up in a dict: it must be hashable.
         raise WebhookRejectedError(400, "action is not a string")
+    check_numbers(data)
     return data
+
+
+def check_numbers(data: Mapping[str, Any]) -> None:
+    """Refuse ids and numbers out of any real range (they are stored as 64-bit integers)."""
+    for holder, key in NUMBERED_FIELDS:
+        inner = data.get(holder)
+        value = inner.get(key) if isinstance(inner, dict) else None
+        if isinstance(value, int) and not 0 < value <= MAX_ID:
+            raise WebhookRejectedError(400, f"{holder}.{key} out of range")

@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     max_agent_tokens: Annotated[int, Field(ge=1)] = 5_000_000
     max_agent_time: Annotated[int, Field(ge=1)] = 6 * 3600
     max_concurrent_tasks: Annotated[int, Field(ge=1, le=256)] = 2
+    # A delivery whose handling meets a GitHub failure is retried after this many seconds,
+    # doubling each time, until the waits would pass INBOX_RETRY_LIMIT; then it is kept as
+    # failed, with its reason, for the operator (`gantry doctor`).
+    inbox_retry_first: Annotated[float, Field(gt=0)] = 1.0
+    inbox_retry_limit: Annotated[float, Field(ge=0)] = 600.0
+    # Seconds between two reads of the App's delivery log (missed deliveries); 0: only at start.
+    delivery_log_interval: Annotated[float, Field(ge=0)] = 300.0
     public_url: AnyHttpUrl | None = None
     secrets_file: Path | None = None
     extra_ca_certs: Path | None = None

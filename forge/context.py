@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
 from forge.faults import FaultTable
+from forge.hook_log import HookLog
 from forge.openapi import OpenAPISpec
 from forge.render import Urls
 from forge.state import State
@@ -44,6 +46,12 @@ class Context:
     violations: list[Violation] = field(default_factory=list)
     requests: list[RequestRecord] = field(default_factory=list)
     faults: FaultTable = field(default_factory=FaultTable)
+    hook_logs: dict[int, HookLog] = field(default_factory=dict)
+    sending: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def hook_log(self, app_id: int) -> HookLog:
+        """The delivery log of one App."""
+        return self.hook_logs.setdefault(app_id, HookLog())
 
 
 CONTEXT_KEY = web.AppKey("forge_context", Context)

@@ -16,6 +16,7 @@ from forge.context import API_PREFIX, CONTEXT_KEY, Context, RequestRecord, Viola
 from forge.data import GitHubDataPaths, ensure_github_data
 from forge.faults import Fault, FaultKind, compile_route
 from forge.git_http import handle_git
+from forge.hook_log import HookLog
 from forge.openapi import load_spec
 from forge.render import Urls
 from forge.rest import MIDDLEWARES
@@ -359,7 +360,17 @@ class Forge:
         rewritten = rewrite(payload, spec)
         if comment_id is not None and isinstance(rewritten.get("comment"), dict):
             rewritten["comment"]["id"] = comment_id
-        return await post_delivery(url, build_delivery(event, rewritten, secret))
+        delivery = build_delivery(event, rewritten, secret)
+        installation = self.state.installations.get(installation_id)
+        if installation is None:
+            return await post_delivery(url, delivery)
+        log = self.context.hook_log(installation.app.id)
+        sent = await log.send(url, delivery, redelivery=False, when=self.state.clock())
+        return sent.status_code
+
+    def hook_log(self, app_id: int) -> HookLog:
+        """What the sender delivered for one App, redeliveries included."""
+        return self.context.hook_log(app_id)
 
     async def _merge_records(self, payload: dict[str, Any], repo: Repo, number: int) -> None:
         """Overlay the stand-in's issue/PR on the example's, keeping fields it does not model."""

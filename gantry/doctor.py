@@ -169,6 +169,32 @@ def check_database(settings: Settings) -> CheckResult:
     return passed("database", f"SQLite {version} at {path}")
 
 
+def inbox_result(failed_deliveries: int, pending: int) -> CheckResult:
+    """The inbox's health: deliveries that still failed after their retries need a person."""
+    detail = f"{failed_deliveries} failed, {pending} pending deliveries"
+    if failed_deliveries:
+        return warned(
+            "inbox",
+            detail,
+            "see the log ('kept for the operator') for each reason, fix it, then redeliver "
+            "them from the App's Advanced settings",
+        )
+    return passed("inbox", detail)
+
+
+def check_inbox(settings: Settings) -> CheckResult:
+    """Count the deliveries kept as failed (and those still pending) in the store."""
+    path = settings.sqlite_path
+    if path is None or not path.exists():
+        return skipped("inbox", "no database yet")
+    try:
+        with sqlite3.connect(path, timeout=5) as conn:
+            counts = dict(conn.execute("select state, count(*) from inbox group by state"))
+    except sqlite3.Error as exc:
+        return skipped("inbox", f"cannot read the inbox: {exc}")
+    return inbox_result(counts.get("failed", 0), counts.get("pending", 0))
+
+
 async def check_github(settings: Settings) -> CheckResult:
     """The App's credentials are accepted by the GitHub API."""
     if not settings.has_app_credentials:
@@ -226,11 +252,12 @@ async def run_checks(settings: Settings | SettingsError) -> list[CheckResult]:
         image = DEFAULT_IMAGE if isinstance(settings, SettingsError) else settings.default_image
         results.append(await asyncio.to_thread(check_disk_limit, image))
     if isinstance(settings, SettingsError):
-        for name in ("data dir", "database", "public url", "github"):
+        for name in ("data dir", "database", "inbox", "public url", "github"):
             results.append(skipped(name, "needs valid settings"))
         return results
     results.append(await asyncio.to_thread(check_data_dir, settings.data_dir))
     results.append(await asyncio.to_thread(check_database, settings))
+    results.append(await asyncio.to_thread(check_inbox, settings))
     results.append(check_public_url(settings))
     results.append(await check_github(settings))
     return results

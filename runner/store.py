@@ -50,6 +50,7 @@ create table if not exists tasks (
 );
 create index if not exists tasks_thread on tasks (repo, number, id);
 create index if not exists tasks_state on tasks (state);
+create index if not exists tasks_delivery on tasks (delivery_id);
 create table if not exists installations (
     id integer primary key,
     account text not null,
@@ -78,6 +79,17 @@ create table if not exists task_branches (
     branch text not null,
     pull_url text
 );
+create table if not exists inbox (
+    delivery_id text primary key,
+    event text not null,
+    payload text not null,
+    state text not null,
+    attempts integer not null default 0,
+    outcome text,
+    reason text not null default '',
+    updated_at real not null
+);
+create index if not exists inbox_state on inbox (state);
 create table if not exists refusals (
     repo text not null,
     number integer not null,
@@ -97,6 +109,27 @@ class TaskState(StrEnum):
 
 
 ACTIVE_STATES = (TaskState.QUEUED, TaskState.RUNNING)
+
+
+class InboxState(StrEnum):
+    """Where a stored delivery is: waiting to be handled, handled, or given up on."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    """A verified delivery kept in the store until it has been handled."""
+
+    delivery_id: str
+    event: str
+    payload: str
+    state: InboxState
+    attempts: int
+    outcome: str | None
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -151,6 +184,20 @@ class TaskStore(Protocol):
 
     async def release_delivery(self, delivery_id: str) -> None: ...
 
+    async def accept_delivery(self, delivery_id: str, event: str, payload: str) -> bool: ...
+
+    async def inbox(self, state: InboxState) -> list[InboxEntry]: ...
+
+    async def seen_deliveries(self, delivery_ids: set[str]) -> set[str]: ...
+
+    async def inbox_entry(self, delivery_id: str) -> InboxEntry | None: ...
+
+    async def settle_delivery(
+        self, delivery_id: str, state: InboxState, *, attempts: int, outcome: str, reason: str
+    ) -> None: ...
+
+    async def task_for_delivery(self, delivery_id: str) -> Task | None: ...
+
     async def add_task(self, task: NewTask, delivery_id: str) -> Task: ...
 
     async def get(self, task_id: int) -> Task | None: ...
@@ -194,6 +241,14 @@ class TaskStore(Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+def inbox_entry(row: sqlite3.Row) -> InboxEntry:
+    """An inbox row as an entry."""
+    return InboxEntry(
+        row["delivery_id"], row["event"], row["payload"], InboxState(row["state"]),
+        row["attempts"], row["outcome"], row["reason"],
+    )  # fmt: skip
 
 
 TASK_FIELDS = [f.name for f in dataclasses.fields(Task)]
@@ -303,6 +358,66 @@ class SQLiteTaskStore:
     async def release_delivery(self, delivery_id: str) -> None:
         """Forget a delivery we could not handle, so GitHub's redelivery is not ignored."""
         await self._execute("delete from deliveries where id = ?", (delivery_id,))
+
+    async def accept_delivery(self, delivery_id: str, event: str, payload: str) -> bool:
+        """Claim a delivery and keep it in the inbox, in one commit; False when seen before."""
+        return bool(await self._run(self._accept, delivery_id, event, payload))
+
+    def _accept(self, delivery_id: str, event: str, payload: str) -> bool:
+        if not self._claim(delivery_id, event):
+            return False
+        self.conn.execute(
+            "insert into inbox (delivery_id, event, payload, state, updated_at) "
+            "values (?, ?, ?, ?, ?)",
+            (delivery_id, event, payload, InboxState.PENDING.value, self._clock()),
+        )
+        return True
+
+    async def seen_deliveries(self, delivery_ids: set[str]) -> set[str]:
+        """Which of these delivery ids the store holds."""
+        ids = sorted(delivery_ids)
+        seen: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            sql = f"select id from deliveries where id in ({marks})"  # noqa: S608 (marks only)
+            rows = await self._run(self._fetch, sql, chunk)
+            seen.update(row[0] for row in rows)
+        return seen
+
+    def _fetch(self, sql: str, params: list[str]) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    async def inbox(self, state: InboxState) -> list[InboxEntry]:
+        """The inbox's deliveries in `state`, oldest first."""
+        return await self._inbox_rows("where state = ? order by rowid", (state.value,))
+
+    async def inbox_entry(self, delivery_id: str) -> InboxEntry | None:
+        rows = await self._inbox_rows("where delivery_id = ?", (delivery_id,))
+        return rows[0] if rows else None
+
+    async def _inbox_rows(self, where: str, params: tuple[Any, ...]) -> list[InboxEntry]:
+        sql = f"select * from inbox {where}"  # noqa: S608 (the clause is ours)
+        rows = await self._run(lambda: self.conn.execute(sql, params).fetchall())
+        return [inbox_entry(row) for row in rows]
+
+    async def settle_delivery(
+        self, delivery_id: str, state: InboxState, *, attempts: int, outcome: str, reason: str
+    ) -> None:
+        """Record where a delivery stands; a handled one no longer keeps its payload."""
+        await self._execute(
+            "update inbox set state = ?, attempts = ?, outcome = ?, reason = ?, updated_at = ?, "
+            "payload = case when ? then '' else payload end where delivery_id = ?",
+            (
+                state.value, attempts, outcome, reason, self._clock(),
+                state is InboxState.DONE, delivery_id,
+            ),
+        )  # fmt: skip
+
+    async def task_for_delivery(self, delivery_id: str) -> Task | None:
+        """The task a delivery already created, if any (so a retry never makes a second)."""
+        rows = await self._select("where delivery_id = ? order by id limit 1", (delivery_id,))
+        return rows[0] if rows else None
 
     async def _execute(self, sql: str, params: tuple[Any, ...]) -> int:
         """Run one statement; the number of rows it changed."""

@@ -13,6 +13,7 @@ from forge.server import Forge
 from gantry import doctor
 from gantry.cli import main
 from runner.disk_limit import DiskLimitSupport, detect
+from runner.store import InboxState, SQLiteTaskStore
 from tests.support import TEST_BASE_IMAGE
 
 SECRET = "doctor-secret"
@@ -43,6 +44,24 @@ def test_sqlite_database_opens(tmp_path: Path) -> None:
     result = doctor.check_database(settings)
     assert result.status == doctor.OK_MARK
     assert str(settings.data_dir / "gantry.db") in result.detail
+
+
+async def test_the_inbox_check_counts_failed_deliveries(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    assert doctor.check_inbox(settings).status == doctor.SKIP_MARK
+    store = await SQLiteTaskStore.open(settings.data_dir / "gantry.db")
+    try:
+        assert doctor.check_inbox(settings).status == doctor.OK_MARK
+        for name in ("d1", "d2"):
+            await store.accept_delivery(name, "issue_comment", "{}")
+        await store.settle_delivery(
+            "d1", InboxState.FAILED, attempts=11, outcome="failed", reason="GitHub failed"
+        )
+    finally:
+        await store.close()
+    result = doctor.check_inbox(settings)
+    assert (result.status, result.detail) == (doctor.WARN_MARK, "1 failed, 1 pending deliveries")
+    assert "redeliver" in result.fix
 
 
 def test_unsupported_database_scheme_fails(tmp_path: Path) -> None:

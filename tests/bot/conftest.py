@@ -80,7 +80,7 @@ class Gantry:
         )
         return build_delivery(event, rewrite(dict(payload), spec), secret)
 
-    async def post(self, delivery: Delivery, **headers: str) -> tuple[int, dict[str, Any]]:
+    async def answer(self, delivery: Delivery, **headers: str) -> tuple[int, dict[str, Any]]:
         """POST a delivery (headers may be overridden); status and JSON answer."""
         sent = {**delivery.headers, **headers}
         async with (
@@ -88,6 +88,21 @@ class Gantry:
             session.post(self.url, data=delivery.body, headers=sent) as response,
         ):
             return response.status, await response.json()
+
+    async def post(self, delivery: Delivery, **headers: str) -> tuple[int, dict[str, Any]]:
+        """POST a delivery and let the inbox handle it: the status, and the outcome the store
+        recorded for an accepted delivery (else the answer itself)."""
+        status, answer = await self.answer(delivery, **headers)
+        if answer.get("outcome") != "accepted":
+            return status, answer
+        return status, {"outcome": await self.outcome(delivery_id(delivery, headers))}
+
+    async def outcome(self, delivery_id: str) -> str | None:
+        """What a delivery led to, once the inbox has handled what it holds."""
+        await self.services.inbox.drain()
+        entry = await self.services.store.inbox_entry(delivery_id)
+        assert entry is not None, f"delivery {delivery_id} is not in the inbox"
+        return entry.outcome
 
     async def post_raw(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
         """POST any bytes with any headers; status and text answer."""
@@ -98,11 +113,18 @@ class Gantry:
             return response.status, await response.text()
 
     async def settle(self) -> None:
-        """Let reactions and replies finish."""
+        """Let the inbox, then reactions and replies, finish."""
+        await self.services.inbox.drain()
         await self.services.background.drain()
 
     async def tasks(self) -> list[Task]:
         return await self.services.store.with_state(TaskState.QUEUED)
+
+
+def delivery_id(delivery: Delivery, overrides: Mapping[str, str]) -> str:
+    """The delivery id a POST carried, overridden or not."""
+    sent = {k.lower(): v for k, v in {**delivery.headers, **overrides}.items()}
+    return sent["x-github-delivery"]
 
 
 async def git(*args: str, cwd: Path) -> None:
@@ -153,6 +175,8 @@ async def gantry(forge: Forge, tmp_path: Path) -> AsyncIterator[Gantry]:
         github_private_key=creds.private_key_pem,
         github_api_url=forge.api_url,
         data_dir=tmp_path / "data",
+        inbox_retry_first=0.02,
+        inbox_retry_limit=0.5,
     )
     server = TestServer(create_app(settings, workers=False))
     await server.start_server()

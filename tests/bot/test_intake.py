@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
 
 from bot.app import SERVICES, create_app
+from bot.inbox import retry_delays
 from bot.permissions import PermissionCache
-from runner.store import TaskState
+from runner.store import InboxState, TaskState
 from tests.bot.conftest import WRITER, Gantry
 
 PERMISSION_ROUTE = "/repos/{owner}/{repo}/collaborators/{user}/permission"
@@ -99,16 +101,38 @@ async def test_a_redelivery_after_a_restart_is_still_a_duplicate(gantry: Gantry)
     assert len(await gantry.tasks()) == 1
 
 
-async def test_github_down_answers_503_and_the_redelivery_is_handled(gantry: Gantry) -> None:
+async def test_a_mention_while_github_fails_becomes_one_task_once_it_recovers(
+    gantry: Gantry,
+) -> None:
+    gantry.services.inbox.delays = [0.2] * 100  # GitHub fails for 6 s: past its client retries
     gantry.forge.inject_fault("GET", PERMISSION_ROUTE, "error", count=None, status=502)
+    asyncio.get_running_loop().call_later(6, gantry.forge.clear_faults)
     payload = gantry.examples("issue_comment")[0]
     delivery = gantry.delivery("issue_comment", payload, body="@gantry go", number=1)
-    status, answer = await gantry.post(delivery)
-    assert status == 503
-    assert "redelivered" in answer["error"]
+    assert await gantry.answer(delivery) == (200, {"outcome": "accepted"})
+    delivery_id = delivery.headers["X-GitHub-Delivery"]
+    assert await gantry.outcome(delivery_id) == "queued"
+    entry = await gantry.services.store.inbox_entry(delivery_id)
+    assert entry is not None
+    assert entry.state is InboxState.DONE
+    assert entry.attempts > 1
+    assert len(await gantry.tasks()) == 1
+    assert await gantry.post(delivery) == (200, {"outcome": "duplicate"})
+    assert len(await gantry.tasks()) == 1
+
+
+async def test_a_delivery_still_failing_after_its_retries_is_kept_with_its_reason(
+    gantry: Gantry,
+) -> None:
+    gantry.forge.inject_fault("GET", PERMISSION_ROUTE, "error", count=None, status=502)
+    status, answer = await comment(gantry, "@gantry go")
+    assert (status, answer) == (200, {"outcome": "failed"})
+    [entry] = await gantry.services.store.inbox(InboxState.FAILED)
+    settings = gantry.settings
+    retries = len(retry_delays(settings.inbox_retry_first, settings.inbox_retry_limit))
+    assert entry.attempts == retries + 1
+    assert entry.reason.startswith("GitHub failed: GitHubBroken")
     assert await gantry.tasks() == []
-    gantry.forge.clear_faults()
-    assert await gantry.post(delivery) == (200, {"outcome": "queued"})
 
 
 async def test_a_secondary_rate_limit_is_waited_out(gantry: Gantry) -> None:

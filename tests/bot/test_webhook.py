@@ -179,9 +179,18 @@ async def test_malformed_json_is_400_even_when_signed(gantry: Gantry) -> None:
     assert await gantry.tasks() == []
 
 
-async def test_a_signed_payload_missing_fields_is_400(gantry: Gantry) -> None:
+async def test_a_signed_payload_missing_fields_is_kept_as_failed_with_its_reason(
+    gantry: Gantry,
+) -> None:
     body = json.dumps({"action": "created", "comment": {"body": MENTION}}).encode()
-    assert (await gantry.post_raw(body, signed(body, "thin")))[0] == 400
+    assert (await gantry.post_raw(body, signed(body, "thin")))[0] == 200
+    assert await gantry.outcome("thin") == "failed"
+    entry = await gantry.services.store.inbox_entry("thin")
+    assert entry is not None
+    assert (entry.attempts, entry.reason) == (
+        1,
+        "payload lacks what its event needs: KeyError('issue')",
+    )
 
 
 async def test_an_oversize_body_is_413(gantry: Gantry) -> None:
