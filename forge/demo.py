@@ -171,9 +171,10 @@ async def wait_ready(url: str, seconds: float = 60) -> None:
 async def wait_for_pull(forge: Forge, issue: int, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if forge.pulls(OWNER, REPO):
-            return
         bot = [c for c in forge.comments(OWNER, REPO, issue) if c["user"] == "gantry[bot]"]
+        # The pull request, and the task's final report on it (its 🚀 comment).
+        if forge.pulls(OWNER, REPO) and bot and "🚀" in bot[-1]["body"]:
+            return
         if bot and ("Failed" in bot[-1]["body"] or "changed nothing" in bot[-1]["body"]):
             print(bot[-1]["body"])
             raise SystemExit("the task did not produce a pull request")
@@ -249,7 +250,8 @@ async def demo(image: str, agents_image: str, seconds: float) -> None:
             )
     finally:
         gantry.terminate()
-        gantry.wait(timeout=30)
+        # Off the loop: the stand-ins run on it and must answer while Gantry shuts down.
+        await asyncio.to_thread(gantry.wait, 30)
         await model.close()
         await forge.close()
     violations = forge.take_violations()
