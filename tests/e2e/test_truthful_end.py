@@ -118,3 +118,18 @@ async def test_a_primary_rate_limit_resetting_in_5s_publishes_within_about_5s(
     ]
     assert statuses[0] == 403
     assert statuses[-1] == 201
+
+
+async def test_an_exhausted_primary_rate_limit_fails_the_publish_saying_until_when(
+    live: Gantry,
+) -> None:
+    asked = await comment_on(live, live.issue_number, "@gantry fix the flaky date test")
+    # An hour off: not waited for; the task says so instead of going quiet.
+    live.forge.inject_fault("POST", PULLS, "primary_rate_limit", count=None, retry_after=3600)
+    [task] = await wait_final(live, 1)
+    assert task.state is TaskState.FAILED
+    assert live.forge.pulls(OWNER, REPO) == []
+    final = progress(live)
+    assert "😕 Failed in the **publish** phase" in final
+    assert "rate-limited until" in final
+    assert live.forge.reactions(asked)[-1] == ("confused", "gantry[bot]")
