@@ -49,17 +49,7 @@ class ExtraCa:
 
     def archive(self) -> bytes:
         """A tar archive of the bundle at EXTRA_FILE, for `put_archive` at `/`."""
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            parts = EXTRA_DIR.strip("/").split("/")
-            for end in range(1, len(parts) + 1):
-                info = tarfile.TarInfo("/".join(parts[:end]))
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            info = tarfile.TarInfo(EXTRA_FILE.strip("/"))
-            info.size, info.mode = len(self.pem), 0o644
-            tar.addfile(info, io.BytesIO(self.pem))
-        return buffer.getvalue()
+        return pem_archive(EXTRA_DIR, EXTRA_FILE, self.pem)
 
     def install_script(self) -> str:
         """Append the bundle to the system bundle once (marked by its digest); idempotent."""
@@ -84,3 +74,19 @@ def load_extra_ca(path: Path) -> ExtraCa:
     if PEM_MARKER not in pem:
         raise ExtraCaError(f"GANTRY_EXTRA_CA_CERTS: {path} holds no PEM certificate")
     return ExtraCa(pem if pem.endswith(b"\n") else pem + b"\n")
+
+
+def pem_archive(directory: str, path: str, pem: bytes) -> bytes:
+    """A tar of `pem` at `path`, its directories (under `directory`'s chain) made 0755, for
+    `put_archive` at `/` in an image that may lack them."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        parts = directory.strip("/").split("/")
+        for end in range(1, len(parts) + 1):
+            info = tarfile.TarInfo("/".join(parts[:end]))
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        info = tarfile.TarInfo(path.strip("/"))
+        info.size, info.mode = len(pem), 0o644
+        tar.addfile(info, io.BytesIO(pem))
+    return buffer.getvalue()

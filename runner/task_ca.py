@@ -10,8 +10,6 @@ else, and only that task's container is told to trust it.
 from __future__ import annotations
 
 import datetime
-import io
-import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from runner.ca_certs import SYSTEM_BUNDLE
+from runner.ca_certs import SYSTEM_BUNDLE, pem_archive
 
 TRUST_DIR = "/usr/local/share/gantry"
 TASK_CA_FILE = f"{TRUST_DIR}/task-ca.pem"
@@ -155,17 +153,7 @@ def trust_env(bundle: str = TASK_BUNDLE_FILE) -> dict[str, str]:
 
 def trust_archive(ca_pem: bytes) -> bytes:
     """A tar of the task CA at TASK_CA_FILE, for `put_archive` (`Sandbox.copy_in`) at `/`."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        parts = TRUST_DIR.strip("/").split("/")
-        for end in range(1, len(parts) + 1):
-            info = tarfile.TarInfo("/".join(parts[:end]))
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        info = tarfile.TarInfo(TASK_CA_FILE.strip("/"))
-        info.size, info.mode = len(ca_pem), 0o644
-        tar.addfile(info, io.BytesIO(ca_pem))
-    return buffer.getvalue()
+    return pem_archive(TRUST_DIR, TASK_CA_FILE, ca_pem)
 
 
 def trust_script(system_bundle: str = SYSTEM_BUNDLE) -> str:
