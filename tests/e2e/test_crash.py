@@ -58,6 +58,19 @@ async def served_repo(
     return env, installation, issue.number
 
 
+async def mention(forge: Forge, port: int, installation: int, issue: int) -> int:
+    """A writer's signed `@gantry survive` on the issue, delivered to the server on `port`;
+    the comment's id."""
+    comment = forge.add_comment(OWNER, REPO, issue, "@gantry survive", WRITER)
+    status = await forge.send_webhook(
+        f"http://127.0.0.1:{port}/webhook", SECRET, "issue_comment", "created",
+        owner=OWNER, repo=REPO, installation_id=installation, sender=WRITER,
+        body="@gantry survive", number=issue, comment_id=comment,
+    )  # fmt: skip
+    assert status == 200
+    return comment
+
+
 async def serve(env: dict[str, str], port: int, log: Path) -> asyncio.subprocess.Process:
     out = log.open("ab")
     proc = await asyncio.create_subprocess_exec(
@@ -88,13 +101,7 @@ async def test_kill_9_mid_task_then_restart(
     port, log = free_port(), tmp_path / "serve.log"
     owner = deployment_owner(f"sqlite:///{tmp_path / 'data' / 'gantry.db'}")
     first = await serve(env, port, log)
-    comment = forge.add_comment(OWNER, REPO, issue, "@gantry survive", WRITER)
-    status = await forge.send_webhook(
-        f"http://127.0.0.1:{port}/webhook", SECRET, "issue_comment", "created",
-        owner=OWNER, repo=REPO, installation_id=installation, sender=WRITER,
-        body="@gantry survive", number=issue, comment_id=comment,
-    )  # fmt: skip
-    assert status == 200
+    await mention(forge, port, installation, issue)
     await until(lambda: agent_containers(docker_client, owner), 60, "the agent container")
     [orphan] = agent_containers(docker_client, owner)
     first.send_signal(signal.SIGKILL)

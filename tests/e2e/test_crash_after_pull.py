@@ -12,8 +12,8 @@ import pytest
 from forge.localnet import free_port
 from forge.server import Forge
 from forge.state import AfterCreate
-from tests.bot.conftest import OWNER, REPO, SECRET, WRITER
-from tests.e2e.test_crash import serve, served_repo, until
+from tests.bot.conftest import OWNER, REPO
+from tests.e2e.test_crash import mention, serve, served_repo, until
 
 # Long enough to stop the server while GitHub has opened the PR but not yet said so.
 ANSWER_DELAY_S = 20.0
@@ -35,13 +35,7 @@ async def test_a_stop_after_the_pull_exists_leaves_exactly_one(
     port, log = free_port(), tmp_path / "serve.log"
     forge.state.after_create_pull.append(AfterCreate(delay=ANSWER_DELAY_S))
     first = await serve(env, port, log)
-    comment = forge.add_comment(OWNER, REPO, issue, "@gantry survive", WRITER)
-    status = await forge.send_webhook(
-        f"http://127.0.0.1:{port}/webhook", SECRET, "issue_comment", "created",
-        owner=OWNER, repo=REPO, installation_id=installation, sender=WRITER,
-        body="@gantry survive", number=issue, comment_id=comment,
-    )  # fmt: skip
-    assert status == 200
+    comment = await mention(forge, port, installation, issue)
     await until(lambda: forge.pulls(OWNER, REPO), 120, "the pull request")
     first.send_signal(stop)
     await asyncio.wait_for(first.wait(), 30)

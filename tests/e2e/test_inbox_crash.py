@@ -10,9 +10,9 @@ from pathlib import Path
 
 from forge.localnet import free_port
 from forge.server import Forge
-from tests.bot.conftest import OWNER, REPO, SECRET, WRITER
+from tests.bot.conftest import OWNER, REPO
 from tests.bot.test_intake import PERMISSION_ROUTE
-from tests.e2e.test_crash import serve, served_repo, until
+from tests.e2e.test_crash import mention, serve, served_repo, until
 
 
 def task_count(database: Path) -> int:
@@ -30,13 +30,7 @@ async def test_kill_9_between_answering_and_handling_loses_nothing(
     port, log = free_port(), tmp_path / "serve.log"
     forge.inject_fault("GET", PERMISSION_ROUTE, "error", count=None, status=502)
     first = await serve(env, port, log)
-    comment = forge.add_comment(OWNER, REPO, issue, "@gantry survive", WRITER)
-    status = await forge.send_webhook(
-        f"http://127.0.0.1:{port}/webhook", SECRET, "issue_comment", "created",
-        owner=OWNER, repo=REPO, installation_id=installation, sender=WRITER,
-        body="@gantry survive", number=issue, comment_id=comment,
-    )  # fmt: skip
-    assert status == 200
+    await mention(forge, port, installation, issue)
     await until(lambda: "GitHub failed (try 1)" in log.read_text(), 30, "a first failed try")
     first.send_signal(signal.SIGKILL)
     await first.wait()
