@@ -20,6 +20,11 @@ class RunningEnvironment(Protocol):
     @property
     def scratch(self) -> str: ...
 
+    @property
+    def gateway_url(self) -> str | None:
+        """Where the agent reaches the model gateway (None: no gateway runs)."""
+        ...
+
     async def run(
         self,
         command: str,

@@ -282,7 +282,7 @@ class Run:
     ) -> None:
         """The agent with a gateway token that is valid for exactly this run."""
         gateway, task_id = self.deps.gateway, str(self.task.id)
-        url = getattr(env, "gateway_url", None)
+        url = env.gateway_url
         budget = Budget.of(config.agent.budget)
         token = None
         if gateway is not None and url is not None:
