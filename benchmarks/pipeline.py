@@ -20,9 +20,10 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestServer
 
-from bot.app import SERVICES, create_app
+from bot.app import SERVICES
 from config.settings import Settings
 from forge.server import Forge
+from gantry.compose import create_app
 
 SECRET = "bench-secret"
 OWNER, REPO, USER = "bench", "small", "alice"

@@ -8,10 +8,8 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 from gidgethub import routing, sansio
 
@@ -20,17 +18,13 @@ from bot import (
     config_check,
     installations,
     mentions,
-    missed_deliveries,
     repo_page,
     task_page,
     task_stream,
 )
 from bot.background import Background
-from bot.github_app import fetch_app
-from bot.inbox import Inbox, retry_delays
+from bot.inbox import Inbox
 from bot.intake import Intake, Outcome
-from bot.permissions import PermissionCache
-from bot.repo_triggers import TriggerCache
 from bot.routing import Dispatch
 from bot.tokens import InstallationTokens
 from bot.webhook import (
@@ -40,13 +34,13 @@ from bot.webhook import (
     parse_payload,
     verify_signature,
 )
-from bot.workers import Workers, running_workers
-from config.errors import SettingsError
 from config.settings import Settings
 from runner import task_listing
 from runner.engine import EngineUnavailableError, docker_version
-from runner.queue import MemoryQueue, TaskQueue, requeue_pending
-from runner.store import InboxEntry, InboxState, SQLiteTaskStore, Task, TaskStore
+from runner.queue import TaskQueue
+from runner.store import InboxEntry, InboxState, TaskStore
+from runner.task import Task
+from runner.worker import Workers
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +50,6 @@ PENDING = InboxState.PENDING
 ROUTER = routing.Router(
     mentions.router, assignments.router, installations.router, config_check.router
 )
-# At shutdown, deliveries still being handled get this long; the rest stay pending in the
-# store and are handled at the next start.
-INBOX_SHUTDOWN_WAIT = 5.0
 
 
 @dataclass
@@ -80,13 +71,11 @@ SERVICES = web.AppKey("services", Services)
 STREAMS = web.AppKey("streams", task_stream.Streams)
 
 
-def create_app(
-    settings: Settings, *, store: TaskStore | None = None, workers: bool = True
-) -> web.Application:
-    """The webhook receiver (and, unless `workers` is off, the workers that run its tasks)."""
+def web_app(settings: Settings) -> web.Application:
+    """The webhook receiver and the task pages; the command line adds the parts they use
+    (`SERVICES`) in a `cleanup_ctx` of its own."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
-    app.cleanup_ctx.append(lambda app: services_ctx(app, store, workers))
     app.router.add_post("/webhook", webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -96,92 +85,6 @@ def create_app(
     app[STREAMS] = task_stream.Streams()
     app.on_shutdown.append(stop_streams)
     return app
-
-
-async def open_store(settings: Settings) -> TaskStore:
-    """The configured store; SQLite is the only one this version has."""
-    path = settings.sqlite_path
-    if path is None:
-        raise SettingsError(["GANTRY_DATABASE_URL: only sqlite:/// URLs are supported yet"])
-    return await SQLiteTaskStore.open(path)
-
-
-async def resolve_handle(session: aiohttp.ClientSession, settings: Settings) -> str:
-    """`BOT_HANDLE`, or the App's slug from `GET /app`."""
-    if settings.bot_handle:
-        return settings.bot_handle
-    if not settings.has_app_credentials:
-        raise SettingsError(["GANTRY_BOT_HANDLE: set it, or set the App's credentials"])
-    app = await fetch_app(session, settings)
-    return str(app["slug"])
-
-
-async def services_ctx(
-    app: web.Application, store: TaskStore | None, with_workers: bool
-) -> AsyncIterator[None]:
-    """Open the store, the HTTP session, the intake and the workers; requeue what was queued."""
-    settings = app[SETTINGS]
-    if settings.serving_problems():
-        raise SettingsError(settings.serving_problems())
-    store = store or await open_store(settings)
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-    try:
-        tokens = InstallationTokens(session, settings)
-        queue, background = MemoryQueue(), Background()
-        intake = Intake(
-            store=store,
-            queue=queue,
-            github=tokens.client,
-            handle=await resolve_handle(session, settings),
-            background=background,
-            permissions=PermissionCache(),
-            triggers=TriggerCache(),
-        )
-        requeued = await requeue_pending(store, queue)
-        log.info("intake ready as @%s; %d queued task(s) requeued", intake.handle, requeued)
-        inbox = Inbox(
-            store,
-            lambda event: handle_delivery(intake, tokens, event),
-            retry_delays(settings.inbox_retry_first, settings.inbox_retry_limit),
-        )
-        async with contextlib.AsyncExitStack() as stack:
-            workers = None
-            if with_workers:
-                workers = await stack.enter_async_context(
-                    running_workers(settings, store, queue, tokens, intake.handle, background)
-                )
-                intake.on_cancel = workers.cancel
-                if workers.cache is not None:
-                    intake.on_reset_cache = workers.cache.drop_repo
-            app[SERVICES] = Services(
-                settings, store, queue, intake, background, tokens, inbox, workers
-            )
-            resumed = await inbox.resume()
-            log.info("%d stored delivery(ies) resumed from the inbox", resumed)
-            recovery = asyncio.create_task(recover_missed(session, settings, store))
-            yield
-            recovery.cancel()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(inbox.drain(), INBOX_SHUTDOWN_WAIT)
-        await background.drain()
-    finally:
-        await session.close()
-        await store.close()
-
-
-async def recover_missed(
-    session: aiohttp.ClientSession, settings: Settings, store: TaskStore
-) -> None:
-    """Redeliver what was missed while down, at start-up and then periodically."""
-    if not settings.has_app_credentials:
-        return
-    if settings.delivery_log_interval:
-        await missed_deliveries.recover_periodically(session, settings, store)
-        return
-    try:
-        await missed_deliveries.recover(session, settings, store)
-    except missed_deliveries.ERRORS as exc:
-        log.warning("could not read the App's delivery log: %s", exc)
 
 
 def answer(http_status: int, **fields: object) -> web.Response:

@@ -11,7 +11,7 @@ from typing import Protocol
 from config.errors import GantryError
 from runner import host_git
 from runner.host_git import HostGitError
-from runner.store import TaskBranch
+from runner.task import TaskBranch
 
 SLUG_MAX_CHARS = 40
 FALLBACK_SLUG = "task"

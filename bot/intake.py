@@ -23,7 +23,8 @@ from config.errors import GantryError
 from config.hidden_text import strip_hidden
 from config.repo_config import TriggersConfig
 from runner.queue import TaskQueue
-from runner.store import ACTIVE_STATES, NewTask, Task, TaskState, TaskStore
+from runner.store import TaskStore
+from runner.task import ACTIVE_STATES, NewTask, Task, TaskState
 
 # Ids and numbers are stored as SQLite integers (64-bit); GitHub's are far smaller.
 MAX_ID = 2**63 - 1
@@ -69,7 +70,8 @@ class Outcome(StrEnum):
 
 @dataclass
 class Intake:
-    """The deps of the intake: store, queue, GitHub clients and the bot's identity."""
+    """The deps of the intake: store, queue, GitHub clients, the bot's identity, and how to
+    reach this process's workers (stop a task now; drop a repository's cached environments)."""
 
     store: TaskStore
     queue: TaskQueue
@@ -78,8 +80,8 @@ class Intake:
     background: Background
     permissions: PermissionCache
     triggers: TriggerCache
-    on_cancel: Callable[[int], bool] | None = None
-    on_reset_cache: Callable[[str], Awaitable[int]] | None = None
+    on_cancel: Callable[[int], bool]
+    on_reset_cache: Callable[[str], Awaitable[int]] | None
 
     @property
     def bot_login(self) -> str:
@@ -231,8 +233,7 @@ class Intake:
             text = replies.retried(latest, task)
         elif command.kind is Kind.CANCEL and latest is not None and latest.state in ACTIVE_STATES:
             await self.store.set_state(latest.id, TaskState.CANCELLED)
-            if self.on_cancel is not None:
-                self.on_cancel(latest.id)
+            self.on_cancel(latest.id)
             text = replies.cancelled(latest)
         elif command.kind in (Kind.STATUS, Kind.CANCEL, Kind.RETRY):
             text = replies.status(latest)

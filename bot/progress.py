@@ -23,7 +23,7 @@ from bot.reports import (
 )
 from bot.triggers import Trigger
 from runner.results import Conclusion, Phase, TaskResult, initial_phases
-from runner.store import Task
+from runner.task import Task
 
 log = logging.getLogger(__name__)
 CHECK_NAME = "Gantry"

@@ -29,7 +29,7 @@ from runner.publish import (
     subject_line,
     user_identity,
 )
-from runner.store import Task, TaskBranch
+from runner.task import Task, TaskBranch
 
 log = logging.getLogger(__name__)
 MAX_LISTED_FILES = 30

@@ -9,7 +9,7 @@ import gidgethub
 from gidgethub.abc import GitHubAPI
 
 from bot.triggers import Trigger
-from runner.store import Task
+from runner.task import Task
 
 REACTION_PATHS = {
     "issue_comment": "/repos/{+repo}/issues/comments/{id}/reactions",

@@ -7,7 +7,7 @@ import html
 import time
 
 from bot.task_page import STYLE, signature
-from runner.store import Task
+from runner.task import Task
 
 REQUEST_CHARS = 200
 

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from runner.results import Phase
-from runner.store import ACTIVE_STATES, Task
+from runner.task import ACTIVE_STATES, Task
 
 SIGNATURE_CHARS = 32
 MAX_SHOWN_BYTES = 1024 * 1024

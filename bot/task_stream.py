@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bot.task_page import phase_json
 from runner.results import Phase
-from runner.store import ACTIVE_STATES, TaskState
+from runner.task import ACTIVE_STATES, TaskState
 
 # What one read takes from the file: the most a stream holds in memory at once. Log lines are
 # split at 16 KiB when written, so a chunk always ends in a whole line.

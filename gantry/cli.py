@@ -11,10 +11,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
-from bot.app import create_app
 from config.errors import SettingsError
 from config.settings import Settings, load_settings
 from gantry import doctor, local_run, validate
+from gantry.compose import create_app
 
 DESCRIPTION = "Gantry: a GitHub App that gives coding agents a Docker environment."
 DEFAULT_HOST = "127.0.0.1"

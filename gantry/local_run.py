@@ -20,6 +20,7 @@ from config.loader import Checkout, read_checkout
 from config.repo_config import ConfigError
 from config.secret_store import read_secret_store
 from config.settings import Settings
+from gantry.executors import build_executor, engine_client
 from gateway import ModelGateway
 from runner import host_git
 from runner.executor import Executor
@@ -27,8 +28,7 @@ from runner.model_access import running_gateway
 from runner.pipeline import PipelineDeps, Source, Work, run_task
 from runner.publish import Publication, commit_message, publish, user_identity
 from runner.results import Conclusion, Phase, PhaseStatus, TaskResult
-from runner.services import build_executor, engine_client
-from runner.store import Task, TaskState
+from runner.task import Task, TaskState
 from runner.tasklog import TaskLog
 
 MARKS = {

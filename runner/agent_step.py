@@ -15,7 +15,7 @@ from config.repo_config import RepoConfig
 from gateway import Provider, TaskUsage
 from runner import presets
 from runner.sandbox import ExecResult
-from runner.store import Task
+from runner.task import Task
 
 # A repository's own provider keys, under these names in the server's secrets file.
 KEY_SECRETS: Mapping[str, Provider] = {

@@ -42,7 +42,7 @@ from runner.results import (
     TaskResult,
     judge_checks,
 )
-from runner.store import Task
+from runner.task import Task
 from runner.tasklog import TaskLog
 
 log = logging.getLogger(__name__)

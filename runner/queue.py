@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from runner.store import TaskState, TaskStore
+from runner.store import TaskStore
+from runner.task import TaskState
 
 
 class TaskQueue(Protocol):

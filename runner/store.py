@@ -8,12 +8,13 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from runner.results import PHASES, Phase, PhaseStatus
+from runner.task import TASK_FIELDS, NewTask, Task, TaskBranch, TaskState, task_from_row
 
 T = TypeVar("T")
 # Columns added after the first release, created on open when a database predates them.
@@ -98,19 +99,6 @@ create table if not exists refusals (
 """
 
 
-class TaskState(StrEnum):
-    """Where a task is in its life."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-ACTIVE_STATES = (TaskState.QUEUED, TaskState.RUNNING)
-
-
 class InboxState(StrEnum):
     """Where a stored delivery is: waiting to be handled, handled, or given up on."""
 
@@ -130,51 +118,6 @@ class InboxEntry:
     attempts: int
     outcome: str | None
     reason: str
-
-
-@dataclass(frozen=True)
-class NewTask:
-    """What an accepted request carries into the store."""
-
-    repo: str
-    installation_id: int
-    number: int
-    is_pull_request: bool
-    title: str
-    clone_url: str
-    default_branch: str
-    comment_id: int | None
-    comment_kind: str
-    requester: str
-    kind: str
-    request: str
-    head_ref: str | None
-    head_sha: str | None
-    thread_body: str
-    # The agent and model the requester picked (None: the repository's default).
-    agent: str | None = field(default=None, kw_only=True)
-    model: str | None = field(default=None, kw_only=True)
-    # Where a review comment asked (JSON: path, lines, side, hunk); None for other requests.
-    context: str | None = field(default=None, kw_only=True)
-
-
-@dataclass(frozen=True)
-class TaskBranch:
-    """A task's branch, fixed the first time it is chosen, and its PR once that exists."""
-
-    branch: str
-    pull_url: str | None = None
-
-
-@dataclass(frozen=True)
-class Task(NewTask):
-    """A stored task."""
-
-    id: int
-    delivery_id: str
-    state: TaskState
-    created_at: float
-    updated_at: float
 
 
 class TaskStore(Protocol):
@@ -249,9 +192,6 @@ def inbox_entry(row: sqlite3.Row) -> InboxEntry:
         row["delivery_id"], row["event"], row["payload"], InboxState(row["state"]),
         row["attempts"], row["outcome"], row["reason"],
     )  # fmt: skip
-
-
-TASK_FIELDS = [f.name for f in dataclasses.fields(Task)]
 
 
 class SQLiteTaskStore:
@@ -473,7 +413,7 @@ class SQLiteTaskStore:
     async def _select(self, where: str, params: tuple[Any, ...]) -> list[Task]:
         query = f"select {', '.join(TASK_FIELDS)} from tasks {where}"  # noqa: S608
         rows = await self._run(lambda: self.conn.execute(query, params).fetchall())
-        return [row_to_task(row) for row in rows]
+        return [task_from_row(row) for row in rows]
 
     async def record_phase(self, task_id: int, phase: Phase) -> None:
         """Keep a phase's latest status and timing."""
@@ -610,11 +550,3 @@ class SQLiteTaskStore:
             conn, self._conn = self._conn, None
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=True)
-
-
-def row_to_task(row: sqlite3.Row) -> Task:
-    """A database row as a `Task`."""
-    values = dict(row)
-    values["is_pull_request"] = bool(values["is_pull_request"])
-    values["state"] = TaskState(values["state"])
-    return Task(**values)

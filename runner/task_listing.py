@@ -7,7 +7,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from runner.store import TASK_FIELDS, Task, row_to_task
+from runner.task import TASK_FIELDS, Task, task_from_row
 
 REPO_TASKS_LIMIT = 200
 
@@ -16,7 +16,7 @@ def repo_tasks(conn: sqlite3.Connection, repo: str, limit: int = REPO_TASKS_LIMI
     """A repository's latest tasks, newest first."""
     query = f"select {', '.join(TASK_FIELDS)} from tasks where repo = ? order by id desc limit ?"  # noqa: S608
     conn.row_factory = sqlite3.Row
-    return [row_to_task(row) for row in conn.execute(query, (repo, limit)).fetchall()]
+    return [task_from_row(row) for row in conn.execute(query, (repo, limit)).fetchall()]
 
 
 def read_repo_tasks(database: Path, repo: str, limit: int = REPO_TASKS_LIMIT) -> list[Task]:

@@ -6,10 +6,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from runner.queue import TaskQueue
 from runner.results import SHUTDOWN, Conclusion, TaskResult
-from runner.store import Task, TaskState, TaskStore
+from runner.store import TaskStore
+from runner.task import Task, TaskState, thread_key
+
+if TYPE_CHECKING:
+    from runner.cache import EnvironmentCache
 
 log = logging.getLogger(__name__)
 
@@ -20,11 +26,6 @@ FINAL_STATES = {
     Conclusion.FAILED: TaskState.FAILED,
     Conclusion.CANCELLED: TaskState.CANCELLED,
 }
-
-
-def thread_key(task: Task) -> str:
-    """Tasks on the same issue or PR share a key and never overlap."""
-    return f"{task.repo.lower()}#{task.number}"
 
 
 class Worker:
@@ -114,6 +115,18 @@ class Worker:
             log.exception("task %s failed outside the pipeline", task.id)
             return TaskState.FAILED
         return FINAL_STATES[result.conclusion]
+
+
+@dataclass
+class Workers:
+    """A running worker, its background loops, and the environment cache it uses."""
+
+    worker: Worker
+    tasks: list[asyncio.Task[None]]
+    cache: EnvironmentCache | None = None
+
+    def cancel(self, task_id: int) -> bool:
+        return self.worker.cancel(task_id)
 
 
 async def recover_interrupted(store: TaskStore, queue: TaskQueue) -> tuple[list[Task], list[Task]]:

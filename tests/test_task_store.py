@@ -11,7 +11,8 @@ import pytest
 import pytest_asyncio
 
 from runner.queue import MemoryQueue, requeue_pending
-from runner.store import NewTask, SQLiteTaskStore, TaskState
+from runner.store import SQLiteTaskStore
+from runner.task import NewTask, TaskState
 
 TASK = NewTask(
     repo="octo/hello",

@@ -13,7 +13,8 @@ import pytest_asyncio
 from runner.pipeline import round_of, task_file
 from runner.queue import MemoryQueue
 from runner.results import Conclusion, TaskResult
-from runner.store import SQLiteTaskStore, Task, TaskState
+from runner.store import SQLiteTaskStore
+from runner.task import Task, TaskState
 from runner.worker import Worker, recover_interrupted
 from tests.test_task_store import TASK
 

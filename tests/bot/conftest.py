@@ -15,12 +15,13 @@ import aiohttp
 import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
-from bot.app import SERVICES, Services, create_app
+from bot.app import SERVICES, Services
 from bot.github_client import GitHubClient
 from config.settings import Settings
 from forge.sender import Delivery, Rewrite, build_delivery, load_examples, rewrite
 from forge.server import AppCredentials, Forge
-from runner.store import Task, TaskState
+from gantry.compose import create_app
+from runner.task import Task, TaskState
 
 SECRET = "webhook-secret-for-tests"
 OWNER, REPO = "octo", "hello"

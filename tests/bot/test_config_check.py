@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from gidgethub import routing
 
 from bot import config_check
-from bot.app import SERVICES, create_app, read_delivery
+from bot.app import SERVICES, read_delivery
 from bot.config_check import (
     Annotation,
     CheckReport,
@@ -29,6 +29,7 @@ from config.agents_md import parse_agents_md
 from config.repo_config import ConfigError, parse_repo_config
 from config.settings import Settings
 from forge.server import Forge
+from gantry.compose import create_app
 
 SECRET = "config-check-secret"
 OWNER, NAME = "acme", "api"

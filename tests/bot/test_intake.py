@@ -8,10 +8,12 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from bot.app import SERVICES, create_app
+from bot.app import SERVICES
 from bot.inbox import retry_delays
 from bot.permissions import PermissionCache
-from runner.store import InboxState, TaskState
+from gantry.compose import create_app
+from runner.store import InboxState
+from runner.task import TaskState
 from tests.bot.conftest import WRITER, Gantry
 
 PERMISSION_ROUTE = "/repos/{owner}/{repo}/collaborators/{user}/permission"

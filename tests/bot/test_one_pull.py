@@ -22,7 +22,8 @@ from forge.state import AfterCreate
 from runner.mirror import Mirrors
 from runner.pipeline import Work
 from runner.publish import PublishError
-from runner.store import SQLiteTaskStore, TaskBranch
+from runner.store import SQLiteTaskStore
+from runner.task import TaskBranch
 from tests.bot.test_progress import task_on
 from tests.publish.test_publish import make_patch
 

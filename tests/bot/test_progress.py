@@ -13,7 +13,7 @@ from bot.progress import GitHubReporter
 from bot.pull_requests import find_open_pull, open_pull
 from forge.server import Forge
 from runner.results import CheckOutcome, Conclusion, Phase, PhaseStatus, TaskResult
-from runner.store import Task, TaskState
+from runner.task import Task, TaskState
 
 
 @pytest_asyncio.fixture

@@ -10,7 +10,8 @@ from typing import Any
 from bot.triggers import MAX_HUNK_CHARS, review_context
 from forge.rest_pulls import ReviewReply
 from runner.pipeline import PROMPT_HUNK_LINES, prompt_of, task_file
-from runner.store import SQLiteTaskStore, Task, TaskState
+from runner.store import SQLiteTaskStore
+from runner.task import Task, TaskState
 from tests.bot.conftest import OWNER, REPO, WRITER, Gantry
 from tests.test_task_store import TASK
 

@@ -20,10 +20,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot import repo_page, task_page, task_stream
-from bot.app import SERVICES, STREAMS, create_app
+from bot.app import SERVICES, STREAMS
 from config.settings import Settings
+from gantry.compose import create_app
 from runner.results import Phase, PhaseStatus
-from runner.store import NewTask, Task, TaskState, TaskStore
+from runner.store import TaskStore
+from runner.task import NewTask, Task, TaskState
 from runner.tasklog import TaskLog
 
 SECRET = "live-page-secret"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.reports import PullRequestReport, final_comment, pr_body
 from bot.task_page import render
 from runner.results import Conclusion, Phase, PhaseStatus, TaskResult
-from runner.store import Task, TaskState
+from runner.task import Task, TaskState
 
 LINE = "🤖 codex (gpt-5-codex) · model gpt-5-codex · 2 requests · 1,234 tokens in / 56 out"
 TASK = Task(

@@ -13,12 +13,12 @@ import docker
 import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
-from bot.app import create_app
 from config.settings import Settings
 from forge.server import Forge
+from gantry.compose import create_app
 from runner.cache import EnvironmentCache
 from runner.labels import deployment_owner
-from runner.store import Task, TaskState
+from runner.task import Task, TaskState
 from tests.bot.conftest import OWNER, REPO, SECRET, WRITER, Gantry
 from tests.support import TEST_BASE_IMAGE
 

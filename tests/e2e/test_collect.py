@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from runner.store import TaskState
+from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, WRITER, Gantry
 from tests.e2e.conftest import comment_on, config_with, git_show, set_config, wait_final
 

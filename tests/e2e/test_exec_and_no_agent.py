@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from forge.server import Forge
-from runner.store import TaskState
+from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, Gantry
 from tests.e2e.conftest import comment_on, config_with, git_show, running_gantry, wait_final
 from tests.support import TEST_BASE_IMAGE

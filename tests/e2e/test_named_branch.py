@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bot import task_page
 from forge.server import Forge
-from runner.store import TaskState
+from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO
 from tests.e2e.conftest import comment_on, git_show, running_gantry, wait_final
 from tests.support import TEST_BASE_IMAGE

@@ -10,7 +10,7 @@ import docker
 
 from forge.state import PullFields
 from runner.labels import deployment_owner
-from runner.store import TaskState
+from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, Gantry
 from tests.e2e.conftest import (
     comment_on,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.store import TaskState
+from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, Gantry
 from tests.e2e.conftest import comment_on, config_with, set_config, wait_final
 from tests.publish.attacks import PeakDisk, children_peak_rss

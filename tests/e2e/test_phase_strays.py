@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.store import TaskState
+from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, Gantry
 from tests.e2e.conftest import comment_on, config_with, set_config, wait_final
 

@@ -7,7 +7,7 @@ import json
 import aiohttp
 
 from bot.task_page import signed_url
-from runner.store import TaskState
+from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, SECRET, Gantry
 from tests.e2e.conftest import comment_on, git_show, live_containers, wait_final
 

@@ -24,7 +24,7 @@ from forge.model_script import Script
 from forge.models import ModelStandIn
 from forge.server import Forge
 from runner.network import bridge_gateway_address
-from runner.store import TaskState
+from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, Gantry
 from tests.e2e.conftest import comment_on, git_show, running_gantry, wait_final
 from tests.images.test_agent_clis import agents_image

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from forge.rest_pulls import ReviewReply
-from runner.store import TaskState
+from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, WRITER, Gantry
 from tests.e2e.conftest import git_show, wait_final
 

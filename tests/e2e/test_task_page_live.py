@@ -11,7 +11,7 @@ import docker
 from bot.task_page import signature
 from forge.server import Forge
 from runner.labels import deployment_owner
-from runner.store import TaskState
+from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, SECRET, Gantry
 from tests.bot.test_task_page_live import lines_until, rest
 from tests.e2e.conftest import AGENTS, comment_on, config_with, running_gantry, wait_final

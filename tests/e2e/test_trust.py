@@ -22,7 +22,7 @@ import pytest_asyncio
 
 from bot import task_page
 from forge.server import Forge
-from runner.store import TaskState
+from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, WRITER, Gantry
 from tests.e2e.conftest import (
     AGENTS,

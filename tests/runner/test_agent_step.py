@@ -18,7 +18,7 @@ from runner.agent_step import (
     provider_keys,
 )
 from runner.sandbox import ExecResult
-from runner.store import Task, TaskState
+from runner.task import Task, TaskState
 from tests.test_task_store import TASK
 
 GW, TOKEN = "http://10.9.0.2:3129", "gantry-token"

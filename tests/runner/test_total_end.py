@@ -27,7 +27,7 @@ from runner.pipeline import (
     run_task,
 )
 from runner.results import Conclusion, Phase, PhaseStatus, TaskResult
-from runner.store import Task
+from runner.task import Task
 from runner.tasklog import TaskLog
 from tests.bot.test_progress import task_on
 

@@ -30,7 +30,8 @@ from runner.patch_policy import PatchPolicy
 from runner.pipeline import PipelineDeps, Publisher, Source, TaskFailedError, Work, run_task
 from runner.reporting import StoreReporter, Tee
 from runner.results import TaskResult
-from runner.store import Task, TaskStore
+from runner.store import TaskStore
+from runner.task import Task
 from runner.tasklog import TaskLog
 
 log = logging.getLogger(__name__)

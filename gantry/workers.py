@@ -1,4 +1,6 @@
-"""The in-process workers of `gantry serve`: the pipeline, fed from the intake's queue."""
+"""The worker runtime: the pipeline run by a worker fed from the queue, with its sweeps.
+
+`gantry serve` runs it beside the intake; `gantry worker` runs it alone."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import docker
@@ -14,39 +15,27 @@ import docker
 from bot import replies
 from bot.background import Background
 from bot.progress import trigger_of
-from bot.tasks import TaskRunner
 from bot.tokens import InstallationTokens
 from config.secret_store import read_secret_store
 from config.settings import Settings
+from gantry.executors import build_executor, engine_client
+from gantry.task_runner import TaskRunner
 from gateway import ModelGateway
-from runner.cache import EnvironmentCache
 from runner.cleanup import sweep_forever
 from runner.environment import Environments
 from runner.executor import Executor
 from runner.model_access import running_gateway
 from runner.queue import TaskQueue
 from runner.retention import prune_forever
-from runner.services import build_executor, engine_client
-from runner.store import Task, TaskState, TaskStore
-from runner.worker import Worker, recover_interrupted
+from runner.store import TaskStore
+from runner.task import Task, TaskState
+from runner.worker import Worker, Workers, recover_interrupted
 
 log = logging.getLogger(__name__)
 GIVEN_UP_TEXT = (
     "Task #{id} was interrupted twice (the server restarted while it ran) and was not "
     "retried again. Comment `@{handle} retry` to run it once more."
 )
-
-
-@dataclass
-class Workers:
-    """The running worker and what it needs to be stopped or told to cancel."""
-
-    worker: Worker
-    tasks: list[asyncio.Task[None]]
-    cache: EnvironmentCache | None = None
-
-    def cancel(self, task_id: int) -> bool:
-        return self.worker.cancel(task_id)
 
 
 async def live_tasks(store: TaskStore) -> set[str]:

@@ -1,0 +1,134 @@
+"""The compositions: `serve` (intake, task pages and, by default, workers) and `worker`
+(workers only) are built here from the same parts of `bot/` and `runner/`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from bot import missed_deliveries
+from bot.app import SERVICES, SETTINGS, Services, handle_delivery, web_app
+from bot.background import Background
+from bot.github_app import fetch_app
+from bot.inbox import Inbox, retry_delays
+from bot.intake import Intake
+from bot.permissions import PermissionCache
+from bot.repo_triggers import TriggerCache
+from bot.tokens import InstallationTokens
+from config.errors import SettingsError
+from config.settings import Settings
+from gantry.workers import running_workers
+from runner.queue import MemoryQueue, requeue_pending
+from runner.store import SQLiteTaskStore, TaskStore
+from runner.worker import Workers
+
+log = logging.getLogger(__name__)
+# At shutdown, deliveries still being handled get this long; the rest stay pending in the
+# store and are handled at the next start.
+INBOX_SHUTDOWN_WAIT = 5.0
+
+
+def create_app(
+    settings: Settings, *, store: TaskStore | None = None, workers: bool = True
+) -> web.Application:
+    """`gantry serve`: the webhook receiver and task pages, and unless `workers` is off, the
+    workers that run its tasks."""
+    app = web_app(settings)
+    app.cleanup_ctx.append(lambda app: serving(app, store, workers))
+    return app
+
+
+async def open_store(settings: Settings) -> TaskStore:
+    """The configured store; SQLite is the only one this version has."""
+    path = settings.sqlite_path
+    if path is None:
+        raise SettingsError(["GANTRY_DATABASE_URL: only sqlite:/// URLs are supported yet"])
+    return await SQLiteTaskStore.open(path)
+
+
+async def resolve_handle(session: aiohttp.ClientSession, settings: Settings) -> str:
+    """`BOT_HANDLE`, or the App's slug from `GET /app`."""
+    if settings.bot_handle:
+        return settings.bot_handle
+    if not settings.has_app_credentials:
+        raise SettingsError(["GANTRY_BOT_HANDLE: set it, or set the App's credentials"])
+    app = await fetch_app(session, settings)
+    return str(app["slug"])
+
+
+def no_cancel(task_id: int) -> bool:
+    """No worker in this process: the task's stored state is all a cancel changes here."""
+    return False
+
+
+async def serving(
+    app: web.Application, store: TaskStore | None, with_workers: bool
+) -> AsyncIterator[None]:
+    """Open the store, the HTTP session, the workers and the intake; requeue what was queued."""
+    settings = app[SETTINGS]
+    if settings.serving_problems():
+        raise SettingsError(settings.serving_problems())
+    store = store or await open_store(settings)
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    try:
+        tokens = InstallationTokens(session, settings)
+        queue, background = MemoryQueue(), Background()
+        handle = await resolve_handle(session, settings)
+        requeued = await requeue_pending(store, queue)
+        log.info("intake ready as @%s; %d queued task(s) requeued", handle, requeued)
+        async with contextlib.AsyncExitStack() as stack:
+            workers: Workers | None = None
+            if with_workers:
+                workers = await stack.enter_async_context(
+                    running_workers(settings, store, queue, tokens, handle, background)
+                )
+            intake = Intake(
+                store=store,
+                queue=queue,
+                github=tokens.client,
+                handle=handle,
+                background=background,
+                permissions=PermissionCache(),
+                triggers=TriggerCache(),
+                on_cancel=workers.cancel if workers is not None else no_cancel,
+                on_reset_cache=workers.cache.drop_repo if workers and workers.cache else None,
+            )
+            inbox = Inbox(
+                store,
+                lambda event: handle_delivery(intake, tokens, event),
+                retry_delays(settings.inbox_retry_first, settings.inbox_retry_limit),
+            )
+            app[SERVICES] = Services(
+                settings, store, queue, intake, background, tokens, inbox, workers
+            )
+            resumed = await inbox.resume()
+            log.info("%d stored delivery(ies) resumed from the inbox", resumed)
+            recovery = asyncio.create_task(recover_missed(session, settings, store))
+            yield
+            recovery.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(inbox.drain(), INBOX_SHUTDOWN_WAIT)
+        await background.drain()
+    finally:
+        await session.close()
+        await store.close()
+
+
+async def recover_missed(
+    session: aiohttp.ClientSession, settings: Settings, store: TaskStore
+) -> None:
+    """Redeliver what was missed while down, at start-up and then periodically."""
+    if not settings.has_app_credentials:
+        return
+    if settings.delivery_log_interval:
+        await missed_deliveries.recover_periodically(session, settings, store)
+        return
+    try:
+        await missed_deliveries.recover(session, settings, store)
+    except missed_deliveries.ERRORS as exc:
+        log.warning("could not read the App's delivery log: %s", exc)
