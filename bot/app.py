@@ -234,8 +234,7 @@ async def repo_tasks_view(request: web.Request) -> web.Response:
     secret = services.settings.webhook_secret
     if not task_page.valid_repo(secret, repo, request.query.get("sig", "")):
         raise web.HTTPNotFound()
-    database = services.settings.sqlite_path
-    tasks = [] if database is None else await task_listing.list_repo_tasks(database, repo)
+    tasks = await services.store.repo_tasks(repo, task_listing.REPO_TASKS_LIMIT)
     body = repo_page.render(repo, tasks, secret, task_listing.REPO_TASKS_LIMIT)
     headers = task_page.security_headers(secrets.token_urlsafe(16))
     return web.Response(text=body, content_type="text/html", headers=headers)

@@ -17,13 +17,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from config.database import SQLITE_PREFIX, Database
 from config.errors import SettingsError
 
 ENV_PREFIX = "GANTRY_"
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_IMAGE = "gantry-universal:latest"
 DEFAULT_DATA_DIR = Path("~/.local/share/gantry")
-SQLITE_PREFIX = "sqlite:///"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 
@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     def _key_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value().strip() else None
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is not None:
+            Database(value)  # raises ValueError: "must start with sqlite:/// or postgresql://"
+        return value
+
     @field_validator("data_dir", "github_private_key_path", "secrets_file", "extra_ca_certs")
     @classmethod
     def _expand_user(cls, value: Path | None) -> Path | None:
@@ -149,10 +156,14 @@ class Settings(BaseSettings):
         return self.database_url or f"{SQLITE_PREFIX}{self.data_dir / 'gantry.db'}"
 
     @property
+    def database(self) -> Database:
+        """The task store's database: SQLite (the default) or PostgreSQL."""
+        return Database(self.effective_database_url)
+
+    @property
     def sqlite_path(self) -> Path | None:
         """The SQLite file of the task store, or None when the database is not SQLite."""
-        url = self.effective_database_url
-        return Path(url.removeprefix(SQLITE_PREFIX)) if url.startswith(SQLITE_PREFIX) else None
+        return self.database.sqlite_path
 
     @property
     def api_url(self) -> str:

@@ -24,7 +24,8 @@ from config.errors import SettingsError
 from config.settings import Settings
 from gantry.workers import running_workers
 from runner.queue import MemoryQueue, requeue_pending
-from runner.store import SQLiteTaskStore, TaskStore
+from runner.store import TaskStore
+from runner.stores import open_store
 from runner.worker import Workers
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,6 @@ def create_app(
     app = web_app(settings)
     app.cleanup_ctx.append(lambda app: serving(app, store, workers))
     return app
-
-
-async def open_store(settings: Settings) -> TaskStore:
-    """The configured store; SQLite is the only one this version has."""
-    path = settings.sqlite_path
-    if path is None:
-        raise SettingsError(["GANTRY_DATABASE_URL: only sqlite:/// URLs are supported yet"])
-    return await SQLiteTaskStore.open(path)
 
 
 async def resolve_handle(session: aiohttp.ClientSession, settings: Settings) -> str:
@@ -73,7 +66,7 @@ async def serving(
     settings = app[SETTINGS]
     if settings.serving_problems():
         raise SettingsError(settings.serving_problems())
-    store = store or await open_store(settings)
+    store = store or await open_store(settings.database)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
         tokens = InstallationTokens(session, settings)

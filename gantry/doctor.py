@@ -13,11 +13,15 @@ import aiohttp
 import docker
 import docker.errors
 import gidgethub
+import psycopg
+import sqlalchemy
 from requests.exceptions import RequestException
 
 from bot.github_app import fetch_app
+from config.database import Database
 from config.errors import SettingsError
 from config.settings import DEFAULT_IMAGE, Settings
+from runner import migrate
 from runner.disk_limit import FIX as DISK_FIX
 from runner.disk_limit import DiskLimitSupport, DiskProbeError, decide, precheck, probe
 from runner.engine import DOCKER_TIMEOUT_S, EngineUnavailableError, docker_version
@@ -28,6 +32,8 @@ SKIP_MARK = "skip"
 WARN_MARK = "warn"
 GITHUB_TIMEOUT_S = 15
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+INBOX_COUNTS = "select state, count(*) from inbox group by state"
+DATABASE_ERRORS = (sqlite3.Error, psycopg.Error, sqlalchemy.exc.SQLAlchemyError)
 SETTINGS_FIX = "set the GANTRY_* variables in the environment or in .env (see docs/operating.md)"
 
 
@@ -148,25 +154,50 @@ def check_data_dir(data_dir: Path) -> CheckResult:
 
 
 def check_database(settings: Settings) -> CheckResult:
-    """The task database can be opened (SQLite is the embedded default)."""
-    path = settings.sqlite_path
-    if path is None:
-        scheme = urlparse(settings.effective_database_url).scheme
-        return failed(
-            "database",
-            f"scheme {scheme!r} is not supported by this version",
-            "unset GANTRY_DATABASE_URL to use SQLite in GANTRY_DATA_DIR",
-        )
+    """The task database answers (SQLite by default, or PostgreSQL), and its schema's revision."""
+    database = settings.database
     try:
-        with sqlite3.connect(path, timeout=5) as conn:
-            version = conn.execute("select sqlite_version()").fetchone()[0]
-    except sqlite3.Error as exc:
+        version = database_version(database)
+        revision = migrate.current(database)
+    except DATABASE_ERRORS as exc:
+        if database.sqlite_path is not None:
+            return failed(
+                "database",
+                f"cannot open SQLite database {database.sqlite_path}: {exc}",
+                "check that GANTRY_DATA_DIR is writable and on a local disk",
+            )
         return failed(
             "database",
-            f"cannot open SQLite database {path}: {exc}",
-            "check that GANTRY_DATA_DIR is writable and on a local disk",
+            f"cannot reach PostgreSQL: {exc}",
+            "check GANTRY_DATABASE_URL (host, port, user, password, database) and that the "
+            "server accepts connections from this host",
         )
-    return passed("database", f"SQLite {version} at {path}")
+    where = database.sqlite_path or database_host(database)
+    return passed("database", f"{version} at {where}; {schema_note(revision)}")
+
+
+def schema_note(revision: str | None) -> str:
+    """Where the schema is against this version's newest migration."""
+    newest = migrate.head()
+    if revision == newest:
+        return f"schema at {newest} (newest)"
+    return f"schema at {revision or 'none'}; migrated to {newest} when serve or worker starts"
+
+
+def database_host(database: Database) -> str:
+    """The server and database of a PostgreSQL URL, without its user or password."""
+    parsed = urlparse(database.conninfo)
+    return f"{parsed.hostname or 'localhost'}:{parsed.port or 5432}{parsed.path}"
+
+
+def database_version(database: Database) -> str:
+    """The engine and its version, from the database itself."""
+    if database.sqlite_path is not None:
+        with sqlite3.connect(database.sqlite_path, timeout=5) as conn:
+            return "SQLite " + str(conn.execute("select sqlite_version()").fetchone()[0])
+    with psycopg.connect(database.conninfo, connect_timeout=5) as conn:
+        row = conn.execute("show server_version").fetchone()
+        return f"PostgreSQL {row[0] if row else '?'}"
 
 
 def inbox_result(failed_deliveries: int, pending: int) -> CheckResult:
@@ -184,15 +215,24 @@ def inbox_result(failed_deliveries: int, pending: int) -> CheckResult:
 
 def check_inbox(settings: Settings) -> CheckResult:
     """Count the deliveries kept as failed (and those still pending) in the store."""
-    path = settings.sqlite_path
-    if path is None or not path.exists():
+    database = settings.database
+    path = database.sqlite_path
+    if path is not None and not path.exists():
         return skipped("inbox", "no database yet")
     try:
-        with sqlite3.connect(path, timeout=5) as conn:
-            counts = dict(conn.execute("select state, count(*) from inbox group by state"))
-    except sqlite3.Error as exc:
+        counts = inbox_counts(database)
+    except DATABASE_ERRORS as exc:
         return skipped("inbox", f"cannot read the inbox: {exc}")
     return inbox_result(counts.get("failed", 0), counts.get("pending", 0))
+
+
+def inbox_counts(database: Database) -> dict[str, int]:
+    """How many stored deliveries are in each state."""
+    if database.sqlite_path is not None:
+        with sqlite3.connect(database.sqlite_path, timeout=5) as conn:
+            return dict(conn.execute(INBOX_COUNTS).fetchall())
+    with psycopg.connect(database.conninfo, connect_timeout=5) as conn:
+        return {str(state): int(n) for state, n in conn.execute(INBOX_COUNTS).fetchall()}
 
 
 async def check_github(settings: Settings) -> CheckResult:

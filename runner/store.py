@@ -6,97 +6,19 @@ import asyncio
 import dataclasses
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from config.database import SQLITE_PREFIX, Database
+from runner import migrate, task_listing
 from runner.results import PHASES, Phase, PhaseStatus
 from runner.task import TASK_FIELDS, NewTask, Task, TaskBranch, TaskState, task_from_row
 
 T = TypeVar("T")
-# Columns added after the first release, created on open when a database predates them.
-ADDED_COLUMNS = {"agent": "text", "model": "text", "context": "text"}
-
-SCHEMA = """
-create table if not exists deliveries (
-    id text primary key,
-    event text not null,
-    received_at real not null
-);
-create table if not exists tasks (
-    id integer primary key autoincrement,
-    repo text not null,
-    installation_id integer not null,
-    number integer not null,
-    is_pull_request integer not null,
-    title text not null,
-    clone_url text not null,
-    default_branch text not null,
-    comment_id integer,
-    comment_kind text not null,
-    requester text not null,
-    kind text not null,
-    request text not null,
-    head_ref text,
-    head_sha text,
-    thread_body text not null default '',
-    delivery_id text not null,
-    state text not null,
-    created_at real not null,
-    updated_at real not null,
-    attempts integer not null default 0
-);
-create index if not exists tasks_thread on tasks (repo, number, id);
-create index if not exists tasks_state on tasks (state);
-create index if not exists tasks_delivery on tasks (delivery_id);
-create table if not exists installations (
-    id integer primary key,
-    account text not null,
-    updated_at real not null
-);
-create table if not exists installation_repos (
-    installation_id integer not null,
-    repo text not null,
-    primary key (installation_id, repo)
-);
-create table if not exists phases (
-    task_id integer not null,
-    name text not null,
-    status text not null,
-    seconds real,
-    note text not null default '',
-    updated_at real not null,
-    primary key (task_id, name)
-);
-create table if not exists agent_usage (
-    task_id integer primary key,
-    usage text not null
-);
-create table if not exists task_branches (
-    task_id integer primary key,
-    branch text not null,
-    pull_url text
-);
-create table if not exists inbox (
-    delivery_id text primary key,
-    event text not null,
-    payload text not null,
-    state text not null,
-    attempts integer not null default 0,
-    outcome text,
-    reason text not null default '',
-    updated_at real not null
-);
-create index if not exists inbox_state on inbox (state);
-create table if not exists refusals (
-    repo text not null,
-    number integer not null,
-    primary key (repo, number)
-);
-"""
 
 
 class InboxState(StrEnum):
@@ -151,6 +73,8 @@ class TaskStore(Protocol):
 
     async def with_state(self, state: TaskState) -> list[Task]: ...
 
+    async def repo_tasks(self, repo: str, limit: int) -> list[Task]: ...
+
     async def set_state(self, task_id: int, state: TaskState) -> Task | None: ...
 
     async def first_refusal(self, repo: str, number: int) -> bool: ...
@@ -186,7 +110,7 @@ class TaskStore(Protocol):
     async def close(self) -> None: ...
 
 
-def inbox_entry(row: sqlite3.Row) -> InboxEntry:
+def inbox_entry(row: Mapping[str, Any]) -> InboxEntry:
     """An inbox row as an entry."""
     return InboxEntry(
         row["delivery_id"], row["event"], row["payload"], InboxState(row["state"]),
@@ -214,15 +138,11 @@ class SQLiteTaskStore:
 
     def _connect(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        migrate.upgrade(Database(f"{SQLITE_PREFIX}{self._path}"))
         conn = sqlite3.connect(self._path, isolation_level=None, timeout=30)
         conn.execute("pragma journal_mode=wal")
         # FULL: a task the webhook acknowledged survives a power cut, not only a crash.
         conn.execute("pragma synchronous=full")
-        conn.executescript(SCHEMA)
-        have = {row[1] for row in conn.execute("pragma table_info(tasks)")}
-        for name, kind in ADDED_COLUMNS.items():
-            if name not in have:
-                conn.execute(f"alter table tasks add column {name} {kind}")
         conn.row_factory = sqlite3.Row
         self._conn = conn
 
@@ -402,6 +322,10 @@ class SQLiteTaskStore:
 
     async def with_state(self, state: TaskState) -> list[Task]:
         return await self._select("where state = ? order by id", (state.value,))
+
+    async def repo_tasks(self, repo: str, limit: int) -> list[Task]:
+        """A repository's latest tasks, newest first, read beside the writer (WAL)."""
+        return await task_listing.list_repo_tasks(self._path, repo, limit)
 
     async def set_state(self, task_id: int, state: TaskState) -> Task | None:
         await self._execute(

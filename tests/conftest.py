@@ -13,6 +13,7 @@ import pytest
 from docker.models.containers import Container
 from requests.exceptions import RequestException
 
+from tests import postgres
 from tests.support import TEST_BASE_IMAGE, docker_required
 
 pytest_plugins = ["forge.pytest_plugin"]
@@ -101,3 +102,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "docker_client" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The admin URL of a PostgreSQL server (skips without one on a laptop; fails in CI)."""
+    try:
+        with postgres.server() as url:
+            yield url
+    except postgres.PostgresUnavailableError as exc:
+        _unavailable(str(exc))
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh database of its own for one test."""
+    with postgres.fresh_database(postgres_server) as url:
+        yield url

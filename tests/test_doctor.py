@@ -12,6 +12,7 @@ from config.settings import Settings, load_settings
 from forge.server import Forge
 from gantry import doctor
 from gantry.cli import main
+from runner import migrate
 from runner.disk_limit import DiskLimitSupport, detect
 from runner.store import InboxState, SQLiteTaskStore
 from tests.support import TEST_BASE_IMAGE
@@ -64,10 +65,30 @@ async def test_the_inbox_check_counts_failed_deliveries(tmp_path: Path) -> None:
     assert "redeliver" in result.fix
 
 
-def test_unsupported_database_scheme_fails(tmp_path: Path) -> None:
-    result = doctor.check_database(settings_for(tmp_path, database_url="postgresql://db/gantry"))
+def test_an_unknown_database_scheme_is_refused_by_the_settings(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"sqlite:/// or postgresql://"):
+        settings_for(tmp_path, database_url="mysql://db/gantry")
+
+
+def test_postgresql_answers_with_its_version_and_schema(postgres_url: str, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, database_url=postgres_url)
+    before = doctor.check_database(settings)
+    assert before.status == doctor.OK_MARK
+    assert before.detail.startswith("PostgreSQL ")
+    assert "schema at none" in before.detail
+    migrate.upgrade(settings.database)
+    after = doctor.check_database(settings)
+    assert f"schema at {migrate.head()} (newest)" in after.detail
+    assert "postgres@" not in after.detail  # no user (or password) in the report
+    assert doctor.check_inbox(settings).detail == "0 failed, 0 pending deliveries"
+
+
+def test_unreachable_postgresql_fails_with_a_fix(tmp_path: Path) -> None:
+    url = "postgresql://gantry:hunter2@127.0.0.1:1/gantry"
+    result = doctor.check_database(settings_for(tmp_path, database_url=url))
     assert result.failed
-    assert "'postgresql'" in result.detail
+    assert "cannot reach PostgreSQL" in result.detail
+    assert "hunter2" not in result.detail
     assert "GANTRY_DATABASE_URL" in result.fix
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
@@ -157,8 +158,14 @@ async def open_pull(forge: Forge, installation_id: int, work: Path) -> int:
     return int(pull["number"])
 
 
+@pytest.fixture
+def database_url() -> str | None:
+    """The store of the `gantry` fixture: SQLite in its data dir unless a module overrides it."""
+    return None
+
+
 @pytest_asyncio.fixture
-async def gantry(forge: Forge, tmp_path: Path) -> AsyncIterator[Gantry]:
+async def gantry(forge: Forge, tmp_path: Path, database_url: str | None) -> AsyncIterator[Gantry]:
     source = tmp_path / "source"
     source.mkdir()
     (source / "README.md").write_text("# hello\n")
@@ -176,6 +183,7 @@ async def gantry(forge: Forge, tmp_path: Path) -> AsyncIterator[Gantry]:
         github_private_key=creds.private_key_pem,
         github_api_url=forge.api_url,
         data_dir=tmp_path / "data",
+        database_url=database_url,
         inbox_retry_first=0.02,
         inbox_retry_limit=0.5,
     )

@@ -1,0 +1,289 @@
+"""The task store on PostgreSQL, for several processes on several hosts (psycopg 3, a pool)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from config.database import Database
+from runner import migrate
+from runner.results import PHASES, Phase, PhaseStatus
+from runner.store import InboxEntry, InboxState, inbox_entry
+from runner.task import TASK_FIELDS, NewTask, Task, TaskBranch, TaskState, task_from_row
+
+POOL_SIZE = 10
+TASK_COLUMNS = ", ".join(TASK_FIELDS)
+Row = dict[str, Any]
+
+
+class PostgresTaskStore:
+    """The same interface as the SQLite store; each call is one statement or one transaction."""
+
+    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Row]], clock: Callable[[], float]):
+        self.pool = pool
+        self._clock = clock
+
+    @classmethod
+    async def open(
+        cls, database: Database, clock: Callable[[], float] = time.time
+    ) -> PostgresTaskStore:
+        """Migrate the schema (one process at a time), then open the pool."""
+        await asyncio.to_thread(migrate.upgrade, database)
+        pool: AsyncConnectionPool[AsyncConnection[Row]] = AsyncConnectionPool(
+            database.conninfo,
+            min_size=1,
+            max_size=POOL_SIZE,
+            open=False,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+        )
+        await pool.open(wait=True)
+        return cls(pool, clock)
+
+    async def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(sql, params)
+            return await cursor.fetchall() if cursor.description else []
+
+    async def _count(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(sql, params)
+            return cursor.rowcount
+
+    async def claim_delivery(self, delivery_id: str, event: str) -> bool:
+        """Record a delivery; False when it was seen before (a redelivery or a duplicate)."""
+        return (
+            await self._count(
+                "insert into deliveries (id, event, received_at) values (%s, %s, %s) "
+                "on conflict do nothing",
+                (delivery_id, event, self._clock()),
+            )
+            == 1
+        )
+
+    async def release_delivery(self, delivery_id: str) -> None:
+        await self._count("delete from deliveries where id = %s", (delivery_id,))
+
+    async def accept_delivery(self, delivery_id: str, event: str, payload: str) -> bool:
+        """Claim a delivery and keep it in the inbox, in one commit; False when seen before."""
+        now = self._clock()
+        async with self.pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(
+                "insert into deliveries (id, event, received_at) values (%s, %s, %s) "
+                "on conflict do nothing",
+                (delivery_id, event, now),
+            )
+            if cursor.rowcount != 1:
+                return False
+            await conn.execute(
+                "insert into inbox (delivery_id, event, payload, state, updated_at) "
+                "values (%s, %s, %s, %s, %s)",
+                (delivery_id, event, payload, InboxState.PENDING.value, now),
+            )
+        return True
+
+    async def seen_deliveries(self, delivery_ids: set[str]) -> set[str]:
+        rows = await self._rows(
+            "select id from deliveries where id = any(%s)", (sorted(delivery_ids),)
+        )
+        return {row["id"] for row in rows}
+
+    async def inbox(self, state: InboxState) -> list[InboxEntry]:
+        """The inbox's deliveries in `state`, oldest first."""
+        rows = await self._rows("select * from inbox where state = %s order by seq", (state.value,))
+        return [inbox_entry(row) for row in rows]
+
+    async def inbox_entry(self, delivery_id: str) -> InboxEntry | None:
+        rows = await self._rows("select * from inbox where delivery_id = %s", (delivery_id,))
+        return inbox_entry(rows[0]) if rows else None
+
+    async def settle_delivery(
+        self, delivery_id: str, state: InboxState, *, attempts: int, outcome: str, reason: str
+    ) -> None:
+        """Record where a delivery stands; a handled one no longer keeps its payload."""
+        await self._count(
+            "update inbox set state = %s, attempts = %s, outcome = %s, reason = %s, "
+            "updated_at = %s, payload = case when %s then '' else payload end "
+            "where delivery_id = %s",
+            (
+                state.value, attempts, outcome, reason, self._clock(),
+                state is InboxState.DONE, delivery_id,
+            ),
+        )  # fmt: skip
+
+    async def _tasks(self, where: str, params: tuple[Any, ...] = ()) -> list[Task]:
+        rows = await self._rows(f"select {TASK_COLUMNS} from tasks {where}", params)  # noqa: S608
+        return [task_from_row(row) for row in rows]
+
+    async def task_for_delivery(self, delivery_id: str) -> Task | None:
+        found = await self._tasks("where delivery_id = %s order by id limit 1", (delivery_id,))
+        return found[0] if found else None
+
+    async def add_task(self, task: NewTask, delivery_id: str) -> Task:
+        """Insert a queued task."""
+        now = self._clock()
+        values = dataclasses.asdict(task) | {
+            "delivery_id": delivery_id,
+            "state": TaskState.QUEUED.value,
+            "created_at": now,
+            "updated_at": now,
+        }
+        values["is_pull_request"] = int(task.is_pull_request)
+        columns = ", ".join(values)
+        marks = ", ".join("%s" for _ in values)
+        rows = await self._rows(
+            f"insert into tasks ({columns}) values ({marks}) returning {TASK_COLUMNS}",  # noqa: S608
+            tuple(values.values()),
+        )
+        return task_from_row(rows[0])
+
+    async def get(self, task_id: int) -> Task | None:
+        found = await self._tasks("where id = %s", (task_id,))
+        return found[0] if found else None
+
+    async def latest_for_thread(self, repo: str, number: int) -> Task | None:
+        found = await self._tasks(
+            "where repo = %s and number = %s order by id desc limit 1", (repo, number)
+        )
+        return found[0] if found else None
+
+    async def thread_tasks(self, repo: str, number: int) -> list[Task]:
+        return await self._tasks("where repo = %s and number = %s order by id", (repo, number))
+
+    async def with_state(self, state: TaskState) -> list[Task]:
+        return await self._tasks("where state = %s order by id", (state.value,))
+
+    async def repo_tasks(self, repo: str, limit: int) -> list[Task]:
+        """A repository's latest tasks, newest first."""
+        return await self._tasks("where repo = %s order by id desc limit %s", (repo, limit))
+
+    async def set_state(self, task_id: int, state: TaskState) -> Task | None:
+        rows = await self._rows(
+            f"update tasks set state = %s, updated_at = %s where id = %s "  # noqa: S608
+            f"returning {TASK_COLUMNS}",
+            (state.value, self._clock(), task_id),
+        )
+        return task_from_row(rows[0]) if rows else None
+
+    async def record_phase(self, task_id: int, phase: Phase) -> None:
+        """Keep a phase's latest status and timing."""
+        await self._count(
+            "insert into phases (task_id, name, status, seconds, note, updated_at) "
+            "values (%s, %s, %s, %s, %s, %s) on conflict (task_id, name) do update set "
+            "status = excluded.status, seconds = excluded.seconds, note = excluded.note, "
+            "updated_at = excluded.updated_at",
+            (task_id, phase.name, phase.status.value, phase.seconds, phase.note, self._clock()),
+        )
+
+    async def phases(self, task_id: int) -> list[Phase]:
+        """A task's phases in pipeline order."""
+        rows = await self._rows(
+            "select name, status, seconds, note from phases where task_id = %s", (task_id,)
+        )
+        found = {
+            r["name"]: Phase(r["name"], PhaseStatus(r["status"]), r["seconds"], r["note"])
+            for r in rows
+        }
+        return [found[name] for name in PHASES if name in found]
+
+    async def bump_attempts(self, task_id: int) -> int:
+        """Count one more interrupted start of a task; the new count."""
+        rows = await self._rows(
+            "update tasks set attempts = attempts + 1 where id = %s returning attempts", (task_id,)
+        )
+        return int(rows[0]["attempts"]) if rows else 0
+
+    async def first_refusal(self, repo: str, number: int) -> bool:
+        """True the first time a thread is refused: one polite reply per thread."""
+        changed = await self._count(
+            "insert into refusals (repo, number) values (%s, %s) on conflict do nothing",
+            (repo, number),
+        )
+        return changed == 1
+
+    async def remember_installation(self, installation_id: int, account: str) -> None:
+        await self._count(
+            "insert into installations (id, account, updated_at) values (%s, %s, %s) "
+            "on conflict (id) do update set account = excluded.account, "
+            "updated_at = excluded.updated_at",
+            (installation_id, account, self._clock()),
+        )
+
+    async def set_installation_repos(
+        self, installation_id: int, added: list[str], removed: list[str]
+    ) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            cursor = conn.cursor()
+            await cursor.executemany(
+                "insert into installation_repos values (%s, %s) on conflict do nothing",
+                [(installation_id, repo) for repo in added],
+            )
+            await cursor.executemany(
+                "delete from installation_repos where installation_id = %s and repo = %s",
+                [(installation_id, repo) for repo in removed],
+            )
+
+    async def forget_installation(self, installation_id: int) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("delete from installations where id = %s", (installation_id,))
+            await conn.execute(
+                "delete from installation_repos where installation_id = %s", (installation_id,)
+            )
+
+    async def installation_repos(self, installation_id: int) -> list[str]:
+        rows = await self._rows(
+            "select repo from installation_repos where installation_id = %s order by repo",
+            (installation_id,),
+        )
+        return [row["repo"] for row in rows]
+
+    async def record_usage(self, task_id: int, usage: str) -> None:
+        """Keep what a task's agent spent (JSON from the model gateway)."""
+        await self._count(
+            "insert into agent_usage (task_id, usage) values (%s, %s) "
+            "on conflict (task_id) do update set usage = excluded.usage",
+            (task_id, usage),
+        )
+
+    async def usage(self, task_id: int) -> str | None:
+        rows = await self._rows("select usage from agent_usage where task_id = %s", (task_id,))
+        return str(rows[0]["usage"]) if rows else None
+
+    async def task_branch(self, task_id: int) -> TaskBranch | None:
+        rows = await self._rows(
+            "select branch, pull_url from task_branches where task_id = %s", (task_id,)
+        )
+        return TaskBranch(rows[0]["branch"], rows[0]["pull_url"]) if rows else None
+
+    async def fix_branch(self, task_id: int, branch: str) -> str:
+        """Keep the task's branch name; the one kept first wins (a retry gets it back)."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "insert into task_branches (task_id, branch) values (%s, %s) "
+                "on conflict do nothing",
+                (task_id, branch),
+            )
+            cursor = await conn.execute(
+                "select branch from task_branches where task_id = %s", (task_id,)
+            )
+            row = await cursor.fetchone()
+        return str(row["branch"]) if row else branch
+
+    async def record_pull(self, task_id: int, pull_url: str) -> None:
+        await self._count(
+            "update task_branches set pull_url = %s where task_id = %s", (pull_url, task_id)
+        )
+
+    async def ping(self) -> None:
+        """Raise when the database does not answer."""
+        await self._rows("select 1")
+
+    async def close(self) -> None:
+        await self.pool.close()
