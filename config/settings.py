@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     max_agent_tokens: Annotated[int, Field(ge=1)] = 5_000_000
     max_agent_time: Annotated[int, Field(ge=1)] = 6 * 3600
     max_concurrent_tasks: Annotated[int, Field(ge=1, le=256)] = 2
+    # A running task's lease: another worker takes the task back this long after its worker
+    # stopped renewing it (it died). Workers renew every 2 s.
+    task_lease: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    # The name a worker holds its leases under; default: the host name and DATA_DIR. Unique
+    # per worker: a worker restarting under its name takes back its unfinished tasks at once.
+    worker_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    # On SIGTERM, `gantry worker` claims nothing more and gives its running tasks this long to
+    # end; what still runs then is stopped and queued again for another worker.
+    drain_timeout: Annotated[float, Field(ge=0)] = 300.0
     # A delivery whose handling meets a GitHub failure is retried after this many seconds,
     # doubling each time, until the waits would pass INBOX_RETRY_LIMIT; then it is kept as
     # failed, with its reason, for the operator (`gantry doctor`).

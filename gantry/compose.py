@@ -22,10 +22,9 @@ from bot.repo_triggers import TriggerCache
 from bot.tokens import InstallationTokens
 from config.errors import SettingsError
 from config.settings import Settings
-from gantry.workers import running_workers
-from runner.queue import MemoryQueue, requeue_pending
+from gantry.workers import running_workers, worker_name
 from runner.store import TaskStore
-from runner.stores import open_store
+from runner.stores import open_store, task_wakeups
 from runner.worker import Workers
 
 log = logging.getLogger(__name__)
@@ -70,11 +69,10 @@ async def serving(
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
         tokens = InstallationTokens(session, settings)
-        queue, background = MemoryQueue(), Background()
+        background = Background()
         handle = await resolve_handle(session, settings)
-        requeued = await requeue_pending(store, queue)
-        log.info("intake ready as @%s; %d queued task(s) requeued", handle, requeued)
         async with contextlib.AsyncExitStack() as stack:
+            queue = await stack.enter_async_context(task_wakeups(settings.database))
             workers: Workers | None = None
             if with_workers:
                 workers = await stack.enter_async_context(
@@ -99,6 +97,8 @@ async def serving(
             app[SERVICES] = Services(
                 settings, store, queue, intake, background, tokens, inbox, workers
             )
+            depth, _ = await store.queue_depth()
+            log.info("intake ready as @%s; %d task(s) queued", handle, depth)
             resumed = await inbox.resume()
             log.info("%d stored delivery(ies) resumed from the inbox", resumed)
             recovery = asyncio.create_task(recover_missed(session, settings, store))
@@ -125,3 +125,27 @@ async def recover_missed(
         await missed_deliveries.recover(session, settings, store)
     except missed_deliveries.ERRORS as exc:
         log.warning("could not read the App's delivery log: %s", exc)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    """`gantry worker`: the worker runtime alone, on the shared store, until `stop` is set;
+    then it drains (running tasks get DRAIN_TIMEOUT to end)."""
+    store = await open_store(settings.database)
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    try:
+        tokens, background = InstallationTokens(session, settings), Background()
+        handle = await resolve_handle(session, settings)
+        async with contextlib.AsyncExitStack() as stack:
+            queue = await stack.enter_async_context(task_wakeups(settings.database))
+            await stack.enter_async_context(
+                running_workers(
+                    settings, store, queue, tokens, handle, background, settings.drain_timeout
+                )
+            )
+            log.info("worker ready as @%s on %s", handle, worker_name(settings))
+            await stop.wait()
+            log.info("draining: no new tasks; running ones get %.0f s", settings.drain_timeout)
+        await background.drain()
+    finally:
+        await session.close()
+        await store.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from config.settings import Settings
 from gantry.executors import build_executor, engine_client
 from gantry.task_runner import TaskRunner
 from gateway import ModelGateway
-from runner.cleanup import sweep_forever
+from runner.cleanup import sweep, sweep_forever
 from runner.environment import Environments
 from runner.executor import Executor
 from runner.model_access import running_gateway
@@ -29,7 +30,7 @@ from runner.queue import TaskQueue
 from runner.retention import prune_forever
 from runner.store import TaskStore
 from runner.task import Task, TaskState
-from runner.worker import Worker, Workers, recover_interrupted
+from runner.worker import LeaseTimes, Worker, Workers, recover_interrupted
 
 log = logging.getLogger(__name__)
 GIVEN_UP_TEXT = (
@@ -82,14 +83,16 @@ async def running_workers(
     tokens: InstallationTokens,
     handle: str,
     background: Background,
+    drain: float = 0.0,
 ) -> AsyncIterator[Workers]:
-    """The engine client and the model gateway, then the worker on them; all closed after."""
+    """The engine client and the model gateway, then the worker on them; all closed after
+    (running tasks get `drain` seconds to end first)."""
     client = await asyncio.to_thread(engine_client, settings)
     try:
         async with running_gateway(settings, client) as model:
             executor = build_executor(settings, client, model.route)
             runner = build_runner(settings, executor, tokens, handle, store, model.gateway)
-            async with serving(runner, tokens, store, queue, client, background) as workers:
+            async with serving(runner, tokens, store, queue, client, background, drain) as workers:
                 yield workers
     finally:
         if client is not None:
@@ -104,15 +107,26 @@ async def serving(
     queue: TaskQueue,
     client: docker.DockerClient | None,
     background: Background,
+    drain: float = 0.0,
 ) -> AsyncIterator[Workers]:
-    """Recover interrupted tasks, start the worker and the periodic sweep; stop both after."""
+    """Take back this worker's interrupted tasks, start the worker, the lease sweep and the
+    periodic cleanups; at the end give running tasks `drain` seconds, then stop them."""
     settings, executor = runner.settings, runner.environments
-    retried, given_up = await recover_interrupted(store, queue)
+    owner = worker_name(settings)
+    retried, given_up = await recover_interrupted(store, queue, owner)
     await report_given_up(given_up, tokens, runner.slug, background)
-    log.info("workers: %d interrupted task(s) retried, %d given up", len(retried), len(given_up))
-    worker = Worker(store, queue, runner, settings.max_concurrent_tasks)
+    log.info("worker %s: %d interrupted task(s) retried, %d given up", owner, len(retried),
+             len(given_up))  # fmt: skip
+    if client is not None and isinstance(executor, Environments):
+        # Before this worker claims anything: what its previous life left is swept now (its
+        # tasks were just queued again), what other workers run stays.
+        await sweep(client, await live_tasks(store), executor.cache)
+    times = LeaseTimes.for_lease(settings.task_lease)
+    worker = Worker(store, queue, runner, settings.max_concurrent_tasks, owner, times)
+    taking_back = take_back_forever(store, queue, tokens, runner.slug, background, times.lease / 2)
     loops = [
         asyncio.create_task(worker.serve(), name="gantry-worker"),
+        asyncio.create_task(taking_back, name="gantry-take-back"),
         asyncio.create_task(prune_forever(settings.data_dir), name="gantry-prune"),
     ]
     if client is not None and isinstance(executor, Environments):
@@ -122,7 +136,35 @@ async def serving(
         cache = executor.cache if isinstance(executor, Environments) else None
         yield Workers(worker, loops, cache)
     finally:
+        await worker.finish_running(drain)
         for loop in loops:
             loop.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
-        await worker.stop()
+
+
+def worker_name(settings: Settings) -> str:
+    """The name this worker holds its leases under: unique per host and data dir."""
+    return settings.worker_name or f"{socket.gethostname()}:{settings.data_dir}"
+
+
+async def take_back_forever(
+    store: TaskStore,
+    queue: TaskQueue,
+    tokens: InstallationTokens,
+    handle: str,
+    background: Background,
+    every: float,
+) -> None:
+    """Take back the tasks of workers that died (their lease lapsed), retried once or given up
+    and reported; any worker may do it, and each task is taken back once."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            retried, given_up = await recover_interrupted(store, queue)
+        except Exception:  # the store is away: the next round tries again
+            log.exception("could not look for lapsed task leases")
+            continue
+        await report_given_up(given_up, tokens, handle, background)
+        if retried or given_up:
+            log.warning("took back %d task(s) of a dead worker, %d given up",
+                        len(retried) + len(given_up), len(given_up))  # fmt: skip

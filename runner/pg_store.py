@@ -13,12 +13,17 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from config.database import Database
-from runner import migrate
+from runner import leases, migrate
 from runner.results import PHASES, Phase, PhaseStatus
 from runner.store import InboxEntry, InboxState, inbox_entry
 from runner.task import TASK_FIELDS, NewTask, Task, TaskBranch, TaskState, task_from_row
 
 POOL_SIZE = 10
+# The database server's clock: leases are compared on one clock whichever host wrote them.
+NOW = "extract(epoch from clock_timestamp())::float8"
+# Workers LISTEN here; a new task, a finished one (its thread's next may start) or one taken
+# back NOTIFY it, so that an idle worker claims at once instead of at its next poll.
+CHANNEL = "gantry_tasks"
 TASK_COLUMNS = ", ".join(TASK_FIELDS)
 Row = dict[str, Any]
 
@@ -199,6 +204,59 @@ class PostgresTaskStore:
             "update tasks set attempts = attempts + 1 where id = %s returning attempts", (task_id,)
         )
         return int(rows[0]["attempts"]) if rows else 0
+
+    async def claim_next(self, owner: str, lease_seconds: float) -> Task | None:
+        """Start the oldest claimable task under `owner`'s lease; None when there is none.
+
+        SKIP LOCKED: workers that claim at once each get a different task, without waiting."""
+        rows = await self._rows(
+            f"with next as (select t.id as next_id from tasks t where {leases.CLAIMABLE} "  # noqa: S608
+            f"order by t.id limit 1 for update skip locked) update tasks set "
+            f"state = 'running', lease_owner = %s, lease_until = {NOW} + %s, "
+            f"updated_at = {NOW} from next where id = next_id returning {TASK_COLUMNS}",
+            (owner, lease_seconds),
+        )
+        return task_from_row(rows[0]) if rows else None
+
+    async def heartbeat(self, owner: str, task_ids: list[int], lease_seconds: float) -> set[int]:
+        """Renew `owner`'s leases; which of `task_ids` still run under them."""
+        rows = await self._rows(
+            f"update tasks set lease_until = {NOW} + %s where lease_owner = %s "  # noqa: S608
+            "and state = 'running' returning id",
+            (lease_seconds, owner),
+        )
+        return {int(row["id"]) for row in rows} & set(task_ids)
+
+    async def finish_task(self, task_id: int, owner: str, state: TaskState) -> bool:
+        """End `owner`'s run of a task in `state`; False when the task is no longer its own."""
+        changed = await self._count(
+            "update tasks set state = %s, lease_owner = null, lease_until = null, "
+            "updated_at = %s where id = %s and lease_owner = %s",
+            (state.value, self._clock(), task_id, owner),
+        )
+        if changed == 1:
+            await self._count(f"notify {CHANNEL}")
+        return changed == 1
+
+    async def take_back_expired(self, owner: str | None) -> list[Task]:
+        """Running tasks whose lease lapsed (or `owner`'s own, from before its restart):
+        queued again once, then failed; the tasks as they are now."""
+        expired = leases.EXPIRED.format(now=NOW, owner="%s")
+        rows = await self._rows(
+            f"update tasks set {leases.TAKE_BACK.format(now=NOW)} where {expired} "  # noqa: S608
+            f"returning {TASK_COLUMNS}",
+            (owner,),
+        )
+        if rows:
+            await self._count(f"notify {CHANNEL}")
+        return sorted((task_from_row(row) for row in rows), key=lambda t: t.id)
+
+    async def queue_depth(self) -> tuple[int, float | None]:
+        """How many tasks wait, and since when the oldest has (None: none waits)."""
+        rows = await self._rows(
+            "select count(*) as n, min(created_at) as oldest from tasks where state = 'queued'"
+        )
+        return int(rows[0]["n"]), rows[0]["oldest"]
 
     async def first_refusal(self, repo: str, number: int) -> bool:
         """True the first time a thread is refused: one polite reply per thread."""

@@ -1,43 +1,33 @@
-"""The queue that hands task ids to workers; in-process by default, Redis to scale out."""
+"""Waking workers: the store is the queue (see `runner.leases`); these only say when to look.
+
+In one process an event does; across processes and hosts PostgreSQL's LISTEN/NOTIFY."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Protocol
-
-from runner.store import TaskStore
-from runner.task import TaskState
 
 
 class TaskQueue(Protocol):
-    """Hands task ids to workers, each at most once per `put`."""
+    """Tells workers that a task may have become claimable."""
 
     async def put(self, task_id: int) -> None: ...
 
-    async def get(self) -> int: ...
-
-    def qsize(self) -> int: ...
+    async def wait(self, seconds: float) -> None: ...
 
 
 class MemoryQueue:
-    """An asyncio queue: the embedded default, refilled from the store at start-up."""
+    """The embedded default: intake and workers in one process."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._event = asyncio.Event()
 
     async def put(self, task_id: int) -> None:
-        await self._queue.put(task_id)
+        self._event.set()
 
-    async def get(self) -> int:
-        return await self._queue.get()
-
-    def qsize(self) -> int:
-        return self._queue.qsize()
-
-
-async def requeue_pending(store: TaskStore, queue: TaskQueue) -> int:
-    """Queue again every task the store holds as queued; returns how many."""
-    tasks = await store.with_state(TaskState.QUEUED)
-    for task in tasks:
-        await queue.put(task.id)
-    return len(tasks)
+    async def wait(self, seconds: float) -> None:
+        """Until a `put` (or `seconds`); a `put` before the wait counts too."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), seconds)
+        self._event.clear()

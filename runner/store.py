@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from config.database import SQLITE_PREFIX, Database
-from runner import migrate, task_listing
+from runner import leases, migrate, task_listing
 from runner.results import PHASES, Phase, PhaseStatus
 from runner.task import TASK_FIELDS, NewTask, Task, TaskBranch, TaskState, task_from_row
 
 T = TypeVar("T")
+TASK_COLUMNS = ", ".join(TASK_FIELDS)
 
 
 class InboxState(StrEnum):
@@ -80,6 +81,18 @@ class TaskStore(Protocol):
     async def first_refusal(self, repo: str, number: int) -> bool: ...
 
     async def bump_attempts(self, task_id: int) -> int: ...
+
+    async def claim_next(self, owner: str, lease_seconds: float) -> Task | None: ...
+
+    async def heartbeat(
+        self, owner: str, task_ids: list[int], lease_seconds: float
+    ) -> set[int]: ...
+
+    async def finish_task(self, task_id: int, owner: str, state: TaskState) -> bool: ...
+
+    async def take_back_expired(self, owner: str | None) -> list[Task]: ...
+
+    async def queue_depth(self) -> tuple[int, float | None]: ...
 
     async def record_phase(self, task_id: int, phase: Phase) -> None: ...
 
@@ -369,6 +382,72 @@ class SQLiteTaskStore:
             return int(found[0]) if found else 0
 
         return int(await self._run(bump))
+
+    async def claim_next(self, owner: str, lease_seconds: float) -> Task | None:
+        """Start the oldest claimable task under `owner`'s lease; None when there is none.
+
+        The store's one writer (BEGIN IMMEDIATE) makes the pick and the update atomic."""
+
+        def claim() -> Task | None:
+            now = self._clock()
+            row = self.conn.execute(
+                f"update tasks set state = 'running', lease_owner = ?, lease_until = ?, "  # noqa: S608
+                f"updated_at = ? where id = (select t.id from tasks t where {leases.CLAIMABLE} "
+                f"order by t.id limit 1) returning {TASK_COLUMNS}",
+                (owner, now + lease_seconds, now),
+            ).fetchone()
+            return task_from_row(row) if row is not None else None
+
+        return await self._run(claim)  # type: ignore[no-any-return]
+
+    async def heartbeat(self, owner: str, task_ids: list[int], lease_seconds: float) -> set[int]:
+        """Renew `owner`'s leases; which of `task_ids` still run under them (the others were
+        cancelled, or taken back after a lapse)."""
+
+        def renew() -> set[int]:
+            now = self._clock()
+            rows = self.conn.execute(
+                "update tasks set lease_until = ? where lease_owner = ? and state = 'running' "
+                "returning id",
+                (now + lease_seconds, owner),
+            ).fetchall()
+            return {int(row[0]) for row in rows} & set(task_ids)
+
+        return await self._run(renew)  # type: ignore[no-any-return]
+
+    async def finish_task(self, task_id: int, owner: str, state: TaskState) -> bool:
+        """End `owner`'s run of a task in `state`; False when the task is no longer its own."""
+        changed = await self._execute(
+            "update tasks set state = ?, lease_owner = null, lease_until = null, updated_at = ? "
+            "where id = ? and lease_owner = ?",
+            (state.value, self._clock(), task_id, owner),
+        )
+        return changed == 1
+
+    async def take_back_expired(self, owner: str | None) -> list[Task]:
+        """Running tasks whose lease lapsed (or `owner`'s own, from before its restart):
+        queued again once, then failed; the tasks as they are now."""
+
+        def take_back() -> list[Task]:
+            now = self._clock()
+            expired = leases.EXPIRED.format(now="?", owner="?")
+            rows = self.conn.execute(
+                f"update tasks set {leases.TAKE_BACK.format(now='?')} where {expired} "  # noqa: S608
+                f"returning {TASK_COLUMNS}",
+                (now, now, owner),
+            ).fetchall()
+            return sorted((task_from_row(row) for row in rows), key=lambda t: t.id)
+
+        return await self._run(take_back)  # type: ignore[no-any-return]
+
+    async def queue_depth(self) -> tuple[int, float | None]:
+        """How many tasks wait, and since when the oldest has (None: none waits)."""
+        rows = await self._run(
+            lambda: self.conn.execute(
+                "select count(*), min(created_at) from tasks where state = 'queued'"
+            ).fetchall()
+        )
+        return int(rows[0][0]), rows[0][1]
 
     async def first_refusal(self, repo: str, number: int) -> bool:
         """True the first time a thread is refused: one polite reply per thread."""

@@ -1,18 +1,19 @@
-"""Workers: take queued tasks, run N at once and one at a time per PR or issue."""
+"""Workers: claim queued tasks from the store, run N at once, hold a lease while they run."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from runner.leases import split_taken_back
 from runner.queue import TaskQueue
 from runner.results import SHUTDOWN, Conclusion, TaskResult
 from runner.store import TaskStore
-from runner.task import Task, TaskState, thread_key
+from runner.task import Task, TaskState
 
 if TYPE_CHECKING:
     from runner.cache import EnvironmentCache
@@ -28,76 +29,117 @@ FINAL_STATES = {
 }
 
 
+@dataclass(frozen=True)
+class LeaseTimes:
+    """How long a running task's lease lasts, and how often a worker renews it and looks."""
+
+    # A dead worker's task is taken back this long after its last renewal.
+    lease: float = 60.0
+    # Renew leases and notice cancels (another process set the state) this often.
+    heartbeat: float = 2.0
+    # Look for claimable tasks at least this often, wakeups or not.
+    poll: float = 5.0
+
+    @classmethod
+    def for_lease(cls, lease: float) -> LeaseTimes:
+        return cls(lease=lease, heartbeat=min(2.0, lease / 3), poll=min(5.0, lease / 2))
+
+
 class Worker:
-    """Runs tasks from the queue; a task's failure never stops the worker."""
+    """Claims tasks from the store and runs up to `max_concurrent` at once; a task's failure
+    never stops it. Any number of workers, in any processes, may share one store."""
 
     def __init__(
-        self, store: TaskStore, queue: TaskQueue, run_one: RunOne, max_concurrent: int
+        self,
+        store: TaskStore,
+        queue: TaskQueue,
+        run_one: RunOne,
+        max_concurrent: int,
+        owner: str = "local",
+        times: LeaseTimes = LeaseTimes(),
     ) -> None:
         self.store, self.queue, self.run_one = store, queue, run_one
-        self._slots = asyncio.Semaphore(max_concurrent)
-        self._threads: dict[str, asyncio.Lock] = {}
+        self.max_concurrent, self.owner, self.times = max_concurrent, owner, times
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._cancelled: set[int] = set()
         self._all: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._draining = False
 
     async def serve(self) -> None:
-        """Forever: take a task id, start it (it waits for its slot and its thread)."""
-        while True:
-            task_id = await self.queue.get()
-            job = asyncio.create_task(self._run(task_id), name=f"gantry-task-{task_id}")
-            self._all.add(job)
-            job.add_done_callback(self._all.discard)
+        """Until drained or stopped: claim what the free slots allow, else wait for a wakeup."""
+        async with self._beating():
+            while not self._draining:
+                if not await self._claim_some():
+                    await self.queue.wait(self.times.poll)
 
     async def drain(self) -> None:
-        """Run until the queue is empty and nothing is running (tests, `gantry run`)."""
-        while self.queue.qsize() or self._all:
-            if self.queue.qsize():
-                task_id = await self.queue.get()
-                job = asyncio.create_task(self._run(task_id))
-                self._all.add(job)
-                job.add_done_callback(self._all.discard)
-            else:
-                await asyncio.gather(*list(self._all), return_exceptions=True)
+        """Run until nothing is claimable and nothing runs here (tests, `gantry run`)."""
+        async with self._beating():
+            while True:
+                await self._claim_some()
+                if not self._all:
+                    return
+                await asyncio.wait(list(self._all), return_when=asyncio.FIRST_COMPLETED)
 
     async def settle(self) -> None:
         """Wait until every started task has ended (its cleanup included)."""
         while self._all:
             await asyncio.gather(*list(self._all), return_exceptions=True)
 
+    async def finish_running(self, grace: float) -> None:
+        """Claim nothing more; give running tasks `grace` seconds, then stop the rest."""
+        self._draining = True
+        await self.queue.put(0)  # wake `serve` so that it sees the drain
+        if self._all and grace > 0:
+            await asyncio.wait(list(self._all), timeout=grace)  # unlike wait_for, cancels none
+        await self.stop()
+
     async def stop(self) -> None:
-        """Cancel what runs and wait for its cleanup: containers go before the process does."""
-        self._stopping = True
-        for job in list(self._running.values()):
-            job.cancel(SHUTDOWN)
+        """Cancel what runs and wait for its cleanup: containers go before the process does.
+        The interrupted tasks are queued again, for whichever worker claims them next."""
+        self._stopping = self._draining = True
+        for task_id in list(self._running):
+            self.cancel(task_id, SHUTDOWN)
         await self.settle()
 
-    def cancel(self, task_id: int) -> bool:
-        """Stop a running task now; False when it is not running here."""
+    def cancel(self, task_id: int, message: str | None = None) -> bool:
+        """Stop a running task now; False when it is not running here. Once only: a second
+        cancel would interrupt the task's cleanup (its containers would stay)."""
         job = self._running.get(task_id)
         if job is None:
             return False
-        job.cancel()
+        if task_id not in self._cancelled:
+            self._cancelled.add(task_id)
+            job.cancel(message)
         return True
 
-    async def _run(self, task_id: int) -> None:
-        task = await self.store.get(task_id)
-        if task is None:
-            return
-        lock = self._threads.setdefault(thread_key(task), asyncio.Lock())
-        async with self._slots, lock:
-            task = await self.store.get(task_id)
-            if task is None or task.state is not TaskState.QUEUED:
-                return  # cancelled while it waited
-            await self.store.set_state(task_id, TaskState.RUNNING)
-            current = asyncio.current_task()
-            if current is not None:
-                self._running[task_id] = current
-            try:
-                state = await self._guarded(task)
-            finally:
-                self._running.pop(task_id, None)
-            await asyncio.shield(self.store.set_state(task_id, state))
+    async def _claim_some(self) -> int:
+        """Claim and start tasks while slots are free; how many started."""
+        started = 0
+        while len(self._all) < self.max_concurrent and not self._draining:
+            task = await self.store.claim_next(self.owner, self.times.lease)
+            if task is None:
+                break
+            job = asyncio.create_task(self._run(task), name=f"gantry-task-{task.id}")
+            self._running[task.id] = job
+            self._all.add(job)
+            job.add_done_callback(self._all.discard)
+            started += 1
+        return started
+
+    async def _run(self, task: Task) -> None:
+        try:
+            state = await self._guarded(task)
+        finally:
+            self._running.pop(task.id, None)
+            self._cancelled.discard(task.id)
+        await asyncio.shield(self._finish(task, state))
+
+    async def _finish(self, task: Task, state: TaskState) -> None:
+        if not await self.store.finish_task(task.id, self.owner, state):
+            log.warning("task %s was taken back from this worker; its end is not recorded", task.id)
+        await self.queue.put(task.id)  # its thread's next task may start now
 
     async def _guarded(self, task: Task) -> TaskState:
         try:
@@ -116,6 +158,33 @@ class Worker:
             return TaskState.FAILED
         return FINAL_STATES[result.conclusion]
 
+    @contextlib.asynccontextmanager
+    async def _beating(self) -> AsyncIterator[None]:
+        """Renew the leases in the background while the worker runs."""
+        beat = asyncio.create_task(self._beat_forever(), name="gantry-heartbeat")
+        try:
+            yield
+        finally:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.times.heartbeat)
+            try:
+                await self.beat()
+            except Exception:  # a store hiccup: the next beat tries again, well within the lease
+                log.exception("could not renew the task leases")
+
+    async def beat(self) -> None:
+        """Renew this worker's leases; stop the tasks that are no longer its own to run (a
+        cancel from another process, or a lease that lapsed and was taken back)."""
+        ids = list(self._running)
+        held = await self.store.heartbeat(self.owner, ids, self.times.lease)
+        for task_id in set(ids) - held:
+            if self.cancel(task_id):
+                log.info("task %s stopped: cancelled or no longer leased here", task_id)
+
 
 @dataclass
 class Workers:
@@ -129,17 +198,14 @@ class Workers:
         return self.worker.cancel(task_id)
 
 
-async def recover_interrupted(store: TaskStore, queue: TaskQueue) -> tuple[list[Task], list[Task]]:
-    """After a crash: tasks left running are retried once, or given up (to be reported).
+async def recover_interrupted(
+    store: TaskStore, queue: TaskQueue, owner: str | None = None
+) -> tuple[list[Task], list[Task]]:
+    """Take back the running tasks whose lease lapsed (a dead worker's), and `owner`'s own
+    from before its restart: each is retried once, or given up (to be reported).
 
     Returns (retried, given up)."""
-    retried, given_up = [], []
-    for task in await store.with_state(TaskState.RUNNING):
-        if await store.bump_attempts(task.id) <= 1:
-            await store.set_state(task.id, TaskState.QUEUED)
-            await queue.put(task.id)
-            retried.append(task)
-        else:
-            await store.set_state(task.id, TaskState.FAILED)
-            given_up.append(task)
+    retried, given_up = split_taken_back(await store.take_back_expired(owner))
+    if retried:
+        await queue.put(retried[0].id)
     return retried, given_up

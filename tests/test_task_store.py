@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from runner.queue import MemoryQueue, requeue_pending
 from runner.store import SQLiteTaskStore
 from runner.task import NewTask, TaskState
 
@@ -75,9 +74,8 @@ async def test_tasks_survive_a_reopen_and_are_requeued(tmp_path: Path) -> None:
     await first.set_state(done.id, TaskState.SUCCEEDED)
     await first.close()
     second = await SQLiteTaskStore.open(path)
-    queue = MemoryQueue()
-    assert await requeue_pending(second, queue) == 1
-    assert await queue.get() == kept.id
+    assert [t.id for t in await second.with_state(TaskState.QUEUED)] == [kept.id]
+    assert await second.queue_depth() == (1, kept.created_at)
     latest = await second.latest_for_thread("octo/hello", 7)
     assert latest is not None
     assert (latest.id, latest.state) == (done.id, TaskState.SUCCEEDED)

@@ -100,17 +100,19 @@ async def test_cancel_stops_a_running_task_and_skips_a_queued_one(store: SQLiteT
 async def test_interrupted_tasks_are_retried_once_then_given_up(store: SQLiteTaskStore) -> None:
     queue = MemoryQueue()
     [task_id] = await add(store, queue, 1)
-    await queue.get()
-    await store.set_state(task_id, TaskState.RUNNING)
-    retried, given_up = await recover_interrupted(store, queue)
+    claimed = await store.claim_next("w1", 60)
+    assert claimed is not None
+    assert claimed.id == task_id
+    assert await recover_interrupted(store, queue) == ([], [])  # w1's lease still holds
+    retried, given_up = await recover_interrupted(store, queue, "w1")  # w1 restarted
     assert ([t.id for t in retried], given_up) == ([task_id], [])
-    assert await queue.get() == task_id
-    await store.set_state(task_id, TaskState.RUNNING)
+    assert await store.claim_next("w2", -1) is not None  # w2 claims, and its lease lapses
     retried, given_up = await recover_interrupted(store, queue)
     assert (retried, [t.id for t in given_up]) == ([], [task_id])
     final = await store.get(task_id)
     assert final is not None
     assert final.state is TaskState.FAILED
+    assert not await store.finish_task(task_id, "w2", TaskState.SUCCEEDED)  # no longer its own
 
 
 async def test_a_shutdown_leaves_the_running_task_queued_for_the_next_start(

@@ -86,8 +86,8 @@ async def test_a_restart_keeps_queued_tasks(gantry: Gantry) -> None:
     await restarted.start_server()
     try:
         services = restarted.app[SERVICES]
-        assert [await services.queue.get() for _ in queued] == queued
-        assert services.queue.qsize() == 0
+        assert [t.id for t in await services.store.with_state(TaskState.QUEUED)] == queued
+        assert (await services.store.queue_depth())[0] == 2
     finally:
         await restarted.close()
 
