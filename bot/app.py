@@ -37,6 +37,7 @@ from bot.webhook import (
 from config.settings import Settings
 from runner import task_listing
 from runner.engine import EngineUnavailableError, docker_version
+from runner.log_shipping import copy_log, copy_patch
 from runner.queue import TaskQueue
 from runner.store import InboxEntry, InboxState, TaskStore
 from runner.task import Task
@@ -162,6 +163,7 @@ async def task_view(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     task = await signed_task(request)
     data_dir = services.settings.data_dir
+    await copy_from_store(services, task.id)
     snapshot, patch = await asyncio.to_thread(
         lambda: (
             task_page.read_log_snapshot(task_page.log_path(data_dir, task.id)),
@@ -198,11 +200,12 @@ async def follow_log(
 ) -> web.StreamResponse:
     """Send the log's events until the follower ends, the client leaves or the server stops."""
     path = task_page.log_path(services.settings.data_dir, task.id)
+    await copy_log(services.store, task.id, path)
     given = request.headers.get("Last-Event-ID") or request.query.get("offset")
     follower = task_stream.LogFollower(
         path,
         task_stream.start_offset(given, task_stream.file_size(path)),
-        lambda: task_status(services.store, task.id),
+        lambda: copied_status(services, task.id),
         lambda: streams.stopping or request.transport is None or request.transport.is_closing(),
     )
     response = web.StreamResponse(headers=task_stream.HEADERS)
@@ -218,6 +221,19 @@ async def follow_log(
 async def stop_streams(app: web.Application) -> None:
     """End the open log streams, so that shutting down does not wait for them."""
     app[STREAMS].stopping = True
+
+
+async def copy_from_store(services: Services, task_id: int) -> None:
+    """The log and patch of a task that another host ran, copied into this server's files."""
+    data_dir = services.settings.data_dir
+    await copy_log(services.store, task_id, task_page.log_path(data_dir, task_id))
+    await copy_patch(services.store, task_id, task_page.patch_path(data_dir, task_id))
+
+
+async def copied_status(services: Services, task_id: int) -> task_stream.Status:
+    """The task's status, its log's new lines copied first (from a worker elsewhere)."""
+    await copy_log(services.store, task_id, task_page.log_path(services.settings.data_dir, task_id))
+    return await task_status(services.store, task_id)
 
 
 async def task_status(store: TaskStore, task_id: int) -> task_stream.Status:

@@ -13,13 +13,12 @@ from aiohttp import web
 
 from config.errors import SettingsError
 from config.settings import Settings, load_settings
-from gantry import doctor, local_run, validate
+from gantry import compose, doctor, local_run, validate
 from gantry.compose import create_app
 
 DESCRIPTION = "Gantry: a GitHub App that gives coding agents a Docker environment."
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def package_version() -> str:
@@ -43,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-workers",
         action="store_true",
-        help="receive webhooks only: tasks stay queued until a server with workers starts",
+        help="intake and task pages only: `gantry worker` processes run the tasks",
+    )
+    commands.add_parser(
+        "worker",
+        help="run queued tasks only (scale-out), with its own GANTRY_DATA_DIR",
+        description="Claim and run tasks from the shared store; drain on SIGTERM.",
     )
     commands.add_parser(
         "doctor",
@@ -78,7 +82,7 @@ def cmd_serve(host: str, port: int, workers: bool) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    logging.basicConfig(level=logging.INFO, format=compose.LOG_FORMAT)
     try:
         app = create_app(settings, workers=workers)
         web.run_app(app, host=host, port=port, print=None, access_log=None)
@@ -101,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SettingsError as exc:
             print("gantry run: " + "; ".join(exc.problems), file=sys.stderr)
             return 2
+    if args.command == "worker":
+        return compose.worker_command()
     if args.command == "serve":
         return cmd_serve(args.host, args.port, not args.no_workers)
     print(f"gantry: unknown command {args.command!r}", file=sys.stderr)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -21,13 +23,14 @@ from bot.permissions import PermissionCache
 from bot.repo_triggers import TriggerCache
 from bot.tokens import InstallationTokens
 from config.errors import SettingsError
-from config.settings import Settings
+from config.settings import Settings, load_settings
 from gantry.workers import running_workers, worker_name
 from runner.store import TaskStore
 from runner.stores import open_store, task_wakeups
 from runner.worker import Workers
 
 log = logging.getLogger(__name__)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # At shutdown, deliveries still being handled get this long; the rest stay pending in the
 # store and are handled at the next start.
 INBOX_SHUTDOWN_WAIT = 5.0
@@ -139,7 +142,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             queue = await stack.enter_async_context(task_wakeups(settings.database))
             await stack.enter_async_context(
                 running_workers(
-                    settings, store, queue, tokens, handle, background, settings.drain_timeout
+                    settings,
+                    store,
+                    queue,
+                    tokens,
+                    handle,
+                    background,
+                    settings.drain_timeout,
+                    ship_logs=True,
                 )
             )
             log.info("worker ready as @%s on %s", handle, worker_name(settings))
@@ -149,3 +159,28 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     finally:
         await session.close()
         await store.close()
+
+
+def worker_command() -> int:
+    """`gantry worker` until SIGTERM or SIGINT, then drained; 2 when the settings are not valid."""
+    try:
+        settings = load_settings()
+        if settings.serving_problems():
+            raise SettingsError(settings.serving_problems())
+    except SettingsError as exc:
+        print("gantry worker: the settings are not valid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    asyncio.run(until_signalled(settings))
+    return 0
+
+
+async def until_signalled(settings: Settings) -> None:
+    """Run the worker; SIGTERM or SIGINT starts its drain."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await run_worker(settings, stop)

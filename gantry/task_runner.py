@@ -25,6 +25,7 @@ from config.settings import Settings
 from gateway import ModelGateway
 from runner.environment import EnvironmentRequest
 from runner.executor import Executor
+from runner.log_shipping import shipping
 from runner.mirror import Credential, Mirrors, TokenSource, current_token
 from runner.patch_policy import PatchPolicy
 from runner.pipeline import PipelineDeps, Publisher, Source, TaskFailedError, Work, run_task
@@ -98,6 +99,9 @@ class TaskRunner:
     gateway: ModelGateway | None = None
     # Requesters' GitHub ids for co-author trailers, looked up once per process.
     user_ids: UserIds = field(default_factory=UserIds)
+    # A standalone worker ships each task's log and patch into the store, so that the server
+    # (another host) shows them; in one process the server reads the files themselves.
+    ship_logs: bool = False
 
     def log_path(self, task: Task) -> Path:
         return task_page.log_path(self.settings.data_dir, task.id)
@@ -155,12 +159,17 @@ class TaskRunner:
                 user_ids=self.user_ids,
             ),
             task_page.patch_path(self.settings.data_dir, task.id),
+            self.store if self.ship_logs else None,
+            task.id,
         )
         path = self.log_path(task)
         path.parent.mkdir(parents=True, exist_ok=True)
         tasklog = TaskLog(path)
         try:
-            return await run_task(task, deps, reporter, publisher, tasklog)
+            if not self.ship_logs:
+                return await run_task(task, deps, reporter, publisher, tasklog)
+            async with shipping(self.store, task.id, path):
+                return await run_task(task, deps, reporter, publisher, tasklog)
         finally:
             tasklog.close()
 
@@ -187,13 +196,18 @@ class TaskRunner:
 
 @dataclass
 class SavingPublisher:
-    """Keeps the patch for the task page, then publishes."""
+    """Keeps the patch for the task page (in the store too, for a server on another host),
+    then publishes."""
 
     inner: Publisher
     path: Path
+    store: TaskStore | None = None
+    task_id: int = 0
 
     async def publish(self, work: Work) -> str:
         await asyncio.to_thread(self._save, work.patch)
+        if self.store is not None:
+            await self.store.save_patch(self.task_id, work.patch)
         return await self.inner.publish(work)
 
     def _save(self, patch: bytes) -> None:

@@ -52,6 +52,7 @@ def build_runner(
     slug: str,
     store: TaskStore,
     gateway: ModelGateway | None = None,
+    ship_logs: bool = False,
 ) -> TaskRunner:
     return TaskRunner(
         settings=settings,
@@ -63,6 +64,7 @@ def build_runner(
         slug=slug,
         store=store,
         gateway=gateway,
+        ship_logs=ship_logs,
     )
 
 
@@ -84,14 +86,17 @@ async def running_workers(
     handle: str,
     background: Background,
     drain: float = 0.0,
+    ship_logs: bool = False,
 ) -> AsyncIterator[Workers]:
     """The engine client and the model gateway, then the worker on them; all closed after
-    (running tasks get `drain` seconds to end first)."""
+    (running tasks get `drain` seconds to end first). `ship_logs`: a standalone worker's."""
     client = await asyncio.to_thread(engine_client, settings)
     try:
         async with running_gateway(settings, client) as model:
             executor = build_executor(settings, client, model.route)
-            runner = build_runner(settings, executor, tokens, handle, store, model.gateway)
+            runner = build_runner(
+                settings, executor, tokens, handle, store, model.gateway, ship_logs
+            )
             async with serving(runner, tokens, store, queue, client, background, drain) as workers:
                 yield workers
     finally:

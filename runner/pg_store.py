@@ -258,6 +258,40 @@ class PostgresTaskStore:
         )
         return int(rows[0]["n"]), rows[0]["oldest"]
 
+    async def append_log(self, task_id: int, start: int, data: bytes) -> None:
+        """Keep a chunk of a task's log at its offset (see `runner.log_shipping`)."""
+        await self._count(
+            "insert into task_logs (task_id, start, data) values (%s, %s, %s) "
+            "on conflict do nothing",
+            (task_id, start, data),
+        )
+
+    async def log_chunks(self, task_id: int, start: int) -> list[tuple[int, bytes]]:
+        rows = await self._rows(
+            "select start, data from task_logs where task_id = %s and start >= %s order by start",
+            (task_id, start),
+        )
+        return [(int(row["start"]), bytes(row["data"])) for row in rows]
+
+    async def log_size(self, task_id: int) -> int:
+        rows = await self._rows(
+            "select coalesce(max(start + length(data)), 0) as size from task_logs "
+            "where task_id = %s",
+            (task_id,),
+        )
+        return int(rows[0]["size"])
+
+    async def save_patch(self, task_id: int, patch: bytes) -> None:
+        await self._count(
+            "insert into task_patches (task_id, patch) values (%s, %s) "
+            "on conflict (task_id) do update set patch = excluded.patch",
+            (task_id, patch),
+        )
+
+    async def patch(self, task_id: int) -> bytes | None:
+        rows = await self._rows("select patch from task_patches where task_id = %s", (task_id,))
+        return bytes(rows[0]["patch"]) if rows else None
+
     async def first_refusal(self, repo: str, number: int) -> bool:
         """True the first time a thread is refused: one polite reply per thread."""
         changed = await self._count(

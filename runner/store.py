@@ -94,6 +94,16 @@ class TaskStore(Protocol):
 
     async def queue_depth(self) -> tuple[int, float | None]: ...
 
+    async def append_log(self, task_id: int, start: int, data: bytes) -> None: ...
+
+    async def log_chunks(self, task_id: int, start: int) -> list[tuple[int, bytes]]: ...
+
+    async def log_size(self, task_id: int) -> int: ...
+
+    async def save_patch(self, task_id: int, patch: bytes) -> None: ...
+
+    async def patch(self, task_id: int) -> bytes | None: ...
+
     async def record_phase(self, task_id: int, phase: Phase) -> None: ...
 
     async def phases(self, task_id: int) -> list[Phase]: ...
@@ -448,6 +458,48 @@ class SQLiteTaskStore:
             ).fetchall()
         )
         return int(rows[0][0]), rows[0][1]
+
+    async def append_log(self, task_id: int, start: int, data: bytes) -> None:
+        """Keep a chunk of a task's log at its offset (see `runner.log_shipping`)."""
+        await self._execute(
+            "insert or ignore into task_logs (task_id, start, data) values (?, ?, ?)",
+            (task_id, start, data),
+        )
+
+    async def log_chunks(self, task_id: int, start: int) -> list[tuple[int, bytes]]:
+        """The chunks of a task's log from offset `start` on, in order."""
+        rows = await self._run(
+            lambda: self.conn.execute(
+                "select start, data from task_logs where task_id = ? and start >= ? order by start",
+                (task_id, start),
+            ).fetchall()
+        )
+        return [(int(row[0]), bytes(row[1])) for row in rows]
+
+    async def log_size(self, task_id: int) -> int:
+        """Where the stored log of a task ends."""
+        rows = await self._run(
+            lambda: self.conn.execute(
+                "select coalesce(max(start + length(data)), 0) from task_logs where task_id = ?",
+                (task_id,),
+            ).fetchall()
+        )
+        return int(rows[0][0])
+
+    async def save_patch(self, task_id: int, patch: bytes) -> None:
+        await self._execute(
+            "insert into task_patches (task_id, patch) values (?, ?) "
+            "on conflict(task_id) do update set patch = excluded.patch",
+            (task_id, patch),
+        )
+
+    async def patch(self, task_id: int) -> bytes | None:
+        rows = await self._run(
+            lambda: self.conn.execute(
+                "select patch from task_patches where task_id = ?", (task_id,)
+            ).fetchall()
+        )
+        return bytes(rows[0][0]) if rows else None
 
     async def first_refusal(self, repo: str, number: int) -> bool:
         """True the first time a thread is refused: one polite reply per thread."""
