@@ -124,13 +124,15 @@ async def set_up(forge: Forge, tmp: Path, database_url: str) -> Fleet:
 
 
 @contextlib.asynccontextmanager
-async def running(fleet: Fleet, client: docker.DockerClient) -> AsyncIterator[None]:
-    """Serve (intake and pages only) and three workers; all stopped, and their containers
-    removed, after."""
+async def running(
+    fleet: Fleet, client: docker.DockerClient, workers: int = 3
+) -> AsyncIterator[None]:
+    """Serve (intake and pages only) and `workers` workers; all stopped, and their
+    containers removed, after."""
     try:
         await fleet.start("serve", "serve", "--no-workers", "--port", str(fleet.port))
         assert await answers(f"http://127.0.0.1:{fleet.port}/healthz", 30), fleet.log("serve")
-        for n in range(3):
+        for n in range(workers):
             await fleet.start(f"worker-{n}", "worker")
         yield
     finally:
