@@ -121,6 +121,7 @@ class Worker:
             task = await self.store.claim_next(self.owner, self.times.lease)
             if task is None:
                 break
+            log.info("task %s claimed (%s#%s)", task.id, task.repo, task.number)
             job = asyncio.create_task(self._run(task), name=f"gantry-task-{task.id}")
             self._running[task.id] = job
             self._all.add(job)
@@ -137,7 +138,9 @@ class Worker:
         await asyncio.shield(self._finish(task, state))
 
     async def _finish(self, task: Task, state: TaskState) -> None:
-        if not await self.store.finish_task(task.id, self.owner, state):
+        if await self.store.finish_task(task.id, self.owner, state):
+            log.info("task %s ended: %s", task.id, state)
+        else:
             log.warning("task %s was taken back from this worker; its end is not recorded", task.id)
         await self.queue.put(task.id)  # its thread's next task may start now
 
