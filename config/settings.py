@@ -9,6 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import (
     AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -16,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError as UnreadableSettingError
 
 from config.errors import SettingsError
 
@@ -26,6 +29,15 @@ DEFAULT_DATA_DIR = Path("~/.local/share/gantry")
 SQLITE_PREFIX = "sqlite:///"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+
+
+class RegistryLogin(BaseModel):
+    """One registry's credentials (`GANTRY_REGISTRY_AUTH`); the password never prints."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str = Field(min_length=1)
+    password: SecretStr
 
 
 class Settings(BaseSettings):
@@ -83,6 +95,9 @@ class Settings(BaseSettings):
     # The egress proxy of `network: limited` runs in a container of this image; it needs only
     # python3 (>= 3.8). Default: DEFAULT_IMAGE.
     egress_proxy_image: str | None = None
+    # Credentials for pulling images, by registry host (JSON: {"ghcr.io": {"username": …,
+    # "password": …}}); see docs/images.md. Without an entry, the host's docker login is used.
+    registry_auth: dict[str, RegistryLogin] = Field(default_factory=dict)
     # The App has no `workflows` permission by default, so GitHub refuses pushes that touch
     # .github/workflows/; grant it to the App first, then set this.
     allow_workflow_changes: bool = False
@@ -194,6 +209,8 @@ def load_settings(env_file: Path | None = Path(".env")) -> Settings:
         return Settings(_env_file=env_file)
     except ValidationError as exc:
         raise SettingsError(describe_errors(exc)) from None
+    except UnreadableSettingError as exc:  # JSON that does not parse; its text never echoed
+        raise SettingsError([str(exc)]) from None
 
 
 def describe_errors(exc: ValidationError) -> list[str]:
@@ -205,5 +222,7 @@ def describe_errors(exc: ValidationError) -> list[str]:
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "missing":
             message = "is required but not set"
+        if len(loc) > 1:  # inside a JSON setting: say where (`ghcr.io.password: …`)
+            message = ".".join(str(part) for part in loc[1:]) + f": {message}"
         lines.append(f"{name}: {message}" if loc else message)
     return lines

@@ -19,6 +19,7 @@ from config.secret_store import Secret
 from runner.ca_certs import ExtraCa
 from runner.cache import CACHE_REPOSITORY, CacheInputs, EnvironmentCache, cache_key
 from runner.collect import SCRATCH, read_file, tar_file
+from runner.image_pull import ImagePuller
 from runner.labels import KIND_AGENT, KIND_SETUP, gantry_labels
 from runner.languages import LanguageSelectionError, describe, selection_error, shell_command
 from runner.mirror import Mirrors
@@ -180,8 +181,11 @@ class Environments:
         networks: Networks,
         extra_ca: ExtraCa | None = None,
         gateway: tuple[str, int] | None = None,
+        puller: ImagePuller | None = None,
     ) -> None:
         self.client, self.mirrors, self.cache, self.networks = client, mirrors, cache, networks
+        # Images named by the config or the server that the engine lacks are pulled first.
+        self.puller = puller or ImagePuller(client)
         self.extra_ca = extra_ca
         # Where the agent container reaches the model gateway: (address, port) from the bridge.
         self.gateway = gateway
@@ -213,6 +217,10 @@ class Environments:
             await self.mirrors.ensure(request.repo, request.clone_url, trusted.sha, request.token)
             log.line("setup", f"[gantry] {request.sha} is untrusted: setup runs at {trusted.sha}")
         timings["fetch"] = time.monotonic() - started
+        mark = time.monotonic()
+        for image in self._images(request):
+            await self.puller.ensure(image, log)
+        timings["images"] = time.monotonic() - mark
         inputs = await self._inputs(trusted)
         key = cache_key(inputs)
         image_id, hit = await self._cached_or_built(
@@ -229,6 +237,12 @@ class Environments:
             raise
         environment.timings = timings | {"prepare": time.monotonic() - started}
         return environment
+
+    def _images(self, request: EnvironmentRequest) -> list[str]:
+        """The images the task will start: its own, and the proxy's behind `off`/`limited`."""
+        modes = {request.network_setup.mode, request.network_agent.mode}
+        proxy = modes != {"full"} and (self.gateway is not None or "limited" in modes)
+        return [request.image] + ([self.networks.proxy_image] if proxy else [])
 
     async def _cached_or_built(
         self,
