@@ -255,6 +255,11 @@ DOMAIN_HINT = "must be a hostname like pypi.org or *.example.com, without scheme
 MAX_TIMEOUT = timedelta(hours=6)
 MAX_TTL = timedelta(days=30)
 MAX_LABEL_LENGTH = 50
+MAX_SERVICES = 5
+MAX_READY = timedelta(minutes=10)
+SERVICE_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
+# `gantry` is the task container's own host name.
+RESERVED_SERVICE_NAMES = frozenset({"gantry", "localhost"})
 
 
 def _text(value: object) -> str:
@@ -523,6 +528,39 @@ class TriggersConfig(_Strict):
     min_permission: Permission = "write"
 
 
+class ServiceResources(_Strict):
+    """Limits of one service container (smaller than the task's by default)."""
+
+    cpus: float = Field(default=1.0, gt=0, le=16)
+    memory: Annotated[Size, Field(ge=32 * 1024**2, le=64 * 1024**3)] = 1024**3
+    pids: int = Field(default=256, ge=16, le=4096, strict=True)
+
+
+def _service_name(value: str) -> str:
+    """A DNS label: the name the task's container reaches the service by."""
+    if not SERVICE_NAME_RE.fullmatch(value) or value in RESERVED_SERVICE_NAMES:
+        raise ValueError("must be a host name like db or redis ([a-z][a-z0-9-]*, at most 31)")
+    return value
+
+
+class ServiceConfig(_Strict):
+    """A container beside the task's (a database, a cache), reachable by its key as host name."""
+
+    image: Annotated[Text, AfterValidator(_image)]
+    env: dict[EnvName, ScalarText] = Field(default_factory=dict)
+    # Names from the server's secret store, given to the service as variables (trusted tasks).
+    secrets: Annotated[tuple[SecretName, ...], AfterValidator(_unique)] = ()
+    # Run inside the service until it exits 0; without it, the image's HEALTHCHECK decides.
+    ready: Text | None = None
+    ready_timeout: Annotated[Duration, _bounded(timedelta(seconds=1), MAX_READY)] = timedelta(
+        seconds=60
+    )
+    resources: ServiceResources = ServiceResources()
+
+
+ServiceName = Annotated[str, AfterValidator(_service_name)]
+
+
 class RepoConfig(_Strict):
     """Everything `.github/gantry.yml` may say; every key optional, unknown keys refused."""
 
@@ -539,6 +577,9 @@ class RepoConfig(_Strict):
     network: NetworkConfig = NetworkConfig()
     agent: AgentConfig = AgentConfig()
     checks: Annotated[tuple[Text, ...] | None, BeforeValidator(_one_or_many)] = None
+    services: Annotated[dict[ServiceName, ServiceConfig], Field(max_length=MAX_SERVICES)] = Field(
+        default_factory=dict
+    )
 
     @field_validator("secrets")
     @classmethod

@@ -33,6 +33,7 @@ from runner.sandbox import (
     engine_call,
     running,
 )
+from runner.service_containers import ServiceContainers, ServiceSpec, with_no_proxy
 from runner.task_ca import TASK_BUNDLE_FILE, TASK_CA_FILE, trust_archive, trust_env, trust_script
 from runner.tasklog import TaskLog
 from runner.workspace import checkout_script, mirror_mount, move_script
@@ -78,6 +79,8 @@ class EnvironmentRequest:
     # other SHA resumes from the environment built there. None: `sha` is trusted itself (a
     # task on the default branch's head, or a local run on the operator's own checkout).
     trusted_sha: str | None = None
+    # Containers beside the agent's on its network (databases), reached by name.
+    services: tuple[ServiceSpec, ...] = ()
 
     @property
     def untrusted(self) -> bool:
@@ -145,6 +148,7 @@ class Environment:
     timings: dict[str, float] = field(default_factory=dict)
     workspace: str = WORKSPACE
     scratch: str = SCRATCH
+    services: tuple[str, ...] = ()
 
     async def run(
         self, command: str, log: TaskLog, phase: str, limit_s: float, env: Mapping[str, str] = {}
@@ -186,6 +190,7 @@ class Environments:
         self.client, self.mirrors, self.cache, self.networks = client, mirrors, cache, networks
         # Images named by the config or the server that the engine lacks are pulled first.
         self.puller = puller or ImagePuller(client)
+        self.services = ServiceContainers(client, cache.owner)
         self.extra_ca = extra_ca
         # Where the agent container reaches the model gateway: (address, port) from the bridge.
         self.gateway = gateway
@@ -242,7 +247,8 @@ class Environments:
         """The images the task will start: its own, and the proxy's behind `off`/`limited`."""
         modes = {request.network_setup.mode, request.network_agent.mode}
         proxy = modes != {"full"} and (self.gateway is not None or "limited" in modes)
-        return [request.image] + ([self.networks.proxy_image] if proxy else [])
+        services = [s.image for s in request.services]
+        return [request.image, *services] + ([self.networks.proxy_image] if proxy else [])
 
     async def _cached_or_built(
         self,
@@ -345,24 +351,36 @@ class Environments:
         """A fresh container from the image: nothing setup started is running in it. Its
         network reaches the model gateway (when one runs), whatever `network.agent` says."""
         attachment = await self.networks.attach(
-            request.network_agent, request.task_id, request.repo, gateway=self.gateway
+            request.network_agent,
+            request.task_id,
+            request.repo,
+            gateway=self.gateway,
+            services=bool(request.services),
         )
+        network_env = with_no_proxy(attachment.env, request.services)
         spec = ContainerSpec(
             image=image_id,
             labels=gantry_labels(request.task_id, request.repo, KIND_AGENT, self.cache.owner),
             limits=request.limits,
             network_mode=attachment.network_mode,
-            env={**request.env, **self.ca_env, **attachment.env, **task_trust_env(attachment)},
+            env={**request.env, **self.ca_env, **network_env, **task_trust_env(attachment)},
             mounts=(mirror_mount(mirror),),
             dns=attachment.dns,
             dns_options=attachment.dns_options,
+            networks=attachment.extra_networks,
         )
+        services: tuple[str, ...] = ()
         try:
+            task = (request.task_id, request.repo)
+            services = await self.services.start(
+                request.services, attachment, task, log, request.untrusted
+            )
             sandbox = await Sandbox.start(self.client, spec)
         except BaseException:
+            await self.services.remove(services)
             await self.networks.detach(attachment)
             raise
-        environment = Environment(sandbox, attachment, hit, image_id, key)
+        environment = Environment(sandbox, attachment, hit, image_id, key, services=services)
         try:
             await _trust_task_ca(sandbox, attachment, log, "environment")
         except BaseException:
@@ -386,11 +404,14 @@ class Environments:
         return blocked(await self.networks.decisions(environment.attachment))
 
     async def release(self, environment: Environment) -> None:
-        """Remove the agent container, then its proxy and network."""
+        """Remove the agent container and its services, then its proxy and network."""
         try:
             await environment.sandbox.remove()
         finally:
-            await self.networks.detach(environment.attachment)
+            try:
+                await self.services.remove(environment.services)
+            finally:
+                await self.networks.detach(environment.attachment)
 
 
 async def _select_languages(sandbox: Sandbox, request: EnvironmentRequest, log: TaskLog) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -42,6 +43,7 @@ from runner.results import (
     TaskResult,
     judge_checks,
 )
+from runner.service_containers import secret_names, services_of
 from runner.store import Task
 from runner.tasklog import TaskLog
 
@@ -215,6 +217,7 @@ class Run:
     def __init__(self, task: Task, deps: PipelineDeps, reporter: Reporter, tasklog: TaskLog):
         self.task, self.deps, self.reporter, self.log = task, deps, reporter, tasklog
         self.secrets: tuple[Secret, ...] = ()
+        self.service_secrets: tuple[Secret, ...] = ()  # what `services` name, for them only
         self.usage_line = ""
         self.outcomes: tuple[CheckOutcome, ...] = ()  # the checks' results, once run
         # Set once the work is published (or found empty): from then on the task is over.
@@ -258,7 +261,9 @@ class Run:
             raise TaskFailedError("prepare", "\n".join(checkout.lines()))
         config = checkout.parsed.config
         self.secrets = self.deps.secrets.resolve(self.task.repo, config.secrets)
-        self.log.add_secrets(s.value.get_secret_value() for s in self.secrets)
+        self.service_secrets = self.deps.secrets.resolve(self.task.repo, secret_names(config))
+        for secrets in (self.secrets, self.service_secrets):
+            self.log.add_secrets(s.value.get_secret_value() for s in secrets)
         return source, checkout
 
     async def agent(self, env: Env, config: RepoConfig, sha: str) -> None:
@@ -354,7 +359,7 @@ class Run:
         patch = await self.diff(env, sha)
         raw = await env.read_file(f"{env.scratch}/{MESSAGE_NAME}", MAX_MESSAGE_BYTES)
         message = raw.decode(errors="replace")
-        values = [s.value.get_secret_value() for s in self.secrets]
+        values = [s.value.get_secret_value() for s in (*self.secrets, *self.service_secrets)]
         check_patch(patch, values, policy)
         mirror = self.deps.environments.mirrors.path(self.task.repo)
         check_change(await applied_change(mirror, sha, patch, policy.max_expanded_bytes), policy)
@@ -461,6 +466,7 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
         token=source.token,
         ref=source.ref,
     )
+    request = dataclasses.replace(request, services=services_of(config, run.service_secrets))
     env = await run.phase("environment", lambda: environment(run, request))
     released: asyncio.Task[None] | None = None
     try:
