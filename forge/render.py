@@ -116,14 +116,25 @@ def app(record: App, urls: Urls) -> JSON:
         "client_id": f"Iv1.{record.id:016x}",
         "owner": user(record.owner, urls),
         "name": record.name,
-        "description": "",
+        "description": record.description,
         "external_url": urls.html,
         "html_url": f"{urls.html}/apps/{record.slug}",
         "created_at": timestamp(0),
         "updated_at": timestamp(0),
-        "permissions": dict(APP_PERMISSIONS),
-        "events": list(APP_EVENTS),
+        "permissions": dict(APP_PERMISSIONS if record.permissions is None else record.permissions),
+        "events": list(APP_EVENTS if record.events is None else record.events),
         "installations_count": 1,
+    }
+
+
+def app_from_manifest(record: App, urls: Urls) -> JSON:
+    """`POST /app-manifests/{code}/conversions`: the App plus the secrets shown only once."""
+    return {
+        **app(record, urls),
+        "installations_count": 0,
+        "client_secret": record.client_secret,
+        "webhook_secret": record.webhook_secret,
+        "pem": record.keys.private_pem,
     }
 
 
