@@ -68,13 +68,24 @@ def error(message: str, **extra: Any) -> JSON:
 
 def user(account: User, urls: Urls) -> JSON:
     """A simple-user object."""
+    api = f"{urls.api}/users/{account.login}"
     return {
         "login": account.login,
         "id": account.id,
         "node_id": node_id(account.type, account.id),
         "avatar_url": f"{urls.html}/avatars/{account.login}",
-        "url": f"{urls.api}/users/{account.login}",
+        "gravatar_id": "",
+        "url": api,
         "html_url": f"{urls.html}/{account.login}",
+        "followers_url": f"{api}/followers",
+        "following_url": f"{api}/following{{/other_user}}",
+        "gists_url": f"{api}/gists{{/gist_id}}",
+        "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
+        "subscriptions_url": f"{api}/subscriptions",
+        "organizations_url": f"{api}/orgs",
+        "repos_url": f"{api}/repos",
+        "events_url": f"{api}/events{{/privacy}}",
+        "received_events_url": f"{api}/received_events",
         "type": account.type,
         "site_admin": False,
     }
