@@ -125,7 +125,13 @@ def plan_from(settings: Settings | SettingsError, args: argparse.Namespace) -> P
     public_url = args.public_url or (str(settings.public_url) if settings.public_url else "")
     if not public_url:
         raise ManifestError("set GANTRY_PUBLIC_URL or pass --public-url: the App needs a webhook")
-    base = core.parse_manifest(args.manifest.read_text(encoding="utf-8"))
+    try:
+        base = core.parse_manifest(args.manifest.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ManifestError(
+            f"cannot read the manifest {args.manifest} ({exc.strerror or exc}): pass "
+            "--manifest with the app.yml of the Gantry repository"
+        ) from None
     plan = Plan(
         manifest={**base, **({"name": args.name} if args.name else {})},
         web_url=settings.web_url,

@@ -19,9 +19,10 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright
 
 from config.settings import load_settings
+from forge.auth import generate_key_pair
 from forge.server import Forge
 from gantry import app_create, doctor
-from gantry.app_manifest import ManifestError, parse_manifest
+from gantry.app_manifest import Conversion, ManifestError, parse_manifest
 from gantry.cli import build_parser
 from tests.support import docker_required
 
@@ -220,3 +221,28 @@ async def attacker_manifest_code(forge: Forge) -> str:
         async with session.post(create, data={"name": "Evil"}, allow_redirects=False) as done:
             location = done.headers["Location"]
     return location.split("code=", 1)[1].split("&", 1)[0]
+
+
+def test_the_report_warns_when_the_environment_hides_what_was_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    other, new = generate_key_pair(), generate_key_pair()
+    (tmp_path / "other.pem").write_text(other.private_pem)
+    monkeypatch.setenv("GANTRY_GITHUB_APP_ID", "7")
+    monkeypatch.setenv("GANTRY_GITHUB_PRIVATE_KEY_PATH", str(tmp_path / "other.pem"))
+    args = build_parser().parse_args([*args_list(tmp_path / "new.pem"), "--force"])
+    plan = app_create.plan_from(load_settings(), args)
+    conversion = Conversion(42, "g", "G", "https://gh/apps/g", "me", new.private_pem, "s", "c", "x")
+    app_create.write_credentials(plan, conversion)
+    text = app_create.report(plan, conversion)
+    assert "warning: GANTRY_GITHUB_* variables in the environment override .env" in text
+    assert (tmp_path / "new.pem").read_text() == new.private_pem
+    assert "GANTRY_GITHUB_APP_ID='42'" in Path(".env").read_text()
+
+
+def test_a_missing_manifest_says_which_flag_to_pass(tmp_path: Path) -> None:
+    args = build_parser().parse_args(
+        [*args_list(tmp_path / "k.pem"), "--manifest", str(tmp_path / "app.yml")]
+    )
+    with pytest.raises(ManifestError, match="pass --manifest"):
+        app_create.plan_from(load_settings(), args)
