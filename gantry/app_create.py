@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import html
 import json
-import os
 import secrets
 import socket
 import sys
@@ -28,6 +27,7 @@ from gidgethub.aiohttp import GitHubAPI
 from config.errors import SettingsError
 from config.settings import Settings, load_settings
 from gantry import app_manifest as core
+from gantry.app_credentials import store_credentials
 from gantry.app_manifest import Conversion, ManifestError
 
 LOCAL_HOST = "127.0.0.1"
@@ -38,7 +38,6 @@ USER_AGENT = "gantry-app-create"
 # GitHub: "You must complete all three steps of the GitHub App Manifest flow within one hour."
 FLOW_TIMEOUT_S = 3600.0
 EXCHANGE_TIMEOUT_S = 30
-SECRET_MODE = 0o600
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
 <body><main><h1>{title}</h1>{body}</main></body></html>
@@ -268,36 +267,9 @@ async def exchange_code(api_url: str, code: str) -> Conversion:
 
 
 def write_credentials(plan: Plan, conversion: Conversion) -> None:
-    """The key to its own mode-600 file, then the settings to .env (also mode 600)."""
-    write_secret_file(plan.key_file, conversion.pem, replace=plan.force)
-    values = {
-        core.APP_ID_VAR: str(conversion.app_id),
-        core.KEY_PATH_VAR: str(plan.key_file),
-        core.SECRET_VAR: conversion.webhook_secret,
-    }
-    if plan.write_public_url:
-        values[core.PUBLIC_URL_VAR] = plan.public_url
-    old = plan.env_file.read_text(encoding="utf-8") if plan.env_file.is_file() else ""
-    write_secret_file(plan.env_file, core.merge_env(old, values), replace=True)
-
-
-def write_secret_file(path: Path, text: str, *, replace: bool) -> None:
-    """Write `text` readable by this user only; refuse to replace a file unless told to."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not replace:
-        # O_EXCL: a key that appeared since the check is still never overwritten.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        return
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_MODE)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Store what GitHub returned where `gantry serve` reads it."""
+    public_url = plan.public_url if plan.write_public_url else None
+    store_credentials(conversion, plan.key_file, plan.env_file, public_url, replace=plan.force)
 
 
 def report(plan: Plan, conversion: Conversion) -> str:

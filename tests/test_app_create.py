@@ -22,6 +22,7 @@ from config.settings import load_settings
 from forge.auth import generate_key_pair
 from forge.server import Forge
 from gantry import app_create, doctor
+from gantry.app_credentials import write_secret_file
 from gantry.app_manifest import Conversion, ManifestError, parse_manifest
 from gantry.cli import build_parser
 from tests.support import docker_required
@@ -246,3 +247,19 @@ def test_a_missing_manifest_says_which_flag_to_pass(tmp_path: Path) -> None:
     )
     with pytest.raises(ManifestError, match="pass --manifest"):
         app_create.plan_from(load_settings(), args)
+
+
+def test_secret_files_are_private_and_a_key_is_never_overwritten(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("GANTRY_DATA_DIR=/srv\n")
+    env.chmod(0o644)
+    write_secret_file(env, "GANTRY_DATA_DIR=/srv\nGANTRY_GITHUB_WEBHOOK_SECRET='s'\n", replace=True)
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600
+    assert env.read_text().endswith("'s'\n")
+    key = tmp_path / "keys" / "app.pem"
+    write_secret_file(key, "first", replace=False)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    with pytest.raises(FileExistsError):
+        write_secret_file(key, "second", replace=False)
+    assert key.read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env", "keys"]
