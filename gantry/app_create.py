@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import gidgethub
@@ -62,10 +63,17 @@ class Plan:
 
 @dataclass
 class Flow:
-    """One run's state: the CSRF `state` GitHub must hand back, and how the run ended."""
+    """One run's secrets and how it ended.
+
+    `token` is in the address printed to the terminal only, so another user of this host
+    cannot open the page; `cookie` ties the redirect to the browser that opened it; `state`
+    is the CSRF value GitHub hands back unchanged.
+    """
 
     plan: Plan
     state: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    cookie: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     done: asyncio.Future[Conversion] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -73,6 +81,7 @@ class Flow:
 
 
 FLOW_KEY = web.AppKey("flow", Flow)
+COOKIE = "gantry_app_create"
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -181,7 +190,7 @@ async def run_flow(
         await web.SockSite(runner, sock).start()
         base = f"http://{LOCAL_HOST}:{sock.getsockname()[1]}"
         flow.redirect_url = base + CALLBACK_PATH
-        on_ready(base + "/")
+        on_ready(f"{base}/?{urlencode({'token': flow.token})}")
         return await asyncio.wait_for(asyncio.shield(flow.done), wait_s)
     finally:
         await runner.cleanup()
@@ -205,6 +214,8 @@ def page(title: str, body: str, status: int = 200) -> web.Response:
 async def start_page(request: web.Request) -> web.Response:
     """The form that posts the manifest to GitHub (GitHub wants a form post, not an API call)."""
     flow = request.app[FLOW_KEY]
+    if not same(request.query.get("token", ""), flow.token):
+        return page("Refused", "<p>Open the address printed in the terminal.</p>", 403)
     plan = flow.plan
     manifest = core.build_manifest(
         plan.manifest, public_url=plan.public_url, redirect_url=flow.redirect_url
@@ -219,7 +230,15 @@ async def start_page(request: web.Request) -> web.Response:
         f'<input type="hidden" name="manifest" value="{html.escape(json.dumps(manifest))}">'
         '<button type="submit" id="create">Create the GitHub App</button></form>'
     )
-    return page("Register Gantry's GitHub App", body)
+    response = page("Register Gantry's GitHub App", body)
+    # Lax: sent on GitHub's top-level redirect back here, not on requests other sites make.
+    response.set_cookie(COOKIE, flow.cookie, httponly=True, samesite="Lax", path="/")
+    return response
+
+
+def same(given: str, expected: str) -> bool:
+    """Compare a secret in constant time."""
+    return secrets.compare_digest(given.encode(), expected.encode())
 
 
 async def callback(request: web.Request) -> web.Response:
@@ -229,9 +248,9 @@ async def callback(request: web.Request) -> web.Response:
         return page("Already done", "<p>This run has finished; start a new one.</p>", 409)
     state = request.query.get("state", "")
     code = request.query.get("code", "")
-    if not secrets.compare_digest(state.encode(), flow.state.encode()):
-        # Not the redirect of the form this run served: someone else's page sent the browser.
-        return page("Refused", "<p>The state does not match this run; nothing was done.</p>", 403)
+    if not (same(state, flow.state) and same(request.cookies.get(COOKIE, ""), flow.cookie)):
+        # Not the redirect of the form this run served to this browser: refuse the code.
+        return page("Refused", "<p>This redirect is not from this run; nothing was done.</p>", 403)
     if not code:
         return page("No code", "<p>GitHub sent no code back.</p>", 400)
     try:

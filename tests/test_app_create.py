@@ -4,6 +4,7 @@ against the GitHub stand-in, then `gantry doctor` passes on what was written."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import stat
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import docker
@@ -89,7 +91,10 @@ async def test_the_button_registers_the_app_and_doctor_passes_right_after(
 ) -> None:
     forge.register_app("gantry")  # an App named Gantry exists already, as on github.com
     env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")}
-    env |= {"GANTRY_GITHUB_API_URL": forge.api_url, "GANTRY_DATA_DIR": str(tmp_path / "data")}
+    # GitHub by another name than the local page's 127.0.0.1: another site to the browser, so
+    # the page's SameSite cookie must survive a cross-site redirect, as from github.com.
+    api_url = forge.api_url.replace("//127.0.0.1:", "//localhost:")
+    env |= {"GANTRY_GITHUB_API_URL": api_url, "GANTRY_DATA_DIR": str(tmp_path / "data")}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -178,10 +183,11 @@ async def test_without_a_public_url_it_says_what_to_set() -> None:
         app_create.plan_from(load_settings(), args)
 
 
-async def test_a_redirect_with_a_foreign_state_is_refused_and_its_code_left_alone(
+async def test_a_redirect_not_from_the_operators_browser_is_refused_and_its_code_left_alone(
     forge: Forge, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """CSRF: an attacker's own manifest code, sent to the operator's callback, is not taken."""
+    """CSRF, and another user of the host: the attacker's own manifest code, sent to the
+    operator's callback with a guessed or even the real state, is not taken."""
     monkeypatch.setenv("GANTRY_GITHUB_API_URL", forge.api_url)
     args = build_parser().parse_args(
         ["app", "create", "--public-url", PUBLIC_URL, "--key-file", str(tmp_path / "k.pem")]
@@ -191,12 +197,17 @@ async def test_a_redirect_with_a_foreign_state_is_refused_and_its_code_left_alon
     flow = asyncio.create_task(app_create.run_flow(plan, on_ready=ready.set_result, wait_s=30))
     try:
         url = await ready
+        base = url.split("?", 1)[0].rstrip("/")
+        real_state = await operator_state(url)
         attacker_code = await attacker_manifest_code(forge)
-        async with aiohttp.ClientSession() as session:
-            callback = url.rstrip("/") + app_create.CALLBACK_PATH
-            for state in ("guessed", ""):
+        async with aiohttp.ClientSession() as attacker:
+            for page_url in (base + "/", base + "/?token=guessed"):
+                async with attacker.get(page_url) as response:
+                    assert response.status == 403
+                    assert real_state not in await response.text()
+            for state in ("guessed", "", real_state):
                 query = {"code": attacker_code, "state": state}
-                async with session.get(callback, params=query) as response:
+                async with attacker.get(base + app_create.CALLBACK_PATH, params=query) as response:
                     assert response.status == 403
         assert attacker_code in forge.state.manifest_codes
         assert not (tmp_path / "k.pem").exists()
@@ -204,6 +215,15 @@ async def test_a_redirect_with_a_foreign_state_is_refused_and_its_code_left_alon
         assert not flow.done()
     finally:
         flow.cancel()
+
+
+async def operator_state(url: str) -> str:
+    """The state in the form the operator's page posts (as if it leaked from their history)."""
+    async with aiohttp.ClientSession() as operator, operator.get(url) as response:
+        assert response.status == 200
+        assert app_create.COOKIE in response.cookies
+        action = (await response.text()).split('action="', 1)[1].split('"', 1)[0]
+    return parse_qs(urlsplit(html.unescape(action)).query)["state"][0]
 
 
 async def attacker_manifest_code(forge: Forge) -> str:
