@@ -64,11 +64,11 @@ async def read_url(stdout: asyncio.StreamReader) -> str:
     return line.split()[1]
 
 
-async def click_through(page: Page, url: str) -> str:
+async def click_through(page: Page, url: str, owner: str) -> str:
     """The operator's clicks: our button, then GitHub's "Create GitHub App"; the final text."""
     await page.goto(url)
     await page.click("#create")
-    await page.wait_for_selector("text=Create GitHub App for gantry-dev")
+    await page.wait_for_selector(f"text=Create GitHub App for {owner}")
     assert await page.input_value("#name") == "Gantry"
     await page.click("#submit")
     # "Gantry" is taken (as on github.com): the page says so and lets the person rename it.
@@ -82,7 +82,9 @@ async def click_through(page: Page, url: str) -> str:
     return await created.inner_text()
 
 
+@pytest.mark.parametrize("org", [None, "octo-org"])
 async def test_the_button_registers_the_app_and_doctor_passes_right_after(
+    org: str | None,
     docker_client: docker.DockerClient,
     forge: Forge,
     browser: Browser,
@@ -103,6 +105,7 @@ async def test_the_button_registers_the_app_and_doctor_passes_right_after(
         "create",
         "--public-url",
         PUBLIC_URL,
+        *(["--org", org] if org else []),
         env={**env, "PYTHONPATH": str(REPO_ROOT)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -111,7 +114,7 @@ async def test_the_button_registers_the_app_and_doctor_passes_right_after(
     try:
         url = await read_url(proc.stdout)
         page = await browser.new_page()
-        shown = await click_through(page, url)
+        shown = await click_through(page, url, org or "gantry-dev")
         out, err = await asyncio.wait_for(proc.communicate(), FLOW_STEP_S)
     finally:
         if proc.returncode is None:
@@ -127,7 +130,8 @@ async def test_the_button_registers_the_app_and_doctor_passes_right_after(
     assert app.permissions == wanted["default_permissions"]
     assert app.events == tuple(wanted["default_events"])
     assert app.hook_url == f"{PUBLIC_URL}/webhook"
-    assert app.owner.login == "gantry-dev"
+    assert app.owner.login == (org or "gantry-dev")
+    assert app.owner.type == ("Organization" if org else "User")
 
     key = tmp_path / "data" / "github-app.pem"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
