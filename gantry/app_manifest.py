@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import yaml
 
@@ -85,6 +85,16 @@ def build_manifest(
     if name:
         manifest["name"] = name
     return manifest
+
+
+def check_public_url(url: str) -> str:
+    """The server's address as GitHub will take it for a webhook: http(s), with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ManifestError(f"the public URL {url!r} is not an http(s) address with a host")
+    if parts.query or parts.fragment:
+        raise ManifestError(f"the public URL {url!r} must not carry a query or fragment")
+    return url
 
 
 def webhook_url(public_url: str) -> str:

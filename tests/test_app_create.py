@@ -23,7 +23,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from config.settings import load_settings
 from forge.auth import generate_key_pair
 from forge.server import Forge
-from gantry import app_create, doctor
+from gantry import app_create, app_page, doctor
 from gantry.app_credentials import write_secret_file
 from gantry.app_manifest import Conversion, ManifestError, parse_manifest
 from gantry.cli import build_parser
@@ -198,7 +198,7 @@ async def test_a_redirect_not_from_the_operators_browser_is_refused_and_its_code
     )
     plan = app_create.plan_from(load_settings(None), args)
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    flow = asyncio.create_task(app_create.run_flow(plan, on_ready=ready.set_result, wait_s=30))
+    flow = asyncio.create_task(app_page.run_flow(plan, on_ready=ready.set_result, wait_s=30))
     try:
         url = await ready
         base = url.split("?", 1)[0].rstrip("/")
@@ -211,7 +211,7 @@ async def test_a_redirect_not_from_the_operators_browser_is_refused_and_its_code
                     assert real_state not in await response.text()
             for state in ("guessed", "", real_state):
                 query = {"code": attacker_code, "state": state}
-                async with attacker.get(base + app_create.CALLBACK_PATH, params=query) as response:
+                async with attacker.get(base + app_page.CALLBACK_PATH, params=query) as response:
                     assert response.status == 403
         assert attacker_code in forge.state.manifest_codes
         assert not (tmp_path / "k.pem").exists()
@@ -225,7 +225,7 @@ async def operator_state(url: str) -> str:
     """The state in the form the operator's page posts (as if it leaked from their history)."""
     async with aiohttp.ClientSession() as operator, operator.get(url) as response:
         assert response.status == 200
-        assert app_create.COOKIE in response.cookies
+        assert app_page.COOKIE in response.cookies
         action = (await response.text()).split('action="', 1)[1].split('"', 1)[0]
     return parse_qs(urlsplit(html.unescape(action)).query)["state"][0]
 
@@ -258,7 +258,7 @@ def test_the_report_warns_when_the_environment_hides_what_was_written(
     args = build_parser().parse_args([*args_list(tmp_path / "new.pem"), "--force"])
     plan = app_create.plan_from(load_settings(), args)
     conversion = Conversion(42, "g", "G", "https://gh/apps/g", "me", new.private_pem, "s", "c", "x")
-    app_create.write_credentials(plan, conversion)
+    app_page.write_credentials(plan, conversion)
     text = app_create.report(plan, conversion)
     assert "warning: GANTRY_GITHUB_* variables in the environment override .env" in text
     assert (tmp_path / "new.pem").read_text() == new.private_pem
@@ -287,3 +287,31 @@ def test_secret_files_are_private_and_a_key_is_never_overwritten(tmp_path: Path)
         write_secret_file(key, "second", replace=False)
     assert key.read_text() == "first"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".env", "keys"]
+
+
+async def test_a_code_github_will_not_trade_ends_the_run_and_writes_nothing(
+    forge: Forge, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GANTRY_GITHUB_API_URL", forge.api_url)
+    args = build_parser().parse_args(args_list(tmp_path / "k.pem"))
+    plan = app_create.plan_from(load_settings(None), args)
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    flow = asyncio.create_task(app_page.run_flow(plan, on_ready=ready.set_result, wait_s=30))
+    url = await ready
+    # unsafe: keep cookies of an IP address (127.0.0.1), as a browser does.
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with (
+        aiohttp.ClientSession(cookie_jar=jar) as client,
+        client.get(url) as opened,
+    ):
+        action = (await opened.text()).split('action="', 1)[1].split('"', 1)[0]
+        state = parse_qs(urlsplit(html.unescape(action)).query)["state"][0]
+        callback = url.split("?", 1)[0].rstrip("/") + app_page.CALLBACK_PATH
+        query = {"code": "expired-or-used", "state": state}
+        async with client.get(callback, params=query) as response:
+            assert response.status == 502
+            assert "did not trade the code" in await response.text()
+    with pytest.raises(ManifestError, match="did not trade the code"):
+        await flow
+    assert not (tmp_path / "k.pem").exists()
+    assert not Path(".env").exists()

@@ -133,3 +133,14 @@ def test_the_env_file_keeps_other_settings_and_replaces_old_credentials(tmp_path
 def test_a_value_the_env_file_cannot_hold_is_refused() -> None:
     with pytest.raises(ManifestError, match="quote or a newline"):
         core.merge_env("", {core.KEY_PATH_VAR: "/it's/here.pem"})
+
+
+@pytest.mark.parametrize(
+    "url", ["gantry.example.com", "ftp://gantry.example.com", "https://", "https://h/?x=1"]
+)
+def test_a_public_url_github_cannot_deliver_to_is_refused(url: str) -> None:
+    with pytest.raises(ManifestError, match="public URL"):
+        core.check_public_url(url)
+    assert (
+        core.check_public_url("https://gantry.example.com/bot") == "https://gantry.example.com/bot"
+    )
