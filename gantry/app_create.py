@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from config.errors import SettingsError
 from config.settings import Settings, load_settings
@@ -113,7 +114,8 @@ def existing_credentials(plan: Plan, settings: Settings) -> list[str]:
 def announce(url: str) -> None:
     """Tell the operator where the page is."""
     print(f"Open {url} in a browser on this machine and press the button.", flush=True)
-    print("(On a remote host, forward the port first: ssh -L PORT:127.0.0.1:PORT host.)")
+    port = urlsplit(url).port
+    print(f"(On a remote host, forward the port first: ssh -L {port}:127.0.0.1:{port} HOST.)")
 
 
 def report(plan: Plan, conversion: Conversion) -> str:
