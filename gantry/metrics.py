@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from runner.results import PHASES, Phase, PhaseStatus, TaskResult
+from runner.results import PHASES, Conclusion, Phase, PhaseStatus, TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,8 @@ REFUSALS = {401: "forged", 413: "too_large"}  # any other refusal (400, 415) is 
 # What a stored delivery led to once handled (bot.intake.Outcome), or its end after retries.
 HANDLED_OUTCOMES = ("queued", "answered", "refused", "ignored", "failed")
 PHASE_OUTCOMES = (PhaseStatus.DONE.value, PhaseStatus.FAILED.value)
-CONCLUSIONS = ("published", "no_changes", "failed", "cancelled")
+CONCLUSIONS = tuple(conclusion.value for conclusion in Conclusion)
+# runner.store.TaskState's values (a test holds them equal; this module imports no store).
 TASK_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 PROVIDERS = ("openai", "anthropic")
 CACHE_RESULTS = ("hit", "miss")

@@ -10,8 +10,9 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
+from bot.intake import Outcome
 from config.settings import Settings
-from gantry.metrics import Metrics, TaskCounts, serving
+from gantry.metrics import HANDLED_OUTCOMES, TASK_STATES, Metrics, TaskCounts, serving
 from runner.results import Conclusion, Phase, PhaseStatus, TaskResult
 from runner.store import SQLiteTaskStore, TaskState
 from tests.support import parse_scrape, scrape
@@ -27,21 +28,21 @@ class Clock:
 
 
 async def test_the_store_counts_tasks_by_state_and_knows_the_oldest_queued(tmp_path: Path) -> None:
-    clock = Clock(1000.0)
-    store = SQLiteTaskStore(tmp_path / "gantry.db", clock)
-    store._executor.submit(store._connect).result()
+    store = await SQLiteTaskStore.open(tmp_path / "gantry.db")
     try:
         assert await store.state_counts() == ({}, None)
         first = await store.add_task(TASK, "d1")
-        clock.now = 1010.0
         second = await store.add_task(TASK, "d2")
-        clock.now = 1020.0
-        await store.add_task(TASK, "d3")
+        third = await store.add_task(TASK, "d3")
+        assert await store.state_counts() == ({"queued": 3}, first.created_at)
         await store.set_state(first.id, TaskState.RUNNING)
-        assert await store.state_counts() == ({"queued": 2, "running": 1}, 1010.0)
+        assert await store.state_counts() == ({"queued": 2, "running": 1}, second.created_at)
         await store.set_state(first.id, TaskState.SUCCEEDED)
         await store.set_state(second.id, TaskState.FAILED)
-        assert await store.state_counts() == ({"queued": 1, "succeeded": 1, "failed": 1}, 1020.0)
+        counts = ({"queued": 1, "succeeded": 1, "failed": 1}, third.created_at)
+        assert await store.state_counts() == counts
+        await store.set_state(third.id, TaskState.CANCELLED)
+        assert (await store.state_counts())[1] is None
     finally:
         await store.close()
 
@@ -130,6 +131,11 @@ def test_labels_stay_within_their_fixed_sets() -> None:
     assert scraped("gantry_tasks_finished_total", conclusion="published") == 1
     every_label_value = {value for (_, labels) in scraped.samples for _, value in labels}
     assert not any("/" in value or "#" in value for value in every_label_value)
+
+
+def test_the_label_sets_are_the_states_and_outcomes_the_parts_use() -> None:
+    assert set(TASK_STATES) == {state.value for state in TaskState}
+    assert set(HANDLED_OUTCOMES) == {outcome.value for outcome in Outcome} | {"failed"}
 
 
 def test_two_apps_never_share_a_count() -> None:
