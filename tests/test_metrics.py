@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client import generate_latest
@@ -177,8 +178,16 @@ async def test_the_listener_serves_only_metrics_and_goes_with_its_context() -> N
     async with serving(metrics, ("127.0.0.1", 0)) as port:
         assert port is not None
         assert metrics.address == ("127.0.0.1", port)
-        scraped = await scrape(f"http://127.0.0.1:{port}/metrics")
+        url = f"http://127.0.0.1:{port}/metrics"
+        scraped = await scrape(url)
         assert scraped("gantry_cache_lookups_total", result="miss") == 0
+        openmetrics = {"Accept": "application/openmetrics-text; version=1.0.0"}
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url, headers=openmetrics) as response:
+                assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+                assert (await response.text()).endswith("# EOF\n")
+            async with session.get(f"http://127.0.0.1:{port}/webhook") as response:
+                assert response.status == 404
     assert metrics.address is None
     async with serving(metrics, None) as nothing:
         assert nothing is None
