@@ -16,6 +16,7 @@ from config.errors import GantryError
 from config.loader import CommandPlan
 from config.repo_config import CONFIG_SCHEMA_VERSION, RepoConfig
 from config.secret_store import Secret
+from gantry.metrics import Metrics
 from runner.ca_certs import ExtraCa
 from runner.cache import CACHE_REPOSITORY, CacheInputs, EnvironmentCache, cache_key
 from runner.collect import SCRATCH, read_file, tar_file
@@ -185,9 +186,11 @@ class Environments:
         networks: Networks,
         extra_ca: ExtraCa | None = None,
         gateway: tuple[str, int] | None = None,
+        metrics: Metrics | None = None,
         puller: ImagePuller | None = None,
     ) -> None:
         self.client, self.mirrors, self.cache, self.networks = client, mirrors, cache, networks
+        self.metrics = metrics or Metrics()
         # Images named by the config or the server that the engine lacks are pulled first.
         self.puller = puller or ImagePuller(client)
         self.services = ServiceContainers(client, cache.owner)
@@ -231,6 +234,7 @@ class Environments:
         image_id, hit = await self._cached_or_built(
             trusted, inputs, key, fetched.path, log, timings
         )
+        self.metrics.cache_lookup(hit)
         environment = await self._start_agent(request, image_id, key, hit, fetched.path, log)
         try:
             if hit or request.untrusted:
