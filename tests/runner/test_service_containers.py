@@ -18,6 +18,7 @@ from config.repo_config import parse_repo_config
 from config.secret_store import Secret, secret_version
 from runner.cleanup import sweep
 from runner.environment import Environment, EnvironmentRequest, Environments
+from runner.image_pull import ImagePuller
 from runner.labels import KIND, KIND_SERVICE, SERVICE, TASK
 from runner.network import Attachment, Mode, NetworkPolicy, bridge_gateway_address
 from runner.service_containers import (
@@ -30,10 +31,11 @@ from runner.service_containers import (
     with_no_proxy,
 )
 from runner.tasklog import TaskLog
+from tests.registry import LocalRegistry, forget, local_registry
 from tests.runner.conftest import Origin, Owner, request_for
 from tests.service_support import PORT, TALK, service_image, talk
 
-__all__ = ["service_image"]
+__all__ = ["local_registry", "service_image"]
 
 READY = f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {PORT}), 1)'"
 
@@ -255,3 +257,27 @@ async def test_a_crash_left_service_is_swept_with_its_task(
     assert report.networks >= 1
     assert stage.services_left() == []
     await stage.environments.release(env)  # idempotent: already gone
+
+
+async def test_a_service_image_the_host_lacks_is_pulled_first(
+    stage: Stage, local_registry: LocalRegistry
+) -> None:
+    # The service image, known to the engine only by a name in the local registry.
+    reference = local_registry.image("service")
+    stage.client.images.get(stage.image).tag(reference)
+    auth = local_registry.auth()
+    for event in stage.client.api.push(reference, stream=True, decode=True, auth_config=auth):
+        assert "error" not in event, event
+    forget(stage.client, reference)
+    stage.environments.puller = ImagePuller(
+        stage.client, {local_registry.host: local_registry.login}
+    )
+    env = await stage.environments.prepare(
+        stage.request(ServiceSpec("db", reference, {"GREETING": "pulled"})), stage.log
+    )
+    try:
+        assert await run_in(env, talk("db", "PING"), stage.log) == "PONG pulled"
+    finally:
+        await stage.environments.release(env)
+        forget(stage.client, reference)
+    assert f"[gantry] pulled {reference}" in stage.log.text()
