@@ -25,6 +25,8 @@ from runner.sandbox import engine_call, human_bytes
 from runner.tasklog import Redactor, TaskLog
 
 PROGRESS_EVERY_S = 2.0
+# A task waits this long for a pull (a registry that never answers must not hold it forever).
+PULL_LIMIT_S = 1800.0
 PHASE = "environment"
 # Per-layer states worth a line; the rest ("Waiting", "Verifying Checksum", …) only add noise.
 LAYER_DONE = ("Pull complete", "Already exists")
@@ -35,7 +37,7 @@ REACH_FIX = "the registry cannot be reached from the Docker engine's host (DNS, 
 HINTS = (
     (("unauthorized", "denied", "authentication required", "no basic auth"), CREDENTIALS_FIX),
     (("not found", "manifest unknown", "name unknown", "does not exist"), NAME_FIX),
-    (("connection refused", "no such host", "timeout", "i/o timeout", "unreachable"), REACH_FIX),
+    (("connection refused", "no such host", "timeout", "unreachable", "no answer"), REACH_FIX),
 )
 
 
@@ -146,10 +148,14 @@ class ImagePuller:
     Only missing images are pulled: a tag already on the host is used as it is."""
 
     def __init__(
-        self, client: docker.DockerClient, logins: Mapping[str, RegistryLogin] | None = None
+        self,
+        client: docker.DockerClient,
+        logins: Mapping[str, RegistryLogin] | None = None,
+        limit_s: float = PULL_LIMIT_S,
     ) -> None:
         self.client = client
         self.logins = dict(logins or {})
+        self.limit_s = limit_s
         self._flights: dict[str, Flight] = {}
 
     async def present(self, image: str) -> bool:
@@ -164,6 +170,20 @@ class ImagePuller:
         """Pull the image unless the engine has it; raise `ImagePullError` with the report."""
         if await self.present(image):
             return
+        flight = self._join(image, log)
+        assert flight.task is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(flight.task), self.limit_s)
+        except TimeoutError:
+            report = failure_report(image, f"no answer within {self.limit_s:.0f}s")
+            log.line(PHASE, f"[gantry] {report}")
+            raise ImagePullError(report) from None
+        finally:
+            with contextlib.suppress(ValueError):
+                flight.logs.remove(log)
+
+    def _join(self, image: str, log: TaskLog) -> Flight:
+        """The pull of `image` under way, or a new one; the log follows it from now on."""
         login = login_for(image, self.logins)
         if login is not None:
             log.add_secrets([login.password.get_secret_value()])
@@ -174,13 +194,13 @@ class ImagePuller:
             log.line(PHASE, f"[gantry] {image} is not on this host: pulling it")
         else:
             log.line(PHASE, f"[gantry] {image} is being pulled for another task: waiting")
-        assert flight.task is not None
         flight.logs.append(log)
-        try:
-            await asyncio.shield(flight.task)
-        finally:
-            with contextlib.suppress(ValueError):
-                flight.logs.remove(log)
+        return flight
+
+    async def settle(self) -> None:
+        """Wait until no pull is under way (their failures are for their waiters to report)."""
+        tasks = [flight.task for flight in self._flights.values() if flight.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _pull(self, image: str, flight: Flight, login: RegistryLogin | None) -> None:
         """The pull itself, in a thread; the entry goes when it ends, so a failure is retried."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import docker
 import pytest
+import pytest_asyncio
 
 from config.settings import RegistryLogin
 from runner.image_pull import (
@@ -185,3 +186,43 @@ async def test_the_doctor_lookup_finds_a_pushed_image_without_pulling_it(
     digest = await puller.lookup(image)
     assert digest.startswith("sha256:")
     assert not await puller.present(image)
+
+
+@pytest_asyncio.fixture
+async def silent_registry() -> AsyncIterator[tuple[str, list[asyncio.StreamWriter]]]:
+    """A loopback 'registry' that takes connections and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}", held
+    server.close()
+    for writer in held:
+        writer.close()
+    await server.wait_closed()
+
+
+async def test_a_registry_that_never_answers_fails_the_pull_at_its_limit(
+    docker_client: docker.DockerClient,
+    silent_registry: tuple[str, list[asyncio.StreamWriter]],
+    tmp_path: Path,
+) -> None:
+    host, held = silent_registry
+    image = f"{host}/gantry-tests/silent:1"
+    puller = ImagePuller(docker_client, limit_s=2.0)
+    log = log_at(tmp_path / "task.log")
+    with pytest.raises(ImagePullError) as info:
+        await puller.ensure(image, log)
+    assert str(info.value).startswith(f"could not pull image {image} from {host}")
+    assert "no answer within 2s" in str(info.value)
+    assert "cannot be reached" in str(info.value)
+    assert held  # the engine did ask
+    # The registry goes away: the pull ends too, and the next task starts a fresh one.
+    for writer in held:
+        writer.close()
+    await puller.settle()
+    with pytest.raises(ImagePullError, match="could not pull image"):
+        await puller.ensure(image, log)
+    await puller.settle()
