@@ -22,6 +22,7 @@ from bot import (
     mentions,
     missed_deliveries,
     repo_page,
+    review_auto,
     task_page,
     task_stream,
 )
@@ -54,7 +55,11 @@ ACCEPTED = "accepted"
 PENDING = InboxState.PENDING
 
 ROUTER = routing.Router(
-    mentions.router, assignments.router, installations.router, config_check.router
+    mentions.router,
+    assignments.router,
+    installations.router,
+    config_check.router,
+    review_auto.router,
 )
 # At shutdown, deliveries still being handled get this long; the rest stay pending in the
 # store and are handled at the next start.
