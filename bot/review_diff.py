@@ -110,7 +110,7 @@ def review_body(
     if hidden:
         notes.append(f"{hidden} below the configured `review.min_severity`")
     if notes:
-        parts.append("Not repeated here: " + "; ".join(notes) + ".")
+        parts.append("Left out: " + "; ".join(notes) + ".")
     body = "\n\n".join(parts)
     return body if len(body) <= MAX_REVIEW_BODY_CHARS else body[:MAX_REVIEW_BODY_CHARS] + "\n…"
 
