@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from forge.rest_reviews import LineComment
 from forge.server import Forge
 from runner.store import TaskState
@@ -205,3 +207,35 @@ async def test_go_without_a_plan_says_so(forge: Forge, tmp_path: Path) -> None:
         await live.settle()
         replies = [c["body"] for c in live.forge.comments(OWNER, REPO, number)]
         assert any("I found no plan on this thread" in r for r in replies)
+
+
+@pytest.mark.parametrize(
+    ("agent", "reason"),
+    [
+        ("true", "the agent wrote no review.json in $GANTRY_OUTPUT_DIR"),
+        (
+            'echo \'[{"path": "src/app.py", "line": "two"}]\' > "$GANTRY_OUTPUT_DIR/review.json"',
+            "review.json does not follow the schema: [0].line: Input should be a valid integer",
+        ),
+        ('ln -s /etc/passwd "$GANTRY_OUTPUT_DIR/review.json"', "not a regular file"),
+        (
+            'truncate -s 1G "$GANTRY_OUTPUT_DIR/review.json"',
+            "over the limit of 262,144",
+        ),
+    ],
+)
+async def test_bad_review_output_fails_collect_and_posts_no_review(
+    forge: Forge, tmp_path: Path, agent: str, reason: str
+) -> None:
+    files = {".github/gantry.yml": config_with(agent), "AGENTS.md": AGENTS}
+    async with running_gantry(forge, tmp_path, files) as live:
+        number, _ = await pull_with_app(live)
+        await comment_on(live, number, "@gantry review", pull=True)
+        [task] = await wait_final(live, 1)
+        assert task.state is TaskState.FAILED
+        conversation = live.forge.comments(OWNER, REPO, number)
+        [progress] = [c["body"] for c in conversation if c["user"] == "gantry[bot]"]
+        assert "😕 Failed in the **collect** phase: " in progress
+        assert reason in progress
+        assert "root:x:0:0" not in progress
+        assert reviews(live, number) == []
