@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
+import gidgethub
 from gidgethub.abc import GitHubAPI
 
 from bot import replies
@@ -13,11 +16,12 @@ from bot.progress import trigger_of
 from bot.reports import clip, quiet_mentions
 from bot.review_diff import diff_lines, place, review_body, review_request, seen, unsaid
 from config.repo_config import RepoConfig
-from runner.modes import Answer, Mode, at_least
+from runner.modes import Answer, Finding, Mode, at_least
 from runner.store import Task
 
 FILES_URL = "/repos/{+repo}/pulls/{number}/files{?per_page}"
 REVIEWS_URL = "/repos/{+repo}/pulls/{number}/reviews{?per_page}"
+REVIEW_URL = "/repos/{+repo}/pulls/{number}/reviews"
 REVIEW_COMMENTS_URL = "/repos/{+repo}/pulls/{number}/comments{?per_page}"
 ASK_TEXT = "@{requester} asked:\n\n{question}\n\n{answer}"
 
@@ -55,10 +59,27 @@ class GitHubAnswers:
         fresh = len(placed.inline) + len(placed.outside)
         repeated = len(wanted) - fresh
         hidden = len(answer.findings) - len(wanted)
-        body = review_body(placed.outside, len(placed.inline), repeated, hidden, self.label)
-        data = review_request(self.task.head_sha, placed.inline, body)
-        url = "/repos/{+repo}/pulls/{number}/reviews"
-        review = await self.gh.post(url, self._where, data=data)
+        counts = (repeated, hidden, self.label)
+        try:
+            return await self.submit(placed.inline, placed.outside, *counts)
+        except gidgethub.BadRequest as exc:
+            if exc.status_code != HTTPStatus.UNPROCESSABLE_ENTITY or not placed.inline:
+                raise
+            # The pull request moved on since the agent read it and GitHub no longer places a
+            # line: the same review, every finding in its body (one review, never half).
+            return await self.submit((), placed.inline + placed.outside, *counts)
+
+    async def submit(
+        self,
+        inline: Sequence[Finding],
+        outside: Sequence[Finding],
+        repeated: int,
+        hidden: int,
+        label: str,
+    ) -> str:
+        body = review_body(outside, len(inline), repeated, hidden, label)
+        data = review_request(self.task.head_sha, inline, body)
+        review = await self.gh.post(REVIEW_URL, self._where, data=data)
         return str(review["html_url"])
 
     @property
