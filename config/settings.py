@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     gateway_host: str | None = None
     gateway_port: Annotated[int, Field(ge=0, le=65535)] = 0
     gateway_address: str | None = None
+    # `/metrics` (Prometheus) is served only on this HOST:PORT, an internal listener of its own,
+    # never on the webhook's public port; unset: not served. Port 0 picks a free one.
+    metrics_address: str | None = None
     # Ceilings no repository's `agent.budget` can exceed.
     max_agent_requests: Annotated[int, Field(ge=1)] = 500
     max_agent_tokens: Annotated[int, Field(ge=1)] = 5_000_000
@@ -92,6 +95,13 @@ class Settings(BaseSettings):
     def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_address(value)
         return value
 
     @field_validator("openai_api_key", "anthropic_api_key")
@@ -130,6 +140,11 @@ class Settings(BaseSettings):
                 "GANTRY_GITHUB_APP_ID and GANTRY_GITHUB_PRIVATE_KEY(_PATH): required to serve"
             )
         return problems
+
+    @property
+    def metrics_bind(self) -> tuple[str, int] | None:
+        """Where `/metrics` listens (host, port), or None when it is not served."""
+        return split_address(self.metrics_address) if self.metrics_address else None
 
     @property
     def webhook_secret(self) -> str:
@@ -207,3 +222,12 @@ def describe_errors(exc: ValidationError) -> list[str]:
             message = "is required but not set"
         lines.append(f"{name}: {message}" if loc else message)
     return lines
+
+
+def split_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (`[::1]:9464` for IPv6) as host and port; ValueError when it is not."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9464)")
+    return host, int(port)
