@@ -181,6 +181,7 @@ def task_file(task: Task, sha: str, rounds: list[dict[str, Any]]) -> dict[str, A
         "base_ref": task.head_ref or task.default_branch,
         "base_sha": sha,
         "rounds": rounds,
+        "mode": mode_of(task.kind).value,
     } | review
 
 

@@ -38,14 +38,16 @@ FINDINGS = [
 AGENT = f"""\
 echo scribble > scribbled.txt
 case "$GANTRY_MODE" in
-  review) cat > "$GANTRY_OUTPUT_DIR/review.json" <<'JSON'
+  review) grep -q '"mode": "review"' "$GANTRY_TASK_FILE" || exit 3
+    cat > "$GANTRY_OUTPUT_DIR/review.json" <<'JSON'
 {json.dumps(FINDINGS)}
 JSON
   ;;
   ask) printf 'The retry logic lives in `bot/`.\\nYou asked: %s\\n' "$GANTRY_PROMPT" \\
          > "$GANTRY_OUTPUT_DIR/answer.md" ;;
   plan) printf '1. Write fix.txt.\\n2. Check it exists.\\n' > "$GANTRY_OUTPUT_DIR/plan.md" ;;
-  *) rm -f scribbled.txt; printf 'fixed: %s\\n' "$GANTRY_PROMPT" > fix.txt ;;
+  *) rm -f scribbled.txt; printf 'fixed: %s\\n' "$GANTRY_PROMPT" > fix.txt
+     cp "$GANTRY_TASK_FILE" task.json ;;
 esac
 """
 
@@ -194,6 +196,8 @@ async def test_plan_then_go_runs_the_edited_plan(forge: Forge, tmp_path: Path) -
             "fixed: make the date test pass\n\nCarry out this plan, agreed on the thread:\n\n"
             "1. Write fix.txt.\n2. Also check midnight.\n"
         )
+        task_json = json.loads(await git_show(live.forge, "show", f"{pushed}:task.json"))
+        assert (task_json["mode"], task_json["requester"]) == ("code", WRITER)
 
 
 async def test_go_without_a_plan_says_so(forge: Forge, tmp_path: Path) -> None:
