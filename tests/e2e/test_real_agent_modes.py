@@ -1,4 +1,4 @@
-"""`review` and `ask` through a real agent CLI (Codex) and the model stand-in.
+"""`review` and `ask` through real agent CLIs and the model stand-in.
 
 The preset tells the CLI its mode; the stand-in's scripted tool call writes the output file
 where the instructions say, and Gantry posts it: one review with its inline comment, or a
@@ -39,12 +39,18 @@ def sent_text(stand_in: ModelStandIn) -> str:
 
 
 def gantry(
-    forge: Forge, tmp_path: Path, stand_in: ModelStandIn, key: str
+    forge: Forge, tmp_path: Path, stand_in: ModelStandIn, key: str, preset: str = "codex"
 ) -> contextlib.AbstractAsyncContextManager[Gantry]:
     """A Gantry whose OpenAI provider is the stand-in, on a repository with review rules."""
-    files = {".github/gantry.yml": config("codex"), "AGENTS.md": RULES, "README.md": "# x\n"}
+    files = {".github/gantry.yml": config(preset), "AGENTS.md": RULES, "README.md": "# x\n"}
     return running_gantry(
-        forge, tmp_path, files, openai_base_url=f"{stand_in.url()}/v1", openai_api_key=key
+        forge,
+        tmp_path,
+        files,
+        openai_base_url=f"{stand_in.url()}/v1",
+        openai_api_key=key,
+        anthropic_base_url=stand_in.url(),
+        anthropic_api_key=key,
     )
 
 
@@ -75,12 +81,13 @@ async def test_codex_reviews_a_pull_request(
 
 
 @pytest.mark.usefixtures("agents_image")
-async def test_codex_answers_a_question(
-    forge: Forge, tmp_path: Path, stand_in: ModelStandIn, real_key: str
+@pytest.mark.parametrize("preset", ["codex", "claude"])
+async def test_a_real_cli_answers_a_question(
+    forge: Forge, tmp_path: Path, stand_in: ModelStandIn, real_key: str, preset: str
 ) -> None:
     answer = "Division lives in `src/app.py`.\n"
     stand_in.script = Script(path=f"{OUTPUT}/answer.md", content=answer, answer="Answered.")
-    async with gantry(forge, tmp_path, stand_in, real_key) as live:
+    async with gantry(forge, tmp_path, stand_in, real_key, preset) as live:
         await comment_on(live, live.issue_number, "@gantry ask where is division done?")
         [task] = await wait_final(live, 1, seconds=300)
         comments = live.forge.comments(OWNER, REPO, live.issue_number)
