@@ -21,6 +21,9 @@ from config.errors import SettingsError
 
 ENV_PREFIX = "GANTRY_"
 DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_WEB_URL = "https://github.com"
+# Enterprise Server serves its REST API under this path of its web address.
+ENTERPRISE_API_PATH = "/api/v3"
 DEFAULT_IMAGE = "gantry-universal:latest"
 DEFAULT_DATA_DIR = Path("~/.local/share/gantry")
 SQLITE_PREFIX = "sqlite:///"
@@ -46,6 +49,8 @@ class Settings(BaseSettings):
     # work without it.
     github_webhook_secret: SecretStr | None = None
     github_api_url: AnyHttpUrl = AnyHttpUrl(DEFAULT_API_URL)
+    # GitHub's web address (where Apps are registered); default: derived from GITHUB_API_URL.
+    github_url: AnyHttpUrl | None = None
     bot_handle: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$")
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
@@ -174,6 +179,13 @@ class Settings(BaseSettings):
         """The GitHub API base URL without a trailing slash."""
         return str(self.github_api_url).rstrip("/")
 
+    @property
+    def web_url(self) -> str:
+        """GitHub's web address without a trailing slash: `GITHUB_URL`, else from the API URL."""
+        if self.github_url is not None:
+            return str(self.github_url).rstrip("/")
+        return web_url_for(self.api_url)
+
     def private_key_pem(self) -> str:
         """The App's private key as PEM text, read from the setting or its file."""
         if self.github_private_key is not None:
@@ -187,6 +199,13 @@ class Settings(BaseSettings):
                 f"GANTRY_GITHUB_PRIVATE_KEY_PATH: cannot read {self.github_private_key_path}: "
                 f"{getattr(exc, 'strerror', None) or exc}"
             ) from None
+
+
+def web_url_for(api_url: str) -> str:
+    """github.com for api.github.com; `https://HOST` for Enterprise's `https://HOST/api/v3`."""
+    if api_url.rstrip("/") == DEFAULT_API_URL:
+        return DEFAULT_WEB_URL
+    return api_url.rstrip("/").removesuffix(ENTERPRISE_API_PATH)
 
 
 def load_private_key(pem: str) -> RSAPrivateKey:
