@@ -138,6 +138,7 @@ class TaskRunner:
             earlier_tasks=self.earlier,
             gateway=self.gateway,
             record_usage=self.record_usage,
+            max_attempts=self.settings.max_attempts,
         )
         reporter = Tee(
             (StoreReporter(self.store, task.id), GitHubReporter(gh, task, self.task_url(task)))

@@ -26,6 +26,7 @@ from runner.agent_step import (
     usage_line,
     usage_record,
 )
+from runner.attempts import AttemptsRun, attempt_count
 from runner.collect import MESSAGE_NAME, PATCH_NAME, collect_script, snapshot_script
 from runner.environment import EnvironmentRequest, PhaseFailedError, from_config
 from runner.executor import Executor, RunningEnvironment
@@ -35,6 +36,7 @@ from runner.results import (
     PHASES,
     RESTART_NOTE,
     SHUTDOWN,
+    Attempts,
     CheckOutcome,
     Conclusion,
     Phase,
@@ -79,6 +81,8 @@ class Work:
     base_sha: str
     # The agent's model usage line (empty when it used no model through the gateway).
     usage: str = ""
+    # A best-of-N task's attempts, the published one among them (None: a single attempt).
+    attempts: Attempts | None = None
 
 
 class Publisher(Protocol):
@@ -149,6 +153,9 @@ class PipelineDeps:
     # The model gateway (None: agents get no model route, presets cannot run).
     gateway: ModelGateway | None = None
     record_usage: Callable[[Task, dict[str, Any]], Awaitable[None]] = no_usage
+    # The server's ceiling on a task's `--attempts` (the repository's `agent.max_attempts`
+    # caps it further).
+    max_attempts: int = 1
 
 
 def task_file(task: Task, sha: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -222,6 +229,8 @@ class Run:
         # The phase a failure outside any phase's work belongs to (the last one started).
         self.current = PHASES[0]
         self.failed_phases: set[str] = set()
+        # Which of the task's attempts this run is (`GANTRY_ATTEMPT`), and of how many.
+        self.attempt, self.attempts = 1, 1
 
     async def phase(
         self,
@@ -274,14 +283,19 @@ class Run:
         data = json.dumps(task_file(self.task, sha, earlier), indent=2).encode()
         path = f"{env.scratch}/{TASK_FILE_NAME}"
         await env.write_file(path, data)
-        variables = {"GANTRY_PROMPT": prompt_of(self.task), "GANTRY_TASK_FILE": path}
+        variables = {
+            "GANTRY_PROMPT": prompt_of(self.task),
+            "GANTRY_TASK_FILE": path,
+            "GANTRY_ATTEMPT": str(self.attempt),
+            "GANTRY_ATTEMPTS": str(self.attempts),
+        }
         await self.phase("agent", lambda: self.run_agent(env, config, choice, variables))
 
     async def run_agent(
         self, env: Env, config: RepoConfig, choice: AgentChoice, variables: dict[str, str]
     ) -> None:
         """The agent with a gateway token that is valid for exactly this run."""
-        gateway, task_id = self.deps.gateway, str(self.task.id)
+        gateway, task_id = self.deps.gateway, self.gateway_id
         url = env.gateway_url
         budget = Budget.of(config.agent.budget)
         token = None
@@ -304,6 +318,12 @@ class Run:
         reason = failure_reason(usage, result)
         if reason is not None:
             raise TaskFailedError("agent", reason)
+
+    @property
+    def gateway_id(self) -> str:
+        """The run's name at the model gateway: each attempt has its own token and budget."""
+        task = str(self.task.id)
+        return task if self.attempts == 1 else f"{task}.{self.attempt}"
 
     async def keep_usage(self, label: str, usage: TaskUsage) -> None:
         """Note the model usage for the reports (if the agent used a model at all), the log
@@ -461,6 +481,8 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
         token=source.token,
         ref=source.ref,
     )
+    if run.task.best_of > 1:
+        return await _attempts(run, publisher, request, checkout, source.sha)
     env = await run.phase("environment", lambda: environment(run, request))
     released: asyncio.Task[None] | None = None
     try:
@@ -492,6 +514,23 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
     return run.outcome
 
 
+async def _attempts(
+    run: Run, publisher: Publisher, request: EnvironmentRequest, checkout: Checkout, sha: str
+) -> TaskResult:
+    """`--attempts N`: N attempts side by side (runner/attempts.py); the best is published."""
+    config = checkout.parsed.config
+    asked = run.task.best_of
+    allowed, limited_by = attempt_count(asked, config.agent.max_attempts, run.deps.max_attempts)
+    best = await AttemptsRun(run, environment, request, checkout, sha)(asked, allowed, limited_by)
+    run.outcomes = best.checks
+    refused = tuple(describe_blocked(d) for d in best.blocked)
+    work = Work(
+        best.patch, best.message, best.checks, refused, config, sha, best.usage, best.attempts
+    )
+    run.outcome = await publish_work(run, publisher, work)
+    return run.outcome
+
+
 async def environment(run: Run, request: EnvironmentRequest) -> Env:
     """Build or resume the environment, then snapshot the tree the agent starts from."""
     env: Env = await run.deps.environments.prepare(request, run.log)
@@ -511,7 +550,11 @@ async def publish_work(run: Run, publisher: Publisher, work: Work) -> TaskResult
     if not work.patch.strip():
         await run.skip("publish", "no changes")
         return TaskResult(
-            Conclusion.NO_CHANGES, checks=work.checks, blocked=work.blocked, usage=work.usage
+            Conclusion.NO_CHANGES,
+            checks=work.checks,
+            blocked=work.blocked,
+            usage=work.usage,
+            attempts=work.attempts,
         )
     url = await run.phase("publish", lambda: publisher.publish(work))
     return TaskResult(
@@ -520,4 +563,5 @@ async def publish_work(run: Run, publisher: Publisher, work: Work) -> TaskResult
         pull_url=url,
         blocked=work.blocked,
         usage=work.usage,
+        attempts=work.attempts,
     )

@@ -1,0 +1,345 @@
+"""Best of N: several attempts of one task side by side, the one whose checks pass published.
+
+Each attempt has its own container started from the task's one prepared environment (the
+cache image setup made; a cache miss builds it once, the others wait for it), its own log
+view, its own model-gateway token and budget, and `GANTRY_ATTEMPT` set to its number. The
+phases run as one for all attempts (all agents, then all checks, then every collect), so the
+progress comment keeps its one checklist; an attempt that fails drops out, the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from config.errors import GantryError
+from config.loader import Checkout
+from config.repo_config import RepoConfig
+from runner.environment import EnvironmentRequest
+from runner.executor import RunningEnvironment
+from runner.results import (
+    AttemptReport,
+    Attempts,
+    CheckOutcome,
+    DiffSize,
+    Phase,
+    PhaseStatus,
+    TaskResult,
+)
+
+if TYPE_CHECKING:
+    from runner.pipeline import Run
+
+log = logging.getLogger(__name__)
+Env = RunningEnvironment
+REPO_LIMIT = "`agent.max_attempts` in .github/gantry.yml"
+SERVER_LIMIT = "the server's `GANTRY_MAX_ATTEMPTS`"
+# What the task page keeps of each attempt's diff (the winner's is kept whole, as always).
+MAX_RECORDED_PATCH = 256 * 1024
+NO_ATTEMPT_LEFT = "no attempt got through the {phase} phase: {reasons}"
+
+
+# -- the pure core ---------------------------------------------------------------------------
+
+
+def attempt_count(asked: int, repo_max: int, server_max: int) -> tuple[int, str]:
+    """How many attempts run, and who capped the number (empty: nobody did)."""
+    allowed = min(repo_max, server_max)
+    if asked <= allowed:
+        return max(asked, 1), ""
+    return allowed, REPO_LIMIT if repo_max <= server_max else SERVER_LIMIT
+
+
+def diff_size(patch: bytes) -> DiffSize:
+    """Files, added and removed lines of a git patch (binary files count as files only)."""
+    files = added = removed = 0
+    in_hunk = False
+    for line in patch.split(b"\n"):
+        if line.startswith(b"diff --git "):
+            files, in_hunk = files + 1, False
+        elif line.startswith(b"@@"):
+            in_hunk = True
+        elif in_hunk and line.startswith(b"+"):
+            added += 1
+        elif in_hunk and line.startswith(b"-"):
+            removed += 1
+    return DiffSize(files, added, removed, len(patch))
+
+
+def rank(report: AttemptReport) -> tuple[int, int, int, int]:
+    """Better attempts sort first: fewer failing checks, then the smaller diff (lines, then
+    bytes), then the earlier attempt."""
+    return (report.failing, report.diff.lines, report.diff.bytes, report.number)
+
+
+def pick_winner(reports: Iterable[AttemptReport]) -> AttemptReport | None:
+    """The attempt to publish: of those that finished with a change, the best by `rank`;
+    None when no attempt finished with one."""
+    candidates = [r for r in reports if not r.error and r.diff.bytes > 0]
+    return min(candidates, key=rank, default=None)
+
+
+def attempts_record(
+    attempts: Attempts, patches: dict[int, bytes], limit: int = MAX_RECORDED_PATCH
+) -> dict[str, Any]:
+    """What the task page keeps of every attempt: its checks, diff size, diff and outcome."""
+    return {
+        "asked": attempts.asked,
+        "allowed": attempts.allowed,
+        "limited_by": attempts.limited_by,
+        "winner": attempts.winner,
+        "list": [report_record(r, patches.get(r.number, b""), limit) for r in attempts.reports],
+    }
+
+
+def report_record(report: AttemptReport, patch: bytes, limit: int) -> dict[str, Any]:
+    """One attempt as plain data (its patch cut to `limit` bytes)."""
+    shown = patch[:limit].decode(errors="replace")
+    cut = len(patch) - limit
+    return {
+        "number": report.number,
+        "error": report.error,
+        "usage": report.usage,
+        "diff": dataclasses.asdict(report.diff),
+        "checks": [dataclasses.asdict(check) for check in report.checks],
+        "patch": shown + (f"\n… ({cut:,} more bytes not kept)" if cut > 0 else ""),
+    }
+
+
+def checks_verdict(phase: Phase, finished: Sequence[AttemptReport]) -> Phase:
+    """The checks phase of the attempts still going: done when one passed all its checks."""
+    passed = [r.number for r in finished if r.failing == 0]
+    failed = [r.number for r in finished if r.failing]
+    parts = [f"{listed(passed)} passed"] if passed else []
+    parts += [f"{listed(failed)} failed"] if failed else []
+    status = PhaseStatus.DONE if passed else PhaseStatus.FAILED
+    return dataclasses.replace(phase, status=status, note="; ".join(parts))
+
+
+def listed(numbers: Sequence[int]) -> str:
+    """`attempt 2`, `attempts 1 and 3`, `attempts 1, 2 and 3`."""
+    words = [str(n) for n in numbers]
+    text = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return f"attempt{'s' if len(words) > 1 else ''} {text}"
+
+
+def stage_verdict(phase: Phase, dropped: Sequence[int]) -> Phase:
+    """A phase the attempts went through together: which of them dropped out in it."""
+    return dataclasses.replace(phase, note=f"{listed(dropped)} failed" if dropped else "")
+
+
+# -- the shell -------------------------------------------------------------------------------
+
+
+class Silent:
+    """An attempt's own phases are reported as one for all attempts, not one by one."""
+
+    async def started(self) -> None:
+        return None
+
+    async def phase(self, phase: Phase) -> None:
+        return None
+
+    async def finished(self, result: TaskResult) -> None:
+        return None
+
+
+@dataclass
+class Attempt:
+    """One attempt as it runs: its own run (silent, with its own log view) and container."""
+
+    number: int
+    run: Run
+    env: Env | None = None
+    error: str = ""
+    dropped_in: str = ""
+    checks: tuple[CheckOutcome, ...] = ()
+    patch: bytes = b""
+    message: str = ""
+    blocked: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, Any] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.env is not None and not self.error
+
+    def report(self) -> AttemptReport:
+        return AttemptReport(
+            self.number, self.checks, diff_size(self.patch), self.error, self.run.usage_line
+        )
+
+
+@dataclass(frozen=True)
+class BestOf:
+    """What the attempts came to: the winner's work (empty when none changed anything)."""
+
+    attempts: Attempts
+    patch: bytes = b""
+    message: str = ""
+    checks: tuple[CheckOutcome, ...] = ()
+    blocked: tuple[dict[str, Any], ...] = ()
+    usage: str = ""
+
+
+def attempt_run(run: Run, number: int, count: int) -> Attempt:
+    """An attempt of `run`: the same task and deps, its own log view, reporting nothing; its
+    model usage is kept with the attempt (the task page shows them all at the end)."""
+    attempt: Attempt
+
+    async def keep(_task: Any, usage: dict[str, Any]) -> None:
+        attempt.usage = usage
+
+    deps = dataclasses.replace(run.deps, record_usage=keep)
+    child = type(run)(run.task, deps, Silent(), run.log.labelled(f"attempt {number}"))
+    child.secrets, child.attempt, child.attempts = run.secrets, number, count
+    attempt = Attempt(number, child)
+    return attempt
+
+
+async def each(
+    attempts: Sequence[Attempt], phase: str, step: Callable[[Attempt], Awaitable[None]]
+) -> list[Attempt]:
+    """Run `step` for every attempt still going, side by side; one that fails drops out with
+    its reason. The attempts still going; none left fails the phase."""
+
+    async def one(attempt: Attempt) -> None:
+        try:
+            await step(attempt)
+        except Exception as exc:  # one attempt's failure (even our bug) is not the others'
+            if not isinstance(exc, GantryError | OSError):
+                log.error("attempt %d: %s failed", attempt.number, phase, exc_info=exc)
+            attempt.error, attempt.dropped_in = f"{phase}: {exc or type(exc).__name__}", phase
+
+    async with asyncio.TaskGroup() as group:
+        for attempt in attempts:
+            if attempt.error == "":
+                group.create_task(one(attempt))
+    alive = [a for a in attempts if not a.error]
+    if not alive:
+        reasons = "; ".join(f"attempt {a.number}: {a.error}" for a in attempts if a.error)
+        raise GantryError(NO_ATTEMPT_LEFT.format(phase=phase, reasons=reasons))
+    return alive
+
+
+@dataclass
+class AttemptsRun:
+    """The attempts of one task from its environment to the chosen work."""
+
+    run: Run
+    prepare: Callable[[Run, EnvironmentRequest], Awaitable[Env]]
+    request: EnvironmentRequest
+    checkout: Checkout
+    sha: str
+    attempts: list[Attempt] = field(default_factory=list)
+
+    async def __call__(self, asked: int, allowed: int, limited_by: str) -> BestOf:
+        run, config = self.run, self.checkout.parsed.config
+        self.attempts = [attempt_run(run, n, allowed) for n in range(1, allowed + 1)]
+        capped = f" (asked for {asked}; the most {limited_by} allows)" if limited_by else ""
+        note = f"{allowed} attempts{capped}"
+        try:
+            await run.phase("environment", self.environments, note)
+            await run.phase("agent", lambda: self.agents(config), judge=self.judge_stage)
+            await self.end_phase()
+            await run.phase("checks", self.checks, judge=lambda p, _: self.judge_checks(p))
+            await self.end_phase()
+            await run.phase("collect", self.collect, judge=self.judge_stage)
+        finally:
+            await asyncio.shield(self.release())
+        best = self.choose(Attempts(asked, allowed, limited_by, ()))
+        await self.keep_record(best.attempts)
+        return best
+
+    def judge_stage(self, phase: Phase, _result: object) -> Phase:
+        return stage_verdict(phase, [a.number for a in self.attempts if a.dropped_in == phase.name])
+
+    def judge_checks(self, phase: Phase) -> Phase:
+        return checks_verdict(phase, [a.report() for a in self.attempts if a.alive])
+
+    async def environments(self) -> None:
+        async def start(attempt: Attempt) -> None:
+            attempt.env = await attempt.run.phase(
+                "environment", lambda: self.prepare(attempt.run, self.request)
+            )
+
+        await each(self.attempts, "environment", start)
+
+    async def agents(self, config: RepoConfig) -> None:
+        await each(self.attempts, "agent", lambda a: a.run.agent(self.env(a), config, self.sha))
+
+    async def checks(self) -> None:
+        async def check(attempt: Attempt) -> None:
+            env, run = self.env(attempt), attempt.run
+            checks = await run.phase(
+                "checks", lambda: run.changes_and_checks(env, self.checkout, config, self.sha)
+            )
+            attempt.checks = checks
+
+        config = self.checkout.parsed.config
+        await each(self.attempts, "checks", check)
+
+    async def collect(self) -> None:
+        async def collect(attempt: Attempt) -> None:
+            env = self.env(attempt)
+            collected = attempt.run.phase("collect", lambda: attempt.run.collect(env, self.sha))
+            attempt.patch, attempt.message = await collected
+            attempt.blocked = await attempt.run.deps.environments.blocked_attempts(env)
+
+        await each(self.attempts, "collect", collect)
+
+    def env(self, attempt: Attempt) -> Env:
+        if attempt.env is None:
+            raise GantryError(f"attempt {attempt.number} has no environment")
+        return attempt.env
+
+    async def end_phase(self) -> None:
+        """Stop what the last phase left running in every attempt's container."""
+        await asyncio.gather(*(a.env.end_phase() for a in self.attempts if a.alive and a.env))
+
+    async def release(self) -> None:
+        """Every attempt's container goes, whatever happened."""
+        environments = self.run.deps.environments
+        started = [a.env for a in self.attempts if a.env is not None]
+        await asyncio.gather(*(environments.release(env) for env in started))
+
+    def choose(self, attempts: Attempts) -> BestOf:
+        """The best attempt's work, with every attempt's report; logged and kept for the page."""
+        reports = tuple(a.report() for a in self.attempts)
+        winner = pick_winner(reports)
+        summary = dataclasses.replace(
+            attempts, reports=reports, winner=winner.number if winner else None
+        )
+        chosen = next((a for a in self.attempts if winner and a.number == winner.number), None)
+        self.run.log.line("collect", f"[gantry] {verdict_line(summary)}")
+        if chosen is None:
+            finished = next(a for a in self.attempts if a.alive)
+            return BestOf(summary, checks=finished.checks)
+        return BestOf(
+            summary,
+            chosen.patch,
+            chosen.message,
+            chosen.checks,
+            tuple(chosen.blocked),
+            chosen.run.usage_line,
+        )
+
+    async def keep_record(self, attempts: Attempts) -> None:
+        """Every attempt's diff and checks (and the winner's model session) for the task page."""
+        patches = {a.number: a.patch for a in self.attempts}
+        winner = next((a for a in self.attempts if a.number == attempts.winner), None)
+        usage = (winner.usage if winner is not None else None) or {}
+        record = usage | {"attempts": attempts_record(attempts, patches)}
+        await self.run.deps.record_usage(self.run.task, record)
+
+
+def verdict_line(attempts: Attempts) -> str:
+    """One line for the log: who won and why, or that no attempt changed anything."""
+    if attempts.winner is None:
+        return f"none of the {len(attempts.reports)} attempts changed anything"
+    won = next(r for r in attempts.reports if r.number == attempts.winner)
+    checks = "its checks passed" if won.failing == 0 else f"{won.failing} checks failed"
+    return f"attempt {won.number} of {len(attempts.reports)} won: {checks}"
