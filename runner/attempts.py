@@ -240,7 +240,7 @@ class AttemptsRun:
         run, config = self.run, self.checkout.parsed.config
         self.attempts = [attempt_run(run, n, allowed) for n in range(1, allowed + 1)]
         capped = f" (asked for {asked}; the most {limited_by} allows)" if limited_by else ""
-        note = f"{allowed} attempts{capped}"
+        note = f"{allowed} attempt{'' if allowed == 1 else 's'}{capped}"
         try:
             await run.phase("environment", self.environments, note)
             await run.phase("agent", lambda: self.agents(config), judge=self.judge_stage)

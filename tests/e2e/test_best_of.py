@@ -25,6 +25,7 @@ from tests.e2e.conftest import (
 # check, though its diff is the largest.
 AGENT = """\
 echo "attempt $GANTRY_ATTEMPT of $GANTRY_ATTEMPTS"
+echo "gateway token $(printf %s "$OPENAI_API_KEY" | sha256sum | cut -c1-16)"
 case "$GANTRY_ATTEMPT" in
   1) echo no > answer.txt ;;
   2) echo right > answer.txt && printf 'why\\nit\\nworks\\n' > notes.txt ;;
@@ -95,6 +96,11 @@ async def test_three_attempts_where_only_the_second_passes_its_checks_publish_th
         # above hold none of the others' files.
         told = re.findall(r"\[agent\] \[attempt (\d)\] attempt \1 of 3\n", page)
         assert sorted(told) == ["1", "2", "3"]
+        # ... and reached the model gateway with a token (and a budget) of its own.
+        tokens = re.findall(r"\[attempt \d\] gateway token ([0-9a-f]{16})\n", page)
+        assert len(tokens) == 3
+        assert len(set(tokens)) == 3
+        assert "e3b0c44298fc1c14" not in tokens  # the hash of an empty token
         assert live_containers(gantry) == []
 
 
