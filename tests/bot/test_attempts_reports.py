@@ -20,7 +20,7 @@ PASS = CheckOutcome("pytest -q", "AGENTS.md:6", 0)
 FAIL = CheckOutcome("pytest -q", "AGENTS.md:6", 1, "E   assert 1 == 2")
 FIRST = AttemptReport(1, (FAIL,), DiffSize(1, 2, 0, 90))
 SECOND = AttemptReport(2, (PASS,), DiffSize(2, 5, 1, 300), usage="🤖 codex · 3 requests")
-THIRD = AttemptReport(3, (), error="agent: the agent exited 1 | @bob was here")
+THIRD = AttemptReport(3, (), error="agent: the agent exit code 1 | @bob was here")
 ATTEMPTS = Attempts(3, 3, "", (FIRST, SECOND, THIRD), winner=2)
 
 
@@ -31,7 +31,7 @@ def test_the_pr_body_names_the_published_attempt_and_how_the_others_did() -> Non
     assert "| 1 | ❌ failed | +2 -0 in 1 file | not published |" in body
     assert "| **2** | ✅ passed | +5 -1 in 2 files | 🏆 published |" in body
     # A failure's reason can neither break the table nor ping anyone.
-    assert "| 3 | — | — | failed in agent: the agent exited 1 \\| @\u2060bob was here |" in body
+    assert "| 3 | — | — | failed in agent: the agent exit code 1 \\| @\u2060bob was here |" in body
 
 
 def test_of_several_passing_attempts_the_body_says_the_smallest_diff_won() -> None:
@@ -87,7 +87,7 @@ def test_the_task_page_keeps_every_attempts_checks_and_diff_escaped() -> None:
     page = render(task, [], "", "+second\n", record)
     assert "<h3>Attempt 1: not published (+2 -0 in 1 files)</h3>" in page
     assert "<h3>Attempt 2: published (+5 -1 in 2 files)</h3><p>🤖 codex · 3 requests</p>" in page
-    assert "Attempt 3: failed in agent: the agent exited 1" in page
+    assert "Attempt 3: failed in agent: the agent exit code 1" in page
     assert "+&lt;script&gt;first&lt;/script&gt;" in page
     assert "<script>first" not in page
     assert "E   assert 1 == 2" in page  # the failing check's output

@@ -92,7 +92,7 @@ def test_equal_lines_are_decided_by_bytes_then_by_the_earlier_attempt() -> None:
 
 def test_attempts_without_a_change_or_that_failed_never_win() -> None:
     empty = report(1, (PASS,), 0)
-    broken = report(2, (), 3, error="agent: the agent exited 1")
+    broken = report(2, (), 3, error="agent: the agent exit code 1")
     failing = report(3, (FAIL,), 9)
     assert pick_winner([empty, broken, failing]) == failing
     assert pick_winner([empty, broken]) is None
