@@ -202,9 +202,9 @@ def attempt_run(run: Run, number: int, count: int) -> Attempt:
 
 async def each(
     attempts: Sequence[Attempt], phase: str, step: Callable[[Attempt], Awaitable[None]]
-) -> list[Attempt]:
+) -> None:
     """Run `step` for every attempt still going, side by side; one that fails drops out with
-    its reason. The attempts still going; none left fails the phase."""
+    its reason; none left fails the phase."""
 
     async def one(attempt: Attempt) -> None:
         try:
@@ -218,11 +218,9 @@ async def each(
         for attempt in attempts:
             if attempt.error == "":
                 group.create_task(one(attempt))
-    alive = [a for a in attempts if not a.error]
-    if not alive:
+    if all(a.error for a in attempts):
         reasons = "; ".join(f"attempt {a.number}: {a.error}" for a in attempts if a.error)
         raise GantryError(NO_ATTEMPT_LEFT.format(phase=phase, reasons=reasons))
-    return alive
 
 
 @dataclass
@@ -241,6 +239,7 @@ class AttemptsRun:
         self.attempts = [attempt_run(run, n, allowed) for n in range(1, allowed + 1)]
         capped = f" (asked for {asked}; the most {limited_by} allows)" if limited_by else ""
         note = f"{allowed} attempt{'' if allowed == 1 else 's'}{capped}"
+        base = Attempts(asked, allowed, limited_by, ())
         try:
             await run.phase("environment", self.environments, note)
             await run.phase("agent", lambda: self.agents(config), judge=self.judge_stage)
@@ -248,9 +247,12 @@ class AttemptsRun:
             await run.phase("checks", self.checks, judge=lambda p, _: self.judge_checks(p))
             await self.end_phase()
             await run.phase("collect", self.collect, judge=self.judge_stage)
+        except Exception:
+            await self.keep_record(self.summary(base))  # how each attempt failed, for the page
+            raise
         finally:
             await asyncio.shield(self.release())
-        best = self.choose(Attempts(asked, allowed, limited_by, ()))
+        best = self.choose(self.summary(base))
         await self.keep_record(best.attempts)
         return best
 
@@ -306,15 +308,17 @@ class AttemptsRun:
         started = [a.env for a in self.attempts if a.env is not None]
         await asyncio.gather(*(environments.release(env) for env in started))
 
-    def choose(self, attempts: Attempts) -> BestOf:
-        """The best attempt's work, with every attempt's report; logged and kept for the page."""
+    def summary(self, base: Attempts) -> Attempts:
+        """Every attempt's report so far, and the one to publish (if any)."""
         reports = tuple(a.report() for a in self.attempts)
         winner = pick_winner(reports)
-        summary = dataclasses.replace(
-            attempts, reports=reports, winner=winner.number if winner else None
-        )
-        chosen = next((a for a in self.attempts if winner and a.number == winner.number), None)
+        number = winner.number if winner is not None else None
+        return dataclasses.replace(base, reports=reports, winner=number)
+
+    def choose(self, summary: Attempts) -> BestOf:
+        """The winning attempt's work (or, when none changed anything, the checks of one)."""
         self.run.log.line("collect", f"[gantry] {verdict_line(summary)}")
+        chosen = next((a for a in self.attempts if a.number == summary.winner), None)
         if chosen is None:
             finished = next(a for a in self.attempts if a.alive)
             return BestOf(summary, checks=finished.checks)

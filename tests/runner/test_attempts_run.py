@@ -149,7 +149,8 @@ async def test_a_failed_attempt_drops_out_and_the_passing_one_is_published(
 
 
 async def test_when_every_attempt_fails_the_task_fails_with_each_reason(tmp_path: Path) -> None:
-    result, reporter, publisher, _ = await run(tmp_path, 'echo "no $GANTRY_ATTEMPT"; exit 3', 2)
+    agent = 'echo "no $GANTRY_ATTEMPT" > answer.txt; exit 3'
+    result, reporter, publisher, recorded = await run(tmp_path, agent, 2)
     assert (result.conclusion, result.failed_phase) == (Conclusion.FAILED, "agent")
     assert result.reason == (
         "no attempt got through the agent phase: attempt 1: agent: the agent exit code 3; "
@@ -157,6 +158,12 @@ async def test_when_every_attempt_fails_the_task_fails_with_each_reason(tmp_path
     )
     assert ended(reporter, "agent").status is PhaseStatus.FAILED
     assert publisher.work == []
+    [record] = recorded  # the task page still shows how each attempt ended
+    assert [(a["number"], a["error"]) for a in record["attempts"]["list"]] == [
+        (1, "agent: the agent exit code 3"),
+        (2, "agent: the agent exit code 3"),
+    ]
+    assert record["attempts"]["winner"] is None
 
 
 async def test_the_repository_caps_the_count_and_says_so(
