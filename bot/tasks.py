@@ -22,6 +22,7 @@ from config.loader import Checkout
 from config.repo_config import ConfigError
 from config.secret_store import SecretStore
 from config.settings import Settings
+from gantry.metrics import Metrics
 from gateway import ModelGateway
 from runner.environment import EnvironmentRequest
 from runner.executor import Executor
@@ -97,6 +98,7 @@ class TaskRunner:
     gateway: ModelGateway | None = None
     # Requesters' GitHub ids for co-author trailers, looked up once per process.
     user_ids: UserIds = field(default_factory=UserIds)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def log_path(self, task: Task) -> Path:
         return task_page.log_path(self.settings.data_dir, task.id)
@@ -141,7 +143,11 @@ class TaskRunner:
             max_attempts=self.settings.max_attempts,
         )
         reporter = Tee(
-            (StoreReporter(self.store, task.id), GitHubReporter(gh, task, self.task_url(task)))
+            (
+                StoreReporter(self.store, task.id),
+                GitHubReporter(gh, task, self.task_url(task)),
+                self.metrics.reporter(),
+            )
         )
         publisher = SavingPublisher(
             GitHubPublisher(
