@@ -201,10 +201,14 @@ def attempt_run(run: Run, number: int, count: int) -> Attempt:
 
 
 async def each(
-    attempts: Sequence[Attempt], phase: str, step: Callable[[Attempt], Awaitable[None]]
+    attempts: Sequence[Attempt],
+    phase: str,
+    step: Callable[[Attempt], Awaitable[None]],
+    *,
+    together: bool = True,
 ) -> None:
-    """Run `step` for every attempt still going, side by side; one that fails drops out with
-    its reason; none left fails the phase."""
+    """Run `step` for every attempt still going, side by side (or one after the other); one
+    that fails drops out with its reason; none left fails the phase."""
 
     async def one(attempt: Attempt) -> None:
         try:
@@ -214,10 +218,14 @@ async def each(
                 log.error("attempt %d: %s failed", attempt.number, phase, exc_info=exc)
             attempt.error, attempt.dropped_in = f"{phase}: {exc or type(exc).__name__}", phase
 
-    async with asyncio.TaskGroup() as group:
-        for attempt in attempts:
-            if attempt.error == "":
+    going = [attempt for attempt in attempts if not attempt.error]
+    if together:
+        async with asyncio.TaskGroup() as group:
+            for attempt in going:
                 group.create_task(one(attempt))
+    else:
+        for attempt in going:
+            await one(attempt)
     if all(a.error for a in attempts):
         reasons = "; ".join(f"attempt {a.number}: {a.error}" for a in attempts if a.error)
         raise GantryError(NO_ATTEMPT_LEFT.format(phase=phase, reasons=reasons))
@@ -268,7 +276,11 @@ class AttemptsRun:
                 "environment", lambda: self.prepare(attempt.run, self.request)
             )
 
-        await each(self.attempts, "environment", start)
+        # With `cache.ttl: 0s` an image is expired as soon as it is built, and the next
+        # lookup removes it: each attempt then sets up on its own, one after the other, so
+        # that no attempt's image goes before its container has started from it.
+        cached = self.request.cache_ttl_s > 0
+        await each(self.attempts, "environment", start, together=cached)
 
     async def agents(self, config: RepoConfig) -> None:
         await each(self.attempts, "agent", lambda a: a.run.agent(self.env(a), config, self.sha))

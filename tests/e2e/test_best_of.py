@@ -41,6 +41,7 @@ CHECK_ANSWER = """\
 grep -qx right answer.txt
 ```
 """
+SETUP = "\n## Setup\n\n```sh\necho setting up\n```\n"
 
 
 def bot_comments(gantry: Gantry, number: int) -> list[str]:
@@ -60,7 +61,7 @@ async def task_page(gantry: Gantry, task_id: int) -> str:
 async def test_three_attempts_where_only_the_second_passes_its_checks_publish_the_second(
     forge: Forge, tmp_path: Path
 ) -> None:
-    files = {".github/gantry.yml": config_with(AGENT), "AGENTS.md": CHECK_ANSWER}
+    files = {".github/gantry.yml": config_with(AGENT), "AGENTS.md": CHECK_ANSWER + SETUP}
     async with running_gantry(forge, tmp_path, files) as gantry:
         await comment_on(gantry, gantry.issue_number, "@gantry --attempts 3 answer it")
         [task] = await wait_final(gantry, 1)
@@ -101,6 +102,8 @@ async def test_three_attempts_where_only_the_second_passes_its_checks_publish_th
         assert len(tokens) == 3
         assert len(set(tokens)) == 3
         assert "e3b0c44298fc1c14" not in tokens  # the hash of an empty token
+        # One environment: setup ran once, the other attempts started from its image.
+        assert len(re.findall(r"\[setup\] \[attempt \d\] setting up\n", page)) == 1
         assert live_containers(gantry) == []
 
 
@@ -128,3 +131,22 @@ async def test_asking_for_more_attempts_than_allowed_runs_the_most_allowed_and_s
         page = await task_page(gantry, task.id)
         assert "attempt 2 changes nothing" in page
         assert "attempt 3" not in page
+
+
+async def test_without_a_cache_each_attempt_sets_up_on_its_own_and_all_of_them_run(
+    forge: Forge, tmp_path: Path
+) -> None:
+    """`cache.ttl: 0s`: an image expires as it is made, so attempts cannot share one; each
+    runs setup, and none loses its image to another's lookup."""
+    config = config_with(AGENT, "cache: {ttl: 0s}\n")
+    files = {".github/gantry.yml": config, "AGENTS.md": CHECK_ANSWER + SETUP}
+    async with running_gantry(forge, tmp_path, files) as gantry:
+        await comment_on(gantry, gantry.issue_number, "@gantry --attempts 3 answer it")
+        [task] = await wait_final(gantry, 1)
+        assert task.state is TaskState.SUCCEEDED, bot_comments(gantry, gantry.issue_number)
+        [pull] = forge.pulls(OWNER, REPO)
+        assert "Attempt 2 of 3 was published: its checks passed." in (pull.issue.body or "")
+        page = await task_page(gantry, task.id)
+        setups = re.findall(r"\[setup\] \[attempt (\d)\] setting up\n", page)
+        assert sorted(setups) == ["1", "2", "3"]
+        assert live_containers(gantry) == []
