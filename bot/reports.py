@@ -196,6 +196,8 @@ def check_run_output(result: TaskResult, task_url: str | None = None) -> dict[st
     """The check run's `output`: a title that says how the checks went, the full report."""
     title = "No checks" if not result.checks else f"Checks: {checks_note(result.checks)}"
     summary = round_report(result)
+    if result.attempts is not None:
+        summary += "\n\n" + attempts_section(result.attempts)
     if task_url:
         summary += f"\n\n[Task log]({task_url})"
     return {"title": title, "summary": clip(summary, MAX_SUMMARY_CHARS)}

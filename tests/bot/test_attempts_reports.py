@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from bot.reports import PullRequestReport, attempts_section, final_comment, pr_body
+from bot.reports import (
+    PullRequestReport,
+    attempts_section,
+    check_run_output,
+    final_comment,
+    pr_body,
+)
 from bot.task_page import render
 from runner.attempts import REPO_LIMIT, attempts_record
 from runner.results import (
@@ -92,3 +98,11 @@ def test_the_task_page_keeps_every_attempts_checks_and_diff_escaped() -> None:
     assert "<script>first" not in page
     assert "E   assert 1 == 2" in page  # the failing check's output
     assert "<h2>Model usage</h2>" not in page  # no model was used
+
+
+def test_the_check_run_summary_shows_the_attempts_too() -> None:
+    result = TaskResult(Conclusion.PUBLISHED, (PASS,), attempts=ATTEMPTS)
+    output = check_run_output(result)
+    assert output["title"] == "Checks: passed"
+    assert "Attempt 2 of 3 was published: its checks passed." in output["summary"]
+    assert "Attempt" not in check_run_output(TaskResult(Conclusion.PUBLISHED, (PASS,)))["summary"]
