@@ -26,7 +26,8 @@ from runner.agent_step import (
     usage_line,
     usage_record,
 )
-from runner.attempts import AttemptsRun, attempt_count
+from runner.attempts import attempt_count
+from runner.attempts_run import AttemptsRun
 from runner.collect import MESSAGE_NAME, PATCH_NAME, collect_script, snapshot_script
 from runner.environment import EnvironmentRequest, PhaseFailedError, from_config
 from runner.executor import Executor, RunningEnvironment
