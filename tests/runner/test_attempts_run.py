@@ -4,10 +4,14 @@ attempt's workspace is removed; each attempt's usage is kept for the task page."
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from config.loader import Checkout, read_checkout
 from config.repo_config import ConfigError
@@ -79,12 +83,14 @@ def project(tmp_path: Path, agent: str, max_attempts: int = 3) -> tuple[Path, st
     return root, head.stdout.strip()
 
 
-async def run(
-    tmp_path: Path, agent: str, asked: int, max_attempts: int = 3
-) -> tuple[TaskResult, Recorder, KeepWork, list[dict[str, Any]]]:
-    root, sha = project(tmp_path, agent, max_attempts)
+def local_deps(
+    tmp_path: Path,
+    root: Path,
+    sha: str,
+    record_usage: Callable[[Task, dict[str, Any]], Awaitable[None]] | None = None,
+) -> PipelineDeps:
+    """The pipeline's deps for the project at `sha` on the local executor, 3 attempts at most."""
     checkout = read_checkout(root, Settings(data_dir=tmp_path / "data"))
-    recorded: list[dict[str, Any]] = []
 
     async def load(_task: Task, _source: Source) -> Checkout | ConfigError:
         return checkout
@@ -92,18 +98,27 @@ async def run(
     async def source(_task: Task) -> Source:
         return Source(sha, None, None)
 
-    async def record_usage(_task: Task, usage: dict[str, Any]) -> None:
-        recorded.append(usage)
-
     deps = PipelineDeps(
         environments=LocalExecutor(Mirrors(tmp_path / "data"), tmp_path / "work"),
         secrets=SecretStore(),
         agent_command=None,
         resolve_source=source,
         load_checkout=load,
-        record_usage=record_usage,
         max_attempts=3,
     )
+    return deps if record_usage is None else dataclasses.replace(deps, record_usage=record_usage)
+
+
+async def run(
+    tmp_path: Path, agent: str, asked: int, max_attempts: int = 3
+) -> tuple[TaskResult, Recorder, KeepWork, list[dict[str, Any]]]:
+    root, sha = project(tmp_path, agent, max_attempts)
+    recorded: list[dict[str, Any]] = []
+
+    async def record_usage(_task: Task, usage: dict[str, Any]) -> None:
+        recorded.append(usage)
+
+    deps = local_deps(tmp_path, root, sha, record_usage)
     task = dataclasses.replace(local_task(root, "answer it", 7), best_of=asked)
     reporter, publisher = Recorder(), KeepWork()
     tasklog = TaskLog(tmp_path / "task.log")
@@ -182,3 +197,34 @@ async def test_the_repository_caps_the_count_and_says_so(
     assert len(recorded[0]["attempts"]["list"]) == 1
     assert result.conclusion is Conclusion.PUBLISHED
     assert len(publisher.work) == 1
+
+
+class Watched(TaskLog):
+    """A log that says when `count` lines ending in `mark` have been written."""
+
+    def __init__(self, path: Path, mark: str, count: int) -> None:
+        super().__init__(path)
+        self.mark, self.left, self.seen = mark, count, asyncio.Event()
+
+    def line(self, phase: str, text: str) -> None:
+        super().line(phase, text)
+        if text.endswith(self.mark):
+            self.left -= 1
+            if self.left == 0:
+                self.seen.set()
+
+
+async def test_a_stopped_task_removes_every_attempts_workspace(tmp_path: Path) -> None:
+    root, sha = project(tmp_path, 'echo "attempt $GANTRY_ATTEMPT waits"; sleep 60')
+    task = dataclasses.replace(local_task(root, "answer it", 8), best_of=2)
+    tasklog = Watched(tmp_path / "task.log", " waits", 2)
+    running = asyncio.create_task(
+        run_task(task, local_deps(tmp_path, root, sha), Recorder(), KeepWork(), tasklog)
+    )
+    await asyncio.wait_for(tasklog.seen.wait(), 30)  # both agents are running
+    assert len(list((tmp_path / "work").iterdir())) == 2
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    tasklog.close()
+    assert list((tmp_path / "work").iterdir()) == []
