@@ -454,6 +454,10 @@ def _allowed_agent(value: str) -> str:
     return value
 
 
+# No repository may ask for more attempts of one task than this (each is a container).
+MAX_ATTEMPTS_CEILING = 10
+
+
 class BudgetConfig(_Strict):
     """What one task's agent may spend; the server's ceilings cap every value."""
 
@@ -472,6 +476,9 @@ class AgentConfig(_Strict):
         tuple[Annotated[str, AfterValidator(_allowed_agent)], ...], AfterValidator(_unique)
     ] = ()
     budget: BudgetConfig = BudgetConfig()
+    # The most attempts a requester's `--attempts N` runs at once (the server's MAX_ATTEMPTS
+    # caps it too); each attempt is a container of `resources` and a budget of its own.
+    max_attempts: int = Field(default=3, ge=1, le=MAX_ATTEMPTS_CEILING, strict=True)
 
     @field_validator("command")
     @classmethod

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     max_agent_tokens: Annotated[int, Field(ge=1)] = 5_000_000
     max_agent_time: Annotated[int, Field(ge=1)] = 6 * 3600
     max_concurrent_tasks: Annotated[int, Field(ge=1, le=256)] = 2
+    # The most attempts one task runs side by side (`@gantry --attempts N`), whatever a
+    # repository's `agent.max_attempts` says: a task holds one of MAX_CONCURRENT_TASKS' slots
+    # but up to this many agent containers at once.
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     # A delivery whose handling meets a GitHub failure is retried after this many seconds,
     # doubling each time, until the waits would pass INBOX_RETRY_LIMIT; then it is kept as
     # failed, with its reason, for the operator (`gantry doctor`).

@@ -26,6 +26,8 @@ from runner.agent_step import (
     usage_line,
     usage_record,
 )
+from runner.attempts import attempt_count
+from runner.attempts_run import AttemptsRun
 from runner.collect import MESSAGE_NAME, PATCH_NAME, collect_script, snapshot_script
 from runner.environment import EnvironmentRequest, PhaseFailedError, from_config
 from runner.executor import Executor, RunningEnvironment
@@ -48,6 +50,7 @@ from runner.results import (
     PHASES,
     RESTART_NOTE,
     SHUTDOWN,
+    Attempts,
     CheckOutcome,
     Conclusion,
     Phase,
@@ -92,6 +95,8 @@ class Work:
     base_sha: str
     # The agent's model usage line (empty when it used no model through the gateway).
     usage: str = ""
+    # A best-of-N task's attempts, the published one among them (None: a single attempt).
+    attempts: Attempts | None = None
 
 
 class Publisher(Protocol):
@@ -164,6 +169,9 @@ class PipelineDeps:
     record_usage: Callable[[Task, dict[str, Any]], Awaitable[None]] = no_usage
     # Posts what ask, plan and review produce (None: those modes cannot run here).
     answers: AnswerPoster | None = None
+    # The server's ceiling on a task's `--attempts` (the repository's `agent.max_attempts`
+    # caps it further).
+    max_attempts: int = 1
 
 
 def task_file(task: Task, sha: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -240,6 +248,8 @@ class Run:
         self.failed_phases: set[str] = set()
         self.mode = mode_of(task.kind)
         self.instructions = ""  # what a preset is told before the request (modes but code)
+        # Which of the task's attempts this run is (`GANTRY_ATTEMPT`), and of how many.
+        self.attempt, self.attempts = 1, 1
 
     async def phase(
         self,
@@ -292,7 +302,12 @@ class Run:
         data = json.dumps(task_file(self.task, sha, earlier), indent=2).encode()
         path = f"{env.scratch}/{TASK_FILE_NAME}"
         await env.write_file(path, data)
-        variables = {"GANTRY_PROMPT": prompt_of(self.task), "GANTRY_TASK_FILE": path}
+        variables = {
+            "GANTRY_PROMPT": prompt_of(self.task),
+            "GANTRY_TASK_FILE": path,
+            "GANTRY_ATTEMPT": str(self.attempt),
+            "GANTRY_ATTEMPTS": str(self.attempts),
+        }
         variables |= mode_variables(self.mode, env.scratch)
         mkdir = f"mkdir -p {shlex.quote(output_dir(env.scratch))}"
         await env.run(mkdir, self.log, "agent", COLLECT_LIMIT_S)
@@ -302,7 +317,7 @@ class Run:
         self, env: Env, config: RepoConfig, choice: AgentChoice, variables: dict[str, str]
     ) -> None:
         """The agent with a gateway token that is valid for exactly this run."""
-        gateway, task_id = self.deps.gateway, str(self.task.id)
+        gateway, task_id = self.deps.gateway, self.gateway_id
         url = env.gateway_url
         budget = Budget.of(config.agent.budget)
         token = None
@@ -325,6 +340,12 @@ class Run:
         reason = failure_reason(usage, result)
         if reason is not None:
             raise TaskFailedError("agent", reason)
+
+    @property
+    def gateway_id(self) -> str:
+        """The run's name at the model gateway: each attempt has its own token and budget."""
+        task = str(self.task.id)
+        return task if self.attempts == 1 else f"{task}.{self.attempt}"
 
     async def keep_usage(self, label: str, usage: TaskUsage) -> None:
         """Note the model usage for the reports (if the agent used a model at all), the log
@@ -482,6 +503,8 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
         token=source.token,
         ref=source.ref,
     )
+    if run.task.best_of > 1 and run.mode is Mode.CODE:
+        return await _attempts(run, publisher, request, checkout, source.sha)
     env = await run.phase("environment", lambda: environment(run, request))
     if run.mode is not Mode.CODE:
         return await answer_phases(run, env, checkout, source.sha)
@@ -515,6 +538,23 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
     return run.outcome
 
 
+async def _attempts(
+    run: Run, publisher: Publisher, request: EnvironmentRequest, checkout: Checkout, sha: str
+) -> TaskResult:
+    """`--attempts N`: N attempts side by side (runner/attempts.py); the best is published."""
+    config = checkout.parsed.config
+    asked = run.task.best_of
+    allowed, limited_by = attempt_count(asked, config.agent.max_attempts, run.deps.max_attempts)
+    best = await AttemptsRun(run, environment, request, checkout, sha)(asked, allowed, limited_by)
+    run.outcomes = best.checks
+    refused = tuple(describe_blocked(d) for d in best.blocked)
+    work = Work(
+        best.patch, best.message, best.checks, refused, config, sha, best.usage, best.attempts
+    )
+    run.outcome = await publish_work(run, publisher, work)
+    return run.outcome
+
+
 async def environment(run: Run, request: EnvironmentRequest) -> Env:
     """Build or resume the environment, then snapshot the tree the agent starts from."""
     env: Env = await run.deps.environments.prepare(request, run.log)
@@ -534,7 +574,11 @@ async def publish_work(run: Run, publisher: Publisher, work: Work) -> TaskResult
     if not work.patch.strip():
         await run.skip("publish", "no changes")
         return TaskResult(
-            Conclusion.NO_CHANGES, checks=work.checks, blocked=work.blocked, usage=work.usage
+            Conclusion.NO_CHANGES,
+            checks=work.checks,
+            blocked=work.blocked,
+            usage=work.usage,
+            attempts=work.attempts,
         )
     url = await run.phase("publish", lambda: publisher.publish(work))
     return TaskResult(
@@ -543,6 +587,7 @@ async def publish_work(run: Run, publisher: Publisher, work: Work) -> TaskResult
         pull_url=url,
         blocked=work.blocked,
         usage=work.usage,
+        attempts=work.attempts,
     )
 
 
