@@ -26,6 +26,7 @@ from config.allow_presets import expand, is_preset, preset_domains
 from config.durations import format_duration, format_size, parse_duration, parse_size
 from config.errors import GantryError
 from config.settings import DEFAULT_IMAGE, Settings
+from config.yaml_errors import yaml_error_line
 
 CONFIG_PATH = ".github/gantry.yml"
 CONFIG_SCHEMA_VERSION = 1
@@ -168,11 +169,7 @@ def _compose(text: str, source: str) -> yaml.Node | None:
         loader = _CoreLoader(text)
         return loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        reason = exc.problem or exc.context
-        if exc.context and exc.problem and not exc.context.startswith("while "):
-            reason = f"{exc.context}, {exc.problem}"
+        line, reason = yaml_error_line(exc)
         message = f"invalid YAML: {reason}"
         if reason and "'@'" in reason:
             message += ' (quote values that start with @, like "@pypi")'
