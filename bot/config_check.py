@@ -155,6 +155,10 @@ def doc_summary(doc: AgentsDoc) -> list[str]:
     ignored = f", {len(doc.ignored)} ignored shell block(s)" if doc.ignored else ""
     lines = [f"**`{doc.path}`**: {counts}{ignored}."]
     lines += command_lines("Setup", doc.setup) + command_lines("Checks", doc.checks)
+    skipped = [i for i in doc.items if not i.taken]
+    if skipped:
+        lines.append("List items not taken as commands:")
+        lines += [f"- `{i.origin}`: `{i.judged.command}`: {i.judged.reason}" for i in skipped]
     return [*lines, ""]
 
 

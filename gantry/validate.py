@@ -30,6 +30,7 @@ DESCRIPTION = (
     "Print the effective repository config and the setup and check commands found, "
     "each with its origin; exit 1 with every error when something is wrong."
 )
+KIND_NAMES = {"setup": "setup", "checks": "a check"}
 SOURCE_NOTE = {
     "config": "from the config",
     "AGENTS.md": "from AGENTS.md",
@@ -104,6 +105,18 @@ def print_docs(docs: Sequence[AgentsDoc], out: TextIO) -> None:
         for block in doc.ignored:
             under = f'under "{block.heading}"' if block.heading else "before any heading"
             print(f"  {block.origin}: shell block {under} ignored (not setup or tests)", file=out)
+        for line in item_lines(doc):
+            print(f"  {line}", file=out)
+
+
+def item_lines(doc: AgentsDoc) -> list[str]:
+    """Each list-item command under a setup or testing heading: taken (as what) or skipped."""
+    lines = []
+    for item in doc.items:
+        judged = item.judged
+        verdict = f"taken as {KIND_NAMES[judged.kind]}" if judged.kind else "skipped"
+        lines.append(f"{item.origin}: list item `{judged.command}` {verdict}: {judged.reason}")
+    return lines
 
 
 def print_languages(parsed: ParsedConfig, out: TextIO) -> None:

@@ -98,3 +98,23 @@ def test_parser_adds_config_validate() -> None:
     assert parser.parse_args(["config", "validate", "repo"]).path == Path("repo")
     with pytest.raises(SystemExit):
         parser.parse_args(["config"])
+
+
+def test_list_items_taken_and_skipped_are_listed_with_why(tmp_path: Path) -> None:
+    (tmp_path / "AGENTS.md").write_text(
+        "## Setup commands\n- Install deps: `pnpm install`\n- Start dev server: `pnpm dev`\n"
+        "- Run tests: `pnpm test`\n- Scaffold: `pnpm create <project_name>`\n",
+        encoding="utf-8",
+    )
+    status, text = _run(tmp_path)
+    assert status == 0
+    assert (
+        "AGENTS.md:2: list item `pnpm install` taken as setup: labelled as installing or building"
+        in text
+    )
+    assert "AGENTS.md:3: list item `pnpm dev` skipped: a dev server or watcher" in text
+    assert "AGENTS.md:4: list item `pnpm test` taken as a check: labelled as testing" in text
+    assert "AGENTS.md:5: list item `pnpm create <project_name>` skipped: has a placeholder" in text
+    assert "Setup (from AGENTS.md):\n  AGENTS.md:2\n      pnpm install" in text
+    assert "Checks (from AGENTS.md):\n  AGENTS.md:4\n      pnpm test\n" in text
+    assert "      pnpm dev" not in text
