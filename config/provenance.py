@@ -47,7 +47,8 @@ class ValueOrigin:
     source: str | None = None
     line: int | None = None
     note: str = ""
-    # For a capped value: the layer that asked for more.
+    # For a capped value: what was asked for, and by which layer.
+    asked: str = ""
     asked_by: Layer | None = None
 
     def describe(self) -> str:
@@ -88,6 +89,13 @@ class Provenance:
     def layer_of(self, path: KeyPath) -> Layer | None:
         found = longest_prefix(path, self.origins)
         return None if found is None else self.files[found[1]].layer
+
+    def capped_note(self) -> str:
+        """A task report's few words: `capped by the operator: resources.memory 8g → 2g`."""
+        if not self.capped:
+            return ""
+        parts = [f"{v.path} {v.asked} → {v.value}" for v in self.capped]
+        return "capped by the operator: " + "; ".join(parts)
 
     def lines(self) -> list[str]:
         """One aligned `path = value  origin` line per value."""
@@ -151,7 +159,7 @@ def trace(
         if served.get(path) != value:
             asked = render_value(served.get(path))
             note = notes.get(name, f"asked for {asked}")
-            origin = ValueOrigin(name, render_value(value), Layer.CAPPED, note=note)
+            origin = ValueOrigin(name, render_value(value), Layer.CAPPED, note=note, asked=asked)
             if source is not None:
                 origin = replace(origin, source=source.source, line=line, asked_by=source.layer)
             values.append(origin)
