@@ -50,7 +50,9 @@ def parse_effective_config(
     )
     stages = Stages(*(c.model_dump(mode="json") for c in (config, served, capped)))
     notes = {c.path: c.reason for c in cappings}
-    provenance = trace(stages, files, origins, notes)
+    # The server's DEFAULT_IMAGE fills `image` whenever no file names one.
+    server_paths = ("image",) if settings is not None else ()
+    provenance = trace(stages, files, origins, notes, server_paths)
     parsed = ParsedConfig(capped, repo.document, source, provenance)
     if refusals:
         raise refused(parsed, refusals)

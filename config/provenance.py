@@ -4,7 +4,7 @@ file, the repository's file, or the operator's ceiling. Pure data and its render
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -146,8 +146,11 @@ def trace(
     files: Sequence[FileLayer],
     origins: Mapping[KeyPath, int],
     notes: Mapping[str, str],
+    server_paths: Collection[str] = (),
 ) -> Provenance:
-    """The origin of every effective value; `notes` say why a capped path was capped."""
+    """The origin of every effective value; `notes` say why a capped path was capped;
+    `server_paths` are filled by the server whenever no file sets them (even to the value
+    the config's own default would have had)."""
     before = dict(leaves(stages.files))
     served = dict(leaves(stages.served))
     values = []
@@ -163,7 +166,7 @@ def trace(
             if source is not None:
                 origin = replace(origin, source=source.source, line=line, asked_by=source.layer)
             values.append(origin)
-        elif before.get(path, MISSING) != value:
+        elif before.get(path, MISSING) != value or (name in server_paths and source is None):
             note = SERVER_SETTINGS.get(name, "")
             values.append(ValueOrigin(name, render_value(value), Layer.SERVER, note=note))
         elif source is not None:
