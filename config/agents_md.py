@@ -33,6 +33,9 @@ HEADINGS = Vocabulary(SETUP_WORDS, SETUP_PHRASES, CHECK_WORDS, CHECK_PHRASES)
 WORD_RE = re.compile(r"[a-z0-9]+")
 # How a list item's inline parts read in its label (text as written, markup dropped).
 LABEL_PARTS = {"code_inline": "…", "softbreak": " ", "hardbreak": " ", "html_inline": ""}
+# A heading with one of these words starts review rules (`## Code review`, `# Reviewing PRs`).
+REVIEW_WORDS = frozenset({"review", "reviews", "reviewing", "reviewer", "reviewers"})
+MAX_REVIEW_RULES_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ class AgentsDoc:
     setup: tuple[Command, ...] = ()
     checks: tuple[Command, ...] = ()
     ignored: tuple[IgnoredBlock, ...] = ()
+    # The sections about code review, heading included, as written (for `@gantry review`).
+    review_rules: tuple[str, ...] = ()
     items: tuple[ListItem, ...] = ()
 
     @property
@@ -116,9 +121,10 @@ class _Reading:
         origin = Origin(self.path, line)
         self.found[kind].append(Command(text, origin, posixpath.dirname(self.path)))
 
-    def doc(self) -> AgentsDoc:
+    def doc(self, review_rules: tuple[str, ...]) -> AgentsDoc:
         setup, checks = tuple(self.found["setup"]), tuple(self.found["checks"])
-        return AgentsDoc(self.path, setup, checks, tuple(self.ignored), tuple(self.items))
+        ignored, items = tuple(self.ignored), tuple(self.items)
+        return AgentsDoc(self.path, setup, checks, ignored, review_rules, items)
 
 
 def parse_agents_md(text: str, path: str = AGENTS_FILE) -> AgentsDoc:
@@ -139,7 +145,7 @@ def parse_agents_md(text: str, path: str = AGENTS_FILE) -> AgentsDoc:
             _read_item(reading, token)
         elif token.type == "fence" and _language(token) in SHELL_LANGUAGES:
             _read_fence(reading, token)
-    return reading.doc()
+    return reading.doc(review_sections(text, tokens))
 
 
 def _read_fence(reading: _Reading, token: Token) -> None:
@@ -182,6 +188,33 @@ def _unless_taken(reading: _Reading, judged: ItemCommand) -> ItemCommand:
         return judged
     reason = SKIP_REPEATED.format(line=earlier.origin.line)
     return ItemCommand(judged.command, judged.label, None, reason)
+
+
+def review_sections(text: str, tokens: Sequence[Token]) -> tuple[str, ...]:
+    """Each section whose heading is about review, up to the next heading of its level or
+    above (its subsections belong to it), as the file's own lines."""
+    lines = text.split("\n")
+    heads = [
+        (int(t.tag[1:]), t.map[0], tokens[i + 1].content if i + 1 < len(tokens) else "")
+        for i, t in enumerate(tokens)
+        if t.type == "heading_open" and t.map is not None
+    ]
+    sections = []
+    for index, (level, start, title) in enumerate(heads):
+        if REVIEW_WORDS.isdisjoint(WORD_RE.findall(title.lower())):
+            continue
+        end = next((s for lv, s, _ in heads[index + 1 :] if lv <= level), len(lines))
+        sections.append("\n".join(lines[start:end]).strip()[:MAX_REVIEW_RULES_CHARS])
+    return tuple(_outermost(sections))
+
+
+def _outermost(sections: list[str]) -> list[str]:
+    """Sections not already inside an earlier one (a review heading under a review heading)."""
+    kept: list[str] = []
+    for section in sections:
+        if not any(section in outer for outer in kept):
+            kept.append(section)
+    return kept
 
 
 def _language(token: Token) -> str:

@@ -59,9 +59,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(
-    path: Path, settings: Settings | None, out: TextIO = sys.stdout, org_file: Path | None = None
+    path: Path, settings: Settings | None, out: TextIO | None = None, org_file: Path | None = None
 ) -> int:
     """Print what Gantry would read from the checkout at `path`; 1 when anything is wrong."""
+    out = out or sys.stdout
     if not path.is_dir():
         print(f"gantry config validate: {path} is not a directory", file=out)
         return 2
@@ -140,6 +141,9 @@ def print_docs(docs: Sequence[AgentsDoc], out: TextIO) -> None:
         for block in doc.ignored:
             under = f'under "{block.heading}"' if block.heading else "before any heading"
             print(f"  {block.origin}: shell block {under} ignored (not setup or tests)", file=out)
+        if doc.review_rules:
+            headings = "; ".join(rule.split("\n", 1)[0] for rule in doc.review_rules)
+            print(f"  {doc.path}: review rules for `@gantry review`: {headings}", file=out)
         for line in item_lines(doc):
             print(f"  {line}", file=out)
 

@@ -158,10 +158,15 @@ def test_the_cli_takes_an_org_config_file(
 ) -> None:
     org = tmp_path / "org.yml"
     org.write_text("timeouts: {agent: 5m}\n")
-    args = cli.build_parser().parse_args(
-        ["config", "validate", str(tmp_path), "--org-config", str(org)]
-    )
-    assert args.org_config == org
-    assert (
-        cli.main(["config", "validate", str(tmp_path), "--org-config", str(tmp_path / "no")]) == 1
-    )
+    command = ["config", "validate", str(tmp_path), "--org-config"]
+    assert cli.main([*command, str(org)]) == 0
+    assert "timeouts.agent = 5m" in capsys.readouterr().out
+    assert cli.main([*command, str(tmp_path / "missing.yml")]) == 1
+
+
+def test_review_rules_are_shown_with_their_headings(checkout: Path) -> None:
+    rules = "\n## Code review\n\nNo eval.\n\n### Reviewing tests\n\nEach bug gets a test.\n"
+    (checkout / "AGENTS.md").write_text(AGENTS + rules, encoding="utf-8")
+    status, text = _run(checkout)
+    assert status == 0
+    assert "  AGENTS.md: review rules for `@gantry review`: ## Code review\n" in text
