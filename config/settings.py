@@ -42,6 +42,8 @@ def _optional(parse: Callable[[object], Any]) -> Callable[[object], Any]:
 
 def _duration(value: object) -> timedelta:
     """Seconds as a number, or a duration like `45m` or `1h30m`."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return timedelta(seconds=value)
     return parse_duration(value)
