@@ -23,6 +23,7 @@ from config.agent_choice import AgentNotAllowedError, choose_agent
 from config.errors import GantryError
 from config.hidden_text import strip_hidden
 from config.repo_config import TriggersConfig
+from config.settings import Settings
 from runner.queue import TaskQueue
 from runner.store import ACTIVE_STATES, NewTask, Task, TaskState, TaskStore
 
@@ -85,6 +86,8 @@ class Intake:
     triggers: TriggerCache
     on_cancel: Callable[[int], bool] | None = None
     on_reset_cache: Callable[[str], Awaitable[int]] | None = None
+    # The server's settings: defaults and ceilings for the configs it reads (config check).
+    settings: Settings | None = None
 
     @property
     def bot_login(self) -> str:

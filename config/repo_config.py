@@ -25,7 +25,9 @@ from pydantic import (
 from config.allow_presets import expand, is_preset, preset_domains
 from config.durations import format_duration, format_size, parse_duration, parse_size
 from config.errors import GantryError
+from config.provenance import Provenance
 from config.settings import DEFAULT_IMAGE, Settings
+from config.yaml_errors import yaml_error_line
 
 CONFIG_PATH = ".github/gantry.yml"
 CONFIG_SCHEMA_VERSION = 1
@@ -168,11 +170,7 @@ def _compose(text: str, source: str) -> yaml.Node | None:
         loader = _CoreLoader(text)
         return loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        reason = exc.problem or exc.context
-        if exc.context and exc.problem and not exc.context.startswith("while "):
-            reason = f"{exc.context}, {exc.problem}"
+        line, reason = yaml_error_line(exc)
         message = f"invalid YAML: {reason}"
         if reason and "'@'" in reason:
             message += ' (quote values that start with @, like "@pypi")'
@@ -583,10 +581,20 @@ class ParsedConfig:
     config: RepoConfig
     document: YamlDocument
     source: str = CONFIG_PATH
+    # Where each value came from, when read with the organisation's defaults and the
+    # operator's ceilings (config/effective.py); None: this file alone.
+    provenance: Provenance | None = None
 
     def line_of(self, *path: str | int) -> int | None:
         """The line where the file set `path`, or None when it is a default."""
         return self.document.lines.get(path)
+
+    def set_in(self, *path: str | int) -> tuple[str, int] | None:
+        """The file and line that set `path` (this one or the organisation's); None: not set."""
+        if self.provenance is not None:
+            return self.provenance.set_in(path)
+        line = self.line_of(*path)
+        return None if line is None else (self.source, line)
 
 
 def parse_repo_config(

@@ -9,7 +9,7 @@ import re
 import shlex
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from config.agent_choice import AgentChoice, AgentNotAllowedError
@@ -287,6 +287,9 @@ class Run:
         config = checkout.parsed.config
         self.secrets = self.deps.secrets.resolve(self.task.repo, config.secrets)
         self.log.add_secrets(s.value.get_secret_value() for s in self.secrets)
+        provenance = checkout.parsed.provenance
+        for value in provenance.capped if provenance is not None else ():
+            self.log.line("prepare", f"[gantry] {value.path} = {value.value}: {value.describe()}")
         return source, checkout
 
     async def agent(self, env: Env, config: RepoConfig, sha: str) -> None:
@@ -489,7 +492,7 @@ async def to_the_end(step: Awaitable[T]) -> T:
 
 async def _phases(run: Run, publisher: Publisher) -> TaskResult:
     await run.reporter.started()
-    source, checkout = await run.phase("prepare", run.prepare)
+    source, checkout = await run.phase("prepare", run.prepare, judge=judge_prepare)
     config = checkout.parsed.config
     plan = checkout.plan(None)
     request = from_config(
@@ -553,6 +556,13 @@ async def _attempts(
     )
     run.outcome = await publish_work(run, publisher, work)
     return run.outcome
+
+
+def judge_prepare(phase: Phase, prepared: tuple[Source, Checkout]) -> Phase:
+    """The prepare phase says what the operator's ceilings capped, if anything."""
+    provenance = prepared[1].parsed.provenance
+    note = provenance.capped_note() if provenance is not None else ""
+    return replace(phase, note=note) if note else phase
 
 
 async def environment(run: Run, request: EnvironmentRequest) -> Env:
