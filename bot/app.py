@@ -22,6 +22,7 @@ from bot import (
     mentions,
     missed_deliveries,
     repo_page,
+    review_auto,
     task_page,
     task_stream,
 )
@@ -55,7 +56,11 @@ ACCEPTED = "accepted"
 PENDING = InboxState.PENDING
 
 ROUTER = routing.Router(
-    mentions.router, assignments.router, installations.router, config_check.router
+    mentions.router,
+    assignments.router,
+    installations.router,
+    config_check.router,
+    review_auto.router,
 )
 # At shutdown, deliveries still being handled get this long; the rest stay pending in the
 # store and are handled at the next start.
@@ -139,7 +144,8 @@ async def services_ctx(
             handle=await resolve_handle(session, settings),
             background=background,
             permissions=PermissionCache(),
-            triggers=TriggerCache(),
+            triggers=TriggerCache(settings=settings),
+            settings=settings,
         )
         requeued = await requeue_pending(store, queue)
         log.info("intake ready as @%s; %d queued task(s) requeued", intake.handle, requeued)

@@ -14,6 +14,7 @@ from typing import Any
 from gidgethub.abc import GitHubAPI
 
 from bot import task_page
+from bot.answers import GitHubAnswers
 from bot.progress import GitHubReporter
 from bot.publisher import GitHubPublisher, remote_heads
 from bot.repo_files import fetch_checkout
@@ -140,6 +141,8 @@ class TaskRunner:
             earlier_tasks=self.earlier,
             gateway=self.gateway,
             record_usage=self.record_usage,
+            answers=GitHubAnswers(gh, task, self.slug),
+            max_attempts=self.settings.max_attempts,
         )
         reporter = Tee(
             (

@@ -25,7 +25,9 @@ from pydantic import (
 from config.allow_presets import expand, is_preset, preset_domains
 from config.durations import format_duration, format_size, parse_duration, parse_size
 from config.errors import GantryError
+from config.provenance import Provenance
 from config.settings import DEFAULT_IMAGE, Settings
+from config.yaml_errors import yaml_error_line
 
 CONFIG_PATH = ".github/gantry.yml"
 CONFIG_SCHEMA_VERSION = 1
@@ -168,11 +170,7 @@ def _compose(text: str, source: str) -> yaml.Node | None:
         loader = _CoreLoader(text)
         return loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        reason = exc.problem or exc.context
-        if exc.context and exc.problem and not exc.context.startswith("while "):
-            reason = f"{exc.context}, {exc.problem}"
+        line, reason = yaml_error_line(exc)
         message = f"invalid YAML: {reason}"
         if reason and "'@'" in reason:
             message += ' (quote values that start with @, like "@pypi")'
@@ -413,6 +411,9 @@ SecretName = Annotated[str, AfterValidator(_secret_name)]
 ScalarText = Annotated[str, BeforeValidator(_scalar_text)]
 NetworkMode = Literal["off", "limited", "full"]
 Permission = Literal["read", "triage", "write", "maintain", "admin"]
+# A review finding's severity, lowest first (the order `review.min_severity` compares by).
+Severity = Literal["info", "low", "medium", "high", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
 
 
 class _Strict(BaseModel):
@@ -456,6 +457,10 @@ def _allowed_agent(value: str) -> str:
     return value
 
 
+# No repository may ask for more attempts of one task than this (each is a container).
+MAX_ATTEMPTS_CEILING = 10
+
+
 class BudgetConfig(_Strict):
     """What one task's agent may spend; the server's ceilings cap every value."""
 
@@ -474,6 +479,9 @@ class AgentConfig(_Strict):
         tuple[Annotated[str, AfterValidator(_allowed_agent)], ...], AfterValidator(_unique)
     ] = ()
     budget: BudgetConfig = BudgetConfig()
+    # The most attempts a requester's `--attempts N` runs at once (the server's MAX_ATTEMPTS
+    # caps it too); each attempt is a container of `resources` and a budget of its own.
+    max_attempts: int = Field(default=3, ge=1, le=MAX_ATTEMPTS_CEILING, strict=True)
 
     @field_validator("command")
     @classmethod
@@ -517,6 +525,13 @@ class PullRequestConfig(_Strict):
     branch_prefix: Annotated[Text, AfterValidator(_branch_prefix)] = "gantry/"
     # On a person's PR, push Gantry's commit to their branch instead of opening a stacked PR.
     push_to_pull_requests: bool = False
+
+
+class ReviewConfig(_Strict):
+    """`@gantry review`: whether new pull requests get one unasked, and what is worth posting."""
+
+    auto: bool = False
+    min_severity: Severity = "low"
 
 
 class TriggersConfig(_Strict):
@@ -594,6 +609,7 @@ class RepoConfig(_Strict):
     cache: CacheConfig = CacheConfig()
     pull_request: PullRequestConfig = PullRequestConfig()
     triggers: TriggersConfig = TriggersConfig()
+    review: ReviewConfig = ReviewConfig()
 
 
 # ---- reading ---------------------------------------------------------------------------
@@ -606,10 +622,20 @@ class ParsedConfig:
     config: RepoConfig
     document: YamlDocument
     source: str = CONFIG_PATH
+    # Where each value came from, when read with the organisation's defaults and the
+    # operator's ceilings (config/effective.py); None: this file alone.
+    provenance: Provenance | None = None
 
     def line_of(self, *path: str | int) -> int | None:
         """The line where the file set `path`, or None when it is a default."""
         return self.document.lines.get(path)
+
+    def set_in(self, *path: str | int) -> tuple[str, int] | None:
+        """The file and line that set `path` (this one or the organisation's); None: not set."""
+        if self.provenance is not None:
+            return self.provenance.set_in(path)
+        line = self.line_of(*path)
+        return None if line is None else (self.source, line)
 
 
 def parse_repo_config(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -17,9 +20,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError as UnreadableSettingError
 
+from config.durations import parse_duration, parse_size
 from config.errors import SettingsError
 
 ENV_PREFIX = "GANTRY_"
@@ -32,6 +36,28 @@ DEFAULT_DATA_DIR = Path("~/.local/share/gantry")
 SQLITE_PREFIX = "sqlite:///"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+
+
+def _optional(parse: Callable[[object], Any]) -> Callable[[object], Any]:
+    """An optional setting: unset or empty is no value, anything else is parsed."""
+    return lambda value: None if value is None or value == "" else parse(value)
+
+
+def _duration(value: object) -> timedelta:
+    """Seconds as a number, or a duration like `45m` or `1h30m`."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    return parse_duration(value)
+
+
+def _names(value: object) -> object:
+    """`codex, claude` (the environment's way) or a list (a test's); empty is unset."""
+    if isinstance(value, str):
+        names = tuple(part.strip() for part in value.split(",") if part.strip())
+        return names or None
+    return value
 
 
 class RegistryLogin(BaseModel):
@@ -89,7 +115,25 @@ class Settings(BaseSettings):
     max_agent_requests: Annotated[int, Field(ge=1)] = 500
     max_agent_tokens: Annotated[int, Field(ge=1)] = 5_000_000
     max_agent_time: Annotated[int, Field(ge=1)] = 6 * 3600
+    # Ceilings no repository (nor its organisation's `.github` defaults) can exceed; unset:
+    # no ceiling beyond the config's own limits (see config/ceilings.py).
+    max_network: Literal["off", "limited", "full"] = "full"
+    max_cpus: Annotated[float | None, Field(gt=0)] = None
+    max_memory: Annotated[int | None, BeforeValidator(_optional(parse_size))] = None
+    max_pids: Annotated[int | None, Field(ge=1)] = None
+    max_disk: Annotated[int | None, BeforeValidator(_optional(parse_size))] = None
+    max_timeout_setup: Annotated[timedelta | None, BeforeValidator(_optional(_duration))] = None
+    max_timeout_agent: Annotated[timedelta | None, BeforeValidator(_optional(_duration))] = None
+    max_timeout_checks: Annotated[timedelta | None, BeforeValidator(_optional(_duration))] = None
+    # Comma-separated; unset: anything. Agents: `codex`, `claude:claude-sonnet-*`, `command`.
+    # Images: shell patterns like `ghcr.io/acme/*` (DEFAULT_IMAGE is always allowed).
+    allowed_agents: Annotated[tuple[str, ...] | None, NoDecode, BeforeValidator(_names)] = None
+    allowed_images: Annotated[tuple[str, ...] | None, NoDecode, BeforeValidator(_names)] = None
     max_concurrent_tasks: Annotated[int, Field(ge=1, le=256)] = 2
+    # The most attempts one task runs side by side (`@gantry --attempts N`), whatever a
+    # repository's `agent.max_attempts` says: a task holds one of MAX_CONCURRENT_TASKS' slots
+    # but up to this many agent containers at once.
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     # A delivery whose handling meets a GitHub failure is retried after this many seconds,
     # doubling each time, until the waits would pass INBOX_RETRY_LIMIT; then it is kept as
     # failed, with its reason, for the operator (`gantry doctor`).

@@ -428,8 +428,8 @@ def annotation(record: CheckRun, urls: Urls, note: dict[str, object]) -> JSON:
 DIFF_STATUS = {"A": "added", "D": "removed", "M": "modified", "R": "renamed", "C": "copied"}
 
 
-def diff_entry(repo: Repo, urls: Urls, entry: DiffEntry, head_sha: str) -> JSON:
-    """An entry of `GET /repos/{o}/{r}/pulls/{n}/files`."""
+def diff_entry(repo: Repo, urls: Urls, entry: DiffEntry, head_sha: str, patch: str = "") -> JSON:
+    """An entry of `GET /repos/{o}/{r}/pulls/{n}/files` (`patch` absent for binary files)."""
     status = DIFF_STATUS.get(entry.status, "changed")
     body: JSON = {
         "sha": entry.old_sha if status == "removed" else entry.new_sha,
@@ -444,6 +444,8 @@ def diff_entry(repo: Repo, urls: Urls, entry: DiffEntry, head_sha: str) -> JSON:
     }
     if status in ("renamed", "copied"):
         body["previous_filename"] = entry.old_path
+    if patch:
+        body["patch"] = patch
     return body
 
 

@@ -26,6 +26,7 @@ from forge.rest_apps import routes as app_routes
 from forge.rest_code import routes as code_routes
 from forge.rest_issues import routes as issue_routes
 from forge.rest_pulls import routes as pull_routes
+from forge.rest_reviews import routes as review_routes
 from forge.sender import (
     Rewrite,
     build_delivery,
@@ -62,7 +63,8 @@ class AppCredentials:
 def create_app(ctx: Context) -> web.Application:
     """The aiohttp app: REST under `/api/v3`, git smart HTTP at `/{owner}/{repo}.git`."""
     api = web.Application()
-    for table in (app_routes, code_routes, issue_routes, pull_routes, manifest_api_routes):
+    routes = (app_routes, code_routes, issue_routes, pull_routes, review_routes)
+    for table in (*routes, manifest_api_routes):
         api.add_routes(table)
     root = web.Application(middlewares=MIDDLEWARES, client_max_size=1024**3)
     root[CONTEXT_KEY] = ctx

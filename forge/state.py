@@ -145,6 +145,20 @@ class Comment:
 
 
 @dataclass
+class Review:
+    """A submitted pull request review (its inline comments are review comments)."""
+
+    id: int
+    repo: Repo
+    number: int
+    user: User
+    body: str
+    state: str
+    commit_id: str
+    submitted_at: float
+
+
+@dataclass
 class Reaction:
     """A reaction on a comment or an issue (`comment_id` holds either's id)."""
 
@@ -232,6 +246,7 @@ class State:
         self.comments: dict[int, Comment] = {}
         self.reactions: list[Reaction] = []
         self.check_runs: dict[int, CheckRun] = {}
+        self.reviews: dict[int, Review] = {}
         self.after_create_pull: list[AfterCreate] = []
         self.web_user = DEFAULT_WEB_USER
         self.pending_manifests: dict[str, PendingManifest] = {}
