@@ -19,6 +19,7 @@ from bot import (
     installations,
     mentions,
     repo_page,
+    review_auto,
     task_page,
     task_stream,
 )
@@ -35,6 +36,7 @@ from bot.webhook import (
     verify_signature,
 )
 from config.settings import Settings
+from gantry.metrics import METRICS, Metrics, refusal_outcome
 from runner import task_listing
 from runner.engine import EngineUnavailableError, docker_version
 from runner.log_shipping import copy_log, copy_patch
@@ -49,7 +51,11 @@ ACCEPTED = "accepted"
 PENDING = InboxState.PENDING
 
 ROUTER = routing.Router(
-    mentions.router, assignments.router, installations.router, config_check.router
+    mentions.router,
+    assignments.router,
+    installations.router,
+    config_check.router,
+    review_auto.router,
 )
 
 
@@ -77,7 +83,8 @@ def web_app(settings: Settings) -> web.Application:
     (`SERVICES`) in a `cleanup_ctx` of its own."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
-    app.router.add_post("/webhook", webhook)
+    app[METRICS] = Metrics()
+    app.router.add_post("/webhook", app[METRICS].timed(webhook))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/tasks/{task_id:[0-9]+}", task_view)
@@ -90,6 +97,12 @@ def web_app(settings: Settings) -> web.Application:
 
 def answer(http_status: int, **fields: object) -> web.Response:
     return web.json_response(fields, status=http_status)
+
+
+def counted(request: web.Request, outcome: str, response: web.Response) -> web.Response:
+    """The webhook's answer, counted by its outcome."""
+    request.app[METRICS].delivery_answered(outcome)
+    return response
 
 
 async def read_delivery(request: web.Request, secret: str) -> sansio.Event:
@@ -117,16 +130,16 @@ async def webhook(request: web.Request) -> web.Response:
         event, body = await read_verified(request, secret)
     except WebhookRejectedError as exc:
         log.warning("delivery refused (%d): %s", exc.status, exc.reason)
-        return answer(exc.status, error=exc.reason)
+        return counted(request, refusal_outcome(exc.status), answer(exc.status, error=exc.reason))
     if event.event == "ping":
-        return answer(200, outcome="pong")
+        return counted(request, "pong", answer(200, outcome="pong"))
     if not ROUTER.fetch(event):
-        return answer(202, outcome=Outcome.IGNORED)
+        return counted(request, Outcome.IGNORED, answer(202, outcome=Outcome.IGNORED))
     payload = stored_payload(event, body)
     if not await services.store.accept_delivery(event.delivery_id, event.event, payload):
-        return answer(200, outcome="duplicate")
+        return counted(request, "duplicate", answer(200, outcome="duplicate"))
     services.inbox.submit(InboxEntry(event.delivery_id, event.event, payload, PENDING, 0, None, ""))
-    return answer(200, outcome=ACCEPTED)
+    return counted(request, ACCEPTED, answer(200, outcome=ACCEPTED))
 
 
 def stored_payload(event: sansio.Event, body: bytes) -> str:

@@ -15,6 +15,7 @@ from gidgethub import sansio
 
 from bot.background import Background
 from bot.github_client import UncertainWriteError
+from gantry.metrics import Metrics
 from runner.store import InboxEntry, InboxState, TaskStore
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Inbox:
     handle: Handler
     delays: list[float]
     background: Background = field(default_factory=Background)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def submit(self, entry: InboxEntry) -> None:
         """Handle a stored delivery beside the request that brought it."""
@@ -82,6 +84,7 @@ class Inbox:
             await self.store.settle_delivery(
                 entry.delivery_id, InboxState.PENDING, attempts=attempts, outcome="", reason=reason
             )
+            self.metrics.delivery_retried()
             await asyncio.sleep(self.delays[attempts - 1])
 
     async def attempt(self, entry: InboxEntry, attempts: int) -> str | None:
@@ -95,6 +98,7 @@ class Inbox:
             await self.give_up(entry, attempts, f"payload lacks what its event needs: {exc!r}")
             return None
         outcome = summary(outcomes)
+        self.metrics.delivery_handled(outcomes)
         await self.store.settle_delivery(
             entry.delivery_id, InboxState.DONE, attempts=attempts, outcome=outcome, reason=""
         )
@@ -103,6 +107,7 @@ class Inbox:
 
     async def give_up(self, entry: InboxEntry, attempts: int, reason: str) -> None:
         """Keep the delivery as failed, with its reason, for the operator."""
+        self.metrics.delivery_failed()
         await self.store.settle_delivery(
             entry.delivery_id, InboxState.FAILED, attempts=attempts, outcome="failed", reason=reason
         )

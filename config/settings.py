@@ -2,30 +2,71 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import (
     AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError as UnreadableSettingError
 
 from config.database import SQLITE_PREFIX, Database
+from config.durations import parse_duration, parse_size
 from config.errors import SettingsError
 
 ENV_PREFIX = "GANTRY_"
 DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_WEB_URL = "https://github.com"
+# Enterprise Server serves its REST API under this path of its web address.
+ENTERPRISE_API_PATH = "/api/v3"
 DEFAULT_IMAGE = "gantry-universal:latest"
 DEFAULT_DATA_DIR = Path("~/.local/share/gantry")
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+
+
+def _optional(parse: Callable[[object], Any]) -> Callable[[object], Any]:
+    """An optional setting: unset or empty is no value, anything else is parsed."""
+    return lambda value: None if value is None or value == "" else parse(value)
+
+
+def _duration(value: object) -> timedelta:
+    """Seconds as a number, or a duration like `45m` or `1h30m`."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    return parse_duration(value)
+
+
+def _names(value: object) -> object:
+    """`codex, claude` (the environment's way) or a list (a test's); empty is unset."""
+    if isinstance(value, str):
+        names = tuple(part.strip() for part in value.split(",") if part.strip())
+        return names or None
+    return value
+
+
+class RegistryLogin(BaseModel):
+    """One registry's credentials (`GANTRY_REGISTRY_AUTH`); the password never prints."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str = Field(min_length=1)
+    password: SecretStr
 
 
 class Settings(BaseSettings):
@@ -46,6 +87,8 @@ class Settings(BaseSettings):
     # work without it.
     github_webhook_secret: SecretStr | None = None
     github_api_url: AnyHttpUrl = AnyHttpUrl(DEFAULT_API_URL)
+    # GitHub's web address (where Apps are registered); default: derived from GITHUB_API_URL.
+    github_url: AnyHttpUrl | None = None
     bot_handle: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$")
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
@@ -65,10 +108,27 @@ class Settings(BaseSettings):
     gateway_host: str | None = None
     gateway_port: Annotated[int, Field(ge=0, le=65535)] = 0
     gateway_address: str | None = None
+    # `/metrics` (Prometheus) is served only on this HOST:PORT, an internal listener of its own,
+    # never on the webhook's public port; unset: not served. Port 0 picks a free one.
+    metrics_address: str | None = None
     # Ceilings no repository's `agent.budget` can exceed.
     max_agent_requests: Annotated[int, Field(ge=1)] = 500
     max_agent_tokens: Annotated[int, Field(ge=1)] = 5_000_000
     max_agent_time: Annotated[int, Field(ge=1)] = 6 * 3600
+    # Ceilings no repository (nor its organisation's `.github` defaults) can exceed; unset:
+    # no ceiling beyond the config's own limits (see config/ceilings.py).
+    max_network: Literal["off", "limited", "full"] = "full"
+    max_cpus: Annotated[float | None, Field(gt=0)] = None
+    max_memory: Annotated[int | None, BeforeValidator(_optional(parse_size))] = None
+    max_pids: Annotated[int | None, Field(ge=1)] = None
+    max_disk: Annotated[int | None, BeforeValidator(_optional(parse_size))] = None
+    max_timeout_setup: Annotated[timedelta | None, BeforeValidator(_optional(_duration))] = None
+    max_timeout_agent: Annotated[timedelta | None, BeforeValidator(_optional(_duration))] = None
+    max_timeout_checks: Annotated[timedelta | None, BeforeValidator(_optional(_duration))] = None
+    # Comma-separated; unset: anything. Agents: `codex`, `claude:claude-sonnet-*`, `command`.
+    # Images: shell patterns like `ghcr.io/acme/*` (DEFAULT_IMAGE is always allowed).
+    allowed_agents: Annotated[tuple[str, ...] | None, NoDecode, BeforeValidator(_names)] = None
+    allowed_images: Annotated[tuple[str, ...] | None, NoDecode, BeforeValidator(_names)] = None
     max_concurrent_tasks: Annotated[int, Field(ge=1, le=256)] = 2
     # A running task's lease: another worker takes the task back this long after its worker
     # stopped renewing it (it died). Workers renew every 2 s.
@@ -79,6 +139,10 @@ class Settings(BaseSettings):
     # On SIGTERM, `gantry worker` claims nothing more and gives its running tasks this long to
     # end; what still runs then is stopped and queued again for another worker.
     drain_timeout: Annotated[float, Field(ge=0)] = 300.0
+    # The most attempts one task runs side by side (`@gantry --attempts N`), whatever a
+    # repository's `agent.max_attempts` says: a task holds one of MAX_CONCURRENT_TASKS' slots
+    # but up to this many agent containers at once.
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     # A delivery whose handling meets a GitHub failure is retried after this many seconds,
     # doubling each time, until the waits would pass INBOX_RETRY_LIMIT; then it is kept as
     # failed, with its reason, for the operator (`gantry doctor`).
@@ -92,6 +156,9 @@ class Settings(BaseSettings):
     # The egress proxy of `network: limited` runs in a container of this image; it needs only
     # python3 (>= 3.8). Default: DEFAULT_IMAGE.
     egress_proxy_image: str | None = None
+    # Credentials for pulling images, by registry host (JSON: {"ghcr.io": {"username": …,
+    # "password": …}}); see docs/images.md. Without an entry, the host's docker login is used.
+    registry_auth: dict[str, RegistryLogin] = Field(default_factory=dict)
     # The App has no `workflows` permission by default, so GitHub refuses pushes that touch
     # .github/workflows/; grant it to the App first, then set this.
     allow_workflow_changes: bool = False
@@ -101,6 +168,13 @@ class Settings(BaseSettings):
     def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_address(value)
         return value
 
     @field_validator("openai_api_key", "anthropic_api_key")
@@ -148,6 +222,11 @@ class Settings(BaseSettings):
         return problems
 
     @property
+    def metrics_bind(self) -> tuple[str, int] | None:
+        """Where `/metrics` listens (host, port), or None when it is not served."""
+        return split_address(self.metrics_address) if self.metrics_address else None
+
+    @property
     def webhook_secret(self) -> str:
         """The webhook secret; only called where `serving_problems` was checked."""
         if self.github_webhook_secret is None:
@@ -179,6 +258,13 @@ class Settings(BaseSettings):
         """The GitHub API base URL without a trailing slash."""
         return str(self.github_api_url).rstrip("/")
 
+    @property
+    def web_url(self) -> str:
+        """GitHub's web address without a trailing slash: `GITHUB_URL`, else from the API URL."""
+        if self.github_url is not None:
+            return str(self.github_url).rstrip("/")
+        return web_url_for(self.api_url)
+
     def private_key_pem(self) -> str:
         """The App's private key as PEM text, read from the setting or its file."""
         if self.github_private_key is not None:
@@ -192,6 +278,13 @@ class Settings(BaseSettings):
                 f"GANTRY_GITHUB_PRIVATE_KEY_PATH: cannot read {self.github_private_key_path}: "
                 f"{getattr(exc, 'strerror', None) or exc}"
             ) from None
+
+
+def web_url_for(api_url: str) -> str:
+    """github.com for api.github.com; `https://HOST` for Enterprise's `https://HOST/api/v3`."""
+    if api_url.rstrip("/") == DEFAULT_API_URL:
+        return DEFAULT_WEB_URL
+    return api_url.rstrip("/").removesuffix(ENTERPRISE_API_PATH)
 
 
 def load_private_key(pem: str) -> RSAPrivateKey:
@@ -214,6 +307,8 @@ def load_settings(env_file: Path | None = Path(".env")) -> Settings:
         return Settings(_env_file=env_file)
     except ValidationError as exc:
         raise SettingsError(describe_errors(exc)) from None
+    except UnreadableSettingError as exc:  # JSON that does not parse; its text never echoed
+        raise SettingsError([str(exc)]) from None
 
 
 def describe_errors(exc: ValidationError) -> list[str]:
@@ -225,5 +320,16 @@ def describe_errors(exc: ValidationError) -> list[str]:
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "missing":
             message = "is required but not set"
+        if len(loc) > 1:  # inside a JSON setting: say where (`ghcr.io.password: …`)
+            message = ".".join(str(part) for part in loc[1:]) + f": {message}"
         lines.append(f"{name}: {message}" if loc else message)
     return lines
+
+
+def split_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (`[::1]:9464` for IPv6) as host and port; ValueError when it is not."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9464)")
+    return host, int(port)

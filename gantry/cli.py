@@ -13,7 +13,7 @@ from aiohttp import web
 
 from config.errors import SettingsError
 from config.settings import Settings, load_settings
-from gantry import compose, doctor, local_run, validate
+from gantry import app_create, compose, doctor, local_run, validate
 from gantry.compose import create_app
 
 DESCRIPTION = "Gantry: a GitHub App that gives coding agents a Docker environment."
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local_run.add_parser(commands)
     validate.add_parser(commands)
+    app_create.add_parser(commands)
     return parser
 
 
@@ -98,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_doctor()
     if args.command == "config":
         settings = settings_or_error()
-        return validate.run(args.path, settings if isinstance(settings, Settings) else None)
+        chosen = settings if isinstance(settings, Settings) else None
+        return validate.run(args.path, chosen, org_file=args.org_config)
     if args.command == "run":
         try:
             return local_run.main(load_settings(), args)
@@ -107,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.command == "worker":
         return compose.worker_command()
+    if args.command == "app":
+        return app_create.main(settings_or_error(), args)
     if args.command == "serve":
         return cmd_serve(args.host, args.port, not args.no_workers)
     print(f"gantry: unknown command {args.command!r}", file=sys.stderr)

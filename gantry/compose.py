@@ -24,6 +24,8 @@ from bot.repo_triggers import TriggerCache
 from bot.tokens import InstallationTokens
 from config.errors import SettingsError
 from config.settings import Settings, load_settings
+from gantry.metrics import METRICS, Metrics
+from gantry.metrics import serving as metrics_listener
 from gantry.workers import running_workers, worker_name
 from runner.store import TaskStore
 from runner.stores import open_store, task_wakeups
@@ -42,7 +44,7 @@ def create_app(
     """`gantry serve`: the webhook receiver and task pages, and unless `workers` is off, the
     workers that run its tasks."""
     app = web_app(settings)
-    app.cleanup_ctx.append(lambda app: serving(app, store, workers))
+    app.cleanup_ctx.append(lambda app: serve_parts(app, store, workers))
     return app
 
 
@@ -61,25 +63,28 @@ def no_cancel(task_id: int) -> bool:
     return False
 
 
-async def serving(
+async def serve_parts(
     app: web.Application, store: TaskStore | None, with_workers: bool
 ) -> AsyncIterator[None]:
-    """Open the store, the HTTP session, the workers and the intake; requeue what was queued."""
+    """Open the store, the HTTP session, `/metrics`, the workers and the intake."""
     settings = app[SETTINGS]
     if settings.serving_problems():
         raise SettingsError(settings.serving_problems())
     store = store or await open_store(settings.database)
+    metrics = app[METRICS]
+    metrics.watch_tasks(store.state_counts)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
         tokens = InstallationTokens(session, settings)
         background = Background()
         handle = await resolve_handle(session, settings)
         async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(metrics_listener(metrics, settings.metrics_bind))
             queue = await stack.enter_async_context(task_wakeups(settings.database))
             workers: Workers | None = None
             if with_workers:
                 workers = await stack.enter_async_context(
-                    running_workers(settings, store, queue, tokens, handle, background)
+                    running_workers(settings, store, queue, tokens, handle, background, metrics)
                 )
             intake = Intake(
                 store=store,
@@ -88,20 +93,22 @@ async def serving(
                 handle=handle,
                 background=background,
                 permissions=PermissionCache(),
-                triggers=TriggerCache(),
+                triggers=TriggerCache(settings=settings),
                 on_cancel=workers.cancel if workers is not None else no_cancel,
                 on_reset_cache=workers.cache.drop_repo if workers and workers.cache else None,
+                settings=settings,
             )
             inbox = Inbox(
                 store,
                 lambda event: handle_delivery(intake, tokens, event),
                 retry_delays(settings.inbox_retry_first, settings.inbox_retry_limit),
+                metrics=metrics,
             )
             app[SERVICES] = Services(
                 settings, store, queue, intake, background, tokens, inbox, workers
             )
-            depth, _ = await store.queue_depth()
-            log.info("intake ready as @%s; %d task(s) queued", handle, depth)
+            counts, _ = await store.state_counts()
+            log.info("intake ready as @%s; %d task(s) queued", handle, counts.get("queued", 0))
             resumed = await inbox.resume()
             log.info("%d stored delivery(ies) resumed from the inbox", resumed)
             recovery = asyncio.create_task(recover_missed(session, settings, store))
@@ -134,11 +141,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """`gantry worker`: the worker runtime alone, on the shared store, until `stop` is set;
     then it drains (running tasks get DRAIN_TIMEOUT to end)."""
     store = await open_store(settings.database)
+    metrics = Metrics()
+    metrics.watch_tasks(store.state_counts)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
         tokens, background = InstallationTokens(session, settings), Background()
         handle = await resolve_handle(session, settings)
         async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(metrics_listener(metrics, settings.metrics_bind))
             queue = await stack.enter_async_context(task_wakeups(settings.database))
             await stack.enter_async_context(
                 running_workers(
@@ -148,6 +158,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                     tokens,
                     handle,
                     background,
+                    metrics,
                     settings.drain_timeout,
                     ship_logs=True,
                 )

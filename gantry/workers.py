@@ -20,6 +20,7 @@ from bot.tokens import InstallationTokens
 from config.secret_store import read_secret_store
 from config.settings import Settings
 from gantry.executors import build_executor, engine_client
+from gantry.metrics import Metrics
 from gantry.task_runner import TaskRunner
 from gateway import ModelGateway
 from runner.cleanup import sweep, sweep_forever
@@ -52,6 +53,7 @@ def build_runner(
     slug: str,
     store: TaskStore,
     gateway: ModelGateway | None = None,
+    metrics: Metrics | None = None,
     ship_logs: bool = False,
 ) -> TaskRunner:
     return TaskRunner(
@@ -64,6 +66,7 @@ def build_runner(
         slug=slug,
         store=store,
         gateway=gateway,
+        metrics=metrics or Metrics(),
         ship_logs=ship_logs,
     )
 
@@ -85,6 +88,7 @@ async def running_workers(
     tokens: InstallationTokens,
     handle: str,
     background: Background,
+    metrics: Metrics | None = None,
     drain: float = 0.0,
     ship_logs: bool = False,
 ) -> AsyncIterator[Workers]:
@@ -92,10 +96,10 @@ async def running_workers(
     (running tasks get `drain` seconds to end first). `ship_logs`: a standalone worker's."""
     client = await asyncio.to_thread(engine_client, settings)
     try:
-        async with running_gateway(settings, client) as model:
-            executor = build_executor(settings, client, model.route)
+        async with running_gateway(settings, client, metrics) as model:
+            executor = build_executor(settings, client, model.route, metrics)
             runner = build_runner(
-                settings, executor, tokens, handle, store, model.gateway, ship_logs
+                settings, executor, tokens, handle, store, model.gateway, metrics, ship_logs
             )
             async with serving(runner, tokens, store, queue, client, background, drain) as workers:
                 yield workers

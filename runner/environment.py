@@ -16,9 +16,11 @@ from config.errors import GantryError
 from config.loader import CommandPlan
 from config.repo_config import CONFIG_SCHEMA_VERSION, RepoConfig
 from config.secret_store import Secret
+from gantry.metrics import Metrics
 from runner.ca_certs import ExtraCa
 from runner.cache import CACHE_REPOSITORY, CacheInputs, EnvironmentCache, cache_key
 from runner.collect import SCRATCH, read_file, tar_file
+from runner.image_pull import ImagePuller
 from runner.labels import KIND_AGENT, KIND_SETUP, gantry_labels
 from runner.languages import LanguageSelectionError, describe, selection_error, shell_command
 from runner.mirror import Mirrors
@@ -32,6 +34,7 @@ from runner.sandbox import (
     engine_call,
     running,
 )
+from runner.service_containers import ServiceContainers, ServiceSpec, with_no_proxy
 from runner.task_ca import TASK_BUNDLE_FILE, TASK_CA_FILE, trust_archive, trust_env, trust_script
 from runner.tasklog import TaskLog
 from runner.workspace import checkout_script, mirror_mount, move_script
@@ -77,6 +80,8 @@ class EnvironmentRequest:
     # other SHA resumes from the environment built there. None: `sha` is trusted itself (a
     # task on the default branch's head, or a local run on the operator's own checkout).
     trusted_sha: str | None = None
+    # Containers beside the agent's on its network (databases), reached by name.
+    services: tuple[ServiceSpec, ...] = ()
 
     @property
     def untrusted(self) -> bool:
@@ -144,6 +149,7 @@ class Environment:
     timings: dict[str, float] = field(default_factory=dict)
     workspace: str = WORKSPACE
     scratch: str = SCRATCH
+    services: tuple[str, ...] = ()
 
     async def run(
         self, command: str, log: TaskLog, phase: str, limit_s: float, env: Mapping[str, str] = {}
@@ -180,8 +186,14 @@ class Environments:
         networks: Networks,
         extra_ca: ExtraCa | None = None,
         gateway: tuple[str, int] | None = None,
+        metrics: Metrics | None = None,
+        puller: ImagePuller | None = None,
     ) -> None:
         self.client, self.mirrors, self.cache, self.networks = client, mirrors, cache, networks
+        self.metrics = metrics or Metrics()
+        # Images named by the config or the server that the engine lacks are pulled first.
+        self.puller = puller or ImagePuller(client)
+        self.services = ServiceContainers(client, cache.owner)
         self.extra_ca = extra_ca
         # Where the agent container reaches the model gateway: (address, port) from the bridge.
         self.gateway = gateway
@@ -213,11 +225,16 @@ class Environments:
             await self.mirrors.ensure(request.repo, request.clone_url, trusted.sha, request.token)
             log.line("setup", f"[gantry] {request.sha} is untrusted: setup runs at {trusted.sha}")
         timings["fetch"] = time.monotonic() - started
+        mark = time.monotonic()
+        for image in self._images(request):
+            await self.puller.ensure(image, log)
+        timings["images"] = time.monotonic() - mark
         inputs = await self._inputs(trusted)
         key = cache_key(inputs)
         image_id, hit = await self._cached_or_built(
             trusted, inputs, key, fetched.path, log, timings
         )
+        self.metrics.cache_lookup(hit)
         environment = await self._start_agent(request, image_id, key, hit, fetched.path, log)
         try:
             if hit or request.untrusted:
@@ -229,6 +246,13 @@ class Environments:
             raise
         environment.timings = timings | {"prepare": time.monotonic() - started}
         return environment
+
+    def _images(self, request: EnvironmentRequest) -> list[str]:
+        """The images the task will start: its own, and the proxy's behind `off`/`limited`."""
+        modes = {request.network_setup.mode, request.network_agent.mode}
+        proxy = modes != {"full"} and (self.gateway is not None or "limited" in modes)
+        services = [s.image for s in request.services]
+        return [request.image, *services] + ([self.networks.proxy_image] if proxy else [])
 
     async def _cached_or_built(
         self,
@@ -331,24 +355,36 @@ class Environments:
         """A fresh container from the image: nothing setup started is running in it. Its
         network reaches the model gateway (when one runs), whatever `network.agent` says."""
         attachment = await self.networks.attach(
-            request.network_agent, request.task_id, request.repo, gateway=self.gateway
+            request.network_agent,
+            request.task_id,
+            request.repo,
+            gateway=self.gateway,
+            services=bool(request.services),
         )
+        network_env = with_no_proxy(attachment.env, request.services)
         spec = ContainerSpec(
             image=image_id,
             labels=gantry_labels(request.task_id, request.repo, KIND_AGENT, self.cache.owner),
             limits=request.limits,
             network_mode=attachment.network_mode,
-            env={**request.env, **self.ca_env, **attachment.env, **task_trust_env(attachment)},
+            env={**request.env, **self.ca_env, **network_env, **task_trust_env(attachment)},
             mounts=(mirror_mount(mirror),),
             dns=attachment.dns,
             dns_options=attachment.dns_options,
+            networks=attachment.extra_networks,
         )
+        services: tuple[str, ...] = ()
         try:
+            task = (request.task_id, request.repo)
+            services = await self.services.start(
+                request.services, attachment, task, log, request.untrusted
+            )
             sandbox = await Sandbox.start(self.client, spec)
         except BaseException:
+            await self.services.remove(services)
             await self.networks.detach(attachment)
             raise
-        environment = Environment(sandbox, attachment, hit, image_id, key)
+        environment = Environment(sandbox, attachment, hit, image_id, key, services=services)
         try:
             await _trust_task_ca(sandbox, attachment, log, "environment")
         except BaseException:
@@ -372,11 +408,14 @@ class Environments:
         return blocked(await self.networks.decisions(environment.attachment))
 
     async def release(self, environment: Environment) -> None:
-        """Remove the agent container, then its proxy and network."""
+        """Remove the agent container and its services, then its proxy and network."""
         try:
             await environment.sandbox.remove()
         finally:
-            await self.networks.detach(environment.attachment)
+            try:
+                await self.services.remove(environment.services)
+            finally:
+                await self.networks.detach(environment.attachment)
 
 
 async def _select_languages(sandbox: Sandbox, request: EnvironmentRequest, log: TaskLog) -> None:

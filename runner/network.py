@@ -74,6 +74,9 @@ class Attachment:
     ca_pem: bytes | None = None
     # Where the agent reaches the model gateway, when `attach` was given one.
     gateway_url: str | None = None
+    # Networks the container joins besides `network_mode` (the bridge, under `full` with
+    # service containers on the task's own network).
+    extra_networks: tuple[str, ...] = ()
 
 
 def proxy_env(address: str, port: int = egress.LISTEN_PORT) -> dict[str, str]:
@@ -180,14 +183,35 @@ class Networks:
         repo: str,
         owner: str | None = None,
         gateway: tuple[str, int] | None = None,
+        services: bool = False,
     ) -> Attachment:
-        """Prepare the network for one container under a policy (and the gateway, if given)."""
+        """Prepare the network for one container under a policy (and the gateway, if given).
+
+        With `services`, the container is always on an internal network of the task's own,
+        where its service containers join it (under `full`, it is on the bridge as well)."""
+        labels = gantry_labels(task_id, repo, KIND_NETWORK, owner or self.owner)
         if policy.mode == "full":
             url = gateway_url(*gateway) if gateway is not None else None
-            return Attachment(BRIDGE, gateway_url=url)
+            if not services:
+                return Attachment(BRIDGE, gateway_url=url)
+            network = await self._create_network(labels)
+            return Attachment(
+                str(network.name), network_id=network.id, gateway_url=url, extra_networks=(BRIDGE,)
+            )
         if policy.mode == "off" and gateway is None:
-            return Attachment("none")
+            return (await self._isolated(labels))[1] if services else Attachment("none")
         return await self._internal(policy, task_id, repo, owner or self.owner, gateway)
+
+    async def _isolated(self, labels: dict[str, str]) -> tuple[Network, Attachment]:
+        """An internal network with no host address and no way out (DNS sinkholed)."""
+        network = await self._create_network(labels)
+        subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
+        return network, Attachment(
+            str(network.name),
+            dns=(sinkhole_address(subnet),),
+            dns_options=FAST_FAIL_DNS,
+            network_id=network.id,
+        )
 
     async def _internal(
         self,
@@ -198,23 +222,17 @@ class Networks:
         gateway: tuple[str, int] | None,
     ) -> Attachment:
         """An internal network with no host address, and the proxy as its only way out."""
-        network = await self._create_network(gantry_labels(task_id, repo, KIND_NETWORK, owner))
-        subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
-        attachment = Attachment(
-            str(network.name),
-            dns=(sinkhole_address(subnet),),
-            dns_options=FAST_FAIL_DNS,
-            network_id=network.id,
+        network, attachment = await self._isolated(
+            gantry_labels(task_id, repo, KIND_NETWORK, owner)
         )
         try:
             tls = issue_task_tls(task_id, policy.allow) if intercepts(policy) else None
             attachment.ca_pem = tls.ca_pem if tls is not None else None
-            labels = gantry_labels(task_id, repo, KIND_PROXY, owner)
             proxy = await self._start_proxy(
                 proxy_command(policy, self.mapped, gateway),
                 proxy_environment(tls, self.upstream_ca),
                 network,
-                labels,
+                gantry_labels(task_id, repo, KIND_PROXY, owner),
             )
             attachment.proxy_id = proxy.id
             address = proxy.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]

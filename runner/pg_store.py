@@ -251,12 +251,14 @@ class PostgresTaskStore:
             await self._count(f"notify {CHANNEL}")
         return sorted((task_from_row(row) for row in rows), key=lambda t: t.id)
 
-    async def queue_depth(self) -> tuple[int, float | None]:
-        """How many tasks wait, and since when the oldest has (None: none waits)."""
-        rows = await self._rows(
-            "select count(*) as n, min(created_at) as oldest from tasks where state = 'queued'"
+    async def state_counts(self) -> tuple[dict[str, int], float | None]:
+        """Tasks per state, and when the oldest queued one was created (for metrics)."""
+        rows = await self._rows("select state, count(*) as n from tasks group by state")
+        oldest = await self._rows(
+            "select min(created_at) as oldest from tasks where state = %s",
+            (TaskState.QUEUED.value,),
         )
-        return int(rows[0]["n"]), rows[0]["oldest"]
+        return {str(row["state"]): int(row["n"]) for row in rows}, oldest[0]["oldest"]
 
     async def append_log(self, task_id: int, start: int, data: bytes) -> None:
         """Keep a chunk of a task's log at its offset (see `runner.log_shipping`)."""

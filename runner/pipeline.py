@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
 import shlex
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from config.agent_choice import AgentChoice, AgentNotAllowedError
@@ -26,15 +27,31 @@ from runner.agent_step import (
     usage_line,
     usage_record,
 )
+from runner.attempts import attempt_count
+from runner.attempts_run import AttemptsRun
 from runner.collect import MESSAGE_NAME, PATCH_NAME, collect_script, snapshot_script
 from runner.environment import EnvironmentRequest, PhaseFailedError, from_config
 from runner.executor import Executor, RunningEnvironment
+from runner.mirror import MirrorError
+from runner.mirror import git as mirror_git
+from runner.modes import (
+    ANSWERED_TEXT,
+    AnswerPoster,
+    Mode,
+    instructions,
+    mode_of,
+    mode_variables,
+    output_dir,
+    read_output,
+    redact,
+)
 from runner.patch_policy import PatchPolicy, check_change, check_patch
 from runner.publish import applied_change
 from runner.results import (
     PHASES,
     RESTART_NOTE,
     SHUTDOWN,
+    Attempts,
     CheckOutcome,
     Conclusion,
     Phase,
@@ -42,6 +59,7 @@ from runner.results import (
     TaskResult,
     judge_checks,
 )
+from runner.service_containers import secret_names, services_of
 from runner.task import Task
 from runner.tasklog import TaskLog
 
@@ -79,6 +97,8 @@ class Work:
     base_sha: str
     # The agent's model usage line (empty when it used no model through the gateway).
     usage: str = ""
+    # A best-of-N task's attempts, the published one among them (None: a single attempt).
+    attempts: Attempts | None = None
 
 
 class Publisher(Protocol):
@@ -149,6 +169,11 @@ class PipelineDeps:
     # The model gateway (None: agents get no model route, presets cannot run).
     gateway: ModelGateway | None = None
     record_usage: Callable[[Task, dict[str, Any]], Awaitable[None]] = no_usage
+    # Posts what ask, plan and review produce (None: those modes cannot run here).
+    answers: AnswerPoster | None = None
+    # The server's ceiling on a task's `--attempts` (the repository's `agent.max_attempts`
+    # caps it further).
+    max_attempts: int = 1
 
 
 def task_file(task: Task, sha: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -166,6 +191,7 @@ def task_file(task: Task, sha: str, rounds: list[dict[str, Any]]) -> dict[str, A
         "base_ref": task.head_ref or task.default_branch,
         "base_sha": sha,
         "rounds": rounds,
+        "mode": mode_of(task.kind).value,
     } | review
 
 
@@ -215,6 +241,7 @@ class Run:
     def __init__(self, task: Task, deps: PipelineDeps, reporter: Reporter, tasklog: TaskLog):
         self.task, self.deps, self.reporter, self.log = task, deps, reporter, tasklog
         self.secrets: tuple[Secret, ...] = ()
+        self.service_secrets: tuple[Secret, ...] = ()  # what `services` name, for them only
         self.usage_line = ""
         self.outcomes: tuple[CheckOutcome, ...] = ()  # the checks' results, once run
         # Set once the work is published (or found empty): from then on the task is over.
@@ -222,6 +249,10 @@ class Run:
         # The phase a failure outside any phase's work belongs to (the last one started).
         self.current = PHASES[0]
         self.failed_phases: set[str] = set()
+        self.mode = mode_of(task.kind)
+        self.instructions = ""  # what a preset is told before the request (modes but code)
+        # Which of the task's attempts this run is (`GANTRY_ATTEMPT`), and of how many.
+        self.attempt, self.attempts = 1, 1
 
     async def phase(
         self,
@@ -258,7 +289,12 @@ class Run:
             raise TaskFailedError("prepare", "\n".join(checkout.lines()))
         config = checkout.parsed.config
         self.secrets = self.deps.secrets.resolve(self.task.repo, config.secrets)
-        self.log.add_secrets(s.value.get_secret_value() for s in self.secrets)
+        self.service_secrets = self.deps.secrets.resolve(self.task.repo, secret_names(config))
+        for secrets in (self.secrets, self.service_secrets):
+            self.log.add_secrets(s.value.get_secret_value() for s in secrets)
+        provenance = checkout.parsed.provenance
+        for value in provenance.capped if provenance is not None else ():
+            self.log.line("prepare", f"[gantry] {value.path} = {value.value}: {value.describe()}")
         return source, checkout
 
     async def agent(self, env: Env, config: RepoConfig, sha: str) -> None:
@@ -274,14 +310,22 @@ class Run:
         data = json.dumps(task_file(self.task, sha, earlier), indent=2).encode()
         path = f"{env.scratch}/{TASK_FILE_NAME}"
         await env.write_file(path, data)
-        variables = {"GANTRY_PROMPT": prompt_of(self.task), "GANTRY_TASK_FILE": path}
+        variables = {
+            "GANTRY_PROMPT": prompt_of(self.task),
+            "GANTRY_TASK_FILE": path,
+            "GANTRY_ATTEMPT": str(self.attempt),
+            "GANTRY_ATTEMPTS": str(self.attempts),
+        }
+        variables |= mode_variables(self.mode, env.scratch)
+        mkdir = f"mkdir -p {shlex.quote(output_dir(env.scratch))}"
+        await env.run(mkdir, self.log, "agent", COLLECT_LIMIT_S)
         await self.phase("agent", lambda: self.run_agent(env, config, choice, variables))
 
     async def run_agent(
         self, env: Env, config: RepoConfig, choice: AgentChoice, variables: dict[str, str]
     ) -> None:
         """The agent with a gateway token that is valid for exactly this run."""
-        gateway, task_id = self.deps.gateway, str(self.task.id)
+        gateway, task_id = self.deps.gateway, self.gateway_id
         url = env.gateway_url
         budget = Budget.of(config.agent.budget)
         token = None
@@ -291,7 +335,7 @@ class Run:
             budget = budget.capped(gateway.ceilings)
         usage = None
         try:
-            step = build_step(choice, url, token)
+            step = build_step(choice, url, token, self.instructions)
             self.log.line("agent", f"[gantry] agent: {step.label}")
             limit = min(config.timeouts.agent.total_seconds(), budget.seconds)
             result = await env.run(
@@ -304,6 +348,12 @@ class Run:
         reason = failure_reason(usage, result)
         if reason is not None:
             raise TaskFailedError("agent", reason)
+
+    @property
+    def gateway_id(self) -> str:
+        """The run's name at the model gateway: each attempt has its own token and budget."""
+        task = str(self.task.id)
+        return task if self.attempts == 1 else f"{task}.{self.attempt}"
 
     async def keep_usage(self, label: str, usage: TaskUsage) -> None:
         """Note the model usage for the reports (if the agent used a model at all), the log
@@ -354,7 +404,7 @@ class Run:
         patch = await self.diff(env, sha)
         raw = await env.read_file(f"{env.scratch}/{MESSAGE_NAME}", MAX_MESSAGE_BYTES)
         message = raw.decode(errors="replace")
-        values = [s.value.get_secret_value() for s in self.secrets]
+        values = [s.value.get_secret_value() for s in (*self.secrets, *self.service_secrets)]
         check_patch(patch, values, policy)
         mirror = self.deps.environments.mirrors.path(self.task.repo)
         check_change(await applied_change(mirror, sha, patch, policy.max_expanded_bytes), policy)
@@ -447,7 +497,7 @@ async def to_the_end(step: Awaitable[T]) -> T:
 
 async def _phases(run: Run, publisher: Publisher) -> TaskResult:
     await run.reporter.started()
-    source, checkout = await run.phase("prepare", run.prepare)
+    source, checkout = await run.phase("prepare", run.prepare, judge=judge_prepare)
     config = checkout.parsed.config
     plan = checkout.plan(None)
     request = from_config(
@@ -461,7 +511,12 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
         token=source.token,
         ref=source.ref,
     )
+    request = dataclasses.replace(request, services=services_of(config, run.service_secrets))
+    if run.task.best_of > 1 and run.mode is Mode.CODE:
+        return await _attempts(run, publisher, request, checkout, source.sha)
     env = await run.phase("environment", lambda: environment(run, request))
+    if run.mode is not Mode.CODE:
+        return await answer_phases(run, env, checkout, source.sha)
     released: asyncio.Task[None] | None = None
     try:
         await run.agent(env, config, source.sha)
@@ -492,6 +547,30 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
     return run.outcome
 
 
+async def _attempts(
+    run: Run, publisher: Publisher, request: EnvironmentRequest, checkout: Checkout, sha: str
+) -> TaskResult:
+    """`--attempts N`: N attempts side by side (runner/attempts.py); the best is published."""
+    config = checkout.parsed.config
+    asked = run.task.best_of
+    allowed, limited_by = attempt_count(asked, config.agent.max_attempts, run.deps.max_attempts)
+    best = await AttemptsRun(run, environment, request, checkout, sha)(asked, allowed, limited_by)
+    run.outcomes = best.checks
+    refused = tuple(describe_blocked(d) for d in best.blocked)
+    work = Work(
+        best.patch, best.message, best.checks, refused, config, sha, best.usage, best.attempts
+    )
+    run.outcome = await publish_work(run, publisher, work)
+    return run.outcome
+
+
+def judge_prepare(phase: Phase, prepared: tuple[Source, Checkout]) -> Phase:
+    """The prepare phase says what the operator's ceilings capped, if anything."""
+    provenance = prepared[1].parsed.provenance
+    note = provenance.capped_note() if provenance is not None else ""
+    return replace(phase, note=note) if note else phase
+
+
 async def environment(run: Run, request: EnvironmentRequest) -> Env:
     """Build or resume the environment, then snapshot the tree the agent starts from."""
     env: Env = await run.deps.environments.prepare(request, run.log)
@@ -511,7 +590,11 @@ async def publish_work(run: Run, publisher: Publisher, work: Work) -> TaskResult
     if not work.patch.strip():
         await run.skip("publish", "no changes")
         return TaskResult(
-            Conclusion.NO_CHANGES, checks=work.checks, blocked=work.blocked, usage=work.usage
+            Conclusion.NO_CHANGES,
+            checks=work.checks,
+            blocked=work.blocked,
+            usage=work.usage,
+            attempts=work.attempts,
         )
     url = await run.phase("publish", lambda: publisher.publish(work))
     return TaskResult(
@@ -520,4 +603,41 @@ async def publish_work(run: Run, publisher: Publisher, work: Work) -> TaskResult
         pull_url=url,
         blocked=work.blocked,
         usage=work.usage,
+        attempts=work.attempts,
     )
+
+
+async def answer_phases(run: Run, env: Env, checkout: Checkout, sha: str) -> TaskResult:
+    """ask, plan and review: the agent writes one file, Gantry posts it. No checks, no patch,
+    nothing pushed; a file that is missing or malformed fails `collect`, so nothing half-posts."""
+    config = checkout.parsed.config
+    try:
+        base = await review_base(run, sha) if run.mode is Mode.REVIEW else None
+        rules = [rule for doc in checkout.docs for rule in doc.review_rules]
+        run.instructions = instructions(run.mode, env.scratch, base, rules)
+        await run.agent(env, config, sha)
+        await env.end_phase()
+        await run.skip("checks", f"not run in {run.mode} mode")
+        answer = await run.phase("collect", lambda: read_output(env, run.mode))
+        answer = redact(answer, [s.value.get_secret_value() for s in run.secrets])
+    finally:
+        await asyncio.shield(run.deps.environments.release(env))
+    poster = run.deps.answers
+    if poster is None:
+        raise TaskFailedError("publish", f"{run.mode} needs GitHub to post to")
+    url = await run.phase("publish", lambda: poster.post(answer, config))
+    run.outcome = TaskResult(
+        Conclusion.ANSWERED, pull_url=url, reason=ANSWERED_TEXT[run.mode], usage=run.usage_line
+    )
+    return run.outcome
+
+
+async def review_base(run: Run, sha: str) -> str | None:
+    """Where a pull request's changes start: the merge base of its head with the default
+    branch, from the host's mirror (None when the mirror cannot say)."""
+    mirror = run.deps.environments.mirrors.path(run.task.repo)
+    branch = f"refs/heads/{run.task.default_branch}"
+    try:
+        return (await mirror_git(mirror, ["merge-base", branch, sha], {}, None)).strip() or None
+    except MirrorError:
+        return None

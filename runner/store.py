@@ -75,6 +75,7 @@ class TaskStore(Protocol):
     async def with_state(self, state: TaskState) -> list[Task]: ...
 
     async def repo_tasks(self, repo: str, limit: int) -> list[Task]: ...
+    async def state_counts(self) -> tuple[dict[str, int], float | None]: ...
 
     async def set_state(self, task_id: int, state: TaskState) -> Task | None: ...
 
@@ -91,8 +92,6 @@ class TaskStore(Protocol):
     async def finish_task(self, task_id: int, owner: str, state: TaskState) -> bool: ...
 
     async def take_back_expired(self, owner: str | None) -> list[Task]: ...
-
-    async def queue_depth(self) -> tuple[int, float | None]: ...
 
     async def append_log(self, task_id: int, start: int, data: bytes) -> None: ...
 
@@ -350,6 +349,20 @@ class SQLiteTaskStore:
         """A repository's latest tasks, newest first, read beside the writer (WAL)."""
         return await task_listing.list_repo_tasks(self._path, repo, limit)
 
+    async def state_counts(self) -> tuple[dict[str, int], float | None]:
+        """Tasks per state, and when the oldest queued one was created (for metrics): two
+        queries on the state index, cheap enough for every scrape."""
+
+        def count() -> tuple[dict[str, int], float | None]:
+            rows = self.conn.execute("select state, count(*) from tasks group by state")
+            oldest = self.conn.execute(
+                "select min(created_at) from tasks where state = ?", (TaskState.QUEUED.value,)
+            ).fetchone()[0]
+            return {str(state): int(n) for state, n in rows.fetchall()}, oldest
+
+        result: tuple[dict[str, int], float | None] = await self._run(count)
+        return result
+
     async def set_state(self, task_id: int, state: TaskState) -> Task | None:
         await self._execute(
             "update tasks set state = ?, updated_at = ? where id = ?",
@@ -449,15 +462,6 @@ class SQLiteTaskStore:
             return sorted((task_from_row(row) for row in rows), key=lambda t: t.id)
 
         return await self._run(take_back)  # type: ignore[no-any-return]
-
-    async def queue_depth(self) -> tuple[int, float | None]:
-        """How many tasks wait, and since when the oldest has (None: none waits)."""
-        rows = await self._run(
-            lambda: self.conn.execute(
-                "select count(*), min(created_at) from tasks where state = 'queued'"
-            ).fetchall()
-        )
-        return int(rows[0][0]), rows[0][1]
 
     async def append_log(self, task_id: int, start: int, data: bytes) -> None:
         """Keep a chunk of a task's log at its offset (see `runner.log_shipping`)."""

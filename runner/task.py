@@ -46,6 +46,8 @@ class NewTask:
     model: str | None = field(default=None, kw_only=True)
     # Where a review comment asked (JSON: path, lines, side, hunk); None for other requests.
     context: str | None = field(default=None, kw_only=True)
+    # How many attempts the requester asked for (`--attempts N`; capped when the task runs).
+    best_of: int = field(default=1, kw_only=True)
 
 
 @dataclass(frozen=True)

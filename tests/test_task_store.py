@@ -75,7 +75,7 @@ async def test_tasks_survive_a_reopen_and_are_requeued(tmp_path: Path) -> None:
     await first.close()
     second = await SQLiteTaskStore.open(path)
     assert [t.id for t in await second.with_state(TaskState.QUEUED)] == [kept.id]
-    assert await second.queue_depth() == (1, kept.created_at)
+    assert await second.state_counts() == ({"queued": 1, "succeeded": 1}, kept.created_at)
     latest = await second.latest_for_thread("octo/hello", 7)
     assert latest is not None
     assert (latest.id, latest.state) == (done.id, TaskState.SUCCEEDED)

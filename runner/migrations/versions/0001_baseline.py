@@ -20,7 +20,12 @@ depends_on = None
 # 64-bit on PostgreSQL; SQLite's integers are 64-bit already and its row ids must be INTEGER.
 BIG = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 # Columns added after the first release, before migrations existed.
-ADDED_COLUMNS = ("agent", "model", "context")
+ADDED_COLUMNS: dict[str, sa.Column[Any]] = {
+    "agent": sa.Column("agent", sa.Text),
+    "model": sa.Column("model", sa.Text),
+    "context": sa.Column("context", sa.Text),
+    "best_of": sa.Column("best_of", sa.Integer, nullable=False, server_default="1"),
+}
 
 
 def tables() -> list[tuple[str, list[Any], dict[str, Any]]]:
@@ -56,6 +61,7 @@ def tables() -> list[tuple[str, list[Any], dict[str, Any]]]:
             sa.Column("agent", sa.Text),
             sa.Column("model", sa.Text),
             sa.Column("context", sa.Text),
+            sa.Column("best_of", sa.Integer, nullable=False, server_default="1"),
         ], {"sqlite_autoincrement": True}),
         ("installations", [
             sa.Column("id", BIG, primary_key=True, autoincrement=False),
@@ -120,9 +126,9 @@ def upgrade() -> None:
             op.create_table(name, *items, **options)
     if "tasks" in existing:
         have = {column["name"] for column in inspector.get_columns("tasks")}
-        for column in ADDED_COLUMNS:
-            if column not in have:
-                op.add_column("tasks", sa.Column(column, sa.Text))
+        for name, column in ADDED_COLUMNS.items():
+            if name not in have:
+                op.add_column("tasks", column)
     for index, table, columns in INDEXES:
         if table not in existing or index not in indexes(inspector, table):
             op.create_index(index, table, columns)
