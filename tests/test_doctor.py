@@ -183,7 +183,7 @@ def test_cli_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("serve", "run", "config", "doctor"):
+    for command in ("serve", "worker", "run", "config", "doctor"):
         assert f"    {command} " in out
     with pytest.raises(SystemExit):
         main(["serve", "--help"])

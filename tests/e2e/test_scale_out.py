@@ -48,12 +48,17 @@ class Fleet:
     overlaps: list[str] = field(default_factory=list)
     started: dict[str, list[int]] = field(default_factory=dict)  # thread -> task ids, in order
     ran_on: dict[int, set[str]] = field(default_factory=dict)  # task id -> lease owners seen
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     def log(self, name: str) -> Path:
         return self.tmp / f"{name}.log"
 
     async def start(self, name: str, *args: str) -> None:
-        env = self.env | {"GANTRY_DATA_DIR": str(self.tmp / name)}
+        port = self.metrics_ports.setdefault(name, free_port())
+        env = self.env | {
+            "GANTRY_DATA_DIR": str(self.tmp / name),
+            "GANTRY_METRICS_ADDRESS": f"127.0.0.1:{port}",
+        }
         out = self.log(name).open("ab")
         self.processes[name] = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gantry", *args, env=env, stdout=out, stderr=out
@@ -166,6 +171,7 @@ async def test_serve_and_three_workers_on_postgresql(
             await until_all_end(store)
             await check_the_work(fleet, store, killed)
             await check_a_page_from_another_process(fleet, store)
+            await check_each_workers_metrics(fleet)
             await drain_everyone(fleet)
         finally:
             watcher.cancel()
@@ -257,6 +263,24 @@ async def check_a_page_from_another_process(fleet: Fleet, store: PostgresTaskSto
         body = await response.text()
     assert f"agent-output round 0 on {REPOS[0]}" in body
     assert "answer.txt" in body
+
+
+async def check_each_workers_metrics(fleet: Fleet) -> None:
+    """Each live worker serves /metrics: the tasks it ran, and the shared store's gauges."""
+    finished = 0.0
+    async with aiohttp.ClientSession() as session:
+        for name in ("worker-1", "worker-2"):
+            url = f"http://127.0.0.1:{fleet.metrics_ports[name]}/metrics"
+            async with session.get(url) as response:
+                assert response.status == 200
+                text = await response.text()
+            assert 'gantry_tasks{state="succeeded"} 30.0' in text
+            finished += sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("gantry_tasks_finished_total{")
+            )
+    assert finished >= 20  # worker-0 ran the rest before it was killed
 
 
 async def drain_everyone(fleet: Fleet) -> None:
