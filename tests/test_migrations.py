@@ -8,6 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
+
 from config.database import Database
 from runner import migrate
 from runner.results import Phase, PhaseStatus
@@ -17,22 +19,30 @@ from tests.store_fixtures import database
 from tests.test_task_store import TASK
 
 __all__ = ["database"]  # a fixture, used by name
-# Made by Gantry before migrations existed (commit 2132a7c's runner/store.py): two tasks on
-# octo/legacy#12 (one succeeded, one queued), a phase, usage, a branch with its PR, a pending
-# delivery, an installation with a repository, and a refusal.
-BEFORE_MIGRATIONS = Path(__file__).parent / "data" / "gantry-before-migrations.db"
+# Made by Gantry before migrations existed (runner/store.py of commit 2132a7c, and of 3aafc52
+# which added `best_of`, the second task's 3 there): two tasks on octo/legacy#12 (one
+# succeeded, one queued), a phase, usage, a branch with its PR, a pending delivery, an
+# installation with a repository, and a refusal.
+DATA = Path(__file__).parent / "data"
+BEFORE_MIGRATIONS = {
+    "gantry-before-migrations.db": 1,
+    "gantry-before-migrations-best-of.db": 3,
+}
 
 
-async def test_a_database_from_before_migrations_keeps_its_data(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("made_by", "best_of"), BEFORE_MIGRATIONS.items())
+async def test_a_database_from_before_migrations_keeps_its_data(
+    tmp_path: Path, made_by: str, best_of: int
+) -> None:
     path = tmp_path / "gantry.db"
-    shutil.copy(BEFORE_MIGRATIONS, path)
+    shutil.copy(DATA / made_by, path)
     assert migrate.current(Database(f"sqlite:///{path}")) is None
     store = await SQLiteTaskStore.open(path)
     try:
         tasks = await store.thread_tasks("octo/legacy", 12)
-        assert [(t.id, t.state, t.agent, t.head_sha) for t in tasks] == [
-            (1, TaskState.SUCCEEDED, "codex", "a" * 40),
-            (2, TaskState.QUEUED, "codex", "a" * 40),
+        assert [(t.id, t.state, t.agent, t.head_sha, t.best_of) for t in tasks] == [
+            (1, TaskState.SUCCEEDED, "codex", "a" * 40, 1),
+            (2, TaskState.QUEUED, "codex", "a" * 40, best_of),
         ]
         assert await store.phases(1) == [Phase("agent", PhaseStatus.DONE, 1.5, "done")]
         assert await store.usage(1) == '{"requests": 3}'
