@@ -77,22 +77,17 @@ class PostgresTaskStore:
         await self._count("delete from deliveries where id = %s", (delivery_id,))
 
     async def accept_delivery(self, delivery_id: str, event: str, payload: str) -> bool:
-        """Claim a delivery and keep it in the inbox, in one commit; False when seen before."""
+        """Claim a delivery and keep it in the inbox, in one statement (one round trip, one
+        commit); False when seen before."""
         now = self._clock()
-        async with self.pool.connection() as conn, conn.transaction():
-            cursor = await conn.execute(
-                "insert into deliveries (id, event, received_at) values (%s, %s, %s) "
-                "on conflict do nothing",
-                (delivery_id, event, now),
-            )
-            if cursor.rowcount != 1:
-                return False
-            await conn.execute(
-                "insert into inbox (delivery_id, event, payload, state, updated_at) "
-                "values (%s, %s, %s, %s, %s)",
-                (delivery_id, event, payload, InboxState.PENDING.value, now),
-            )
-        return True
+        rows = await self._rows(
+            "with claimed as (insert into deliveries (id, event, received_at) "
+            "values (%s, %s, %s) on conflict do nothing returning id) "
+            "insert into inbox (delivery_id, event, payload, state, updated_at) "
+            "select id, %s, %s, %s, %s from claimed returning delivery_id",
+            (delivery_id, event, now, event, payload, InboxState.PENDING.value, now),
+        )
+        return bool(rows)
 
     async def seen_deliveries(self, delivery_ids: set[str]) -> set[str]:
         rows = await self._rows(
