@@ -275,17 +275,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: the store and the Docker engine answer."""
+    """Ready: the store answers, and the Docker engine too where workers run."""
     services = request.app[SERVICES]
     problems: dict[str, str] = {}
     try:
         await services.store.ping()
     except Exception as exc:  # any store failure means not ready; say which
         problems["store"] = f"{type(exc).__name__}: {exc}"
-    try:
-        await asyncio.to_thread(docker_version, 5)
-    except EngineUnavailableError as exc:
-        problems["docker"] = str(exc)
+    if services.workers is not None:  # a server without workers runs no container
+        try:
+            await asyncio.to_thread(docker_version, 5)
+        except EngineUnavailableError as exc:
+            problems["docker"] = str(exc)
     if problems:
         return answer(503, status="not ready", problems=problems)
     return answer(200, status="ready")

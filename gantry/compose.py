@@ -27,6 +27,7 @@ from config.settings import Settings, load_settings
 from gantry.metrics import METRICS, Metrics
 from gantry.metrics import serving as metrics_listener
 from gantry.workers import running_workers, worker_name
+from runner.retention import prune_forever
 from runner.store import TaskStore
 from runner.stores import open_store, task_wakeups
 from runner.worker import Workers
@@ -111,9 +112,12 @@ async def serve_parts(
             log.info("intake ready as @%s; %d task(s) queued", handle, counts.get("queued", 0))
             resumed = await inbox.resume()
             log.info("%d stored delivery(ies) resumed from the inbox", resumed)
-            recovery = asyncio.create_task(recover_missed(session, settings, store))
+            loops = [asyncio.create_task(recover_missed(session, settings, store))]
+            if workers is None:  # the copies of logs and patches it shows; workers prune theirs
+                loops.append(asyncio.create_task(prune_forever(settings.data_dir)))
             yield
-            recovery.cancel()
+            for loop in loops:
+                loop.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(inbox.drain(), INBOX_SHUTDOWN_WAIT)
         await background.drain()

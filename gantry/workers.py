@@ -136,7 +136,9 @@ async def serving(
     loops = [
         asyncio.create_task(worker.serve(), name="gantry-worker"),
         asyncio.create_task(taking_back, name="gantry-take-back"),
-        asyncio.create_task(prune_forever(settings.data_dir), name="gantry-prune"),
+        asyncio.create_task(
+            prune_forever(settings.data_dir, stored=store.prune_stored_files), name="gantry-prune"
+        ),
     ]
     if client is not None and isinstance(executor, Environments):
         sweeping = sweep_forever(client, lambda: live_tasks(store), executor.cache)

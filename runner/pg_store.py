@@ -289,6 +289,21 @@ class PostgresTaskStore:
         rows = await self._rows("select patch from task_patches where task_id = %s", (task_id,))
         return bytes(rows[0]["patch"]) if rows else None
 
+    async def prune_stored_files(self, ended_before: float) -> int:
+        """Drop the stored logs and patches of tasks that ended before `ended_before`; how many
+        rows (log chunks and patches) went."""
+        logs = await self._count(
+            "delete from task_logs where task_id in (select id from tasks where "
+            "updated_at < %s and state not in ('queued', 'running'))",
+            (ended_before,),
+        )
+        patches = await self._count(
+            "delete from task_patches where task_id in (select id from tasks where "
+            "updated_at < %s and state not in ('queued', 'running'))",
+            (ended_before,),
+        )
+        return logs + patches
+
     async def first_refusal(self, repo: str, number: int) -> bool:
         """True the first time a thread is refused: one polite reply per thread."""
         changed = await self._count(

@@ -103,6 +103,8 @@ class TaskStore(Protocol):
 
     async def patch(self, task_id: int) -> bytes | None: ...
 
+    async def prune_stored_files(self, ended_before: float) -> int: ...
+
     async def record_phase(self, task_id: int, phase: Phase) -> None: ...
 
     async def phases(self, task_id: int) -> list[Phase]: ...
@@ -504,6 +506,21 @@ class SQLiteTaskStore:
             ).fetchall()
         )
         return bytes(rows[0][0]) if rows else None
+
+    async def prune_stored_files(self, ended_before: float) -> int:
+        """Drop the stored logs and patches of tasks that ended before `ended_before`; how many
+        rows (log chunks and patches) went."""
+        logs = await self._execute(
+            "delete from task_logs where task_id in (select id from tasks where "
+            "updated_at < ? and state not in ('queued', 'running'))",
+            (ended_before,),
+        )
+        patches = await self._execute(
+            "delete from task_patches where task_id in (select id from tasks where "
+            "updated_at < ? and state not in ('queued', 'running'))",
+            (ended_before,),
+        )
+        return logs + patches
 
     async def first_refusal(self, repo: str, number: int) -> bool:
         """True the first time a thread is refused: one polite reply per thread."""
