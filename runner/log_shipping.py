@@ -16,8 +16,20 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 SHIP_EVERY_S = 1.0
+# What a store keeps of a task for other hosts, dropped once the task is old (see retention).
+STORED_TABLES = ("task_logs", "task_patches")
 # One chunk's most: a log is capped when written (4 MiB), so a few chunks at most per flush.
 CHUNK_BYTES = 1024 * 1024
+
+
+def prune_sql(table: str, mark: str) -> str:
+    """The delete of `table`'s rows of tasks that ended before the time at `mark`."""
+    if table not in STORED_TABLES:
+        raise ValueError(f"not a table of stored task files: {table!r}")
+    return (
+        f"delete from {table} where task_id in (select id from tasks where "  # noqa: S608
+        f"updated_at < {mark} and state not in ('queued', 'running'))"
+    )
 
 
 class LogStore(Protocol):

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from config.database import Database
 from runner import leases, migrate
+from runner.log_shipping import STORED_TABLES, prune_sql
 from runner.results import PHASES, Phase, PhaseStatus
 from runner.store import InboxEntry, InboxState, inbox_entry
 from runner.task import TASK_FIELDS, NewTask, Task, TaskBranch, TaskState, task_from_row
@@ -292,17 +293,7 @@ class PostgresTaskStore:
     async def prune_stored_files(self, ended_before: float) -> int:
         """Drop the stored logs and patches of tasks that ended before `ended_before`; how many
         rows (log chunks and patches) went."""
-        logs = await self._count(
-            "delete from task_logs where task_id in (select id from tasks where "
-            "updated_at < %s and state not in ('queued', 'running'))",
-            (ended_before,),
-        )
-        patches = await self._count(
-            "delete from task_patches where task_id in (select id from tasks where "
-            "updated_at < %s and state not in ('queued', 'running'))",
-            (ended_before,),
-        )
-        return logs + patches
+        return sum([await self._count(prune_sql(t, "%s"), (ended_before,)) for t in STORED_TABLES])
 
     async def first_refusal(self, repo: str, number: int) -> bool:
         """True the first time a thread is refused: one polite reply per thread."""

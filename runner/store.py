@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 from config.database import SQLITE_PREFIX, Database
 from runner import leases, migrate, task_listing
+from runner.log_shipping import STORED_TABLES, prune_sql
 from runner.results import PHASES, Phase, PhaseStatus
 from runner.task import TASK_FIELDS, NewTask, Task, TaskBranch, TaskState, task_from_row
 
@@ -510,17 +511,7 @@ class SQLiteTaskStore:
     async def prune_stored_files(self, ended_before: float) -> int:
         """Drop the stored logs and patches of tasks that ended before `ended_before`; how many
         rows (log chunks and patches) went."""
-        logs = await self._execute(
-            "delete from task_logs where task_id in (select id from tasks where "
-            "updated_at < ? and state not in ('queued', 'running'))",
-            (ended_before,),
-        )
-        patches = await self._execute(
-            "delete from task_patches where task_id in (select id from tasks where "
-            "updated_at < ? and state not in ('queued', 'running'))",
-            (ended_before,),
-        )
-        return logs + patches
+        return sum([await self._execute(prune_sql(t, "?"), (ended_before,)) for t in STORED_TABLES])
 
     async def first_refusal(self, repo: str, number: int) -> bool:
         """True the first time a thread is refused: one polite reply per thread."""
