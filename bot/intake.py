@@ -87,7 +87,8 @@ class Intake:
     permissions: PermissionCache
     triggers: TriggerCache
     on_cancel: Callable[[int], bool]
-    on_reset_cache: Callable[[str], Awaitable[int]] | None
+    # Drops a repository's cached environments (here, or asks every worker); the reply.
+    on_reset_cache: Callable[[str], Awaitable[str]] | None
     # The server's settings: defaults and ceilings for the configs it reads (config check).
     settings: Settings | None = None
 
@@ -257,7 +258,7 @@ class Intake:
         """`reset-cache`: drop the repository's cached environments, if this server has any."""
         if self.on_reset_cache is None:
             return replies.NO_CACHE_TEXT
-        return replies.cache_reset(repo, await self.on_reset_cache(repo))
+        return await self.on_reset_cache(repo)
 
     async def subcommand(
         self,

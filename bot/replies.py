@@ -34,6 +34,13 @@ def cache_reset(repo: str, dropped: int) -> str:
     )
 
 
+def cache_reset_requested(repo: str, seconds: float) -> str:
+    return (
+        f"Asked every worker to drop the cached environments of {repo} (each does within "
+        f"{seconds:.0f} s); the next task runs the setup script again."
+    )
+
+
 def refusal(login: str, min_permission: str) -> str:
     return (
         f"Sorry @{login}, only people with {min_permission} access to this repository can "

@@ -8,12 +8,12 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 
-from bot import missed_deliveries
+from bot import missed_deliveries, replies
 from bot.app import SERVICES, SETTINGS, Services, handle_delivery, web_app
 from bot.background import Background
 from bot.github_app import fetch_app
@@ -27,6 +27,7 @@ from config.settings import Settings, load_settings
 from gantry.metrics import METRICS, Metrics
 from gantry.metrics import serving as metrics_listener
 from gantry.workers import running_workers, worker_name
+from runner.cache_resets import RESET_POLL_S
 from runner.retention import prune_forever
 from runner.store import TaskStore
 from runner.stores import open_store, task_wakeups
@@ -57,6 +58,24 @@ async def resolve_handle(session: aiohttp.ClientSession, settings: Settings) -> 
         raise SettingsError(["GANTRY_BOT_HANDLE: set it, or set the App's credentials"])
     app = await fetch_app(session, settings)
     return str(app["slug"])
+
+
+def reset_cache_hook(
+    settings: Settings, store: TaskStore, workers: Workers | None
+) -> Callable[[str], Awaitable[str]]:
+    """`@gantry reset-cache`: one process with SQLite drops its own cache; otherwise the
+    request goes through the store to every worker (and this process's cache, if any)."""
+    local = workers.cache if workers is not None else None
+
+    async def reset(repo: str) -> str:
+        if local is not None and not settings.database.is_postgres:
+            return replies.cache_reset(repo, await local.drop_repo(repo))
+        await store.request_cache_reset(repo)
+        if local is not None:
+            await local.drop_repo(repo)
+        return replies.cache_reset_requested(repo, RESET_POLL_S)
+
+    return reset
 
 
 def no_cancel(task_id: int) -> bool:
@@ -96,7 +115,7 @@ async def serve_parts(
                 permissions=PermissionCache(),
                 triggers=TriggerCache(settings=settings),
                 on_cancel=workers.cancel if workers is not None else no_cancel,
-                on_reset_cache=workers.cache.drop_repo if workers and workers.cache else None,
+                on_reset_cache=reset_cache_hook(settings, store, workers),
                 settings=settings,
             )
             inbox = Inbox(

@@ -23,6 +23,7 @@ from gantry.executors import build_executor, engine_client
 from gantry.metrics import Metrics
 from gantry.task_runner import TaskRunner
 from gateway import ModelGateway
+from runner.cache_resets import follow_resets
 from runner.cleanup import sweep, sweep_forever
 from runner.environment import Environments
 from runner.executor import Executor
@@ -143,6 +144,8 @@ async def serving(
     if client is not None and isinstance(executor, Environments):
         sweeping = sweep_forever(client, lambda: live_tasks(store), executor.cache)
         loops.append(asyncio.create_task(sweeping, name="gantry-sweep"))
+        resets = follow_resets(store, executor.cache)
+        loops.append(asyncio.create_task(resets, name="gantry-cache-resets"))
     try:
         cache = executor.cache if isinstance(executor, Environments) else None
         yield Workers(worker, loops, cache)

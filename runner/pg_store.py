@@ -295,6 +295,26 @@ class PostgresTaskStore:
         rows (log chunks and patches) went."""
         return sum([await self._count(prune_sql(t, "%s"), (ended_before,)) for t in STORED_TABLES])
 
+    async def request_cache_reset(self, repo: str) -> int:
+        """Ask every worker to drop a repository's cached environments; the request's id."""
+        rows = await self._rows(
+            "insert into cache_resets (repo, requested_at) values (%s, %s) returning id",
+            (repo, self._clock()),
+        )
+        return int(rows[0]["id"])
+
+    async def cache_resets_after(self, after: int) -> list[tuple[int, str]]:
+        """The reset requests after id `after`, oldest first: (id, repository)."""
+        rows = await self._rows(
+            "select id, repo from cache_resets where id > %s order by id", (after,)
+        )
+        return [(int(row["id"]), str(row["repo"])) for row in rows]
+
+    async def newest_cache_reset(self) -> int:
+        """The newest reset request's id (0: none yet), for a worker to follow from."""
+        rows = await self._rows("select coalesce(max(id), 0) as id from cache_resets")
+        return int(rows[0]["id"])
+
     async def first_refusal(self, repo: str, number: int) -> bool:
         """True the first time a thread is refused: one polite reply per thread."""
         changed = await self._count(

@@ -106,6 +106,12 @@ class TaskStore(Protocol):
 
     async def prune_stored_files(self, ended_before: float) -> int: ...
 
+    async def request_cache_reset(self, repo: str) -> int: ...
+
+    async def cache_resets_after(self, after: int) -> list[tuple[int, str]]: ...
+
+    async def newest_cache_reset(self) -> int: ...
+
     async def record_phase(self, task_id: int, phase: Phase) -> None: ...
 
     async def phases(self, task_id: int) -> list[Phase]: ...
@@ -512,6 +518,34 @@ class SQLiteTaskStore:
         """Drop the stored logs and patches of tasks that ended before `ended_before`; how many
         rows (log chunks and patches) went."""
         return sum([await self._execute(prune_sql(t, "?"), (ended_before,)) for t in STORED_TABLES])
+
+    async def request_cache_reset(self, repo: str) -> int:
+        """Ask every worker to drop a repository's cached environments; the request's id."""
+
+        def request() -> int:
+            cursor = self.conn.execute(
+                "insert into cache_resets (repo, requested_at) values (?, ?)",
+                (repo, self._clock()),
+            )
+            return int(cursor.lastrowid or 0)
+
+        return int(await self._run(request))
+
+    async def cache_resets_after(self, after: int) -> list[tuple[int, str]]:
+        """The reset requests after id `after`, oldest first: (id, repository)."""
+        rows = await self._run(
+            lambda: self.conn.execute(
+                "select id, repo from cache_resets where id > ? order by id", (after,)
+            ).fetchall()
+        )
+        return [(int(row[0]), str(row[1])) for row in rows]
+
+    async def newest_cache_reset(self) -> int:
+        """The newest reset request's id (0: none yet), for a worker to follow from."""
+        rows = await self._run(
+            lambda: self.conn.execute("select coalesce(max(id), 0) from cache_resets").fetchall()
+        )
+        return int(rows[0][0])
 
     async def first_refusal(self, repo: str, number: int) -> bool:
         """True the first time a thread is refused: one polite reply per thread."""

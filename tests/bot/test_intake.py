@@ -13,7 +13,9 @@ from aiohttp.test_utils import TestServer
 from bot.app import SERVICES
 from bot.inbox import retry_delays
 from bot.permissions import PermissionCache
+from bot.replies import cache_reset_requested
 from gantry.compose import create_app
+from runner.cache_resets import RESET_POLL_S
 from runner.store import InboxState
 from runner.task import TaskState
 from tests.bot.conftest import WRITER, Gantry
@@ -70,6 +72,16 @@ async def test_status_cancel_and_retry_act_on_the_store(gantry: Gantry) -> None:
         f"Cancelled task #{task.id}.",
         f"Queued task #{retried.id}, a retry of task #{task.id}.",
     ]
+
+
+async def test_reset_cache_without_workers_asks_every_worker_through_the_store(
+    gantry: Gantry,
+) -> None:
+    assert await comment(gantry, "@gantry reset-cache") == (200, {"outcome": "answered"})
+    await gantry.settle()
+    assert bot_replies(gantry) == [cache_reset_requested("octo/hello", RESET_POLL_S)]
+    store = gantry.services.store
+    assert await store.cache_resets_after(0) == [(1, "octo/hello")]
 
 
 async def test_exec_is_stored_with_its_command(gantry: Gantry) -> None:
