@@ -163,6 +163,7 @@ async def services_ctx(
             recovery.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(inbox.drain(), INBOX_SHUTDOWN_WAIT)
+            await inbox.close()
         await background.drain()
     finally:
         await session.close()
@@ -208,6 +209,12 @@ async def read_verified(request: web.Request, secret: str) -> tuple[sansio.Event
 async def webhook(request: web.Request) -> web.Response:
     """Verify, deduplicate and store the delivery, then answer; it is handled after."""
     services = request.app[SERVICES]
+    with services.inbox.load.request():
+        return await take_delivery(request, services)
+
+
+async def take_delivery(request: web.Request, services: Services) -> web.Response:
+    """The webhook's answer to one request; a delivery to handle goes to the inbox."""
     secret = services.settings.webhook_secret
     try:
         event, body = await read_verified(request, secret)
