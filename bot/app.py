@@ -22,6 +22,7 @@ from bot import (
     mentions,
     missed_deliveries,
     repo_page,
+    review_auto,
     task_page,
     task_stream,
 )
@@ -43,6 +44,7 @@ from bot.webhook import (
 from bot.workers import Workers, running_workers
 from config.errors import SettingsError
 from config.settings import Settings
+from gantry.metrics import METRICS, Metrics, refusal_outcome, serving
 from runner import task_listing
 from runner.engine import EngineUnavailableError, docker_version
 from runner.queue import MemoryQueue, TaskQueue, requeue_pending
@@ -54,7 +56,11 @@ ACCEPTED = "accepted"
 PENDING = InboxState.PENDING
 
 ROUTER = routing.Router(
-    mentions.router, assignments.router, installations.router, config_check.router
+    mentions.router,
+    assignments.router,
+    installations.router,
+    config_check.router,
+    review_auto.router,
 )
 # At shutdown, deliveries still being handled get this long; the rest stay pending in the
 # store and are handled at the next start.
@@ -86,8 +92,9 @@ def create_app(
     """The webhook receiver (and, unless `workers` is off, the workers that run its tasks)."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(lambda app: services_ctx(app, store, workers))
-    app.router.add_post("/webhook", webhook)
+    app.router.add_post("/webhook", app[METRICS].timed(webhook))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/tasks/{task_id:[0-9]+}", task_view)
@@ -124,6 +131,8 @@ async def services_ctx(
     if settings.serving_problems():
         raise SettingsError(settings.serving_problems())
     store = store or await open_store(settings)
+    metrics = app[METRICS]
+    metrics.watch_tasks(store.state_counts)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
         tokens = InstallationTokens(session, settings)
@@ -143,12 +152,16 @@ async def services_ctx(
             store,
             lambda event: handle_delivery(intake, tokens, event),
             retry_delays(settings.inbox_retry_first, settings.inbox_retry_limit),
+            metrics=metrics,
         )
         async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(serving(metrics, settings.metrics_bind))
             workers = None
             if with_workers:
                 workers = await stack.enter_async_context(
-                    running_workers(settings, store, queue, tokens, intake.handle, background)
+                    running_workers(
+                        settings, store, queue, tokens, intake.handle, background, metrics
+                    )
                 )
                 intake.on_cancel = workers.cancel
                 if workers.cache is not None:
@@ -189,6 +202,12 @@ def answer(http_status: int, **fields: object) -> web.Response:
     return web.json_response(fields, status=http_status)
 
 
+def counted(request: web.Request, outcome: str, response: web.Response) -> web.Response:
+    """The webhook's answer, counted by its outcome."""
+    request.app[METRICS].delivery_answered(outcome)
+    return response
+
+
 async def read_delivery(request: web.Request, secret: str) -> sansio.Event:
     """A verified delivery as an event."""
     return (await read_verified(request, secret))[0]
@@ -220,16 +239,16 @@ async def take_delivery(request: web.Request, services: Services) -> web.Respons
         event, body = await read_verified(request, secret)
     except WebhookRejectedError as exc:
         log.warning("delivery refused (%d): %s", exc.status, exc.reason)
-        return answer(exc.status, error=exc.reason)
+        return counted(request, refusal_outcome(exc.status), answer(exc.status, error=exc.reason))
     if event.event == "ping":
-        return answer(200, outcome="pong")
+        return counted(request, "pong", answer(200, outcome="pong"))
     if not ROUTER.fetch(event):
-        return answer(202, outcome=Outcome.IGNORED)
+        return counted(request, Outcome.IGNORED, answer(202, outcome=Outcome.IGNORED))
     payload = stored_payload(event, body)
     if not await services.store.accept_delivery(event.delivery_id, event.event, payload):
-        return answer(200, outcome="duplicate")
+        return counted(request, "duplicate", answer(200, outcome="duplicate"))
     services.inbox.submit(InboxEntry(event.delivery_id, event.event, payload, PENDING, 0, None, ""))
-    return answer(200, outcome=ACCEPTED)
+    return counted(request, ACCEPTED, answer(200, outcome=ACCEPTED))
 
 
 def stored_payload(event: sansio.Event, body: bytes) -> str:

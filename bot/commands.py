@@ -27,9 +27,18 @@ class Kind(StrEnum):
     RESET_CACHE = "reset-cache"
     HELP = "help"
     EXEC = "exec"
+    REVIEW = "review"
+    ASK = "ask"
+    PLAN = "plan"
+    GO = "go"
 
 
-SUBCOMMANDS = {k.value: k for k in Kind if k not in (Kind.REQUEST, Kind.EXEC)}
+# Kinds that take the rest of the comment as their text (`ask` and `plan` need one).
+WITH_TEXT = (Kind.EXEC, Kind.REVIEW, Kind.ASK, Kind.PLAN)
+NEEDS_TEXT = (Kind.EXEC, Kind.ASK, Kind.PLAN)
+# Kinds that start a task, so a requester may pick its agent and model.
+TASK_KINDS = (Kind.REQUEST, *WITH_TEXT, Kind.GO)
+SUBCOMMANDS = {k.value: k for k in Kind if k is not Kind.REQUEST and k not in WITH_TEXT}
 
 
 # Options a requester may put before the request: `@gantry --agent claude --model m fix it`.
@@ -115,7 +124,7 @@ def interpret(request: str) -> Command:
     """Turn the text after the mention into a subcommand or a request (with its options)."""
     options, request = take_options(request)
     command = _interpret(request)
-    if options and command.kind in (Kind.REQUEST, Kind.EXEC):
+    if options and command.kind in TASK_KINDS:
         return Command(
             command.kind,
             command.text,
@@ -132,9 +141,10 @@ def _interpret(request: str) -> Command:
     first, *rest_list = request.split(None, 1)
     rest = rest_list[0] if rest_list else ""
     word = first.lower().rstrip(".!:,")
-    if word == Kind.EXEC.value:
-        command = rest.strip()
-        return Command(Kind.EXEC, command) if command else Command(Kind.HELP)
+    with_text = {k.value: k for k in WITH_TEXT}
+    if word in with_text:
+        kind, text = with_text[word], rest.strip()
+        return Command(kind, text) if text or kind not in NEEDS_TEXT else Command(Kind.HELP)
     if word in SUBCOMMANDS and not rest.strip():
         return Command(SUBCOMMANDS[word])
     return Command(Kind.REQUEST, request)
@@ -150,6 +160,12 @@ the result. Write what you want after the mention:
 - `@{handle} on <branch>: <request>`: on an issue, start from that branch and open the pull
   request against it
 - `@{handle} exec <command>`: run one command as the agent step
+- `@{handle} review`: review this pull request (inline comments on its diff; nothing pushed);
+  text after `review` tells the agent what to look at
+- `@{handle} ask <question>`: answer a question about the code in a comment (no pull request)
+- `@{handle} plan <request>`: post a plan for the request, without changing anything
+- `@{handle} go`: carry out the last plan on this thread (edit the plan comment first to
+  change it)
 - `@{handle} status`: what the task on this thread is doing
 - `@{handle} cancel`: stop the running task
 - `@{handle} retry`: run the last task on this thread again

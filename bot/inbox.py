@@ -16,6 +16,7 @@ from gidgethub import sansio
 from bot.background import Background
 from bot.github_client import UncertainWriteError
 from bot.intake_load import IntakeLoad
+from gantry.metrics import Metrics
 from runner.store import InboxEntry, InboxState, TaskStore
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class Inbox:
     workers: int = WORKERS
     patience: float = PATIENCE
     background: Background = field(default_factory=Background)
+    metrics: Metrics = field(default_factory=Metrics)
     _queue: asyncio.Queue[Job] = field(default_factory=asyncio.Queue)
     _runners: list[asyncio.Task[None]] = field(default_factory=list)
     _open: int = 0  # queued or being tried
@@ -123,6 +125,7 @@ class Inbox:
         await self.store.settle_delivery(
             job.entry.delivery_id, InboxState.PENDING, attempts=attempts, outcome="", reason=reason
         )
+        self.metrics.delivery_retried()
         retry = Job(job.entry, attempts)
         self.background.spawn(self._later(retry, self.delays[attempts - 1]), "delivery retry")
 
@@ -145,6 +148,7 @@ class Inbox:
             await self.give_up(entry, attempts, f"payload lacks what its event needs: {exc!r}")
             return None
         outcome = summary(outcomes)
+        self.metrics.delivery_handled(outcomes)
         await self.store.settle_delivery(
             entry.delivery_id, InboxState.DONE, attempts=attempts, outcome=outcome, reason=""
         )
@@ -153,6 +157,7 @@ class Inbox:
 
     async def give_up(self, entry: InboxEntry, attempts: int, reason: str) -> None:
         """Keep the delivery as failed, with its reason, for the operator."""
+        self.metrics.delivery_failed()
         await self.store.settle_delivery(
             entry.delivery_id, InboxState.FAILED, attempts=attempts, outcome="failed", reason=reason
         )

@@ -13,8 +13,9 @@ from gidgethub.abc import GitHubAPI
 from bot import replies
 from bot.background import Background
 from bot.branches import BranchNameError, check_ref_format
-from bot.commands import Command, Kind, help_text, parse_command
+from bot.commands import TASK_KINDS, Command, Kind, help_text, parse_command
 from bot.permissions import PermissionCache, reaches
+from bot.plans import go_command
 from bot.pull_requests import PullHead, fetch_head
 from bot.repo_triggers import TriggerCache
 from bot.triggers import Trigger, is_from_a_bot
@@ -39,6 +40,7 @@ BRANCH_ON_PULL_TEXT = (
 )
 BAD_BRANCH_TEXT = "Sorry @{login}, `{branch}` is not a valid branch name. " + NO_TASK
 NO_BRANCH_TEXT = "Sorry @{login}, {repo} has no branch `{branch}`. " + NO_TASK
+REVIEW_ON_ISSUE_TEXT = "Sorry @{login}, `review` is for pull requests. " + NO_TASK
 
 
 class AbsurdPayloadError(GantryError, ValueError):
@@ -148,7 +150,12 @@ class Intake:
                 text = replies.refusal(trigger.author, config.min_permission)
                 self.background.spawn(replies.comment(gh, trigger, text), "refusal reply")
             return Outcome.REFUSED
-        if command.kind in (Kind.REQUEST, Kind.EXEC):
+        if command.kind in TASK_KINDS:
+            mode_command = await self.thread_command(gh, trigger, command)
+            if isinstance(mode_command, str):
+                self.background.spawn(replies.comment(gh, trigger, mode_command), "mode reply")
+                return Outcome.REFUSED
+            command = mode_command
             refused = await self.agent_refusal(gh, trigger, command)
             refused = refused or await self.branch_refusal(gh, trigger, command)
             if refused is not None:
@@ -157,6 +164,37 @@ class Intake:
             task = await self.enqueue(gh, trigger, command, delivery_id, head)
             return Outcome.QUEUED if task is not None else Outcome.REFUSED
         return await self.subcommand(gh, config, trigger, command, delivery_id)
+
+    async def thread_command(
+        self, gh: GitHubAPI, trigger: Trigger, command: Command
+    ) -> Command | str:
+        """The command as this thread takes it (`go`: the plan's code task; `review <text>` on
+        an issue: an ordinary request), or the reply refusing it."""
+        if command.kind is Kind.REVIEW and not trigger.is_pull_request:
+            if not command.text:
+                return REVIEW_ON_ISSUE_TEXT.format(login=trigger.author)
+            text = f"review {command.text}"
+            return Command(Kind.REQUEST, text, command.agent, command.model, command.branch)
+        if command.kind is Kind.GO:
+            tasks = await self.store.thread_tasks(trigger.repo, trigger.number)
+            return await go_command(gh, tasks, trigger, command, self.handle)
+        return command
+
+    async def on_auto_review(self, trigger: Trigger, head: PullHead, delivery_id: str) -> Outcome:
+        """A pull request opened or marked ready: reviewed when the repository asks for it,
+        the author may start tasks and the code is not a fork's (no reply either way)."""
+        check_trigger(trigger)
+        if is_from_a_bot(trigger, self.handle) or head.fork:
+            return Outcome.IGNORED
+        gh = self.github(trigger.installation_id)
+        if not (await self.triggers.review(gh, trigger.repo, trigger.default_branch)).auto:
+            return Outcome.IGNORED
+        config = await self.triggers.get(gh, trigger.repo, trigger.default_branch)
+        level = await self.permissions.level(gh, trigger.repo, trigger.author)
+        if not reaches(level, config.min_permission):
+            return Outcome.REFUSED
+        task = await self.enqueue(gh, trigger, Command(Kind.REVIEW), delivery_id, head)
+        return Outcome.QUEUED if task is not None else Outcome.REFUSED
 
     async def agent_refusal(self, gh: GitHubAPI, trigger: Trigger, command: Command) -> str | None:
         """The reply to an agent or model pick the repository does not allow (None: allowed)."""

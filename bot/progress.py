@@ -22,6 +22,7 @@ from bot.reports import (
     started_run_end,
 )
 from bot.triggers import Trigger
+from runner.modes import Mode, mode_of
 from runner.results import Conclusion, Phase, TaskResult, initial_phases
 from runner.store import Task
 
@@ -83,7 +84,10 @@ class GitHubReporter:
         # In a review comment's thread when the request was made there.
         self.comment = await replies.post(self.gh, trigger_of(self.task), body)
         self.comment_id = self.comment.id
-        if self.task.is_pull_request and self.task.head_sha:
+        # A check run judges a commit: only a code task has one to judge (its head, then its
+        # own); ask, plan and review push nothing.
+        code = mode_of(self.task.kind) is Mode.CODE
+        if self.task.is_pull_request and self.task.head_sha and code:
             run = await self.gh.post(
                 "/repos/{+repo}/check-runs",
                 self._repo,
@@ -126,7 +130,8 @@ class GitHubReporter:
         )
         await self._edit(body)
         await self._conclude(result)
-        content = "rocket" if result.conclusion is Conclusion.PUBLISHED else "confused"
+        done = result.conclusion in (Conclusion.PUBLISHED, Conclusion.ANSWERED)
+        content = "rocket" if done else "confused"
         if result.conclusion is not Conclusion.CANCELLED:
             await self._quietly(replies.react(self.gh, trigger_of(self.task), content))
 

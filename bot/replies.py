@@ -71,6 +71,7 @@ class Posted:
 
     id: int
     review: bool
+    url: str = ""
 
 
 async def post(gh: GitHubAPI, trigger: Trigger, body: str) -> Posted:
@@ -84,13 +85,13 @@ async def post(gh: GitHubAPI, trigger: Trigger, body: str) -> Posted:
     if in_thread(trigger):
         try:
             answer = await gh.post(THREAD_REPLY_PATH, where, data={"body": body})
-            return Posted(int(answer["id"]), review=True)
+            return Posted(int(answer["id"]), True, str(answer.get("html_url", "")))
         except gidgethub.BadRequest as exc:
             if exc.status_code != HTTPStatus.NOT_FOUND:
                 raise
             # The review comment was deleted before the answer: say it on the conversation.
     answer = await gh.post(ISSUE_COMMENT_PATH, where, data={"body": body})
-    return Posted(int(answer["id"]), review=False)
+    return Posted(int(answer["id"]), False, str(answer.get("html_url", "")))
 
 
 async def edit(gh: GitHubAPI, repo: str, posted: Posted, body: str) -> None:

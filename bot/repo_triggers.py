@@ -10,22 +10,23 @@ from gidgethub.abc import GitHubAPI
 
 from bot.repo_files import default_branch_config
 from bot.single_flight import SingleFlight
-from config.repo_config import AgentConfig, ConfigError, TriggersConfig
+from config.repo_config import AgentConfig, ConfigError, ReviewConfig, TriggersConfig
 
 log = logging.getLogger(__name__)
 CACHE_TTL_S = 60.0
 
-Sections = tuple[TriggersConfig, AgentConfig]
+Sections = tuple[TriggersConfig, AgentConfig, ReviewConfig]
 
 
 async def fetch_sections(gh: GitHubAPI, repo: str, default_branch: str) -> Sections:
-    """The default branch's triggers and agent sections; the defaults when it is broken."""
+    """The default branch's triggers, agent and review sections; the defaults when it is
+    broken."""
     config = await default_branch_config(gh, repo, default_branch)
     if isinstance(config, ConfigError):
         # The task will report the broken config; who may trigger stays the safe default.
         log.info("%s: broken .github/gantry.yml, default triggers apply", repo)
-        return TriggersConfig(), AgentConfig()
-    return config.triggers, config.agent
+        return TriggersConfig(), AgentConfig(), ReviewConfig()
+    return config.triggers, config.agent, config.review
 
 
 class TriggerCache:
@@ -46,6 +47,10 @@ class TriggerCache:
     async def agent(self, gh: GitHubAPI, repo: str, default_branch: str) -> AgentConfig:
         """The default branch's agent section (what a requester may pick from)."""
         return (await self._read(gh, repo, default_branch))[1]
+
+    async def review(self, gh: GitHubAPI, repo: str, default_branch: str) -> ReviewConfig:
+        """The default branch's review section (whether new pull requests get a review)."""
+        return (await self._read(gh, repo, default_branch))[2]
 
     async def _read(self, gh: GitHubAPI, repo: str, default_branch: str) -> Sections:
         key = (repo.lower(), default_branch)

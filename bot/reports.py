@@ -215,6 +215,8 @@ def outcome_text(result: TaskResult) -> str:
     """The last lines of the progress comment: what came of the task."""
     if result.conclusion is Conclusion.PUBLISHED:
         return f"🚀 Done: {result.pull_url}"
+    if result.conclusion is Conclusion.ANSWERED:
+        return f"🚀 Done, {result.reason}: {result.pull_url}"
     if result.conclusion is Conclusion.NO_CHANGES:
         return "The task ran but changed nothing, so there is no pull request."
     if result.conclusion is Conclusion.CANCELLED:

@@ -14,6 +14,7 @@ from typing import Any
 from gidgethub.abc import GitHubAPI
 
 from bot import task_page
+from bot.answers import GitHubAnswers
 from bot.progress import GitHubReporter
 from bot.publisher import GitHubPublisher, remote_heads
 from bot.repo_files import fetch_checkout
@@ -22,6 +23,7 @@ from config.loader import Checkout
 from config.repo_config import ConfigError
 from config.secret_store import SecretStore
 from config.settings import Settings
+from gantry.metrics import Metrics
 from gateway import ModelGateway
 from runner.environment import EnvironmentRequest
 from runner.executor import Executor
@@ -97,6 +99,7 @@ class TaskRunner:
     gateway: ModelGateway | None = None
     # Requesters' GitHub ids for co-author trailers, looked up once per process.
     user_ids: UserIds = field(default_factory=UserIds)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def log_path(self, task: Task) -> Path:
         return task_page.log_path(self.settings.data_dir, task.id)
@@ -138,9 +141,14 @@ class TaskRunner:
             earlier_tasks=self.earlier,
             gateway=self.gateway,
             record_usage=self.record_usage,
+            answers=GitHubAnswers(gh, task, self.slug),
         )
         reporter = Tee(
-            (StoreReporter(self.store, task.id), GitHubReporter(gh, task, self.task_url(task)))
+            (
+                StoreReporter(self.store, task.id),
+                GitHubReporter(gh, task, self.task_url(task)),
+                self.metrics.reporter(),
+            )
         )
         publisher = SavingPublisher(
             GitHubPublisher(

@@ -18,6 +18,7 @@ from bot.tasks import TaskRunner
 from bot.tokens import InstallationTokens
 from config.secret_store import read_secret_store
 from config.settings import Settings
+from gantry.metrics import Metrics
 from gateway import ModelGateway
 from runner.cache import EnvironmentCache
 from runner.cleanup import sweep_forever
@@ -62,6 +63,7 @@ def build_runner(
     slug: str,
     store: TaskStore,
     gateway: ModelGateway | None = None,
+    metrics: Metrics | None = None,
 ) -> TaskRunner:
     return TaskRunner(
         settings=settings,
@@ -73,6 +75,7 @@ def build_runner(
         slug=slug,
         store=store,
         gateway=gateway,
+        metrics=metrics or Metrics(),
     )
 
 
@@ -93,13 +96,14 @@ async def running_workers(
     tokens: InstallationTokens,
     handle: str,
     background: Background,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Workers]:
     """The engine client and the model gateway, then the worker on them; all closed after."""
     client = await asyncio.to_thread(engine_client, settings)
     try:
-        async with running_gateway(settings, client) as model:
-            executor = build_executor(settings, client, model.route)
-            runner = build_runner(settings, executor, tokens, handle, store, model.gateway)
+        async with running_gateway(settings, client, metrics) as model:
+            executor = build_executor(settings, client, model.route, metrics)
+            runner = build_runner(settings, executor, tokens, handle, store, model.gateway, metrics)
             async with serving(runner, tokens, store, queue, client, background) as workers:
                 yield workers
     finally:

@@ -27,6 +27,9 @@ CHECK_WORDS = frozenset(
 )
 CHECK_PHRASES = frozenset({("continuous", "integration"), ("type", "checking")})
 WORD_RE = re.compile(r"[a-z0-9]+")
+# A heading with one of these words starts review rules (`## Code review`, `# Reviewing PRs`).
+REVIEW_WORDS = frozenset({"review", "reviews", "reviewing", "reviewer", "reviewers"})
+MAX_REVIEW_RULES_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class AgentsDoc:
     setup: tuple[Command, ...] = ()
     checks: tuple[Command, ...] = ()
     ignored: tuple[IgnoredBlock, ...] = ()
+    # The sections about code review, heading included, as written (for `@gantry review`).
+    review_rules: tuple[str, ...] = ()
 
     @property
     def directory(self) -> str:
@@ -106,7 +111,35 @@ def parse_agents_md(text: str, path: str = AGENTS_FILE) -> AgentsDoc:
                 continue
             block = shell_commands(token.content, console=_language(token) == "console")
             found[kind] += [Command(t, Origin(path, first_line + n), cwd) for n, t in block]
-    return AgentsDoc(path, tuple(found["setup"]), tuple(found["checks"]), tuple(ignored))
+    rules = review_sections(text, tokens)
+    return AgentsDoc(path, tuple(found["setup"]), tuple(found["checks"]), tuple(ignored), rules)
+
+
+def review_sections(text: str, tokens: Sequence[Token]) -> tuple[str, ...]:
+    """Each section whose heading is about review, up to the next heading of its level or
+    above (its subsections belong to it), as the file's own lines."""
+    lines = text.split("\n")
+    heads = [
+        (int(t.tag[1:]), t.map[0], tokens[i + 1].content if i + 1 < len(tokens) else "")
+        for i, t in enumerate(tokens)
+        if t.type == "heading_open" and t.map is not None
+    ]
+    sections = []
+    for index, (level, start, title) in enumerate(heads):
+        if REVIEW_WORDS.isdisjoint(WORD_RE.findall(title.lower())):
+            continue
+        end = next((s for lv, s, _ in heads[index + 1 :] if lv <= level), len(lines))
+        sections.append("\n".join(lines[start:end]).strip()[:MAX_REVIEW_RULES_CHARS])
+    return tuple(_outermost(sections))
+
+
+def _outermost(sections: list[str]) -> list[str]:
+    """Sections not already inside an earlier one (a review heading under a review heading)."""
+    kept: list[str] = []
+    for section in sections:
+        if not any(section in outer for outer in kept):
+            kept.append(section)
+    return kept
 
 
 def _language(token: Token) -> str:

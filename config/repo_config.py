@@ -408,6 +408,9 @@ SecretName = Annotated[str, AfterValidator(_secret_name)]
 ScalarText = Annotated[str, BeforeValidator(_scalar_text)]
 NetworkMode = Literal["off", "limited", "full"]
 Permission = Literal["read", "triage", "write", "maintain", "admin"]
+# A review finding's severity, lowest first (the order `review.min_severity` compares by).
+Severity = Literal["info", "low", "medium", "high", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
 
 
 class _Strict(BaseModel):
@@ -514,6 +517,13 @@ class PullRequestConfig(_Strict):
     push_to_pull_requests: bool = False
 
 
+class ReviewConfig(_Strict):
+    """`@gantry review`: whether new pull requests get one unasked, and what is worth posting."""
+
+    auto: bool = False
+    min_severity: Severity = "low"
+
+
 class TriggersConfig(_Strict):
     """What starts a task, and who may start one."""
 
@@ -553,6 +563,7 @@ class RepoConfig(_Strict):
     cache: CacheConfig = CacheConfig()
     pull_request: PullRequestConfig = PullRequestConfig()
     triggers: TriggersConfig = TriggersConfig()
+    review: ReviewConfig = ReviewConfig()
 
 
 # ---- reading ---------------------------------------------------------------------------

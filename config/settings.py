@@ -21,6 +21,9 @@ from config.errors import SettingsError
 
 ENV_PREFIX = "GANTRY_"
 DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_WEB_URL = "https://github.com"
+# Enterprise Server serves its REST API under this path of its web address.
+ENTERPRISE_API_PATH = "/api/v3"
 DEFAULT_IMAGE = "gantry-universal:latest"
 DEFAULT_DATA_DIR = Path("~/.local/share/gantry")
 SQLITE_PREFIX = "sqlite:///"
@@ -46,6 +49,8 @@ class Settings(BaseSettings):
     # work without it.
     github_webhook_secret: SecretStr | None = None
     github_api_url: AnyHttpUrl = AnyHttpUrl(DEFAULT_API_URL)
+    # GitHub's web address (where Apps are registered); default: derived from GITHUB_API_URL.
+    github_url: AnyHttpUrl | None = None
     bot_handle: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$")
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
@@ -65,6 +70,9 @@ class Settings(BaseSettings):
     gateway_host: str | None = None
     gateway_port: Annotated[int, Field(ge=0, le=65535)] = 0
     gateway_address: str | None = None
+    # `/metrics` (Prometheus) is served only on this HOST:PORT, an internal listener of its own,
+    # never on the webhook's public port; unset: not served. Port 0 picks a free one.
+    metrics_address: str | None = None
     # Ceilings no repository's `agent.budget` can exceed.
     max_agent_requests: Annotated[int, Field(ge=1)] = 500
     max_agent_tokens: Annotated[int, Field(ge=1)] = 5_000_000
@@ -92,6 +100,13 @@ class Settings(BaseSettings):
     def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_address(value)
         return value
 
     @field_validator("openai_api_key", "anthropic_api_key")
@@ -132,6 +147,11 @@ class Settings(BaseSettings):
         return problems
 
     @property
+    def metrics_bind(self) -> tuple[str, int] | None:
+        """Where `/metrics` listens (host, port), or None when it is not served."""
+        return split_address(self.metrics_address) if self.metrics_address else None
+
+    @property
     def webhook_secret(self) -> str:
         """The webhook secret; only called where `serving_problems` was checked."""
         if self.github_webhook_secret is None:
@@ -159,6 +179,13 @@ class Settings(BaseSettings):
         """The GitHub API base URL without a trailing slash."""
         return str(self.github_api_url).rstrip("/")
 
+    @property
+    def web_url(self) -> str:
+        """GitHub's web address without a trailing slash: `GITHUB_URL`, else from the API URL."""
+        if self.github_url is not None:
+            return str(self.github_url).rstrip("/")
+        return web_url_for(self.api_url)
+
     def private_key_pem(self) -> str:
         """The App's private key as PEM text, read from the setting or its file."""
         if self.github_private_key is not None:
@@ -172,6 +199,13 @@ class Settings(BaseSettings):
                 f"GANTRY_GITHUB_PRIVATE_KEY_PATH: cannot read {self.github_private_key_path}: "
                 f"{getattr(exc, 'strerror', None) or exc}"
             ) from None
+
+
+def web_url_for(api_url: str) -> str:
+    """github.com for api.github.com; `https://HOST` for Enterprise's `https://HOST/api/v3`."""
+    if api_url.rstrip("/") == DEFAULT_API_URL:
+        return DEFAULT_WEB_URL
+    return api_url.rstrip("/").removesuffix(ENTERPRISE_API_PATH)
 
 
 def load_private_key(pem: str) -> RSAPrivateKey:
@@ -207,3 +241,12 @@ def describe_errors(exc: ValidationError) -> list[str]:
             message = "is required but not set"
         lines.append(f"{name}: {message}" if loc else message)
     return lines
+
+
+def split_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (`[::1]:9464` for IPv6) as host and port; ValueError when it is not."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9464)")
+    return host, int(port)

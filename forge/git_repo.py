@@ -236,6 +236,17 @@ async def diff_files(git_dir: Path, base: str, head: str) -> list[DiffEntry]:
     return entries
 
 
+async def file_patch(git_dir: Path, base: str, head: str, paths: tuple[str, ...]) -> str:
+    """A file's hunks (from the first `@@`) between the merge base and `head`, as GitHub's
+    `patch`; empty for a binary file."""
+    _, merge_base = await git(git_dir, "merge-base", base, head)
+    args = ("diff", "--no-color", "--no-ext-diff", "-U3", "-M", merge_base.decode().strip(), head)
+    _, out = await git(git_dir, *args, "--", *paths)
+    text = out.decode(errors="replace")
+    start = text.find("\n@@")
+    return text[start + 1 :].rstrip("\n") if start >= 0 else ""
+
+
 def _numstat_counts(text: str) -> dict[str, tuple[int, int]]:
     """`git diff --numstat -z` as path → (added, deleted); binary files count 0."""
     counts: dict[str, tuple[int, int]] = {}

@@ -170,6 +170,11 @@ class OpenAPISpec:
                     return Match(route.operations[lowered], _path_params(route.template, found))
         return None
 
+    def schema(self, pointer: str) -> Mapping[str, Any]:
+        """The schema at `pointer` (`#/components/schemas/...`), one `$ref` followed."""
+        found, _ = self._resolve({"$ref": pointer})
+        return found
+
     def validator(self, pointer: str) -> Any:
         """Return a (cached) validator for the schema at `pointer` in the description."""
         cached = self._validators.get(pointer)

@@ -68,13 +68,24 @@ def error(message: str, **extra: Any) -> JSON:
 
 def user(account: User, urls: Urls) -> JSON:
     """A simple-user object."""
+    api = f"{urls.api}/users/{account.login}"
     return {
         "login": account.login,
         "id": account.id,
         "node_id": node_id(account.type, account.id),
         "avatar_url": f"{urls.html}/avatars/{account.login}",
-        "url": f"{urls.api}/users/{account.login}",
+        "gravatar_id": "",
+        "url": api,
         "html_url": f"{urls.html}/{account.login}",
+        "followers_url": f"{api}/followers",
+        "following_url": f"{api}/following{{/other_user}}",
+        "gists_url": f"{api}/gists{{/gist_id}}",
+        "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
+        "subscriptions_url": f"{api}/subscriptions",
+        "organizations_url": f"{api}/orgs",
+        "repos_url": f"{api}/repos",
+        "events_url": f"{api}/events{{/privacy}}",
+        "received_events_url": f"{api}/received_events",
         "type": account.type,
         "site_admin": False,
     }
@@ -116,14 +127,25 @@ def app(record: App, urls: Urls) -> JSON:
         "client_id": f"Iv1.{record.id:016x}",
         "owner": user(record.owner, urls),
         "name": record.name,
-        "description": "",
+        "description": record.description,
         "external_url": urls.html,
         "html_url": f"{urls.html}/apps/{record.slug}",
         "created_at": timestamp(0),
         "updated_at": timestamp(0),
-        "permissions": dict(APP_PERMISSIONS),
-        "events": list(APP_EVENTS),
+        "permissions": dict(APP_PERMISSIONS if record.permissions is None else record.permissions),
+        "events": list(APP_EVENTS if record.events is None else record.events),
         "installations_count": 1,
+    }
+
+
+def app_from_manifest(record: App, urls: Urls) -> JSON:
+    """`POST /app-manifests/{code}/conversions`: the App plus the secrets shown only once."""
+    return {
+        **app(record, urls),
+        "installations_count": 0,
+        "client_secret": record.client_secret,
+        "webhook_secret": record.webhook_secret,
+        "pem": record.keys.private_pem,
     }
 
 
@@ -406,8 +428,8 @@ def annotation(record: CheckRun, urls: Urls, note: dict[str, object]) -> JSON:
 DIFF_STATUS = {"A": "added", "D": "removed", "M": "modified", "R": "renamed", "C": "copied"}
 
 
-def diff_entry(repo: Repo, urls: Urls, entry: DiffEntry, head_sha: str) -> JSON:
-    """An entry of `GET /repos/{o}/{r}/pulls/{n}/files`."""
+def diff_entry(repo: Repo, urls: Urls, entry: DiffEntry, head_sha: str, patch: str = "") -> JSON:
+    """An entry of `GET /repos/{o}/{r}/pulls/{n}/files` (`patch` absent for binary files)."""
     status = DIFF_STATUS.get(entry.status, "changed")
     body: JSON = {
         "sha": entry.old_sha if status == "removed" else entry.new_sha,
@@ -422,6 +444,8 @@ def diff_entry(repo: Repo, urls: Urls, entry: DiffEntry, head_sha: str) -> JSON:
     }
     if status in ("renamed", "copied"):
         body["previous_filename"] = entry.old_path
+    if patch:
+        body["patch"] = patch
     return body
 
 

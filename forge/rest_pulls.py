@@ -10,7 +10,7 @@ from aiohttp import web
 
 from forge import render
 from forge.context import context_of
-from forge.git_repo import branch_heads, diff_files, resolve_commit
+from forge.git_repo import branch_heads, diff_files, file_patch, resolve_commit
 from forge.rest import (
     NOT_INTEGRATION,
     fail,
@@ -199,7 +199,12 @@ async def list_pull_files(request: web.Request) -> web.Response:
         return paginate(request, [])
     urls = context_of(request).urls
     entries = await diff_files(repo.path, base_sha, head_sha)
-    return paginate(request, [render.diff_entry(repo, urls, e, head_sha) for e in entries])
+    found = []
+    for entry in entries:
+        paths = tuple(dict.fromkeys((entry.old_path, entry.path)))
+        patch = await file_patch(repo.path, base_sha, head_sha, paths)
+        found.append(render.diff_entry(repo, urls, entry, head_sha, patch))
+    return paginate(request, found)
 
 
 @routes.patch("/repos/{owner}/{repo}/pulls/{pull_number}")

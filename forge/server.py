@@ -17,6 +17,8 @@ from forge.data import GitHubDataPaths, ensure_github_data
 from forge.faults import Fault, FaultKind, compile_route
 from forge.git_http import handle_git
 from forge.hook_log import HookLog
+from forge.manifest_flow import api_routes as manifest_api_routes
+from forge.manifest_flow import web_routes as manifest_web_routes
 from forge.openapi import load_spec
 from forge.render import Urls
 from forge.rest import MIDDLEWARES
@@ -24,6 +26,7 @@ from forge.rest_apps import routes as app_routes
 from forge.rest_code import routes as code_routes
 from forge.rest_issues import routes as issue_routes
 from forge.rest_pulls import routes as pull_routes
+from forge.rest_reviews import routes as review_routes
 from forge.sender import (
     Rewrite,
     build_delivery,
@@ -60,11 +63,13 @@ class AppCredentials:
 def create_app(ctx: Context) -> web.Application:
     """The aiohttp app: REST under `/api/v3`, git smart HTTP at `/{owner}/{repo}.git`."""
     api = web.Application()
-    for table in (app_routes, code_routes, issue_routes, pull_routes):
+    routes = (app_routes, code_routes, issue_routes, pull_routes, review_routes)
+    for table in (*routes, manifest_api_routes):
         api.add_routes(table)
     root = web.Application(middlewares=MIDDLEWARES, client_max_size=1024**3)
     root[CONTEXT_KEY] = ctx
     root.add_subapp(API_PREFIX, api)
+    root.add_routes(manifest_web_routes)
     root.router.add_route("*", GIT_ROUTE, handle_git)
     return root
 
@@ -143,6 +148,11 @@ class Forge:
         """Register an App with a fresh RSA key; its bot user is `{slug}[bot]`."""
         app = self.state.add_app(slug, owner)
         return AppCredentials(app.id, app.slug, app.keys.private_pem)
+
+    def sign_in(self, login: str) -> None:
+        """Act as `login` on the web pages (the manifest flow registers Apps for them)."""
+        self.state.user(login)
+        self.state.web_user = login
 
     def install(self, app_id: int, owner: str, repos: list[str]) -> int:
         """Install an App on `owner` for some repos; return the installation id."""

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from forge.auth import KeyPair, generate_key_pair, new_installation_token
 
@@ -32,6 +32,10 @@ APP_PERMISSIONS = {
 APP_EVENTS = ("issue_comment", "issues", "pull_request", "pull_request_review_comment")
 
 UserType = Literal["User", "Bot", "Organization"]
+# GitHub: all three steps of the manifest flow must complete within one hour.
+MANIFEST_CODE_TTL_SECONDS = 3600.0
+# Who is signed in to the stand-in's web pages (the manifest flow registers Apps as them).
+DEFAULT_WEB_USER = "gantry-dev"
 
 
 @dataclass
@@ -53,6 +57,13 @@ class App:
     owner: User
     keys: KeyPair
     bot: User
+    # What a manifest asked for; None: the stand-in's defaults (APP_PERMISSIONS, APP_EVENTS).
+    permissions: dict[str, str] | None = None
+    events: tuple[str, ...] | None = None
+    description: str = ""
+    hook_url: str | None = None
+    webhook_secret: str | None = None
+    client_secret: str = ""
 
 
 @dataclass
@@ -134,6 +145,20 @@ class Comment:
 
 
 @dataclass
+class Review:
+    """A submitted pull request review (its inline comments are review comments)."""
+
+    id: int
+    repo: Repo
+    number: int
+    user: User
+    body: str
+    state: str
+    commit_id: str
+    submitted_at: float
+
+
+@dataclass
 class Reaction:
     """A reaction on a comment or an issue (`comment_id` holds either's id)."""
 
@@ -162,6 +187,24 @@ class CheckRun:
     output: dict[str, object] = field(default_factory=dict)
     # Every request's `output.annotations` is appended here, as GitHub does.
     annotations: list[dict[str, object]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PendingManifest:
+    """A manifest posted to the new-App page, waiting for its "Create GitHub App" press."""
+
+    manifest: dict[str, Any]
+    owner: str
+    state: str | None
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class ManifestCode:
+    """The one-time code GitHub's redirect carries, exchanged for the App's credentials."""
+
+    app: App
+    expires_at: float
 
 
 @dataclass
@@ -203,7 +246,11 @@ class State:
         self.comments: dict[int, Comment] = {}
         self.reactions: list[Reaction] = []
         self.check_runs: dict[int, CheckRun] = {}
+        self.reviews: dict[int, Review] = {}
         self.after_create_pull: list[AfterCreate] = []
+        self.web_user = DEFAULT_WEB_USER
+        self.pending_manifests: dict[str, PendingManifest] = {}
+        self.manifest_codes: dict[str, ManifestCode] = {}
 
     def next_id(self) -> int:
         """A fresh id, unique across all record kinds (GitHub ids are global too)."""
@@ -219,12 +266,20 @@ class State:
             found.type = kind
         return found
 
-    def add_app(self, slug: str, owner: str) -> App:
+    def add_app(self, slug: str, owner: str, name: str | None = None) -> App:
         """Register an App with a fresh RSA key and its `slug[bot]` user."""
         bot = self.user(f"{slug}[bot]", "Bot")
-        app = App(self.next_id(), slug, slug, self.user(owner), generate_key_pair(), bot)
+        app = App(self.next_id(), slug, name or slug, self.user(owner), generate_key_pair(), bot)
         self.apps[app.id] = app
         return app
+
+    def app_named(self, name: str) -> App | None:
+        """The App with this name or slug (GitHub keeps both unique), if any."""
+        wanted = name.lower()
+        for app in self.apps.values():
+            if wanted in (app.name.lower(), app.slug.lower()):
+                return app
+        return None
 
     def install(self, app: App, account: str, repos: set[str]) -> Installation:
         """Install `app` on `account` for the given repo names."""

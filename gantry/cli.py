@@ -14,7 +14,7 @@ from aiohttp import web
 from bot.app import create_app
 from config.errors import SettingsError
 from config.settings import Settings, load_settings
-from gantry import doctor, local_run, validate
+from gantry import app_create, doctor, local_run, validate
 
 DESCRIPTION = "Gantry: a GitHub App that gives coding agents a Docker environment."
 DEFAULT_HOST = "127.0.0.1"
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local_run.add_parser(commands)
     validate.add_parser(commands)
+    app_create.add_parser(commands)
     return parser
 
 
@@ -101,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SettingsError as exc:
             print("gantry run: " + "; ".join(exc.problems), file=sys.stderr)
             return 2
+    if args.command == "app":
+        return app_create.main(settings_or_error(), args)
     if args.command == "serve":
         return cmd_serve(args.host, args.port, not args.no_workers)
     print(f"gantry: unknown command {args.command!r}", file=sys.stderr)

@@ -104,6 +104,9 @@ def print_docs(docs: Sequence[AgentsDoc], out: TextIO) -> None:
         for block in doc.ignored:
             under = f'under "{block.heading}"' if block.heading else "before any heading"
             print(f"  {block.origin}: shell block {under} ignored (not setup or tests)", file=out)
+        if doc.review_rules:
+            headings = "; ".join(rule.split("\n", 1)[0] for rule in doc.review_rules)
+            print(f"  {doc.path}: review rules for `@gantry review`: {headings}", file=out)
 
 
 def print_languages(parsed: ParsedConfig, out: TextIO) -> None:

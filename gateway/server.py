@@ -11,6 +11,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from config.errors import GantryError
+from gantry.metrics import Metrics
 from gateway.errors import NO_RETRY, error_body, error_message
 from gateway.ledger import Budget, Exchange, TaskLedger, TaskUsage
 from gateway.routes import (
@@ -56,8 +57,10 @@ class ModelGateway:
         *,
         clock: Callable[[], float] = time.monotonic,
         timeout: aiohttp.ClientTimeout = UPSTREAM_TIMEOUT,
+        metrics: Metrics | None = None,
     ) -> None:
         self.providers = providers
+        self.metrics = metrics or Metrics()
         self.ceilings = ceilings
         self._clock = clock
         self._timeout = timeout
@@ -131,6 +134,12 @@ class ModelGateway:
     # -- one request -----------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """Answer one request, counted by provider and status."""
+        response = await self._answer(request)
+        self.metrics.gateway_request(provider_of(request.rel_url.raw_path), response.status)
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         raw_path = request.rel_url.raw_path
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return refuse(Refusal(provider_of(raw_path), 426, "websocket_unsupported", WEBSOCKET))
@@ -163,7 +172,8 @@ class ModelGateway:
             return refuse(Refusal(provider, 403, "gantry_budget_exhausted", spent))
         model, digest = request_model(body)
         ledger.saw_model(model)
-        call = Call(request, target, ledger, model, redact(digest, ledger.keys.values()))
+        digest = redact(digest, ledger.keys.values())
+        call = Call(request, target, ledger, model, digest, self.metrics)
         return await self._forward(call, key, body)
 
     async def _forward(self, call: Call, key: str, body: bytes) -> web.StreamResponse:
@@ -189,10 +199,16 @@ class Call:
     """One forwarded request: who made it, where it goes, and how it is logged."""
 
     def __init__(
-        self, request: web.Request, route: Route, ledger: TaskLedger, model: str | None, digest: str
+        self,
+        request: web.Request,
+        route: Route,
+        ledger: TaskLedger,
+        model: str | None,
+        digest: str,
+        metrics: Metrics,
     ) -> None:
         self.request, self.route, self.ledger = request, route, ledger
-        self.model, self.digest = model, digest
+        self.model, self.digest, self.metrics = model, digest, metrics
 
     def log(self, status: int, answer: Answer) -> None:
         """Count the answer's tokens and log the exchange, redacted."""
@@ -209,6 +225,7 @@ class Call:
             output_tokens=answer.output_tokens,
         )
         self.ledger.record(exchange, answer)
+        self.metrics.gateway_usage(self.route.provider, answer.input_tokens, answer.output_tokens)
         log.info(
             "gateway: task %s %s %s -> %d", self.ledger.task_id, self.route.provider,
             self.route.path, status,

@@ -50,14 +50,17 @@ def agent_choice(task: Task, config: RepoConfig, server_command: str | None) -> 
     return choice
 
 
-def build_step(choice: AgentChoice, gateway_url: str | None, token: str | None) -> AgentStep:
-    """The command line and variables of an agent, pointed at the gateway when there is one."""
+def build_step(
+    choice: AgentChoice, gateway_url: str | None, token: str | None, instructions: str = ""
+) -> AgentStep:
+    """The command line and variables of an agent, pointed at the gateway when there is one;
+    a preset also gets the mode's instructions (a command reads `GANTRY_MODE` itself)."""
     if choice.preset is not None:
         if gateway_url is None or token is None:
             raise NoGatewayError(
                 f"the {choice.preset} preset needs the model gateway, which this executor lacks"
             )
-        run = presets.invocation(choice.preset, gateway_url, token, choice.model)
+        run = presets.invocation(choice.preset, gateway_url, token, choice.model, instructions)
         return AgentStep(run.command, dict(run.env), choice.describe())
     if choice.command is None:
         raise GantryError("no agent is configured")

@@ -16,6 +16,7 @@ from config.errors import GantryError
 from config.loader import CommandPlan
 from config.repo_config import CONFIG_SCHEMA_VERSION, RepoConfig
 from config.secret_store import Secret
+from gantry.metrics import Metrics
 from runner.ca_certs import ExtraCa
 from runner.cache import CACHE_REPOSITORY, CacheInputs, EnvironmentCache, cache_key
 from runner.collect import SCRATCH, read_file, tar_file
@@ -180,8 +181,10 @@ class Environments:
         networks: Networks,
         extra_ca: ExtraCa | None = None,
         gateway: tuple[str, int] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.client, self.mirrors, self.cache, self.networks = client, mirrors, cache, networks
+        self.metrics = metrics or Metrics()
         self.extra_ca = extra_ca
         # Where the agent container reaches the model gateway: (address, port) from the bridge.
         self.gateway = gateway
@@ -218,6 +221,7 @@ class Environments:
         image_id, hit = await self._cached_or_built(
             trusted, inputs, key, fetched.path, log, timings
         )
+        self.metrics.cache_lookup(hit)
         environment = await self._start_agent(request, image_id, key, hit, fetched.path, log)
         try:
             if hit or request.untrusted:

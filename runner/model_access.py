@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import docker
 
 from config.settings import Settings
+from gantry.metrics import Metrics
 from gateway import Budget, ModelGateway, Providers
 from runner.network import bridge_gateway_address
 
@@ -37,10 +38,11 @@ async def listen_address(settings: Settings, client: docker.DockerClient | None)
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    settings: Settings, client: docker.DockerClient | None
+    settings: Settings, client: docker.DockerClient | None, metrics: Metrics | None = None
 ) -> AsyncIterator[GatewayService]:
     """Start the gateway for this worker's tasks; stop it (and every open token) after."""
-    gateway = ModelGateway(Providers.from_settings(settings), Budget.ceilings(settings))
+    providers, ceilings = Providers.from_settings(settings), Budget.ceilings(settings)
+    gateway = ModelGateway(providers, ceilings, metrics=metrics)
     host = await listen_address(settings, client)
     port = await gateway.start(host, settings.gateway_port)
     dial = settings.gateway_address or host

@@ -29,6 +29,19 @@ from runner.agent_step import (
 from runner.collect import MESSAGE_NAME, PATCH_NAME, collect_script, snapshot_script
 from runner.environment import EnvironmentRequest, PhaseFailedError, from_config
 from runner.executor import Executor, RunningEnvironment
+from runner.mirror import MirrorError
+from runner.mirror import git as mirror_git
+from runner.modes import (
+    ANSWERED_TEXT,
+    AnswerPoster,
+    Mode,
+    instructions,
+    mode_of,
+    mode_variables,
+    output_dir,
+    read_output,
+    redact,
+)
 from runner.patch_policy import PatchPolicy, check_change, check_patch
 from runner.publish import applied_change
 from runner.results import (
@@ -149,6 +162,8 @@ class PipelineDeps:
     # The model gateway (None: agents get no model route, presets cannot run).
     gateway: ModelGateway | None = None
     record_usage: Callable[[Task, dict[str, Any]], Awaitable[None]] = no_usage
+    # Posts what ask, plan and review produce (None: those modes cannot run here).
+    answers: AnswerPoster | None = None
 
 
 def task_file(task: Task, sha: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -166,6 +181,7 @@ def task_file(task: Task, sha: str, rounds: list[dict[str, Any]]) -> dict[str, A
         "base_ref": task.head_ref or task.default_branch,
         "base_sha": sha,
         "rounds": rounds,
+        "mode": mode_of(task.kind).value,
     } | review
 
 
@@ -222,6 +238,8 @@ class Run:
         # The phase a failure outside any phase's work belongs to (the last one started).
         self.current = PHASES[0]
         self.failed_phases: set[str] = set()
+        self.mode = mode_of(task.kind)
+        self.instructions = ""  # what a preset is told before the request (modes but code)
 
     async def phase(
         self,
@@ -275,6 +293,9 @@ class Run:
         path = f"{env.scratch}/{TASK_FILE_NAME}"
         await env.write_file(path, data)
         variables = {"GANTRY_PROMPT": prompt_of(self.task), "GANTRY_TASK_FILE": path}
+        variables |= mode_variables(self.mode, env.scratch)
+        mkdir = f"mkdir -p {shlex.quote(output_dir(env.scratch))}"
+        await env.run(mkdir, self.log, "agent", COLLECT_LIMIT_S)
         await self.phase("agent", lambda: self.run_agent(env, config, choice, variables))
 
     async def run_agent(
@@ -291,7 +312,7 @@ class Run:
             budget = budget.capped(gateway.ceilings)
         usage = None
         try:
-            step = build_step(choice, url, token)
+            step = build_step(choice, url, token, self.instructions)
             self.log.line("agent", f"[gantry] agent: {step.label}")
             limit = min(config.timeouts.agent.total_seconds(), budget.seconds)
             result = await env.run(
@@ -462,6 +483,8 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
         ref=source.ref,
     )
     env = await run.phase("environment", lambda: environment(run, request))
+    if run.mode is not Mode.CODE:
+        return await answer_phases(run, env, checkout, source.sha)
     released: asyncio.Task[None] | None = None
     try:
         await run.agent(env, config, source.sha)
@@ -521,3 +544,39 @@ async def publish_work(run: Run, publisher: Publisher, work: Work) -> TaskResult
         blocked=work.blocked,
         usage=work.usage,
     )
+
+
+async def answer_phases(run: Run, env: Env, checkout: Checkout, sha: str) -> TaskResult:
+    """ask, plan and review: the agent writes one file, Gantry posts it. No checks, no patch,
+    nothing pushed; a file that is missing or malformed fails `collect`, so nothing half-posts."""
+    config = checkout.parsed.config
+    try:
+        base = await review_base(run, sha) if run.mode is Mode.REVIEW else None
+        rules = [rule for doc in checkout.docs for rule in doc.review_rules]
+        run.instructions = instructions(run.mode, env.scratch, base, rules)
+        await run.agent(env, config, sha)
+        await env.end_phase()
+        await run.skip("checks", f"not run in {run.mode} mode")
+        answer = await run.phase("collect", lambda: read_output(env, run.mode))
+        answer = redact(answer, [s.value.get_secret_value() for s in run.secrets])
+    finally:
+        await asyncio.shield(run.deps.environments.release(env))
+    poster = run.deps.answers
+    if poster is None:
+        raise TaskFailedError("publish", f"{run.mode} needs GitHub to post to")
+    url = await run.phase("publish", lambda: poster.post(answer, config))
+    run.outcome = TaskResult(
+        Conclusion.ANSWERED, pull_url=url, reason=ANSWERED_TEXT[run.mode], usage=run.usage_line
+    )
+    return run.outcome
+
+
+async def review_base(run: Run, sha: str) -> str | None:
+    """Where a pull request's changes start: the merge base of its head with the default
+    branch, from the host's mirror (None when the mirror cannot say)."""
+    mirror = run.deps.environments.mirrors.path(run.task.repo)
+    branch = f"refs/heads/{run.task.default_branch}"
+    try:
+        return (await mirror_git(mirror, ["merge-base", branch, sha], {}, None)).strip() or None
+    except MirrorError:
+        return None

@@ -29,6 +29,10 @@ MAX_RETRIES = 2
 # Off: analytics and the plugin/app catalogues (they call hosts that a task cannot reach).
 CODEX_DISABLED_FEATURES = ("plugins", "apps", "remote_plugin")
 CLAUDE_ALLOWED_TOOLS = ("Bash", "Edit", "Write", "NotebookEdit")
+# A mode's instructions (ask, plan, review; see runner/modes.py), in a variable of their own so
+# that `GANTRY_PROMPT` stays the request: Codex reads them before the request, Claude Code as
+# an addition to its system prompt.
+INSTRUCTIONS_VAR = "GANTRY_INSTRUCTIONS"
 
 
 class UnknownPresetError(GantryError, ValueError):
@@ -70,7 +74,13 @@ def codex_provider(gateway_url: str) -> str:
     return "{" + ", ".join(f"{key}={value}" for key, value in fields.items()) + "}"
 
 
-def codex(gateway_url: str, token: str, model: str | None = None) -> AgentInvocation:
+def with_instructions(env: dict[str, str], instructions: str) -> dict[str, str]:
+    return env | {INSTRUCTIONS_VAR: instructions} if instructions else env
+
+
+def codex(
+    gateway_url: str, token: str, model: str | None = None, instructions: str = ""
+) -> AgentInvocation:
     """`codex exec`, unsandboxed (the container is the sandbox), on the gateway's provider."""
     args = [
         "codex",
@@ -92,30 +102,35 @@ def codex(gateway_url: str, token: str, model: str | None = None) -> AgentInvoca
         args += ["-m", model]
     # A fresh CODEX_HOME per run: nothing read from or left in ~/.codex. Not under /tmp: there
     # Codex refuses to create its helper commands (apply_patch) and says so on every run.
+    prompt = f'"${INSTRUCTIONS_VAR}\n\n$GANTRY_PROMPT"' if instructions else '"$GANTRY_PROMPT"'
     command = (
         'CODEX_HOME="$(mktemp -d /var/tmp/codex-home.XXXXXX)" && export CODEX_HOME && exec '
         + shlex.join(args)
-        + ' -- "$GANTRY_PROMPT" </dev/null'
+        + f" -- {prompt} </dev/null"
     )
-    return AgentInvocation(command, provider_env(gateway_url, token))
+    env = with_instructions(provider_env(gateway_url, token), instructions)
+    return AgentInvocation(command, env)
 
 
-def claude(gateway_url: str, token: str, model: str | None = None) -> AgentInvocation:
+def claude(
+    gateway_url: str, token: str, model: str | None = None, instructions: str = ""
+) -> AgentInvocation:
     """`claude -p`, accepting edits and running the allowed tools without asking (works as root)."""
     args = ["claude", "-p", "--permission-mode", "acceptEdits"]
     args += ["--allowedTools", ",".join(CLAUDE_ALLOWED_TOOLS)]
     if model:
         args += ["--model", model]
-    command = "exec " + shlex.join(args) + ' -- "$GANTRY_PROMPT" </dev/null'
+    extra = f' --append-system-prompt "${INSTRUCTIONS_VAR}"' if instructions else ""
+    command = "exec " + shlex.join(args) + extra + ' -- "$GANTRY_PROMPT" </dev/null'
     env = provider_env(gateway_url, token) | {
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "CLAUDE_CODE_MAX_RETRIES": str(MAX_RETRIES),
         "DISABLE_AUTOUPDATER": "1",
     }
-    return AgentInvocation(command, env)
+    return AgentInvocation(command, with_instructions(env, instructions))
 
 
-Preset = Callable[[str, str, str | None], AgentInvocation]
+Preset = Callable[[str, str, str | None, str], AgentInvocation]
 PRESETS: Mapping[str, Preset] = MappingProxyType({"codex": codex, "claude": claude})
 PACKAGES: Mapping[str, str] = MappingProxyType(
     {"codex": f"{CODEX_PACKAGE}@{CODEX_VERSION}", "claude": f"{CLAUDE_PACKAGE}@{CLAUDE_VERSION}"}
@@ -123,7 +138,7 @@ PACKAGES: Mapping[str, str] = MappingProxyType(
 
 
 def invocation(
-    preset: str, gateway_url: str, token: str, model: str | None = None
+    preset: str, gateway_url: str, token: str, model: str | None = None, instructions: str = ""
 ) -> AgentInvocation:
     """The invocation of a preset by name."""
     try:
@@ -132,4 +147,4 @@ def invocation(
         raise UnknownPresetError(
             f"unknown agent preset {preset!r}; one of {', '.join(PRESETS)}"
         ) from None
-    return build(gateway_url, token, model)
+    return build(gateway_url, token, model, instructions)

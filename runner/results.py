@@ -47,6 +47,8 @@ class CheckOutcome:
 class Conclusion(StrEnum):
     PUBLISHED = "published"
     NO_CHANGES = "no_changes"
+    # A mode but code posted its answer (a comment, a review): `pull_url` links to it.
+    ANSWERED = "answered"
     FAILED = "failed"
     CANCELLED = "cancelled"
 

@@ -8,6 +8,7 @@ from typing import Any
 import docker
 
 from config.settings import Settings
+from gantry.metrics import Metrics
 from runner.ca_certs import load_extra_ca
 from runner.cache import EnvironmentCache
 from runner.environment import Environments
@@ -30,18 +31,24 @@ def engine_client(settings: Settings) -> docker.DockerClient | None:
 
 
 def build_executor(
-    settings: Settings, client: docker.DockerClient | None, gateway: Route | None = None
+    settings: Settings,
+    client: docker.DockerClient | None,
+    gateway: Route | None = None,
+    metrics: Metrics | None = None,
 ) -> Executor[Any]:
     """The configured executor; `gateway` is where its sandboxes reach the model gateway."""
     if client is None:
         log.warning(LOCAL_WARNING)
         url = f"http://{gateway[0]}:{gateway[1]}" if gateway is not None else None
         return LocalExecutor(Mirrors(settings.data_dir), settings.data_dir / "local", url)
-    return build_environments(settings, client, gateway)
+    return build_environments(settings, client, gateway, metrics)
 
 
 def build_environments(
-    settings: Settings, client: docker.DockerClient, gateway: Route | None = None
+    settings: Settings,
+    client: docker.DockerClient,
+    gateway: Route | None = None,
+    metrics: Metrics | None = None,
 ) -> Environments:
     """Mirrors under `DATA_DIR`, the image cache and the networks, all labelled with this
     deployment's owner so that its sweeps never touch another deployment's objects."""
@@ -51,4 +58,4 @@ def build_environments(
     proxy_image = settings.egress_proxy_image or settings.default_image
     networks = Networks(client, proxy_image=proxy_image, owner=owner)
     extra_ca = load_extra_ca(settings.extra_ca_certs) if settings.extra_ca_certs else None
-    return Environments(client, mirrors, cache, networks, extra_ca, gateway)
+    return Environments(client, mirrors, cache, networks, extra_ca, gateway, metrics)

@@ -208,6 +208,8 @@ class TaskStore(Protocol):
 
     async def with_state(self, state: TaskState) -> list[Task]: ...
 
+    async def state_counts(self) -> tuple[dict[str, int], float | None]: ...
+
     async def set_state(self, task_id: int, state: TaskState) -> Task | None: ...
 
     async def first_refusal(self, repo: str, number: int) -> bool: ...
@@ -462,6 +464,20 @@ class SQLiteTaskStore:
 
     async def with_state(self, state: TaskState) -> list[Task]:
         return await self._select("where state = ? order by id", (state.value,))
+
+    async def state_counts(self) -> tuple[dict[str, int], float | None]:
+        """Tasks per state, and when the oldest queued one was created (for metrics): two
+        queries on the state index, cheap enough for every scrape."""
+
+        def count() -> tuple[dict[str, int], float | None]:
+            rows = self.conn.execute("select state, count(*) from tasks group by state")
+            oldest = self.conn.execute(
+                "select min(created_at) from tasks where state = ?", (TaskState.QUEUED.value,)
+            ).fetchone()[0]
+            return {str(state): int(n) for state, n in rows.fetchall()}, oldest
+
+        result: tuple[dict[str, int], float | None] = await self._run(count)
+        return result
 
     async def set_state(self, task_id: int, state: TaskState) -> Task | None:
         await self._execute(

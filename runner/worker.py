@@ -17,6 +17,7 @@ RunOne = Callable[[Task], Awaitable[TaskResult]]
 FINAL_STATES = {
     Conclusion.PUBLISHED: TaskState.SUCCEEDED,
     Conclusion.NO_CHANGES: TaskState.SUCCEEDED,
+    Conclusion.ANSWERED: TaskState.SUCCEEDED,
     Conclusion.FAILED: TaskState.FAILED,
     Conclusion.CANCELLED: TaskState.CANCELLED,
 }

@@ -136,6 +136,7 @@ def test_the_task_file_carries_the_thread_and_earlier_rounds() -> None:
     data = task_file(task, "a" * 40, [round_of(earlier)])
     assert data["body"] == "It fails at midnight."
     assert data["base_sha"] == "a" * 40
+    assert data["mode"] == "code"
     assert data["rounds"] == [
         {"id": 1, "request": "first try", "requester": "alice", "state": "succeeded"}
     ]

@@ -35,7 +35,18 @@ words = st.text(
         ("@gantry exec", Command(Kind.HELP)),
         ("@gantry fix <!-- hidden: rm -rf --> the bug", Command(Kind.REQUEST, "fix  the bug")),
         ("@gantry fix\u200b the\u202e bug", Command(Kind.REQUEST, "fix the bug")),
-        ("see `@gantry` docs, then @gantry go", Command(Kind.REQUEST, "go")),
+        ("see `@gantry` docs, then @gantry do it", Command(Kind.REQUEST, "do it")),
+        ("@gantry review", Command(Kind.REVIEW)),
+        ("@gantry review: mind the SQL", Command(Kind.REVIEW, "mind the SQL")),
+        ("@gantry ask where is the retry logic?", Command(Kind.ASK, "where is the retry logic?")),
+        ("@gantry ask", Command(Kind.HELP)),
+        ("@gantry plan add a --json flag", Command(Kind.PLAN, "add a --json flag")),
+        ("@gantry plan", Command(Kind.HELP)),
+        ("@gantry go", Command(Kind.GO)),
+        ("@gantry go!", Command(Kind.GO)),
+        ("@gantry go fix it", Command(Kind.REQUEST, "go fix it")),
+        ("@gantry --agent claude ask why?", Command(Kind.ASK, "why?", "claude")),
+        ("@gantry --model m review", Command(Kind.REVIEW, "", None, "m")),
     ],
 )
 def test_examples(body: str, expected: Command) -> None:
@@ -72,7 +83,7 @@ def test_the_first_mention_in_prose_wins() -> None:
 
 def test_help_names_every_subcommand() -> None:
     text = help_text("gantry", "write")
-    for sub in ("exec", "status", "cancel", "retry", "reset-cache", "help"):
+    for sub in ("exec", "review", "ask", "plan", "go", "status", "cancel", "retry", "reset-cache"):
         assert f"`@gantry {sub}" in text
     assert "write access" in text
 

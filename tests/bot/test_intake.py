@@ -92,7 +92,7 @@ async def test_a_restart_keeps_queued_tasks(gantry: Gantry) -> None:
 
 async def test_a_redelivery_after_a_restart_is_still_a_duplicate(gantry: Gantry) -> None:
     payload = gantry.examples("issue_comment")[0]
-    delivery = gantry.delivery("issue_comment", payload, body="@gantry go", number=1)
+    delivery = gantry.delivery("issue_comment", payload, body="@gantry fix it", number=1)
     assert (await gantry.post(delivery))[1] == {"outcome": "queued"}
     await gantry.server.close()
     gantry.server = TestServer(create_app(gantry.settings, workers=False))
@@ -108,7 +108,7 @@ async def test_a_mention_while_github_fails_becomes_one_task_once_it_recovers(
     gantry.forge.inject_fault("GET", PERMISSION_ROUTE, "error", count=None, status=502)
     asyncio.get_running_loop().call_later(6, gantry.forge.clear_faults)
     payload = gantry.examples("issue_comment")[0]
-    delivery = gantry.delivery("issue_comment", payload, body="@gantry go", number=1)
+    delivery = gantry.delivery("issue_comment", payload, body="@gantry fix it", number=1)
     assert await gantry.answer(delivery) == (200, {"outcome": "accepted"})
     delivery_id = delivery.headers["X-GitHub-Delivery"]
     assert await gantry.outcome(delivery_id) == "queued"
@@ -125,7 +125,7 @@ async def test_a_delivery_still_failing_after_its_retries_is_kept_with_its_reaso
     gantry: Gantry,
 ) -> None:
     gantry.forge.inject_fault("GET", PERMISSION_ROUTE, "error", count=None, status=502)
-    status, answer = await comment(gantry, "@gantry go")
+    status, answer = await comment(gantry, "@gantry fix it")
     assert (status, answer) == (200, {"outcome": "failed"})
     [entry] = await gantry.services.store.inbox(InboxState.FAILED)
     settings = gantry.settings
@@ -137,7 +137,7 @@ async def test_a_delivery_still_failing_after_its_retries_is_kept_with_its_reaso
 
 async def test_a_secondary_rate_limit_is_waited_out(gantry: Gantry) -> None:
     gantry.forge.inject_fault("GET", PERMISSION_ROUTE, "secondary_rate_limit", retry_after=0)
-    status, _ = await comment(gantry, "@gantry go")
+    status, _ = await comment(gantry, "@gantry fix it")
     assert status == 200
     statuses = [r.status for r in gantry.forge.requests if r.path.endswith("/permission")]
     assert statuses == [403, 200]
@@ -204,7 +204,7 @@ async def test_health_and_readiness(gantry: Gantry) -> None:
 async def test_the_default_branchs_triggers_decide(gantry: Gantry) -> None:
     config = "triggers:\n  min_permission: admin\n  label: agent\n  assign: false\n"
     await gantry.forge.commit_files("octo", "hello", "main", {".github/gantry.yml": config})
-    assert (await comment(gantry, "@gantry go"))[1] == {"outcome": "refused"}
+    assert (await comment(gantry, "@gantry fix it"))[1] == {"outcome": "refused"}
     issues = gantry.examples("issues")
     labeled = next(p for p in issues if p["action"] == "labeled")
     labeled["label"]["name"] = "agent"
@@ -222,5 +222,5 @@ async def test_the_default_branchs_triggers_decide(gantry: Gantry) -> None:
 async def test_a_pr_cannot_change_who_may_trigger(gantry: Gantry) -> None:
     relaxed = "triggers:\n  min_permission: read\n"
     await gantry.forge.commit_files("octo", "hello", "feature", {".github/gantry.yml": relaxed})
-    status, answer = await comment(gantry, "@gantry go", sender="rita")
+    status, answer = await comment(gantry, "@gantry fix it", sender="rita")
     assert (status, answer) == (200, {"outcome": "refused"})

@@ -132,3 +132,17 @@ def test_setup_runs_root_first_then_subtrees_in_their_directories() -> None:
         ("b", "b"),
         ("a", "a/x"),
     ]
+
+
+def test_sections_about_review_are_the_review_rules() -> None:
+    text = (
+        "# Agents\n\n## Code review\n\nFlag any `eval`.\n\n### Tests in reviews\n\nAsk for one.\n\n"
+        "## Testing\n\n```sh\npytest\n```\n\n## Reviewers\nBe kind.\n"
+    )
+    doc = parse_agents_md(text)
+    assert doc.review_rules == (
+        "## Code review\n\nFlag any `eval`.\n\n### Tests in reviews\n\nAsk for one.",
+        "## Reviewers\nBe kind.",
+    )
+    assert [c.text for c in doc.checks] == ["pytest"]
+    assert parse_agents_md("# Preview builds\n\nnot a review rule\n").review_rules == ()

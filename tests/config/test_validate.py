@@ -98,3 +98,11 @@ def test_parser_adds_config_validate() -> None:
     assert parser.parse_args(["config", "validate", "repo"]).path == Path("repo")
     with pytest.raises(SystemExit):
         parser.parse_args(["config"])
+
+
+def test_review_rules_are_shown_with_their_headings(checkout: Path) -> None:
+    rules = "\n## Code review\n\nNo eval.\n\n### Reviewing tests\n\nEach bug gets a test.\n"
+    (checkout / "AGENTS.md").write_text(AGENTS + rules, encoding="utf-8")
+    status, text = _run(checkout)
+    assert status == 0
+    assert "  AGENTS.md: review rules for `@gantry review`: ## Code review\n" in text
