@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import time
@@ -170,6 +171,16 @@ class Environment:
         return await read_file(self.sandbox, path, max_bytes)
 
 
+@dataclass(frozen=True)
+class Built:
+    """The image an agent container starts from, and the mirror its checkout comes from."""
+
+    image_id: str
+    key: str
+    hit: bool
+    mirror: Path
+
+
 class Environments:
     """Prepares environments from mirrors, the cache and network policies."""
 
@@ -208,6 +219,38 @@ class Environments:
         log.add_secrets(s.value.get_secret_value() for s in request.secrets)
         timings: dict[str, float] = {}
         started = time.monotonic()
+        # The agent's network (and its proxy) gets ready while the image is found or built.
+        attaching = asyncio.ensure_future(
+            self.networks.attach(
+                request.network_agent, request.task_id, request.repo, gateway=self.gateway,
+                wait=False,
+            )
+        )  # fmt: skip
+        try:
+            built = await self._image(request, log, timings)
+            attachment = await attaching
+        except BaseException:
+            await self._abandon(attaching)
+            raise
+        self.metrics.cache_lookup(built.hit)
+        environment = await self._start_agent(request, built, log, attachment)
+        try:
+            if built.hit or request.untrusted:
+                mark = time.monotonic()
+                await self._resume(environment, request, log)
+                timings["maintenance"] = time.monotonic() - mark
+            await self.networks.ready(environment.attachment)
+        except BaseException:
+            await self.release(environment)
+            raise
+        environment.timings = timings | {"prepare": time.monotonic() - started}
+        return environment
+
+    async def _image(
+        self, request: EnvironmentRequest, log: TaskLog, timings: dict[str, float]
+    ) -> Built:
+        """The mirror fetched, then the trusted image found (a hit) or built."""
+        started = time.monotonic()
         trusted = request.trusted_build()
         fetched = await self.mirrors.ensure(
             request.repo, request.clone_url, request.sha, request.token, request.ref
@@ -221,18 +264,15 @@ class Environments:
         image_id, hit = await self._cached_or_built(
             trusted, inputs, key, fetched.path, log, timings
         )
-        self.metrics.cache_lookup(hit)
-        environment = await self._start_agent(request, image_id, key, hit, fetched.path, log)
-        try:
-            if hit or request.untrusted:
-                mark = time.monotonic()
-                await self._resume(environment, request, log)
-                timings["maintenance"] = time.monotonic() - mark
-        except BaseException:
-            await self.release(environment)
-            raise
-        environment.timings = timings | {"prepare": time.monotonic() - started}
-        return environment
+        return Built(image_id, key, hit, fetched.path)
+
+    async def _abandon(self, attaching: asyncio.Future[Attachment]) -> None:
+        """Take down an attachment that is no longer wanted, made or still in the making."""
+        if not attaching.done():
+            attaching.cancel()
+        await asyncio.wait([attaching])
+        if not attaching.cancelled() and attaching.exception() is None:
+            await self.networks.detach(attaching.result())
 
     async def _cached_or_built(
         self,
@@ -324,26 +364,18 @@ class Environments:
         log.line("setup", "[gantry] extra CA certificates trusted (GANTRY_EXTRA_CA_CERTS)")
 
     async def _start_agent(
-        self,
-        request: EnvironmentRequest,
-        image_id: str,
-        key: str,
-        hit: bool,
-        mirror: Path,
-        log: TaskLog,
+        self, request: EnvironmentRequest, built: Built, log: TaskLog, attachment: Attachment
     ) -> Environment:
         """A fresh container from the image: nothing setup started is running in it. Its
-        network reaches the model gateway (when one runs), whatever `network.agent` says."""
-        attachment = await self.networks.attach(
-            request.network_agent, request.task_id, request.repo, gateway=self.gateway
-        )
+        network reaches the model gateway (when one runs), whatever `network.agent` says; a
+        proxy that only relays to the gateway may still be starting (`prepare` waits)."""
         spec = ContainerSpec(
-            image=image_id,
+            image=built.image_id,
             labels=gantry_labels(request.task_id, request.repo, KIND_AGENT, self.cache.owner),
             limits=request.limits,
             network_mode=attachment.network_mode,
             env={**request.env, **self.ca_env, **attachment.env, **task_trust_env(attachment)},
-            mounts=(mirror_mount(mirror),),
+            mounts=(mirror_mount(built.mirror),),
             dns=attachment.dns,
             dns_options=attachment.dns_options,
         )
@@ -352,7 +384,7 @@ class Environments:
         except BaseException:
             await self.networks.detach(attachment)
             raise
-        environment = Environment(sandbox, attachment, hit, image_id, key)
+        environment = Environment(sandbox, attachment, built.hit, built.image_id, built.key)
         try:
             await _trust_task_ca(sandbox, attachment, log, "environment")
         except BaseException:

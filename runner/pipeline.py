@@ -352,8 +352,9 @@ class Run:
     async def changes_and_checks(
         self, env: Env, checkout: Checkout, config: RepoConfig, sha: str
     ) -> tuple[CheckOutcome, ...]:
-        """The checks that apply to what the agent changed (nested AGENTS.md pick theirs)."""
-        changed = await self.changed_files(env, sha)
+        """The checks that apply to what the agent changed (nested AGENTS.md pick theirs); the
+        diff is read only when what changed can make a difference."""
+        changed = await self.changed_files(env, sha) if checkout.checks_follow_changes() else []
         return await self.checks(env, checkout, changed, config)
 
     async def diff(self, env: Env, sha: str) -> bytes:
