@@ -228,8 +228,12 @@ async def read_verified(request: web.Request, secret: str) -> tuple[sansio.Event
 async def webhook(request: web.Request) -> web.Response:
     """Verify, deduplicate and store the delivery, then answer; it is handled after."""
     services = request.app[SERVICES]
-    with services.inbox.load.request():
+    load = services.inbox.load
+    load.enter()
+    try:
         return await take_delivery(request, services)
+    finally:
+        load.leave()
 
 
 async def take_delivery(request: web.Request, services: Services) -> web.Response:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Quiet means no request in flight and none for this long (at 200 deliveries/s they come
@@ -32,18 +31,17 @@ class IntakeLoad:
     def __post_init__(self) -> None:
         self._idle.set()
 
-    @contextmanager
-    def request(self) -> Iterator[None]:
-        """Count one webhook request while it is handled."""
+    def enter(self) -> None:
+        """A webhook request began (plain calls: this runs on every delivery)."""
         self.in_flight += 1
         self._idle.clear()
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-            self.last = self.clock()
-            if self.in_flight == 0:
-                self._idle.set()
+
+    def leave(self) -> None:
+        """A webhook request was answered."""
+        self.in_flight -= 1
+        self.last = self.clock()
+        if self.in_flight == 0:
+            self._idle.set()
 
     def wait_left(self) -> float:
         """How long until the webhook counts as quiet (0: it is quiet now)."""
