@@ -144,7 +144,8 @@ async def services_ctx(
             handle=await resolve_handle(session, settings),
             background=background,
             permissions=PermissionCache(),
-            triggers=TriggerCache(),
+            triggers=TriggerCache(settings=settings),
+            settings=settings,
         )
         requeued = await requeue_pending(store, queue)
         log.info("intake ready as @%s; %d queued task(s) requeued", intake.handle, requeued)

@@ -41,8 +41,13 @@ TASK_KINDS = (Kind.REQUEST, *WITH_TEXT, Kind.GO)
 SUBCOMMANDS = {k.value: k for k in Kind if k is not Kind.REQUEST and k not in WITH_TEXT}
 
 
-# Options a requester may put before the request: `@gantry --agent claude --model m fix it`.
-OPTION_RE = re.compile(r"--(agent|model)(?:=|[ \t]+)([A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127})\s*")
+# Options a requester may put before the request: `@gantry --agent claude --model m fix it`,
+# `@gantry --attempts 3 fix it`.
+OPTION_RE = re.compile(
+    r"--(agent|model|attempts)(?:=|[ \t]+)([A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127})\s*"
+)
+# `--attempts` beyond this is not parsed further (the config and the server cap it far lower).
+MAX_ASKED_ATTEMPTS = 100
 # A branch to start from, before the request: `@gantry on release-2.1: fix it`. Git refuses
 # `:` and whitespace in branch names, so the name ends at the first of them.
 BRANCH_RE = re.compile(r"on[ \t]+([^\s:]{1,255}):(?:\s+|$)", re.IGNORECASE)
@@ -51,13 +56,15 @@ BRANCH_RE = re.compile(r"on[ \t]+([^\s:]{1,255}):(?:\s+|$)", re.IGNORECASE)
 @dataclass(frozen=True)
 class Command:
     """A parsed mention: its kind, its text (the request, or `exec`'s command), and the
-    agent, model and branch to start from the requester picked, if any."""
+    agent, model, branch to start from and number of attempts the requester picked, if any.
+    `attempts` is 0 when `--attempts` was given something other than a positive number."""
 
     kind: Kind
     text: str = ""
     agent: str | None = None
     model: str | None = None
     branch: str | None = None
+    attempts: int | None = None
 
 
 def clean(text: str) -> str:
@@ -108,7 +115,8 @@ def parse_command(body: str, handle: str) -> Command | None:
 
 
 def take_options(request: str) -> tuple[dict[str, str], str]:
-    """Leading `--agent NAME`, `--model NAME` and `on BRANCH:` options, and the text after."""
+    """Leading `--agent NAME`, `--model NAME`, `--attempts N` and `on BRANCH:` options, and
+    the text after."""
     options: dict[str, str] = {}
     while True:
         if match := OPTION_RE.match(request):
@@ -131,8 +139,18 @@ def interpret(request: str) -> Command:
             options.get("agent"),
             options.get("model"),
             options.get("branch"),
+            asked_attempts(options.get("attempts")),
         )
     return command
+
+
+def asked_attempts(value: str | None) -> int | None:
+    """`--attempts`' number (0: not a positive whole number; None: not given)."""
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()):
+        return 0
+    return min(int(value), MAX_ASKED_ATTEMPTS)
 
 
 def _interpret(request: str) -> Command:
@@ -157,6 +175,8 @@ the result. Write what you want after the mention:
 - `@{handle} <request>`: start a task (on a pull request, the result lands on it)
 - `@{handle} --agent claude --model claude-sonnet-4-5 <request>`: pick an agent and a model
   among those the repository allows (`agent.allow` in `.github/gantry.yml`)
+- `@{handle} --attempts 3 <request>`: run several attempts side by side and publish the
+  one whose checks pass (at most `agent.max_attempts`)
 - `@{handle} on <branch>: <request>`: on an issue, start from that branch and open the pull
   request against it
 - `@{handle} exec <command>`: run one command as the agent step

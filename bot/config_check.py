@@ -18,7 +18,9 @@ from bot import repo_files
 from bot.intake import Outcome
 from bot.routing import Dispatch
 from config.agents_md import AGENTS_FILE, AgentsDoc, Command
+from config.org_defaults import org_repo
 from config.repo_config import CONFIG_PATH, ConfigError, ParsedConfig
+from config.settings import Settings
 
 router = routing.Router()
 
@@ -34,6 +36,10 @@ TRUNCATED_NOTE = "\n\n… (cut: GitHub shows at most 65,535 characters)"
 DEFAULT_BRANCH_NOTE = (
     "Tasks always run with the default branch's copies; this pull request's take effect "
     "once it is merged."
+)
+ORG_NOTE = (
+    "This is the `.github` repository of **{owner}**: its `.github/gantry.yml` gives the "
+    "defaults of every repository there, each repository's own file overriding it key by key."
 )
 Level = Literal["notice", "warning", "failure"]
 Conclusion = Literal["success", "failure"]
@@ -100,6 +106,8 @@ class Validation:
     docs: tuple[AgentsDoc, ...] = ()
     removed: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
+    # Set when the repository is an organisation's `.github`: its file is everyone's default.
+    defaults_for: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,11 +121,45 @@ class CheckReport:
 
 
 def config_annotations(error: ConfigError) -> list[Annotation]:
-    """Each problem of a config file as a failure on its line."""
+    """Each problem of this repository's config file as a failure on its line (the
+    organisation's file is in another repository: its problems are in the summary)."""
+    if error.source != CONFIG_PATH:
+        return []
     return [
         Annotation(error.source, p.line, "failure", str(p), p.path or "gantry.yml")
         for p in error.problems
     ]
+
+
+def capped_annotations(config: ParsedConfig) -> list[Annotation]:
+    """Each value this file asks for above the operator's ceilings, as a warning on its line."""
+    provenance = config.provenance
+    if provenance is None:
+        return []
+    return [
+        Annotation(CONFIG_PATH, v.line, "warning", f"{v.path}: {v.note}", "capped by the operator")
+        for v in provenance.capped
+        if v.source == CONFIG_PATH and v.line is not None
+    ]
+
+
+def provenance_summary(config: ParsedConfig | ConfigError | None) -> list[str]:
+    """What the operator capped, and where every effective value came from."""
+    if not isinstance(config, ParsedConfig) or config.provenance is None:
+        return []
+    provenance = config.provenance
+    lines = []
+    if provenance.capped:
+        lines.append("Capped by the operator's ceilings:")
+        lines += [f"- `{v.path}` = `{v.value}`: {v.describe()}" for v in provenance.capped]
+        lines.append("")
+    rows = "\n".join(provenance.lines())
+    summary = "Where each effective value comes from"
+    return [*lines, f"<details><summary>{summary}</summary>", "", fenced(rows), "</details>", ""]
+
+
+def fenced(text: str) -> str:
+    return f"```text\n{text}\n```"
 
 
 def agents_annotations(doc: AgentsDoc) -> list[Annotation]:
@@ -155,6 +197,10 @@ def doc_summary(doc: AgentsDoc) -> list[str]:
     ignored = f", {len(doc.ignored)} ignored shell block(s)" if doc.ignored else ""
     lines = [f"**`{doc.path}`**: {counts}{ignored}."]
     lines += command_lines("Setup", doc.setup) + command_lines("Checks", doc.checks)
+    skipped = [i for i in doc.items if not i.taken]
+    if skipped:
+        lines.append("List items not taken as commands:")
+        lines += [f"- `{i.origin}`: `{i.judged.command}`: {i.judged.reason}" for i in skipped]
     return [*lines, ""]
 
 
@@ -169,21 +215,29 @@ def report_title(errors: int, warnings: int) -> str:
 def build_report(validation: Validation) -> CheckReport:
     """The check run for a PR's config files: failure when gantry.yml has any problem."""
     annotations: list[Annotation] = []
+    foreign_errors = 0
     if isinstance(validation.config, ConfigError):
         annotations += config_annotations(validation.config)
+        foreign_errors = 0 if annotations else len(validation.config.problems)
+    elif validation.config is not None:
+        annotations += capped_annotations(validation.config)
     for doc in validation.docs:
         annotations += agents_annotations(doc)
     lines = config_summary(validation.config)
+    if validation.defaults_for:
+        lines += [ORG_NOTE.format(owner=validation.defaults_for), ""]
+    lines += provenance_summary(validation.config)
     for doc in validation.docs:
         lines += doc_summary(doc)
     lines += [f"`{path}` is removed by this pull request." for path in validation.removed]
     if validation.skipped:
         lines.append(f"Not checked (over {MAX_FILES_CHECKED} files): {len(validation.skipped)}.")
     lines += ["", DEFAULT_BRANCH_NOTE]
-    errors = sum(1 for a in annotations if a.level == "failure")
+    failures = sum(1 for a in annotations if a.level == "failure")
+    errors = failures + foreign_errors
     return CheckReport(
         conclusion="failure" if errors else "success",
-        title=report_title(errors, len(annotations) - errors),
+        title=report_title(errors, len(annotations) - failures),
         summary=clip("\n".join(lines).strip()),
         annotations=tuple(annotations),
     )
@@ -250,18 +304,23 @@ async def list_changes(gh: GitHubAPI, pull: PullHead) -> ConfigChanges:
     return config_changes([entry async for entry in gh.getiter(PULL_FILES_URL, url_vars)])
 
 
-async def validate_head(gh: GitHubAPI, pull: PullHead, changes: ConfigChanges) -> Validation:
-    """Read and validate the head's copies of the changed config files."""
+async def validate_head(
+    gh: GitHubAPI, pull: PullHead, changes: ConfigChanges, settings: Settings | None = None
+) -> Validation:
+    """Read and validate the head's copies of the changed config files (over the
+    organisation's defaults, within the operator's ceilings)."""
     checked, skipped = changes.present[:MAX_FILES_CHECKED], changes.present[MAX_FILES_CHECKED:]
     config: ParsedConfig | ConfigError | None = None
     docs: list[AgentsDoc] = []
     for path in checked:
         if path == CONFIG_PATH:
-            config = await repo_files.fetch_parsed_config(gh, pull.repo, pull.head_sha)
+            config = await repo_files.fetch_parsed_config(gh, pull.repo, pull.head_sha, settings)
         else:
             doc = await repo_files.fetch_agents_doc(gh, pull.repo, path, pull.head_sha)
             docs += [doc] if doc is not None else []
-    return Validation(config, tuple(docs), changes.removed, skipped)
+    owner = pull.repo.partition("/")[0]
+    defaults_for = owner if org_repo(pull.repo) is None and config is not None else None
+    return Validation(config, tuple(docs), changes.removed, skipped, defaults_for)
 
 
 async def publish(gh: GitHubAPI, pull: PullHead, report: CheckReport) -> int:
@@ -273,18 +332,20 @@ async def publish(gh: GitHubAPI, pull: PullHead, report: CheckReport) -> int:
     return int(run["id"])
 
 
-async def check_pull(gh: GitHubAPI, pull: PullHead) -> CheckReport | None:
+async def check_pull(
+    gh: GitHubAPI, pull: PullHead, settings: Settings | None = None
+) -> CheckReport | None:
     """The whole check: nothing at all when the PR touches no config file."""
     changes = await list_changes(gh, pull)
     if not changes.touched:
         return None
-    report = build_report(await validate_head(gh, pull, changes))
+    report = build_report(await validate_head(gh, pull, changes, settings))
     await publish(gh, pull, report)
     return report
 
 
-async def _run_check(gh: GitHubAPI, pull: PullHead) -> None:
-    await check_pull(gh, pull)
+async def _run_check(gh: GitHubAPI, pull: PullHead, settings: Settings | None) -> None:
+    await check_pull(gh, pull, settings)
 
 
 @router.register("pull_request", action="opened")
@@ -295,5 +356,5 @@ async def pull_request_changed(event: sansio.Event, ctx: Dispatch, **_: Any) -> 
     pull = PullHead.from_event(event.data)
     gh = ctx.intake.github(pull.installation_id)
     what = f"config check of {pull.repo}#{pull.number}"
-    ctx.intake.background.spawn(_run_check(gh, pull), what)
+    ctx.intake.background.spawn(_run_check(gh, pull, ctx.intake.settings), what)
     ctx.outcomes.append(Outcome.ANSWERED)

@@ -23,6 +23,7 @@ from config.agent_choice import AgentNotAllowedError, choose_agent
 from config.errors import GantryError
 from config.hidden_text import strip_hidden
 from config.repo_config import TriggersConfig
+from config.settings import Settings
 from runner.queue import TaskQueue
 from runner.store import ACTIVE_STATES, NewTask, Task, TaskState, TaskStore
 
@@ -39,6 +40,9 @@ BRANCH_ON_PULL_TEXT = (
     "branch. " + NO_TASK
 )
 BAD_BRANCH_TEXT = "Sorry @{login}, `{branch}` is not a valid branch name. " + NO_TASK
+ATTEMPTS_TEXT = (
+    "Sorry @{login}, `--attempts` takes a whole number from 1 up (`--attempts 3`). " + NO_TASK
+)
 NO_BRANCH_TEXT = "Sorry @{login}, {repo} has no branch `{branch}`. " + NO_TASK
 REVIEW_ON_ISSUE_TEXT = "Sorry @{login}, `review` is for pull requests. " + NO_TASK
 
@@ -82,6 +86,8 @@ class Intake:
     triggers: TriggerCache
     on_cancel: Callable[[int], bool] | None = None
     on_reset_cache: Callable[[str], Awaitable[int]] | None = None
+    # The server's settings: defaults and ceilings for the configs it reads (config check).
+    settings: Settings | None = None
 
     @property
     def bot_login(self) -> str:
@@ -156,7 +162,8 @@ class Intake:
                 self.background.spawn(replies.comment(gh, trigger, mode_command), "mode reply")
                 return Outcome.REFUSED
             command = mode_command
-            refused = await self.agent_refusal(gh, trigger, command)
+            refused = attempts_refusal(trigger, command)
+            refused = refused or await self.agent_refusal(gh, trigger, command)
             refused = refused or await self.branch_refusal(gh, trigger, command)
             if refused is not None:
                 self.background.spawn(replies.comment(gh, trigger, refused), "agent reply")
@@ -262,7 +269,10 @@ class Intake:
         latest = await self.store.latest_for_thread(trigger.repo, trigger.number)
         if command.kind is Kind.RETRY and latest is not None:
             branch = None if latest.is_pull_request else latest.head_ref
-            retried = Command(Kind(latest.kind), latest.request, latest.agent, latest.model, branch)
+            retried = Command(
+                Kind(latest.kind), latest.request, latest.agent, latest.model, branch,
+                latest.best_of,
+            )  # fmt: skip
             task = await self.enqueue(gh, trigger, retried, delivery_id)
             if task is None:
                 return Outcome.REFUSED
@@ -280,6 +290,13 @@ class Intake:
             text = help_text(self.handle, config.min_permission)
         self.background.spawn(replies.comment(gh, trigger, text), f"{command.kind} reply")
         return Outcome.ANSWERED
+
+
+def attempts_refusal(trigger: Trigger, command: Command) -> str | None:
+    """The reply to `--attempts` given no positive number (None: fine or not given)."""
+    if command.attempts is None or command.attempts > 0:
+        return None
+    return ATTEMPTS_TEXT.format(login=trigger.author)
 
 
 async def branch_exists(gh: GitHubAPI, repo: str, branch: str) -> bool:
@@ -316,4 +333,5 @@ def new_task(trigger: Trigger, command: Command, head: PullHead | None) -> NewTa
         agent=command.agent,
         model=command.model,
         context=trigger.context,
+        best_of=command.attempts or 1,
     )

@@ -225,6 +225,7 @@ class GitHubPublisher:
             closes=None if self.task.is_pull_request else self.task.number,
             task_url=self.task_url,
             usage=work.usage,
+            attempts=work.attempts,
         )
         return {
             "title": subject_line(self.task.title or self.task.request),

@@ -17,8 +17,10 @@ import gidgethub
 from gidgethub.abc import GitHubAPI
 
 from config.agents_md import AGENTS_FILE, AgentsDoc, parse_agents_md
+from config.effective import parse_effective_config
 from config.errors import GantryError
 from config.loader import MAX_AGENTS_BYTES, SKIP_DIRS, Checkout, tree_files
+from config.org_defaults import org_repo, org_source
 from config.repo_config import (
     CONFIG_PATH,
     MAX_CONFIG_BYTES,
@@ -26,7 +28,6 @@ from config.repo_config import (
     ParsedConfig,
     Problem,
     RepoConfig,
-    parse_repo_config,
 )
 from config.settings import Settings
 from runner.auto_install import MANIFESTS
@@ -58,10 +59,12 @@ def file_bytes(item: Any, path: str) -> bytes | None:
         raise UnreadableFileError(f"{path}: content is not valid base64") from None
 
 
-async def fetch_bytes(gh: GitHubAPI, repo: str, path: str, ref: str) -> bytes | None:
-    """The bytes of `path` at `ref` (branch, tag or SHA); None when there is no such file."""
+async def fetch_bytes(gh: GitHubAPI, repo: str, path: str, ref: str | None) -> bytes | None:
+    """The bytes of `path` at `ref` (branch, tag or SHA; None: the default branch); None when
+    there is no such file (or repository, or none this installation may read)."""
+    url_vars = {"repo": repo, "path": path} | ({"ref": ref} if ref is not None else {})
     try:
-        item = await gh.getitem(CONTENTS_URL, {"repo": repo, "path": path, "ref": ref})
+        item = await gh.getitem(CONTENTS_URL, url_vars)
     except gidgethub.BadRequest as exc:
         if exc.status_code == NOT_FOUND:
             return None
@@ -92,16 +95,37 @@ def config_text(data: bytes | None, source: str = CONFIG_PATH) -> str | None:
         raise ConfigError([Problem("", "not UTF-8 text", line)], source) from None
 
 
+async def fetch_org_config(gh: GitHubAPI, repo: str) -> tuple[str, str] | None:
+    """The organisation's defaults for `repo`: the text and name of `.github/gantry.yml` in
+    the owner's `.github` repository, at its default branch; None when there is none.
+
+    GitHub answers 404 alike for a missing repository or file and for a private `.github`
+    repository this installation does not cover: then there are no defaults."""
+    org = org_repo(repo)
+    if org is None:
+        return None
+    source = org_source(org)
+    try:
+        data = await fetch_bytes(gh, org, CONFIG_PATH, None)
+    except UnreadableFileError:
+        raise too_large(source) from None
+    text = config_text(data, source)
+    return None if text is None else (text, source)
+
+
 async def fetch_parsed_config(
     gh: GitHubAPI, repo: str, ref: str, settings: Settings | None = None
 ) -> ParsedConfig | ConfigError:
-    """gantry.yml at `ref`, validated; no file means defaults; a broken one is its error."""
+    """gantry.yml at `ref` over the organisation's defaults, within the operator's ceilings,
+    validated; no file means defaults; a broken one (either) is its error."""
     try:
         data = await fetch_bytes(gh, repo, CONFIG_PATH, ref)
     except UnreadableFileError:
         return too_large()  # only files over 1 MB come without their content
     try:
-        return parse_repo_config(config_text(data), settings)
+        org = await fetch_org_config(gh, repo)
+        org_text, source = org if org is not None else (None, None)
+        return parse_effective_config(config_text(data), settings, CONFIG_PATH, org_text, source)
     except ConfigError as exc:
         return exc
 

@@ -11,6 +11,7 @@ from gidgethub.abc import GitHubAPI
 from bot.repo_files import default_branch_config
 from bot.single_flight import SingleFlight
 from config.repo_config import AgentConfig, ConfigError, ReviewConfig, TriggersConfig
+from config.settings import Settings
 
 log = logging.getLogger(__name__)
 CACHE_TTL_S = 60.0
@@ -18,10 +19,12 @@ CACHE_TTL_S = 60.0
 Sections = tuple[TriggersConfig, AgentConfig, ReviewConfig]
 
 
-async def fetch_sections(gh: GitHubAPI, repo: str, default_branch: str) -> Sections:
-    """The default branch's triggers, agent and review sections; the defaults when it is
-    broken."""
-    config = await default_branch_config(gh, repo, default_branch)
+async def fetch_sections(
+    gh: GitHubAPI, repo: str, default_branch: str, settings: Settings | None = None
+) -> Sections:
+    """The default branch's triggers, agent and review sections (over the organisation's
+    defaults, within the operator's ceilings); the defaults when it is broken."""
+    config = await default_branch_config(gh, repo, default_branch, settings)
     if isinstance(config, ConfigError):
         # The task will report the broken config; who may trigger stays the safe default.
         log.info("%s: broken .github/gantry.yml, default triggers apply", repo)
@@ -34,7 +37,13 @@ class TriggerCache:
 
     Reads in flight are shared: a burst that arrives before the first answer waits for it."""
 
-    def __init__(self, ttl: float = CACHE_TTL_S, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        ttl: float = CACHE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+        settings: Settings | None = None,
+    ):
+        self._settings = settings
         self._ttl = ttl
         self._clock = clock
         self._entries: dict[tuple[str, str], tuple[float, Sections]] = {}
@@ -60,6 +69,6 @@ class TriggerCache:
         return await self._in_flight.run(key, lambda: self._look_up(gh, key, repo))
 
     async def _look_up(self, gh: GitHubAPI, key: tuple[str, str], repo: str) -> Sections:
-        sections = await fetch_sections(gh, repo, key[1])
+        sections = await fetch_sections(gh, repo, key[1], self._settings)
         self._entries[key] = (self._clock() + self._ttl, sections)
         return sections

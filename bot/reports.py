@@ -7,8 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.results import (
+    AttemptReport,
+    Attempts,
     CheckOutcome,
     Conclusion,
+    DiffSize,
     Phase,
     PhaseStatus,
     TaskResult,
@@ -116,6 +119,55 @@ class PullRequestReport:
     closes: int | None = None
     task_url: str | None = None
     usage: str = ""
+    attempts: Attempts | None = None
+
+
+def diff_words(diff: DiffSize) -> str:
+    """`+12 -3 in 2 files`, or `no changes`."""
+    if not diff.bytes:
+        return "no changes"
+    return f"+{diff.added} -{diff.removed} in {diff.files} file{'' if diff.files == 1 else 's'}"
+
+
+def why_won(attempts: Attempts) -> str:
+    """The sentence that names the published attempt and why it was picked."""
+    count = len(attempts.reports)
+    if attempts.winner is None:
+        return f"None of the {count} attempts changed anything, so there is nothing to publish."
+    won = next(r for r in attempts.reports if r.number == attempts.winner)
+    head = f"Attempt {won.number} of {count} was published"
+    if won.failing:
+        return f"{head}: no attempt passed all its checks, and it had the fewest failing."
+    passed = sum(1 for r in attempts.reports if not r.error and r.diff.bytes and not r.failing)
+    if passed > 1:
+        return f"{head}: its checks passed, and its diff is the smallest of the {passed} that did."
+    return f"{head}: its checks passed."
+
+
+def attempt_row(report: AttemptReport, winner: int | None) -> str:
+    """One attempt in the attempts table: its checks, its diff, and what came of it."""
+    won = report.number == winner
+    number = f"**{report.number}**" if won else str(report.number)
+    if report.error:
+        reason = quiet_mentions(" ".join(report.error.split())).replace("|", "\\|")
+        return f"| {number} | — | — | failed in {reason} |"
+    mark = "✅" if report.failing == 0 else "❌"
+    outcome = "🏆 published" if won else "not published"
+    checks = f"{mark} {checks_note(report.checks)}"
+    return f"| {number} | {checks} | {diff_words(report.diff)} | {outcome} |"
+
+
+def attempts_section(attempts: Attempts) -> str:
+    """Which attempt was published and how every attempt did."""
+    lines = ["### Attempts", "", why_won(attempts)]
+    if attempts.limited_by:
+        lines.append(
+            f"Asked for {attempts.asked} attempts; {attempts.allowed} ran, the most "
+            f"{attempts.limited_by} allows."
+        )
+    rows = [attempt_row(r, attempts.winner) for r in attempts.reports]
+    lines += ["", "| attempt | checks | diff | outcome |", "|---|---|---|---|", *rows]
+    return "\n".join(lines)
 
 
 def blocked_section(blocked: Sequence[str]) -> str:
@@ -144,6 +196,8 @@ def check_run_output(result: TaskResult, task_url: str | None = None) -> dict[st
     """The check run's `output`: a title that says how the checks went, the full report."""
     title = "No checks" if not result.checks else f"Checks: {checks_note(result.checks)}"
     summary = round_report(result)
+    if result.attempts is not None:
+        summary += "\n\n" + attempts_section(result.attempts)
     if task_url:
         summary += f"\n\n[Task log]({task_url})"
     return {"title": title, "summary": clip(summary, MAX_SUMMARY_CHARS)}
@@ -185,6 +239,8 @@ def pr_body(report: PullRequestReport) -> str:
         f"### What changed\n\n{quiet_mentions(report.summary).strip() or 'See the diff.'}",
         f"### Checks\n\n{check_table(report.checks)}",
     ]
+    if report.attempts is not None:
+        parts.append(attempts_section(report.attempts))
     if report.usage:
         parts.append(quiet_mentions(report.usage))
     if report.blocked:
@@ -217,6 +273,9 @@ def outcome_text(result: TaskResult) -> str:
         return f"🚀 Done: {result.pull_url}"
     if result.conclusion is Conclusion.ANSWERED:
         return f"🚀 Done, {result.reason}: {result.pull_url}"
+    if result.conclusion is Conclusion.NO_CHANGES and result.attempts is not None:
+        count = len(result.attempts.reports)
+        return f"None of the {count} attempts changed anything, so there is no pull request."
     if result.conclusion is Conclusion.NO_CHANGES:
         return "The task ran but changed nothing, so there is no pull request."
     if result.conclusion is Conclusion.CANCELLED:
@@ -245,6 +304,8 @@ def final_comment(
     if result.usage:
         parts.append(quiet_mentions(result.usage))
     parts.append(outcome_text(result))
+    if result.attempts is not None:
+        parts.append(attempts_section(result.attempts))
     if round_results and result.conclusion in (Conclusion.PUBLISHED, Conclusion.NO_CHANGES):
         parts.append(round_report(result))
     return clip("\n\n".join(parts))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from bot.attempt_page import attempts_section
 from runner.results import Phase
 from runner.store import ACTIVE_STATES, Task
 
@@ -158,7 +159,7 @@ def phase_lines(log: str, prefix: str = CHECKS_PREFIX) -> str:
 
 def usage_section(usage: dict[str, Any] | None) -> str:
     """Model usage and the agent's session (requests and answers, redacted by the gateway)."""
-    if not usage:
+    if not usage or "line" not in usage:
         return ""
     notes = [usage.get("line"), usage.get("budget_message"), usage.get("provider_error")]
     notes += list(usage.get("errors") or [])[:20]
@@ -247,7 +248,7 @@ def render(
         f"<h2>Checks</h2><pre id='checks'>{html.escape(phase_lines(log)) or empty}</pre>"
         f"<h2>Log</h2>{status}<pre id='log'>{html.escape(log) or empty}</pre>"
         f"<h2>Diff</h2><pre>{html.escape(patch) or '(none)'}</pre>"
-        f"{usage_section(usage)}{script}</body></html>"
+        f"{attempts_section(usage)}{usage_section(usage)}{script}</body></html>"
     )
 
 

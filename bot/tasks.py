@@ -142,6 +142,7 @@ class TaskRunner:
             gateway=self.gateway,
             record_usage=self.record_usage,
             answers=GitHubAnswers(gh, task, self.slug),
+            max_attempts=self.settings.max_attempts,
         )
         reporter = Tee(
             (

@@ -1,23 +1,24 @@
-"""AGENTS.md: setup and check commands from fenced shell blocks under the right headings."""
+"""AGENTS.md: setup and check commands from fenced shell blocks and list items under the
+right headings (list items: see `config.agents_list_items`)."""
 
 from __future__ import annotations
 
 import posixpath
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from config.agents_list_items import SKIP_REPEATED, ItemCommand, Kind, Vocabulary, judge_item
+
 AGENTS_FILE = "AGENTS.md"
 SHELL_LANGUAGES = frozenset({"sh", "bash", "shell", "console", "zsh"})
 PROMPT = "$ "
-Kind = Literal["setup", "checks"]
 # Matched on whole words of a heading, case-insensitively; the first match in the heading wins.
 SETUP_WORDS = frozenset({"setup", "install", "installation", "installing", "bootstrap"})
-SETUP_PHRASES = frozenset(
+SETUP_PHRASES: frozenset[tuple[str, ...]] = frozenset(
     {("set", "up"), ("setting", "up"), ("getting", "started")}
     | {("development", "environment"), ("dev", "environment")}
 )
@@ -25,8 +26,13 @@ CHECK_WORDS = frozenset(
     {"test", "tests", "testing", "check", "checks", "checking", "lint", "linting", "linter"}
     | {"linters", "validation", "validate", "validating", "ci", "typecheck", "typechecking"}
 )
-CHECK_PHRASES = frozenset({("continuous", "integration"), ("type", "checking")})
+CHECK_PHRASES: frozenset[tuple[str, ...]] = frozenset(
+    {("continuous", "integration"), ("type", "checking")}
+)
+HEADINGS = Vocabulary(SETUP_WORDS, SETUP_PHRASES, CHECK_WORDS, CHECK_PHRASES)
 WORD_RE = re.compile(r"[a-z0-9]+")
+# How a list item's inline parts read in its label (text as written, markup dropped).
+LABEL_PARTS = {"code_inline": "…", "softbreak": " ", "hardbreak": " ", "html_inline": ""}
 # A heading with one of these words starts review rules (`## Code review`, `# Reviewing PRs`).
 REVIEW_WORDS = frozenset({"review", "reviews", "reviewing", "reviewer", "reviewers"})
 MAX_REVIEW_RULES_CHARS = 20_000
@@ -61,6 +67,18 @@ class IgnoredBlock:
 
 
 @dataclass(frozen=True)
+class ListItem:
+    """A list item's inline command under a setup or testing heading: taken or skipped."""
+
+    origin: Origin
+    judged: ItemCommand
+
+    @property
+    def taken(self) -> bool:
+        return self.judged.kind is not None
+
+
+@dataclass(frozen=True)
 class AgentsDoc:
     """The commands one AGENTS.md gives for its own subtree."""
 
@@ -70,6 +88,7 @@ class AgentsDoc:
     ignored: tuple[IgnoredBlock, ...] = ()
     # The sections about code review, heading included, as written (for `@gantry review`).
     review_rules: tuple[str, ...] = ()
+    items: tuple[ListItem, ...] = ()
 
     @property
     def directory(self) -> str:
@@ -79,40 +98,96 @@ class AgentsDoc:
 
 def classify_heading(title: str) -> Kind | None:
     """Whether a heading is about setup, about checks, or neither (first keyword wins)."""
-    words = WORD_RE.findall(title.lower())
-    for index, word in enumerate(words):
-        pair = tuple(words[index : index + 2])
-        if word in SETUP_WORDS or pair in SETUP_PHRASES:
-            return "setup"
-        if word in CHECK_WORDS or pair in CHECK_PHRASES:
-            return "checks"
-    return None
+    return HEADINGS.kind(WORD_RE.findall(title.lower()))
+
+
+@dataclass
+class _Reading:
+    """What one pass over an AGENTS.md has found so far."""
+
+    path: str
+    found: dict[Kind, list[Command]] = field(default_factory=lambda: {"setup": [], "checks": []})
+    ignored: list[IgnoredBlock] = field(default_factory=list)
+    items: list[ListItem] = field(default_factory=list)
+    headings: list[tuple[int, str, Kind | None]] = field(default_factory=list)
+    # The label of each list item we are inside, outermost first.
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> Kind | None:
+        return next((h[2] for h in reversed(self.headings) if h[2] is not None), None)
+
+    def add(self, kind: Kind, text: str, line: int) -> None:
+        origin = Origin(self.path, line)
+        self.found[kind].append(Command(text, origin, posixpath.dirname(self.path)))
+
+    def doc(self, review_rules: tuple[str, ...]) -> AgentsDoc:
+        setup, checks = tuple(self.found["setup"]), tuple(self.found["checks"])
+        ignored, items = tuple(self.ignored), tuple(self.items)
+        return AgentsDoc(self.path, setup, checks, ignored, review_rules, items)
 
 
 def parse_agents_md(text: str, path: str = AGENTS_FILE) -> AgentsDoc:
     """Read the setup and check commands of one AGENTS.md; never fails on any Markdown."""
-    cwd = posixpath.dirname(path)
-    found: dict[Kind, list[Command]] = {"setup": [], "checks": []}
-    ignored: list[IgnoredBlock] = []
-    headings: list[tuple[int, str, Kind | None]] = []
+    reading = _Reading(path)
     tokens = MarkdownIt("commonmark").parse(text)
     for index, token in enumerate(tokens):
         if token.type == "heading_open":
             level = int(token.tag[1:])
             title = tokens[index + 1].content if index + 1 < len(tokens) else ""
-            headings = [h for h in headings if h[0] < level]
-            headings.append((level, title, classify_heading(title)))
+            reading.headings = [h for h in reading.headings if h[0] < level]
+            reading.headings.append((level, title, classify_heading(title)))
+        elif token.type == "list_item_open":
+            reading.labels.append("")
+        elif token.type == "list_item_close" and reading.labels:
+            reading.labels.pop()
+        elif token.type == "inline" and reading.labels:
+            _read_item(reading, token)
         elif token.type == "fence" and _language(token) in SHELL_LANGUAGES:
-            kind = next((h[2] for h in reversed(headings) if h[2] is not None), None)
-            first_line = (token.map[0] if token.map else 0) + 2
-            if kind is None:
-                heading = headings[-1][1] if headings else None
-                ignored.append(IgnoredBlock(Origin(path, first_line - 1), heading))
-                continue
-            block = shell_commands(token.content, console=_language(token) == "console")
-            found[kind] += [Command(t, Origin(path, first_line + n), cwd) for n, t in block]
-    rules = review_sections(text, tokens)
-    return AgentsDoc(path, tuple(found["setup"]), tuple(found["checks"]), tuple(ignored), rules)
+            _read_fence(reading, token)
+    return reading.doc(review_sections(text, tokens))
+
+
+def _read_fence(reading: _Reading, token: Token) -> None:
+    """A shell block: its commands under a setup or checks heading, else reported ignored."""
+    kind = reading.kind
+    first_line = (token.map[0] if token.map else 0) + 2
+    if kind is None:
+        heading = reading.headings[-1][1] if reading.headings else None
+        reading.ignored.append(IgnoredBlock(Origin(reading.path, first_line - 1), heading))
+        return
+    for offset, command in shell_commands(token.content, console=_language(token) == "console"):
+        reading.add(kind, command, first_line + offset)
+
+
+def _read_item(reading: _Reading, inline: Token) -> None:
+    """A list item's text: its code spans judged under a setup or checks heading."""
+    children = inline.children or []
+    spans = [child.content for child in children if child.type == "code_inline"]
+    label = " ".join("".join(LABEL_PARTS.get(c.type, c.content) for c in children).split())
+    if not reading.labels[-1]:
+        reading.labels[-1] = label
+    if not spans or reading.kind is None:
+        return
+    # `- Unit tests:` then a nested `- \`pytest\``: the outer item's words label it.
+    if not WORD_RE.search(label.lower()):
+        label = next((outer for outer in reversed(reading.labels[:-1]) if outer), label)
+    line = (inline.map[0] if inline.map else 0) + 1
+    for judged in judge_item(label, spans):
+        reading.items.append(ListItem(Origin(reading.path, line), _unless_taken(reading, judged)))
+        if judged.kind is not None and reading.items[-1].taken:
+            reading.add(judged.kind, judged.command, line)
+
+
+def _unless_taken(reading: _Reading, judged: ItemCommand) -> ItemCommand:
+    """The same command twice (a fence and a list item, say) runs once."""
+    if judged.kind is None:
+        return judged
+    earlier = next((c for c in reading.found[judged.kind] if c.text == judged.command), None)
+    if earlier is None:
+        return judged
+    reason = SKIP_REPEATED.format(line=earlier.origin.line)
+    return ItemCommand(judged.command, judged.label, None, reason)
 
 
 def review_sections(text: str, tokens: Sequence[Token]) -> tuple[str, ...]:

@@ -17,13 +17,14 @@ from config.agents_md import (
     parse_agents_md,
     setup_from_docs,
 )
+from config.effective import parse_effective_config
+from config.provenance import Layer
 from config.repo_config import (
     CONFIG_PATH,
     MAX_CONFIG_BYTES,
     ConfigError,
     ParsedConfig,
     Problem,
-    parse_repo_config,
 )
 from config.settings import Settings
 from runner.auto_install import MANIFESTS, Detection, detect_installs
@@ -36,7 +37,7 @@ SKIP_DIRS = frozenset(
 MAX_AGENTS_BYTES = 512 * 1024
 MAX_MANIFEST_BYTES = 256 * 1024
 MAX_LISTED_FILES = 100_000
-Source = Literal["config", "AGENTS.md", "auto", "none"]
+Source = Literal["config", "org", "AGENTS.md", "auto", "none"]
 
 
 @dataclass(frozen=True)
@@ -80,15 +81,15 @@ def script_commands(parsed: ParsedConfig, key: str) -> tuple[Command, ...]:
     script = getattr(parsed.config, key)
     if script is None or not script.strip():
         return ()
-    return (Command(script.strip(), Origin(parsed.source, parsed.line_of(key) or 1)),)
+    source, line = parsed.set_in(key) or (parsed.source, 1)
+    return (Command(script.strip(), Origin(source, line)),)
 
 
 def config_checks(parsed: ParsedConfig) -> tuple[Command, ...]:
     """The config's `checks`, each at its own line."""
     checks = parsed.config.checks or ()
-    key_line = parsed.line_of("checks") or 1
     return tuple(
-        Command(text, Origin(parsed.source, parsed.line_of("checks", i) or key_line))
+        Command(text, Origin(*(parsed.set_in("checks", i) or (parsed.source, 1))))
         for i, text in enumerate(checks)
     )
 
@@ -100,10 +101,11 @@ def plan_commands(
     files: Sequence[str] | None = None,
     manifests: Mapping[str, str] | None = None,
 ) -> CommandPlan:
-    """Explicit `setup`/`checks` in the config win; otherwise AGENTS.md gives them; otherwise
-    (with `auto_install` on and the file list known) the lockfiles found in `files` do."""
+    """Explicit `setup`/`checks` in the repository's config win; then AGENTS.md; then the
+    organisation's defaults; then (with `auto_install` on and the file list known) the
+    lockfiles found in `files`."""
     setup, setup_source = _chosen(
-        script_commands(parsed, "setup"), parsed.config.setup, setup_from_docs(docs)
+        script_commands(parsed, "setup"), _origin(parsed, "setup"), setup_from_docs(docs)
     )
     detection = None
     if setup_source == "none" and parsed.config.auto_install and files is not None:
@@ -111,7 +113,9 @@ def plan_commands(
         setup = auto_commands(detection)
         setup_source = "auto" if setup else "none"
     checks, checks_source = _chosen(
-        config_checks(parsed), parsed.config.checks, checks_for_changes(docs, changed_files)
+        config_checks(parsed),
+        _origin(parsed, "checks"),
+        checks_for_changes(docs, changed_files),
     )
     maintenance = script_commands(parsed, "maintenance")
     return CommandPlan(setup, maintenance, checks, setup_source, checks_source, detection)
@@ -122,12 +126,23 @@ def auto_commands(detection: Detection) -> tuple[Command, ...]:
     return tuple(Command(i.command, Origin(i.source, 1)) for i in detection.installs)
 
 
+def _origin(parsed: ParsedConfig, key: str) -> Source:
+    """Who set a config key: the repository's file (`config`), the organisation's, nobody."""
+    if getattr(parsed.config, key) is None:
+        return "none"
+    provenance = parsed.provenance
+    if provenance is not None and provenance.layer_of((key,)) is Layer.ORG:
+        return "org"
+    return "config"
+
+
 def _chosen(
-    from_config: tuple[Command, ...], explicit: object, from_docs: tuple[Command, ...]
+    from_config: tuple[Command, ...], origin: Source, from_docs: tuple[Command, ...]
 ) -> tuple[tuple[Command, ...], Source]:
-    """The config's commands when it sets the key at all (even empty), else AGENTS.md's."""
-    if explicit is not None:
-        return from_config, "config"
+    """The repository config's commands when it sets the key at all (even empty); else
+    AGENTS.md's; else the organisation's."""
+    if origin == "config" or (origin == "org" and not from_docs):
+        return from_config, origin
     return from_docs, "AGENTS.md" if from_docs else "none"
 
 
@@ -197,22 +212,34 @@ def read_agents_docs(root: Path, files: Sequence[str]) -> tuple[AgentsDoc, ...]:
 
 def read_config_text(root: Path) -> str | None:
     """The text of `.github/gantry.yml`, None when absent; unreadable text is a `ConfigError`."""
-    path = root / CONFIG_PATH
+    return read_config_file(root / CONFIG_PATH)
+
+
+def read_config_file(path: Path, source: str = CONFIG_PATH) -> str | None:
+    """A config file's text, None when absent; too large or not UTF-8 is a `ConfigError`."""
     if not path.is_file():
         return None
     with path.open("rb") as handle:
         data = handle.read(MAX_CONFIG_BYTES + 1)
     if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError([Problem("", f"larger than {MAX_CONFIG_BYTES // 1024} KiB", 1)])
+        raise ConfigError([Problem("", f"larger than {MAX_CONFIG_BYTES // 1024} KiB", 1)], source)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError([Problem("", "not UTF-8 text", line)]) from None
+        raise ConfigError([Problem("", "not UTF-8 text", line)], source) from None
 
 
-def read_checkout(root: Path, settings: Settings | None = None) -> Checkout:
-    """Read and validate a checkout's config and AGENTS.md files, or raise `ConfigError`."""
-    parsed = parse_repo_config(read_config_text(root), settings)
+def read_checkout(
+    root: Path,
+    settings: Settings | None = None,
+    org_text: str | None = None,
+    org_source: str | None = None,
+) -> Checkout:
+    """Read and validate a checkout's config (over the organisation's, when given, within
+    the operator's ceilings) and AGENTS.md files, or raise `ConfigError`."""
+    parsed = parse_effective_config(
+        read_config_text(root), settings, CONFIG_PATH, org_text, org_source
+    )
     docs = read_agents_docs(root, find_agents_files(root))
     return Checkout(parsed, docs, list_files(root), read_manifests(root))

@@ -25,7 +25,9 @@ from pydantic import (
 from config.allow_presets import expand, is_preset, preset_domains
 from config.durations import format_duration, format_size, parse_duration, parse_size
 from config.errors import GantryError
+from config.provenance import Provenance
 from config.settings import DEFAULT_IMAGE, Settings
+from config.yaml_errors import yaml_error_line
 
 CONFIG_PATH = ".github/gantry.yml"
 CONFIG_SCHEMA_VERSION = 1
@@ -168,11 +170,7 @@ def _compose(text: str, source: str) -> yaml.Node | None:
         loader = _CoreLoader(text)
         return loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        reason = exc.problem or exc.context
-        if exc.context and exc.problem and not exc.context.startswith("while "):
-            reason = f"{exc.context}, {exc.problem}"
+        line, reason = yaml_error_line(exc)
         message = f"invalid YAML: {reason}"
         if reason and "'@'" in reason:
             message += ' (quote values that start with @, like "@pypi")'
@@ -255,6 +253,11 @@ DOMAIN_HINT = "must be a hostname like pypi.org or *.example.com, without scheme
 MAX_TIMEOUT = timedelta(hours=6)
 MAX_TTL = timedelta(days=30)
 MAX_LABEL_LENGTH = 50
+MAX_SERVICES = 5
+MAX_READY = timedelta(minutes=10)
+SERVICE_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
+# `gantry` is the task container's own host name.
+RESERVED_SERVICE_NAMES = frozenset({"gantry", "localhost"})
 
 
 def _text(value: object) -> str:
@@ -454,6 +457,10 @@ def _allowed_agent(value: str) -> str:
     return value
 
 
+# No repository may ask for more attempts of one task than this (each is a container).
+MAX_ATTEMPTS_CEILING = 10
+
+
 class BudgetConfig(_Strict):
     """What one task's agent may spend; the server's ceilings cap every value."""
 
@@ -472,6 +479,9 @@ class AgentConfig(_Strict):
         tuple[Annotated[str, AfterValidator(_allowed_agent)], ...], AfterValidator(_unique)
     ] = ()
     budget: BudgetConfig = BudgetConfig()
+    # The most attempts a requester's `--attempts N` runs at once (the server's MAX_ATTEMPTS
+    # caps it too); each attempt is a container of `resources` and a budget of its own.
+    max_attempts: int = Field(default=3, ge=1, le=MAX_ATTEMPTS_CEILING, strict=True)
 
     @field_validator("command")
     @classmethod
@@ -533,6 +543,39 @@ class TriggersConfig(_Strict):
     min_permission: Permission = "write"
 
 
+class ServiceResources(_Strict):
+    """Limits of one service container (smaller than the task's by default)."""
+
+    cpus: float = Field(default=1.0, gt=0, le=16)
+    memory: Annotated[Size, Field(ge=32 * 1024**2, le=64 * 1024**3)] = 1024**3
+    pids: int = Field(default=256, ge=16, le=4096, strict=True)
+
+
+def _service_name(value: str) -> str:
+    """A DNS label: the name the task's container reaches the service by."""
+    if not SERVICE_NAME_RE.fullmatch(value) or value in RESERVED_SERVICE_NAMES:
+        raise ValueError("must be a host name like db or redis ([a-z][a-z0-9-]*, at most 31)")
+    return value
+
+
+class ServiceConfig(_Strict):
+    """A container beside the task's (a database, a cache), reachable by its key as host name."""
+
+    image: Annotated[Text, AfterValidator(_image)]
+    env: dict[EnvName, ScalarText] = Field(default_factory=dict)
+    # Names from the server's secret store, given to the service as variables (trusted tasks).
+    secrets: Annotated[tuple[SecretName, ...], AfterValidator(_unique)] = ()
+    # Run inside the service until it exits 0; without it, the image's HEALTHCHECK decides.
+    ready: Text | None = None
+    ready_timeout: Annotated[Duration, _bounded(timedelta(seconds=1), MAX_READY)] = timedelta(
+        seconds=60
+    )
+    resources: ServiceResources = ServiceResources()
+
+
+ServiceName = Annotated[str, AfterValidator(_service_name)]
+
+
 class RepoConfig(_Strict):
     """Everything `.github/gantry.yml` may say; every key optional, unknown keys refused."""
 
@@ -549,6 +592,9 @@ class RepoConfig(_Strict):
     network: NetworkConfig = NetworkConfig()
     agent: AgentConfig = AgentConfig()
     checks: Annotated[tuple[Text, ...] | None, BeforeValidator(_one_or_many)] = None
+    services: Annotated[dict[ServiceName, ServiceConfig], Field(max_length=MAX_SERVICES)] = Field(
+        default_factory=dict
+    )
 
     @field_validator("secrets")
     @classmethod
@@ -576,10 +622,20 @@ class ParsedConfig:
     config: RepoConfig
     document: YamlDocument
     source: str = CONFIG_PATH
+    # Where each value came from, when read with the organisation's defaults and the
+    # operator's ceilings (config/effective.py); None: this file alone.
+    provenance: Provenance | None = None
 
     def line_of(self, *path: str | int) -> int | None:
         """The line where the file set `path`, or None when it is a default."""
         return self.document.lines.get(path)
+
+    def set_in(self, *path: str | int) -> tuple[str, int] | None:
+        """The file and line that set `path` (this one or the organisation's); None: not set."""
+        if self.provenance is not None:
+            return self.provenance.set_in(path)
+        line = self.line_of(*path)
+        return None if line is None else (self.source, line)
 
 
 def parse_repo_config(

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import (
     AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError as UnreadableSettingError
 
+from config.durations import parse_duration, parse_size
 from config.errors import SettingsError
 
 ENV_PREFIX = "GANTRY_"
@@ -29,6 +36,37 @@ DEFAULT_DATA_DIR = Path("~/.local/share/gantry")
 SQLITE_PREFIX = "sqlite:///"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+
+
+def _optional(parse: Callable[[object], Any]) -> Callable[[object], Any]:
+    """An optional setting: unset or empty is no value, anything else is parsed."""
+    return lambda value: None if value is None or value == "" else parse(value)
+
+
+def _duration(value: object) -> timedelta:
+    """Seconds as a number, or a duration like `45m` or `1h30m`."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    return parse_duration(value)
+
+
+def _names(value: object) -> object:
+    """`codex, claude` (the environment's way) or a list (a test's); empty is unset."""
+    if isinstance(value, str):
+        names = tuple(part.strip() for part in value.split(",") if part.strip())
+        return names or None
+    return value
+
+
+class RegistryLogin(BaseModel):
+    """One registry's credentials (`GANTRY_REGISTRY_AUTH`); the password never prints."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str = Field(min_length=1)
+    password: SecretStr
 
 
 class Settings(BaseSettings):
@@ -77,7 +115,25 @@ class Settings(BaseSettings):
     max_agent_requests: Annotated[int, Field(ge=1)] = 500
     max_agent_tokens: Annotated[int, Field(ge=1)] = 5_000_000
     max_agent_time: Annotated[int, Field(ge=1)] = 6 * 3600
+    # Ceilings no repository (nor its organisation's `.github` defaults) can exceed; unset:
+    # no ceiling beyond the config's own limits (see config/ceilings.py).
+    max_network: Literal["off", "limited", "full"] = "full"
+    max_cpus: Annotated[float | None, Field(gt=0)] = None
+    max_memory: Annotated[int | None, BeforeValidator(_optional(parse_size))] = None
+    max_pids: Annotated[int | None, Field(ge=1)] = None
+    max_disk: Annotated[int | None, BeforeValidator(_optional(parse_size))] = None
+    max_timeout_setup: Annotated[timedelta | None, BeforeValidator(_optional(_duration))] = None
+    max_timeout_agent: Annotated[timedelta | None, BeforeValidator(_optional(_duration))] = None
+    max_timeout_checks: Annotated[timedelta | None, BeforeValidator(_optional(_duration))] = None
+    # Comma-separated; unset: anything. Agents: `codex`, `claude:claude-sonnet-*`, `command`.
+    # Images: shell patterns like `ghcr.io/acme/*` (DEFAULT_IMAGE is always allowed).
+    allowed_agents: Annotated[tuple[str, ...] | None, NoDecode, BeforeValidator(_names)] = None
+    allowed_images: Annotated[tuple[str, ...] | None, NoDecode, BeforeValidator(_names)] = None
     max_concurrent_tasks: Annotated[int, Field(ge=1, le=256)] = 2
+    # The most attempts one task runs side by side (`@gantry --attempts N`), whatever a
+    # repository's `agent.max_attempts` says: a task holds one of MAX_CONCURRENT_TASKS' slots
+    # but up to this many agent containers at once.
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     # A delivery whose handling meets a GitHub failure is retried after this many seconds,
     # doubling each time, until the waits would pass INBOX_RETRY_LIMIT; then it is kept as
     # failed, with its reason, for the operator (`gantry doctor`).
@@ -91,6 +147,9 @@ class Settings(BaseSettings):
     # The egress proxy of `network: limited` runs in a container of this image; it needs only
     # python3 (>= 3.8). Default: DEFAULT_IMAGE.
     egress_proxy_image: str | None = None
+    # Credentials for pulling images, by registry host (JSON: {"ghcr.io": {"username": …,
+    # "password": …}}); see docs/images.md. Without an entry, the host's docker login is used.
+    registry_auth: dict[str, RegistryLogin] = Field(default_factory=dict)
     # The App has no `workflows` permission by default, so GitHub refuses pushes that touch
     # .github/workflows/; grant it to the App first, then set this.
     allow_workflow_changes: bool = False
@@ -228,6 +287,8 @@ def load_settings(env_file: Path | None = Path(".env")) -> Settings:
         return Settings(_env_file=env_file)
     except ValidationError as exc:
         raise SettingsError(describe_errors(exc)) from None
+    except UnreadableSettingError as exc:  # JSON that does not parse; its text never echoed
+        raise SettingsError([str(exc)]) from None
 
 
 def describe_errors(exc: ValidationError) -> list[str]:
@@ -239,6 +300,8 @@ def describe_errors(exc: ValidationError) -> list[str]:
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "missing":
             message = "is required but not set"
+        if len(loc) > 1:  # inside a JSON setting: say where (`ghcr.io.password: …`)
+            message = ".".join(str(part) for part in loc[1:]) + f": {message}"
         lines.append(f"{name}: {message}" if loc else message)
     return lines
 

@@ -95,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_doctor()
     if args.command == "config":
         settings = settings_or_error()
-        return validate.run(args.path, settings if isinstance(settings, Settings) else None)
+        chosen = settings if isinstance(settings, Settings) else None
+        return validate.run(args.path, chosen, org_file=args.org_config)
     if args.command == "run":
         try:
             return local_run.main(load_settings(), args)

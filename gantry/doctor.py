@@ -21,6 +21,8 @@ from config.settings import DEFAULT_IMAGE, Settings
 from runner.disk_limit import FIX as DISK_FIX
 from runner.disk_limit import DiskLimitSupport, DiskProbeError, decide, precheck, probe
 from runner.engine import DOCKER_TIMEOUT_S, EngineUnavailableError, docker_version
+from runner.image_pull import ImagePuller, ImagePullError, registry_of
+from runner.sandbox import SandboxError
 
 OK_MARK = "ok"
 FAIL_MARK = "FAIL"
@@ -28,6 +30,10 @@ SKIP_MARK = "skip"
 WARN_MARK = "warn"
 GITHUB_TIMEOUT_S = 15
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+IMAGE_FIX = (
+    "push the image where the engine can pull it (credentials: GANTRY_REGISTRY_AUTH), build it "
+    "on this host (docs/images.md), or point GANTRY_DEFAULT_IMAGE at one that exists"
+)
 SETTINGS_FIX = "set the GANTRY_* variables in the environment or in .env (see docs/operating.md)"
 
 
@@ -129,6 +135,31 @@ def check_disk_limit(default_image: str) -> CheckResult:
             client.close()
     except (docker.errors.DockerException, RequestException, DiskProbeError) as exc:
         return skipped("disk limit", f"cannot ask the engine: {exc}")
+
+
+async def check_default_image(settings: Settings) -> CheckResult:
+    """`DEFAULT_IMAGE` is on this host, or its registry has it (a manifest lookup, no pull)."""
+    image = settings.default_image
+    try:
+        client = docker.from_env(timeout=DOCKER_TIMEOUT_S)
+    except docker.errors.DockerException as exc:
+        return skipped("default image", f"cannot ask the engine: {exc}")
+    try:
+        puller = ImagePuller(client, settings.registry_auth)
+        if await puller.present(image):
+            return passed("default image", f"{image} is on this host")
+        digest = await puller.lookup(image)
+    except ImagePullError as exc:
+        return failed("default image", f"{image} is not on this host, and {exc}", IMAGE_FIX)
+    except SandboxError as exc:
+        return skipped("default image", f"cannot ask the engine: {exc}")
+    finally:
+        client.close()
+    return passed(
+        "default image",
+        f"{image} is not on this host; {registry_of(image)} has it ({digest[:19]}…): "
+        "the first task pulls it",
+    )
 
 
 def check_data_dir(data_dir: Path) -> CheckResult:
@@ -248,9 +279,15 @@ async def run_checks(settings: Settings | SettingsError) -> list[CheckResult]:
     results = [check_settings(settings), await asyncio.to_thread(check_docker)]
     if results[-1].failed:
         results.append(skipped("disk limit", "needs the Docker engine"))
+        results.append(skipped("default image", "needs the Docker engine"))
     else:
         image = DEFAULT_IMAGE if isinstance(settings, SettingsError) else settings.default_image
         results.append(await asyncio.to_thread(check_disk_limit, image))
+        results.append(
+            skipped("default image", "needs valid settings")
+            if isinstance(settings, SettingsError)
+            else await check_default_image(settings)
+        )
     if isinstance(settings, SettingsError):
         for name in ("data dir", "database", "inbox", "public url", "github"):
             results.append(skipped(name, "needs valid settings"))

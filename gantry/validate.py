@@ -12,16 +12,18 @@ import yaml
 
 from config.agents_md import AgentsDoc, Command
 from config.allow_presets import is_preset, preset_domains
+from config.effective import parse_effective_config
 from config.loader import (
     CommandPlan,
     find_agents_files,
     list_files,
     plan_commands,
     read_agents_docs,
+    read_config_file,
     read_config_text,
     read_manifests,
 )
-from config.repo_config import CONFIG_PATH, ConfigError, ParsedConfig, parse_repo_config
+from config.repo_config import CONFIG_PATH, ConfigError, ParsedConfig, Problem
 from config.settings import Settings
 from runner.languages import describe, shell_command
 
@@ -30,8 +32,10 @@ DESCRIPTION = (
     "Print the effective repository config and the setup and check commands found, "
     "each with its origin; exit 1 with every error when something is wrong."
 )
+KIND_NAMES = {"setup": "setup", "checks": "a check"}
 SOURCE_NOTE = {
     "config": "from the config",
+    "org": "from the organisation's defaults",
     "AGENTS.md": "from AGENTS.md",
     "auto": "auto_install, from the lockfiles found",
     "none": "none",
@@ -46,23 +50,36 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     validate.add_argument(
         "path", nargs="?", type=Path, default=Path("."), help="the checkout (default: .)"
     )
+    validate.add_argument(
+        "--org-config",
+        type=Path,
+        metavar="FILE",
+        help="the organisation's defaults (its .github repository's .github/gantry.yml)",
+    )
 
 
-def run(path: Path, settings: Settings | None, out: TextIO = sys.stdout) -> int:
+def run(
+    path: Path, settings: Settings | None, out: TextIO | None = None, org_file: Path | None = None
+) -> int:
     """Print what Gantry would read from the checkout at `path`; 1 when anything is wrong."""
+    out = out or sys.stdout
     if not path.is_dir():
         print(f"gantry config validate: {path} is not a directory", file=out)
         return 2
     docs = read_agents_docs(path, find_agents_files(path))
     try:
-        parsed = parse_repo_config(read_config_text(path), settings)
+        org_text = read_org_file(org_file)
+        parsed = parse_effective_config(
+            read_config_text(path), settings, CONFIG_PATH, org_text, str(org_file)
+        )
     except ConfigError as exc:
         print_docs(docs, out)
-        print(f"\n{CONFIG_PATH} has {len(exc.problems)} problem(s):", file=out)
+        print(f"\n{exc.source} has {len(exc.problems)} problem(s):", file=out)
         for line in exc.lines():
             print(f"  {line}", file=out)
         return 1
     print_config(parsed, out)
+    print_provenance(parsed, out)
     print_presets(parsed, out)
     print_docs(docs, out)
     # Each file's own path lies in its subtree, so every AGENTS.md shows its checks.
@@ -82,6 +99,26 @@ def print_config(parsed: ParsedConfig, out: TextIO) -> None:
         parsed.config.model_dump(mode="json"), sort_keys=False, allow_unicode=True
     )
     print("  " + dumped.rstrip().replace("\n", "\n  "), file=out)
+
+
+def read_org_file(org_file: Path | None) -> str | None:
+    """The organisation's defaults file, read like the checkout's own; None: not given."""
+    if org_file is None:
+        return None
+    text = read_config_file(org_file, str(org_file))
+    if text is None:
+        raise ConfigError([Problem("", "no such file", 1)], str(org_file))
+    return text
+
+
+def print_provenance(parsed: ParsedConfig, out: TextIO) -> None:
+    """Where each effective value came from, and what the operator's ceilings capped."""
+    provenance = parsed.provenance
+    if provenance is None:
+        return
+    print("\nWhere each value comes from:", file=out)
+    for line in provenance.lines():
+        print(f"  {line}", file=out)
 
 
 def print_presets(parsed: ParsedConfig, out: TextIO) -> None:
@@ -107,6 +144,18 @@ def print_docs(docs: Sequence[AgentsDoc], out: TextIO) -> None:
         if doc.review_rules:
             headings = "; ".join(rule.split("\n", 1)[0] for rule in doc.review_rules)
             print(f"  {doc.path}: review rules for `@gantry review`: {headings}", file=out)
+        for line in item_lines(doc):
+            print(f"  {line}", file=out)
+
+
+def item_lines(doc: AgentsDoc) -> list[str]:
+    """Each list-item command under a setup or testing heading: taken (as what) or skipped."""
+    lines = []
+    for item in doc.items:
+        judged = item.judged
+        verdict = f"taken as {KIND_NAMES[judged.kind]}" if judged.kind else "skipped"
+        lines.append(f"{item.origin}: list item `{judged.command}` {verdict}: {judged.reason}")
+    return lines
 
 
 def print_languages(parsed: ParsedConfig, out: TextIO) -> None:

@@ -21,6 +21,7 @@ from gantry.metrics import Metrics
 from runner.ca_certs import ExtraCa
 from runner.cache import CACHE_REPOSITORY, CacheInputs, EnvironmentCache, cache_key
 from runner.collect import SCRATCH, read_file, tar_file
+from runner.image_pull import ImagePuller
 from runner.labels import KIND_AGENT, KIND_SETUP, gantry_labels
 from runner.languages import LanguageSelectionError, describe, selection_error, shell_command
 from runner.mirror import Mirrors
@@ -34,6 +35,7 @@ from runner.sandbox import (
     engine_call,
     running,
 )
+from runner.service_containers import ServiceContainers, ServiceSpec, with_no_proxy
 from runner.task_ca import TASK_BUNDLE_FILE, TASK_CA_FILE, trust_archive, trust_env, trust_script
 from runner.tasklog import TaskLog
 from runner.workspace import checkout_script, mirror_mount, move_script
@@ -79,6 +81,8 @@ class EnvironmentRequest:
     # other SHA resumes from the environment built there. None: `sha` is trusted itself (a
     # task on the default branch's head, or a local run on the operator's own checkout).
     trusted_sha: str | None = None
+    # Containers beside the agent's on its network (databases), reached by name.
+    services: tuple[ServiceSpec, ...] = ()
 
     @property
     def untrusted(self) -> bool:
@@ -146,6 +150,7 @@ class Environment:
     timings: dict[str, float] = field(default_factory=dict)
     workspace: str = WORKSPACE
     scratch: str = SCRATCH
+    services: tuple[str, ...] = ()
 
     async def run(
         self, command: str, log: TaskLog, phase: str, limit_s: float, env: Mapping[str, str] = {}
@@ -193,9 +198,13 @@ class Environments:
         extra_ca: ExtraCa | None = None,
         gateway: tuple[str, int] | None = None,
         metrics: Metrics | None = None,
+        puller: ImagePuller | None = None,
     ) -> None:
         self.client, self.mirrors, self.cache, self.networks = client, mirrors, cache, networks
         self.metrics = metrics or Metrics()
+        # Images named by the config or the server that the engine lacks are pulled first.
+        self.puller = puller or ImagePuller(client)
+        self.services = ServiceContainers(client, cache.owner)
         self.extra_ca = extra_ca
         # Where the agent container reaches the model gateway: (address, port) from the bridge.
         self.gateway = gateway
@@ -219,11 +228,14 @@ class Environments:
         log.add_secrets(s.value.get_secret_value() for s in request.secrets)
         timings: dict[str, float] = {}
         started = time.monotonic()
+        for image in self._images(request):
+            await self.puller.ensure(image, log)
+        timings["images"] = time.monotonic() - started
         # The agent's network (and its proxy) gets ready while the image is found or built.
         attaching = asyncio.ensure_future(
             self.networks.attach(
                 request.network_agent, request.task_id, request.repo, gateway=self.gateway,
-                wait=False,
+                services=bool(request.services), wait=False,
             )
         )  # fmt: skip
         try:
@@ -273,6 +285,13 @@ class Environments:
         await asyncio.wait([attaching])
         if not attaching.cancelled() and attaching.exception() is None:
             await self.networks.detach(attaching.result())
+
+    def _images(self, request: EnvironmentRequest) -> list[str]:
+        """The images the task will start: its own, and the proxy's behind `off`/`limited`."""
+        modes = {request.network_setup.mode, request.network_agent.mode}
+        proxy = modes != {"full"} and (self.gateway is not None or "limited" in modes)
+        services = [s.image for s in request.services]
+        return [request.image, *services] + ([self.networks.proxy_image] if proxy else [])
 
     async def _cached_or_built(
         self,
@@ -369,22 +388,32 @@ class Environments:
         """A fresh container from the image: nothing setup started is running in it. Its
         network reaches the model gateway (when one runs), whatever `network.agent` says; a
         proxy that only relays to the gateway may still be starting (`prepare` waits)."""
+        network_env = with_no_proxy(attachment.env, request.services)
         spec = ContainerSpec(
             image=built.image_id,
             labels=gantry_labels(request.task_id, request.repo, KIND_AGENT, self.cache.owner),
             limits=request.limits,
             network_mode=attachment.network_mode,
-            env={**request.env, **self.ca_env, **attachment.env, **task_trust_env(attachment)},
+            env={**request.env, **self.ca_env, **network_env, **task_trust_env(attachment)},
             mounts=(mirror_mount(built.mirror),),
             dns=attachment.dns,
             dns_options=attachment.dns_options,
+            networks=attachment.extra_networks,
         )
+        services: tuple[str, ...] = ()
         try:
+            task = (request.task_id, request.repo)
+            services = await self.services.start(
+                request.services, attachment, task, log, request.untrusted
+            )
             sandbox = await Sandbox.start(self.client, spec)
         except BaseException:
+            await self.services.remove(services)
             await self.networks.detach(attachment)
             raise
-        environment = Environment(sandbox, attachment, built.hit, built.image_id, built.key)
+        environment = Environment(
+            sandbox, attachment, built.hit, built.image_id, built.key, services=services
+        )
         try:
             await _trust_task_ca(sandbox, attachment, log, "environment")
         except BaseException:
@@ -408,11 +437,14 @@ class Environments:
         return blocked(await self.networks.decisions(environment.attachment))
 
     async def release(self, environment: Environment) -> None:
-        """Remove the agent container, then its proxy and network."""
+        """Remove the agent container and its services, then its proxy and network."""
         try:
             await environment.sandbox.remove()
         finally:
-            await self.networks.detach(environment.attachment)
+            try:
+                await self.services.remove(environment.services)
+            finally:
+                await self.networks.detach(environment.attachment)
 
 
 async def _select_languages(sandbox: Sandbox, request: EnvironmentRequest, log: TaskLog) -> None:

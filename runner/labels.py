@@ -20,6 +20,9 @@ KIND_AGENT = "agent"
 KIND_PROXY = "proxy"
 KIND_NETWORK = "network"
 KIND_CACHE = "cache"
+KIND_SERVICE = "service"
+# A service container's key in `services:` (its host name on the task's network).
+SERVICE = "gantry.service"
 
 
 def gantry_labels(task_id: str, repo: str, kind: str, owner: str = DEFAULT_OWNER) -> dict[str, str]:

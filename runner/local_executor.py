@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from config.errors import GantryError
 from runner.collect import too_big
 from runner.environment import EnvironmentRequest, PhaseFailedError
 from runner.mirror import Mirrors, git
@@ -144,6 +145,9 @@ class LocalExecutor:
         """Clone at the SHA, then run setup with its secrets (and, uncached, every time)."""
         log.warning(WARNING)
         tasklog.line("environment", f"[gantry] {WARNING}")
+        if request.services:  # no engine to run them on: say so rather than run without them
+            names = ", ".join(s.name for s in request.services)
+            raise GantryError(f"services ({names}) need the docker executor (GANTRY_EXECUTOR)")
         tasklog.add_secrets(s.value.get_secret_value() for s in request.secrets)
         fetched = await self.mirrors.ensure(
             request.repo, request.clone_url, request.sha, request.token, request.ref

@@ -74,6 +74,9 @@ class Attachment:
     ca_pem: bytes | None = None
     # Where the agent reaches the model gateway, when `attach` was given one.
     gateway_url: str | None = None
+    # Networks the container joins besides `network_mode` (the bridge, under `full` with
+    # service containers on the task's own network).
+    extra_networks: tuple[str, ...] = ()
     # The proxy still starting (`attach(..., wait=False)`); `Networks.ready` waits for it.
     starting: asyncio.Future[None] | None = None
 
@@ -182,19 +185,28 @@ class Networks:
         repo: str,
         owner: str | None = None,
         gateway: tuple[str, int] | None = None,
+        services: bool = False,
         *,
         wait: bool = True,
     ) -> Attachment:
         """Prepare the network for one container under a policy (and the gateway, if given).
 
+        With `services`, the container is always on an internal network of the task's own,
+        where its service containers join it (under `full`, it is on the bridge as well).
         With `wait` off, a proxy that only relays to the gateway (`off`: nothing in the
         container's own settings names it) goes on starting while the caller starts its
         container; `ready()` must be awaited before anything in the container may use it."""
+        labels = gantry_labels(task_id, repo, KIND_NETWORK, owner or self.owner)
         if policy.mode == "full":
             url = gateway_url(*gateway) if gateway is not None else None
-            return Attachment(BRIDGE, gateway_url=url)
+            if not services:
+                return Attachment(BRIDGE, gateway_url=url)
+            network = await self._create_network(labels)
+            return Attachment(
+                str(network.name), network_id=network.id, gateway_url=url, extra_networks=(BRIDGE,)
+            )
         if policy.mode == "off" and gateway is None:
-            return Attachment("none")
+            return (await self._isolated(labels))[1] if services else Attachment("none")
         wait = wait or policy.mode != "off"
         return await self._internal(policy, task_id, repo, owner or self.owner, gateway, wait)
 
@@ -202,6 +214,17 @@ class Networks:
         """Wait until the attachment's proxy listens (at once when it was waited for)."""
         if attachment.starting is not None:
             await attachment.starting
+
+    async def _isolated(self, labels: dict[str, str]) -> tuple[Network, Attachment]:
+        """An internal network with no host address and no way out (DNS sinkholed)."""
+        network = await self._create_network(labels)
+        subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
+        return network, Attachment(
+            str(network.name),
+            dns=(sinkhole_address(subnet),),
+            dns_options=FAST_FAIL_DNS,
+            network_id=network.id,
+        )
 
     async def _internal(
         self,
@@ -213,13 +236,8 @@ class Networks:
         wait: bool,
     ) -> Attachment:
         """An internal network with no host address, and the proxy as its only way out."""
-        network = await self._create_network(gantry_labels(task_id, repo, KIND_NETWORK, owner))
-        subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
-        attachment = Attachment(
-            str(network.name),
-            dns=(sinkhole_address(subnet),),
-            dns_options=FAST_FAIL_DNS,
-            network_id=network.id,
+        network, attachment = await self._isolated(
+            gantry_labels(task_id, repo, KIND_NETWORK, owner)
         )
         try:
             tls = issue_task_tls(task_id, policy.allow) if intercepts(policy) else None

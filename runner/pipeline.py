@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
 import shlex
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from config.agent_choice import AgentChoice, AgentNotAllowedError
@@ -26,6 +27,8 @@ from runner.agent_step import (
     usage_line,
     usage_record,
 )
+from runner.attempts import attempt_count
+from runner.attempts_run import AttemptsRun
 from runner.collect import MESSAGE_NAME, PATCH_NAME, collect_script, snapshot_script
 from runner.environment import EnvironmentRequest, PhaseFailedError, from_config
 from runner.executor import Executor, RunningEnvironment
@@ -48,6 +51,7 @@ from runner.results import (
     PHASES,
     RESTART_NOTE,
     SHUTDOWN,
+    Attempts,
     CheckOutcome,
     Conclusion,
     Phase,
@@ -55,6 +59,7 @@ from runner.results import (
     TaskResult,
     judge_checks,
 )
+from runner.service_containers import secret_names, services_of
 from runner.store import Task
 from runner.tasklog import TaskLog
 
@@ -92,6 +97,8 @@ class Work:
     base_sha: str
     # The agent's model usage line (empty when it used no model through the gateway).
     usage: str = ""
+    # A best-of-N task's attempts, the published one among them (None: a single attempt).
+    attempts: Attempts | None = None
 
 
 class Publisher(Protocol):
@@ -164,6 +171,9 @@ class PipelineDeps:
     record_usage: Callable[[Task, dict[str, Any]], Awaitable[None]] = no_usage
     # Posts what ask, plan and review produce (None: those modes cannot run here).
     answers: AnswerPoster | None = None
+    # The server's ceiling on a task's `--attempts` (the repository's `agent.max_attempts`
+    # caps it further).
+    max_attempts: int = 1
 
 
 def task_file(task: Task, sha: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -231,6 +241,7 @@ class Run:
     def __init__(self, task: Task, deps: PipelineDeps, reporter: Reporter, tasklog: TaskLog):
         self.task, self.deps, self.reporter, self.log = task, deps, reporter, tasklog
         self.secrets: tuple[Secret, ...] = ()
+        self.service_secrets: tuple[Secret, ...] = ()  # what `services` name, for them only
         self.usage_line = ""
         self.outcomes: tuple[CheckOutcome, ...] = ()  # the checks' results, once run
         # Set once the work is published (or found empty): from then on the task is over.
@@ -240,6 +251,8 @@ class Run:
         self.failed_phases: set[str] = set()
         self.mode = mode_of(task.kind)
         self.instructions = ""  # what a preset is told before the request (modes but code)
+        # Which of the task's attempts this run is (`GANTRY_ATTEMPT`), and of how many.
+        self.attempt, self.attempts = 1, 1
 
     async def phase(
         self,
@@ -276,7 +289,12 @@ class Run:
             raise TaskFailedError("prepare", "\n".join(checkout.lines()))
         config = checkout.parsed.config
         self.secrets = self.deps.secrets.resolve(self.task.repo, config.secrets)
-        self.log.add_secrets(s.value.get_secret_value() for s in self.secrets)
+        self.service_secrets = self.deps.secrets.resolve(self.task.repo, secret_names(config))
+        for secrets in (self.secrets, self.service_secrets):
+            self.log.add_secrets(s.value.get_secret_value() for s in secrets)
+        provenance = checkout.parsed.provenance
+        for value in provenance.capped if provenance is not None else ():
+            self.log.line("prepare", f"[gantry] {value.path} = {value.value}: {value.describe()}")
         return source, checkout
 
     async def agent(self, env: Env, config: RepoConfig, sha: str) -> None:
@@ -292,7 +310,12 @@ class Run:
         data = json.dumps(task_file(self.task, sha, earlier), indent=2).encode()
         path = f"{env.scratch}/{TASK_FILE_NAME}"
         await env.write_file(path, data)
-        variables = {"GANTRY_PROMPT": prompt_of(self.task), "GANTRY_TASK_FILE": path}
+        variables = {
+            "GANTRY_PROMPT": prompt_of(self.task),
+            "GANTRY_TASK_FILE": path,
+            "GANTRY_ATTEMPT": str(self.attempt),
+            "GANTRY_ATTEMPTS": str(self.attempts),
+        }
         variables |= mode_variables(self.mode, env.scratch)
         mkdir = f"mkdir -p {shlex.quote(output_dir(env.scratch))}"
         await env.run(mkdir, self.log, "agent", COLLECT_LIMIT_S)
@@ -302,7 +325,7 @@ class Run:
         self, env: Env, config: RepoConfig, choice: AgentChoice, variables: dict[str, str]
     ) -> None:
         """The agent with a gateway token that is valid for exactly this run."""
-        gateway, task_id = self.deps.gateway, str(self.task.id)
+        gateway, task_id = self.deps.gateway, self.gateway_id
         url = env.gateway_url
         budget = Budget.of(config.agent.budget)
         token = None
@@ -325,6 +348,12 @@ class Run:
         reason = failure_reason(usage, result)
         if reason is not None:
             raise TaskFailedError("agent", reason)
+
+    @property
+    def gateway_id(self) -> str:
+        """The run's name at the model gateway: each attempt has its own token and budget."""
+        task = str(self.task.id)
+        return task if self.attempts == 1 else f"{task}.{self.attempt}"
 
     async def keep_usage(self, label: str, usage: TaskUsage) -> None:
         """Note the model usage for the reports (if the agent used a model at all), the log
@@ -376,7 +405,7 @@ class Run:
         patch = await self.diff(env, sha)
         raw = await env.read_file(f"{env.scratch}/{MESSAGE_NAME}", MAX_MESSAGE_BYTES)
         message = raw.decode(errors="replace")
-        values = [s.value.get_secret_value() for s in self.secrets]
+        values = [s.value.get_secret_value() for s in (*self.secrets, *self.service_secrets)]
         check_patch(patch, values, policy)
         mirror = self.deps.environments.mirrors.path(self.task.repo)
         check_change(await applied_change(mirror, sha, patch, policy.max_expanded_bytes), policy)
@@ -469,7 +498,7 @@ async def to_the_end(step: Awaitable[T]) -> T:
 
 async def _phases(run: Run, publisher: Publisher) -> TaskResult:
     await run.reporter.started()
-    source, checkout = await run.phase("prepare", run.prepare)
+    source, checkout = await run.phase("prepare", run.prepare, judge=judge_prepare)
     config = checkout.parsed.config
     plan = checkout.plan(None)
     request = from_config(
@@ -483,6 +512,9 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
         token=source.token,
         ref=source.ref,
     )
+    request = dataclasses.replace(request, services=services_of(config, run.service_secrets))
+    if run.task.best_of > 1 and run.mode is Mode.CODE:
+        return await _attempts(run, publisher, request, checkout, source.sha)
     env = await run.phase("environment", lambda: environment(run, request))
     if run.mode is not Mode.CODE:
         return await answer_phases(run, env, checkout, source.sha)
@@ -516,6 +548,30 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
     return run.outcome
 
 
+async def _attempts(
+    run: Run, publisher: Publisher, request: EnvironmentRequest, checkout: Checkout, sha: str
+) -> TaskResult:
+    """`--attempts N`: N attempts side by side (runner/attempts.py); the best is published."""
+    config = checkout.parsed.config
+    asked = run.task.best_of
+    allowed, limited_by = attempt_count(asked, config.agent.max_attempts, run.deps.max_attempts)
+    best = await AttemptsRun(run, environment, request, checkout, sha)(asked, allowed, limited_by)
+    run.outcomes = best.checks
+    refused = tuple(describe_blocked(d) for d in best.blocked)
+    work = Work(
+        best.patch, best.message, best.checks, refused, config, sha, best.usage, best.attempts
+    )
+    run.outcome = await publish_work(run, publisher, work)
+    return run.outcome
+
+
+def judge_prepare(phase: Phase, prepared: tuple[Source, Checkout]) -> Phase:
+    """The prepare phase says what the operator's ceilings capped, if anything."""
+    provenance = prepared[1].parsed.provenance
+    note = provenance.capped_note() if provenance is not None else ""
+    return replace(phase, note=note) if note else phase
+
+
 async def environment(run: Run, request: EnvironmentRequest) -> Env:
     """Build or resume the environment, then snapshot the tree the agent starts from."""
     env: Env = await run.deps.environments.prepare(request, run.log)
@@ -535,7 +591,11 @@ async def publish_work(run: Run, publisher: Publisher, work: Work) -> TaskResult
     if not work.patch.strip():
         await run.skip("publish", "no changes")
         return TaskResult(
-            Conclusion.NO_CHANGES, checks=work.checks, blocked=work.blocked, usage=work.usage
+            Conclusion.NO_CHANGES,
+            checks=work.checks,
+            blocked=work.blocked,
+            usage=work.usage,
+            attempts=work.attempts,
         )
     url = await run.phase("publish", lambda: publisher.publish(work))
     return TaskResult(
@@ -544,6 +604,7 @@ async def publish_work(run: Run, publisher: Publisher, work: Work) -> TaskResult
         pull_url=url,
         blocked=work.blocked,
         usage=work.usage,
+        attempts=work.attempts,
     )
 
 

@@ -44,6 +44,50 @@ class CheckOutcome:
         return self.exit_code == 0
 
 
+@dataclass(frozen=True)
+class DiffSize:
+    """How big a change is: files touched, lines added and removed, bytes of patch."""
+
+    files: int = 0
+    added: int = 0
+    removed: int = 0
+    bytes: int = 0
+
+    @property
+    def lines(self) -> int:
+        return self.added + self.removed
+
+
+@dataclass(frozen=True)
+class AttemptReport:
+    """How one of a task's attempts (`--attempts N`) came out."""
+
+    number: int
+    checks: tuple[CheckOutcome, ...] = ()
+    diff: DiffSize = DiffSize()
+    # Why the attempt did not get to the end (`agent: the agent exited 1`); empty if it did.
+    error: str = ""
+    usage: str = ""
+
+    @property
+    def failing(self) -> int:
+        """How many of its checks failed."""
+        return sum(not check.passed for check in self.checks)
+
+
+@dataclass(frozen=True)
+class Attempts:
+    """A best-of-N task's attempts: how many were asked for and allowed, how each did, and
+    which one won (None: none changed anything)."""
+
+    asked: int
+    allowed: int
+    # Who set `allowed` when it is below `asked` (`agent.max_attempts`, the server).
+    limited_by: str
+    reports: tuple[AttemptReport, ...]
+    winner: int | None = None
+
+
 class Conclusion(StrEnum):
     PUBLISHED = "published"
     NO_CHANGES = "no_changes"
@@ -68,6 +112,8 @@ class TaskResult:
     usage: str = ""
     # The commit Gantry pushed (the PR's new head), once it published.
     head_sha: str | None = None
+    # A best-of-N task's attempts (None: a task of one attempt).
+    attempts: Attempts | None = None
 
 
 def initial_phases() -> list[Phase]:

@@ -84,6 +84,8 @@ class ContainerSpec:
     dns: tuple[str, ...] = ()
     dns_options: tuple[str, ...] = ()
     name: str | None = None
+    # Joined before the start, besides `network_mode` (the bridge beside a services network).
+    networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,24 @@ def human_bytes(count: int) -> str:
     return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
 
 
+def hardened(limits: Limits) -> dict[str, Any]:
+    """The docker SDK arguments every container of a task shares: no privileges, only the
+    package managers' capabilities, no new privileges, its own IPC, and its limits."""
+    return {
+        "init": True,
+        "detach": True,
+        "privileged": False,
+        "cap_drop": ["ALL"],
+        "cap_add": list(CAP_ADD),
+        "security_opt": list(SECURITY_OPT),
+        "nano_cpus": int(limits.cpus * 1e9),
+        "mem_limit": limits.memory,
+        "memswap_limit": limits.memory,
+        "pids_limit": limits.pids,
+        "ipc_mode": "private",
+    }
+
+
 def create_kwargs(spec: ContainerSpec, disk_size: int | None = None) -> dict[str, Any]:
     """The docker SDK arguments of a hardened container (pure, so tests read it).
 
@@ -141,19 +161,9 @@ def create_kwargs(spec: ContainerSpec, disk_size: int | None = None) -> dict[str
         "environment": dict(spec.env),
         "working_dir": WORKSPACE,
         "hostname": HOSTNAME,
-        "init": True,
-        "detach": True,
-        "privileged": False,
-        "cap_drop": ["ALL"],
-        "cap_add": list(CAP_ADD),
-        "security_opt": list(SECURITY_OPT),
-        "nano_cpus": int(spec.limits.cpus * 1e9),
-        "mem_limit": spec.limits.memory,
-        "memswap_limit": spec.limits.memory,
-        "pids_limit": spec.limits.pids,
         "network_mode": spec.network_mode,
         "mounts": list(spec.mounts),
-        "ipc_mode": "private",
+        **hardened(spec.limits),
     }
     if spec.dns:
         kwargs["dns"] = list(spec.dns)
@@ -226,6 +236,8 @@ class Sandbox:
         def create() -> Container:
             container = client.containers.create(**kwargs)
             try:
+                for network in spec.networks:
+                    client.networks.get(network).connect(container)
                 container.start()
             except (docker.errors.APIError, RequestException):
                 container.remove(force=True)

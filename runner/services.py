@@ -13,6 +13,7 @@ from runner.ca_certs import load_extra_ca
 from runner.cache import EnvironmentCache
 from runner.environment import Environments
 from runner.executor import Executor
+from runner.image_pull import ImagePuller
 from runner.labels import deployment_owner
 from runner.local_executor import WARNING as LOCAL_WARNING
 from runner.local_executor import LocalExecutor
@@ -58,4 +59,5 @@ def build_environments(
     proxy_image = settings.egress_proxy_image or settings.default_image
     networks = Networks(client, proxy_image=proxy_image, owner=owner)
     extra_ca = load_extra_ca(settings.extra_ca_certs) if settings.extra_ca_certs else None
-    return Environments(client, mirrors, cache, networks, extra_ca, gateway, metrics)
+    puller = ImagePuller(client, settings.registry_auth)
+    return Environments(client, mirrors, cache, networks, extra_ca, gateway, metrics, puller)

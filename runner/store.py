@@ -18,7 +18,12 @@ from runner.results import PHASES, Phase, PhaseStatus
 
 T = TypeVar("T")
 # Columns added after the first release, created on open when a database predates them.
-ADDED_COLUMNS = {"agent": "text", "model": "text", "context": "text"}
+ADDED_COLUMNS = {
+    "agent": "text",
+    "model": "text",
+    "context": "text",
+    "best_of": "integer not null default 1",
+}
 
 SCHEMA = """
 create table if not exists deliveries (
@@ -157,6 +162,8 @@ class NewTask:
     model: str | None = field(default=None, kw_only=True)
     # Where a review comment asked (JSON: path, lines, side, hunk); None for other requests.
     context: str | None = field(default=None, kw_only=True)
+    # How many attempts the requester asked for (`--attempts N`; capped when the task runs).
+    best_of: int = field(default=1, kw_only=True)
 
 
 @dataclass(frozen=True)

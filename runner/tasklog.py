@@ -118,9 +118,40 @@ class TaskLog:
             self._file.flush()
         return self.path.read_text(encoding="utf-8")
 
+    def labelled(self, label: str) -> TaskLog:
+        """A view of this log for one of several attempts: its lines go here marked
+        `[label]`, and its tail holds only its own lines (its checks' failures)."""
+        return LabelledLog(self, label)
+
     def close(self) -> None:
         """Note a truncation, then close the file."""
         with self._lock:
             if self.dropped:
                 self._file.write(TRUNCATED.format(cap=self.cap_bytes, dropped=self.dropped) + "\n")
             self._file.close()
+
+
+class LabelledLog(TaskLog):
+    """One attempt's view of its task's log: the file, its cap and its redaction are the
+    parent's; the tail is the attempt's own."""
+
+    def __init__(self, parent: TaskLog, label: str) -> None:  # no file of its own
+        self.parent, self.label = parent, label
+        self.path, self.redactor = parent.path, parent.redactor
+        self._tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._lock = threading.Lock()
+
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        self.parent.add_secrets(secrets)
+        self.redactor = self.parent.redactor
+
+    def line(self, phase: str, text: str) -> None:
+        self.parent.line(phase, f"[{self.label}] {text}")
+        with self._lock:
+            self._tail.append(self.parent.redactor(text))
+
+    def text(self) -> str:
+        return self.parent.text()
+
+    def close(self) -> None:
+        """Nothing to close: the parent owns the file."""

@@ -150,6 +150,7 @@ async def test_cli_doctor_passes_on_a_healthy_host(
     monkeypatch.setenv("GANTRY_GITHUB_PRIVATE_KEY_PATH", str(key))
     monkeypatch.setenv("GANTRY_GITHUB_API_URL", forge.api_url)
     monkeypatch.setenv("GANTRY_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("GANTRY_DEFAULT_IMAGE", TEST_BASE_IMAGE)
     results = await doctor.run_checks(load_settings(env_file=None))
     text = doctor.render(results)
     assert "all checks passed" in text.splitlines()[-1], text

@@ -31,10 +31,10 @@ def sh(cwd: Path, *args: str) -> str:
     return subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-def project(tmp_path: Path) -> Path:
+def project(tmp_path: Path, config: str = CONFIG) -> Path:
     root = tmp_path / "project"
     (root / ".github").mkdir(parents=True)
-    (root / ".github" / "gantry.yml").write_text(CONFIG)
+    (root / ".github" / "gantry.yml").write_text(config)
     sh(root, "git", "init", "-q", "-b", "main")
     sh(root, "git", "add", ".")
     sh(root, "git", "-c", "user.name=me", "-c", "user.email=me@x", "commit", "-qm", "start")
@@ -57,6 +57,16 @@ async def test_gantry_run_with_the_local_executor(
     log_file = next((tmp_path / "data" / "logs").glob("local-*.log"))
     assert WARNING in log_file.read_text()
     assert list((tmp_path / "data" / "local").iterdir()) == []  # the clone is gone
+
+
+async def test_services_refuse_the_local_executor_instead_of_running_without_them(
+    tmp_path: Path,
+) -> None:
+    root = project(tmp_path, CONFIG + "services: {db: {image: postgres:16}}\n")
+    out = io.StringIO()
+    settings = Settings(data_dir=tmp_path / "data", executor="local")
+    assert await run_local(settings, root, "x", "HEAD", out) == 1
+    assert "services (db) need the docker executor" in out.getvalue()
 
 
 async def test_local_commands_are_killed_at_their_time_limit(tmp_path: Path) -> None:

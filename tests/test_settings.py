@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,42 @@ def test_invalid_values_name_the_variable(
 ) -> None:
     found = problems(monkeypatch, GITHUB_WEBHOOK_SECRET=SECRET, **env)
     assert any(line.startswith(expected) or expected in line for line in found), found
+
+
+def test_ceilings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "MAX_NETWORK": "limited",
+        "MAX_CPUS": "1.5",
+        "MAX_MEMORY": "2g",
+        "MAX_PIDS": "256",
+        "MAX_DISK": "20g",
+        "MAX_TIMEOUT_SETUP": "45m",
+        "MAX_TIMEOUT_AGENT": "3600",
+        "MAX_TIMEOUT_CHECKS": "",
+        "ALLOWED_AGENTS": "codex, claude:claude-sonnet-*",
+        "ALLOWED_IMAGES": "ghcr.io/acme/*,docker.io/library/python:3.*",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(f"GANTRY_{name}", value)
+    settings = load_settings(None)
+    assert (settings.max_network, settings.max_cpus, settings.max_pids) == ("limited", 1.5, 256)
+    assert (settings.max_memory, settings.max_disk) == (2 * 1024**3, 20 * 1024**3)
+    assert settings.max_timeout_setup == timedelta(minutes=45)
+    assert settings.max_timeout_agent == timedelta(hours=1)
+    assert settings.max_timeout_checks is None
+    assert settings.allowed_agents == ("codex", "claude:claude-sonnet-*")
+    assert settings.allowed_images == ("ghcr.io/acme/*", "docker.io/library/python:3.*")
+
+
+def test_no_ceilings_by_default_and_bad_ones_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(_env_file=None)
+    assert settings.max_network == "full"
+    assert (settings.max_memory, settings.allowed_agents, settings.allowed_images) == (
+        None,
+        None,
+        None,
+    )
+    assert problems(monkeypatch, MAX_MEMORY="lots", MAX_NETWORK="some") == [
+        "GANTRY_MAX_NETWORK: Input should be 'off', 'limited' or 'full'",
+        "GANTRY_MAX_MEMORY: write a size with a unit, like 512m or 4g",
+    ]

@@ -17,13 +17,18 @@ def _cases() -> list[Any]:
 
 
 def _render(doc: AgentsDoc) -> list[str]:
-    """One line per command or ignored block, in file order, as expected.txt writes them."""
+    """One line per command, ignored block or skipped list item, in file order."""
     rows: list[tuple[int, str]] = []
     for kind, commands in (("setup", doc.setup), ("checks", doc.checks)):
         rows += [
             (c.origin.line, f"{kind} | {c.origin} | {c.cwd or '.'} | {c.text}") for c in commands
         ]
     rows += [(b.origin.line, f"ignored | {b.origin} | {b.heading or '-'}") for b in doc.ignored]
+    rows += [
+        (i.origin.line, f"skipped | {i.origin} | {i.judged.command} | {i.judged.reason}")
+        for i in doc.items
+        if not i.taken
+    ]
     return [row for _, row in sorted(rows)]
 
 

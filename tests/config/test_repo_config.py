@@ -98,3 +98,19 @@ def test_config_is_immutable() -> None:
     config = load_repo_config("image: a:1\n")
     with pytest.raises(ValueError, match="frozen"):
         config.image = "b"  # type: ignore[misc]
+
+
+def test_yaml_errors_point_at_the_line_where_the_mistake_starts() -> None:
+    unclosed_mapping = "image: x\nenv: {A: b\nchecks: [make]\n"
+    with pytest.raises(ConfigError) as info:
+        parse_repo_config(unclosed_mapping)
+    [problem] = info.value.problems
+    assert problem.line == 2
+    assert "the { mapping } that starts on this line" in problem.message
+    # A bad escape inside quotes is the escape's own line, not where the quote opened.
+    bad_escape = 'image: x\nsetup: "one\n  two \\q"\n'
+    with pytest.raises(ConfigError) as info:
+        parse_repo_config(bad_escape)
+    assert [(p.line, p.message) for p in info.value.problems] == [
+        (3, "invalid YAML: found unknown escape character 'q'")
+    ]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gantry import validate
+from config.settings import Settings
+from gantry import cli, validate
 
 CONFIG = """\
 image: ghcr.io/acme/dev:1
@@ -98,6 +99,69 @@ def test_parser_adds_config_validate() -> None:
     assert parser.parse_args(["config", "validate", "repo"]).path == Path("repo")
     with pytest.raises(SystemExit):
         parser.parse_args(["config"])
+
+
+def test_list_items_taken_and_skipped_are_listed_with_why(tmp_path: Path) -> None:
+    (tmp_path / "AGENTS.md").write_text(
+        "## Setup commands\n- Install deps: `pnpm install`\n- Start dev server: `pnpm dev`\n"
+        "- Run tests: `pnpm test`\n- Scaffold: `pnpm create <project_name>`\n",
+        encoding="utf-8",
+    )
+    status, text = _run(tmp_path)
+    assert status == 0
+    assert (
+        "AGENTS.md:2: list item `pnpm install` taken as setup: labelled as installing or building"
+        in text
+    )
+    assert "AGENTS.md:3: list item `pnpm dev` skipped: a dev server or watcher" in text
+    assert "AGENTS.md:4: list item `pnpm test` taken as a check: labelled as testing" in text
+    assert "AGENTS.md:5: list item `pnpm create <project_name>` skipped: has a placeholder" in text
+    assert "Setup (from AGENTS.md):\n  AGENTS.md:2\n      pnpm install" in text
+    assert "Checks (from AGENTS.md):\n  AGENTS.md:4\n      pnpm test\n" in text
+    assert "      pnpm dev" not in text
+
+
+def test_org_defaults_and_ceilings_show_where_each_value_came_from(tmp_path: Path) -> None:
+    (tmp_path / ".github").mkdir()
+    (tmp_path / ".github" / "gantry.yml").write_text("resources: {memory: 16g}\n")
+    org = tmp_path / "org-gantry.yml"
+    org.write_text("image: ghcr.io/acme/dev:1\nresources: {memory: 8g, cpus: 4}\n")
+    out = io.StringIO()
+    settings = Settings(_env_file=None, max_memory="2g")
+    assert validate.run(tmp_path, settings, out, org_file=org) == 0
+    text = out.getvalue()
+    assert "Where each value comes from:" in text
+    lines = {line.split(" = ")[0].strip(): line for line in text.splitlines() if " = " in line}
+    assert lines["image"].endswith(f"org ({org}:1)")
+    assert lines["resources.cpus"].endswith(f"org ({org}:2)")
+    assert "= 2g" in lines["resources.memory"]
+    assert lines["resources.memory"].endswith(
+        "capped by operator: 16g is above GANTRY_MAX_MEMORY=2g, "
+        "asked by repository (.github/gantry.yml:1)"
+    )
+    assert lines["timeouts.agent"].endswith("default")
+
+
+def test_a_refused_image_fails_validation_at_its_line(tmp_path: Path) -> None:
+    (tmp_path / ".github").mkdir()
+    (tmp_path / ".github" / "gantry.yml").write_text("env: {A: b}\nimage: evil.example/x:1\n")
+    out = io.StringIO()
+    settings = Settings(_env_file=None, allowed_images="ghcr.io/acme/*")
+    assert validate.run(tmp_path, settings, out) == 1
+    assert ".github/gantry.yml:2: image: evil.example/x:1 is not allowed by the operator" in (
+        out.getvalue()
+    )
+
+
+def test_the_cli_takes_an_org_config_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org = tmp_path / "org.yml"
+    org.write_text("timeouts: {agent: 5m}\n")
+    command = ["config", "validate", str(tmp_path), "--org-config"]
+    assert cli.main([*command, str(org)]) == 0
+    assert "timeouts.agent = 5m" in capsys.readouterr().out
+    assert cli.main([*command, str(tmp_path / "missing.yml")]) == 1
 
 
 def test_review_rules_are_shown_with_their_headings(checkout: Path) -> None:

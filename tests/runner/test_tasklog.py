@@ -52,3 +52,28 @@ def test_the_log_stops_at_its_cap_and_says_so(tmp_path: Path) -> None:
     assert "pw123" not in text
     assert "log truncated at 40 bytes" in text
     assert log.tail(1) == [f"line 9 {MASK}"]
+
+
+def test_an_attempts_view_marks_its_lines_and_keeps_its_own_tail(tmp_path: Path) -> None:
+    log = TaskLog(tmp_path / "task.log", secrets=["hunter2"])
+    first, second = log.labelled("attempt 1"), log.labelled("attempt 2")
+    first.line("checks", "one says hunter2")
+    second.line("checks", "two")
+    second.add_secrets(["s3cret"])
+    first.line("agent", "leaks s3cret")
+    assert first.tail() == [f"one says {MASK}", f"leaks {MASK}"]
+    assert second.tail() == ["two"]
+    assert log.tail() == [
+        f"[attempt 1] one says {MASK}",
+        "[attempt 2] two",
+        f"[attempt 1] leaks {MASK}",
+    ]
+    first.close()  # the parent owns the file: the view's close leaves it open
+    log.line("collect", "after")
+    log.close()
+    assert (tmp_path / "task.log").read_text().splitlines() == [
+        f"[checks] [attempt 1] one says {MASK}",
+        "[checks] [attempt 2] two",
+        f"[agent] [attempt 1] leaks {MASK}",
+        "[collect] after",
+    ]

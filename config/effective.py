@@ -1,0 +1,70 @@
+"""The config a repository runs with: its organisation's defaults, its own file over them,
+the server's defaults for what neither sets, all within the operator's ceilings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from config.ceilings import Refusal, apply_ceilings
+from config.org_defaults import merge_layers
+from config.provenance import FileLayer, Layer, Stages, trace
+from config.repo_config import (
+    CONFIG_PATH,
+    ConfigError,
+    ParsedConfig,
+    Problem,
+    RepoConfig,
+    apply_server_defaults,
+    describe_errors,
+    parse_repo_config,
+)
+from config.settings import Settings
+
+
+def parse_effective_config(
+    text: str | None,
+    settings: Settings | None = None,
+    source: str = CONFIG_PATH,
+    org_text: str | None = None,
+    org_source: str | None = None,
+) -> ParsedConfig:
+    """Read the repository's file over the organisation's (None: no org file), or raise
+    `ConfigError` naming the file and line of each problem."""
+    repo = parse_repo_config(text, None, source)
+    files = [FileLayer(Layer.REPOSITORY, source, repo.document.lines)]
+    data = [repo.document.data]
+    if org_text is not None:
+        org = parse_repo_config(org_text, None, org_source or "organisation defaults")
+        files.insert(0, FileLayer(Layer.ORG, org.source, org.document.lines))
+        data.insert(0, org.document.data)
+    merged, origins = merge_layers(data)
+    try:
+        config = RepoConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, repo.document), source) from None
+    served = apply_server_defaults(config, settings)
+    capped, cappings, refusals = (
+        apply_ceilings(served, settings) if settings is not None else (served, [], [])
+    )
+    stages = Stages(*(c.model_dump(mode="json") for c in (config, served, capped)))
+    notes = {c.path: c.reason for c in cappings}
+    # The server's DEFAULT_IMAGE fills `image` whenever no file names one.
+    server_paths = ("image",) if settings is not None else ()
+    provenance = trace(stages, files, origins, notes, server_paths)
+    parsed = ParsedConfig(capped, repo.document, source, provenance)
+    if refusals:
+        raise refused(parsed, refusals)
+    return parsed
+
+
+def refused(parsed: ParsedConfig, refusals: Sequence[Refusal]) -> ConfigError:
+    """The refusals as problems of the file that set them (the repository's first)."""
+    placed = []
+    for refusal in refusals:
+        path = tuple(refusal.path.split("."))
+        where = parsed.set_in(*path) or (parsed.source, 1)
+        placed.append((where[0], Problem(refusal.path, refusal.message, where[1])))
+    first = next((f for f, _ in placed if f == parsed.source), placed[0][0])
+    return ConfigError([p for f, p in placed if f == first], first)
