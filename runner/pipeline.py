@@ -317,8 +317,6 @@ class Run:
             "GANTRY_ATTEMPTS": str(self.attempts),
         }
         variables |= mode_variables(self.mode, env.scratch)
-        mkdir = f"mkdir -p {shlex.quote(output_dir(env.scratch))}"
-        await env.run(mkdir, self.log, "agent", COLLECT_LIMIT_S)
         await self.phase("agent", lambda: self.run_agent(env, config, choice, variables))
 
     async def run_agent(
@@ -576,7 +574,9 @@ async def environment(run: Run, request: EnvironmentRequest) -> Env:
     """Build or resume the environment, then snapshot the tree the agent starts from."""
     env: Env = await run.deps.environments.prepare(request, run.log)
     try:
-        script = snapshot_script(env.workspace)
+        # The agent's output directory is made in the same exec (one less before the agent).
+        mkdir = f"mkdir -p {shlex.quote(output_dir(env.scratch))}"
+        script = f"{snapshot_script(env.workspace)}; {mkdir}"
         result = await env.run(script, run.log, "environment", COLLECT_LIMIT_S)
         if not result.ok:
             raise TaskFailedError("environment", f"the snapshot {result.describe()}")
