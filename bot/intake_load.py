@@ -13,9 +13,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# Quiet means no request in flight and none for this long (at 200 deliveries/s they come
-# every 5 ms, so background work runs in the gaps between them).
-QUIET_AFTER = 0.002
+# Quiet means no request in flight and none for this long. 0: background work starts as soon
+# as no answer is pending. (Measured at 200 deliveries/s, one every 5 ms: waiting 2 ms moved
+# each delivery's handling into the next request's path and raised the median answer from
+# 1.5 to 2.4 ms.)
+QUIET_AFTER = 0.0
 
 
 @dataclass
