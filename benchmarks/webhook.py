@@ -39,7 +39,7 @@ from forge.sender import Delivery, Rewrite, build_delivery, load_examples, rewri
 SECRET = "benchmark-secret"
 OWNER, REPO, WRITER = "octo", "bench", "alice"
 PYTHON = sys.executable
-IGNORED, TASK = "gantry, ignored event", "gantry, creates a task"
+BARE, IGNORED, TASK = "bare HMAC handler", "gantry, ignored event", "gantry, creates a task"
 # Gantry's closed-loop throughput as a share of the bare handler's (issue 13).
 THROUGHPUT_TARGETS = {IGNORED: 0.8, TASK: 0.5}
 BARE_SERVER = """
@@ -199,6 +199,13 @@ async def measure(name: str, url: str, make: Any, rate: float, seconds: float) -
     return Result(name, latencies, throughput, errors, ids)
 
 
+def best(first: Result, second: Result) -> Result:
+    """The floor's better run: the higher throughput, the lower latencies."""
+    faster = first if first.throughput >= second.throughput else second
+    calmer = first if first.pct(0.99) <= second.pct(0.99) else second
+    return Result(faster.name, calmer.latencies, faster.throughput, calmer.errors, [])
+
+
 def task_deliveries(database: Path, delivery_ids: list[str]) -> tuple[int, int]:
     """Of these deliveries: how many made a task, how many the inbox still has to handle."""
     conn = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
@@ -316,17 +323,14 @@ async def run(rate: float, seconds: float, profile: Path | None) -> None:
                 return lambda n: deliveries(kind, n, base, api, inst, comment)
 
             gantry_url = f"http://127.0.0.1:{ports['gantry']}/webhook"
-            results = [
-                await measure(
-                    "bare HMAC handler",
-                    f"http://127.0.0.1:{ports['bare']}/webhook",
-                    maker("ignored"),
-                    rate,
-                    seconds,
-                ),
-                await measure(IGNORED, gantry_url, maker("ignored"), rate, seconds),
-                await measure(TASK, gantry_url, maker("task"), rate, seconds),
-            ]
+            bare_url = f"http://127.0.0.1:{ports['bare']}/webhook"
+            bare = await measure(BARE, bare_url, maker("ignored"), rate, seconds)
+            ignored = await measure(IGNORED, gantry_url, maker("ignored"), rate, seconds)
+            task = await measure(TASK, gantry_url, maker("task"), rate, seconds)
+            # The floor is measured before and after Gantry, and its better run kept: load
+            # from elsewhere (or Gantry's own start-up work) never flatters Gantry's ratios.
+            bare = best(bare, await measure(BARE, bare_url, maker("ignored"), rate, seconds))
+            results = [bare, ignored, task]
             backlog = await wait_for_tasks(tmp / "gantry" / "gantry.db", results[-1])
     report(results, rate, results[-1], backlog)
     print(f"\nlogs in {tmp}")
