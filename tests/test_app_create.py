@@ -27,7 +27,7 @@ from gantry import app_create, app_page, doctor
 from gantry.app_credentials import write_secret_file
 from gantry.app_manifest import Conversion, ManifestError, parse_manifest
 from gantry.cli import build_parser
-from tests.support import docker_required
+from tests.support import TEST_BASE_IMAGE, docker_required
 
 PUBLIC_URL = "https://gantry.example.com/bot"
 APP_NAME = "Gantry Browser Test"
@@ -144,6 +144,8 @@ async def test_the_button_registers_the_app_and_doctor_passes_right_after(
     # `gantry doctor` right after, in the same directory and environment.
     for name in ("GANTRY_GITHUB_API_URL", "GANTRY_DATA_DIR"):
         monkeypatch.setenv(name, env[name])
+    # The host's default image is one it has (CI has no gantry-universal:latest to pull).
+    monkeypatch.setenv("GANTRY_DEFAULT_IMAGE", TEST_BASE_IMAGE)
     settings = load_settings()
     assert settings.github_app_id == app.id
     assert settings.github_private_key_path == key
