@@ -16,6 +16,7 @@ import copy
 import os
 import re
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -38,6 +39,9 @@ from forge.sender import Delivery, Rewrite, build_delivery, load_examples, rewri
 SECRET = "benchmark-secret"
 OWNER, REPO, WRITER = "octo", "bench", "alice"
 PYTHON = sys.executable
+BARE, IGNORED, TASK = "bare HMAC handler", "gantry, ignored event", "gantry, creates a task"
+# Gantry's closed-loop throughput as a share of the bare handler's (issue 13).
+THROUGHPUT_TARGETS = {IGNORED: 0.8, TASK: 0.5}
 BARE_SERVER = """
 import hashlib, hmac, sys
 from aiohttp import web
@@ -65,6 +69,7 @@ class Result:
     latencies: list[float]
     throughput: float
     errors: int
+    delivery_ids: list[str]
 
     def pct(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -186,17 +191,61 @@ async def closed_loop(url: str, items: list[Delivery], concurrency: int = 16) ->
 
 async def measure(name: str, url: str, make: Any, rate: float, seconds: float) -> Result:
     count = int(rate * seconds)
-    await open_loop(url, make(min(200, count)), rate)  # warm-up: caches, token, connections
-    latencies, errors = await open_loop(url, make(count), rate)
-    throughput = await closed_loop(url, make(count))
-    return Result(name, latencies, throughput, errors)
+    warm, timed, flood = make(min(200, count)), make(count), make(count)
+    await open_loop(url, warm, rate)  # warm-up: caches, token, connections
+    latencies, errors = await open_loop(url, timed, rate)
+    throughput = await closed_loop(url, flood)
+    ids = [d.delivery_id for d in (*warm, *timed, *flood)]
+    return Result(name, latencies, throughput, errors, ids)
+
+
+def best(first: Result, second: Result) -> Result:
+    """The floor's better run: the higher throughput, the lower latencies."""
+    faster = first if first.throughput >= second.throughput else second
+    calmer = first if first.pct(0.99) <= second.pct(0.99) else second
+    return Result(faster.name, calmer.latencies, faster.throughput, calmer.errors, [])
+
+
+def task_deliveries(database: Path, delivery_ids: list[str]) -> tuple[int, int]:
+    """Of these deliveries: how many made a task, how many the inbox still has to handle."""
+    conn = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        conn.execute("create temp table sent (id text primary key)")
+        conn.executemany("insert into temp.sent values (?)", [(i,) for i in delivery_ids])
+        made = conn.execute(
+            "select count(distinct delivery_id) from tasks where delivery_id in temp.sent"
+        ).fetchone()[0]
+        pending = conn.execute(
+            "select count(*) from inbox where state = 'pending' and delivery_id in temp.sent"
+        ).fetchone()[0]
+        return int(made), int(pending)
+    finally:
+        conn.close()
+
+
+async def wait_for_tasks(database: Path, result: Result, limit: float = 300) -> float:
+    """Seconds until every task delivery of `result` has made its task (the inbox handles them
+    after answering); exits if any is missing when the inbox is done or the limit passes."""
+    start = time.perf_counter()
+    made, pending = 0, len(result.delivery_ids)
+    while time.perf_counter() - start < limit:
+        made, pending = await asyncio.to_thread(task_deliveries, database, result.delivery_ids)
+        if made == len(result.delivery_ids) or not pending:
+            break
+        await asyncio.sleep(0.1)
+    if made != len(result.delivery_ids):
+        raise SystemExit(
+            f"only {made} of {len(result.delivery_ids)} task deliveries made a task "
+            f"({pending} still pending)"
+        )
+    return time.perf_counter() - start
 
 
 def median(result: Result) -> float:
     return statistics.median(result.latencies)
 
 
-def report(results: list[Result], rate: float) -> None:
+def report(results: list[Result], rate: float, tasks: Result, backlog: float) -> None:
     print(f"\n{'target':<22} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'non-2xx':>8}")
     for r in results:
         print(
@@ -204,17 +253,21 @@ def report(results: list[Result], rate: float) -> None:
             f"{r.throughput:>8.0f} {r.errors:>8}"
         )
     bare = results[0]
-    print(f"\nat {rate:.0f} deliveries/s; ratios are Gantry / bare (throughput: bare / Gantry)")
+    print(f"\nat {rate:.0f} deliveries/s; ratios are Gantry / bare, measured in this one run")
     for r in results[1:]:
         print(
-            f"{r.name:<22} p99 {r.pct(0.99):.2f} ms (target < 20 ms), "
-            f"p99 ratio {r.pct(0.99) / bare.pct(0.99):.2f}x, "
-            f"throughput ratio {bare.throughput / r.throughput:.2f}x (target <= 2x), "
+            f"{r.name:<22} throughput {r.throughput / bare.throughput:.2f}x of bare "
+            f"(target >= {THROUGHPUT_TARGETS[r.name]}x), p99 {r.pct(0.99):.2f} ms "
+            f"(target < 20 ms), p99 ratio {r.pct(0.99) / bare.pct(0.99):.2f}x, "
             f"median ratio {median(r) / median(bare):.2f}x"
         )
+    print(
+        f"\nall {len(tasks.delivery_ids)} task deliveries made their task (checked in the store); "
+        f"the inbox finished {backlog:.2f} s after the last answer"
+    )
 
 
-async def run(rate: float, seconds: float) -> None:
+async def run(rate: float, seconds: float, profile: Path | None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gantry-bench-"))
     ports = {name: free_port() for name in ("forge", "gantry", "bare")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")}
@@ -249,8 +302,10 @@ async def run(rate: float, seconds: float) -> None:
             "GANTRY_DATA_DIR": str(tmp / "gantry"),
         }
         # Intake only: the workers' own load would be measured as the webhook's.
+        profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
         gantry_cmd = [
             PYTHON,
+            *profiler,
             "-m",
             "gantry",
             "serve",
@@ -268,18 +323,16 @@ async def run(rate: float, seconds: float) -> None:
                 return lambda n: deliveries(kind, n, base, api, inst, comment)
 
             gantry_url = f"http://127.0.0.1:{ports['gantry']}/webhook"
-            results = [
-                await measure(
-                    "bare HMAC handler",
-                    f"http://127.0.0.1:{ports['bare']}/webhook",
-                    maker("ignored"),
-                    rate,
-                    seconds,
-                ),
-                await measure("gantry, ignored event", gantry_url, maker("ignored"), rate, seconds),
-                await measure("gantry, creates a task", gantry_url, maker("task"), rate, seconds),
-            ]
-    report(results, rate)
+            bare_url = f"http://127.0.0.1:{ports['bare']}/webhook"
+            bare = await measure(BARE, bare_url, maker("ignored"), rate, seconds)
+            ignored = await measure(IGNORED, gantry_url, maker("ignored"), rate, seconds)
+            task = await measure(TASK, gantry_url, maker("task"), rate, seconds)
+            backlog = await wait_for_tasks(tmp / "gantry" / "gantry.db", task)
+            # The floor is measured before and after Gantry, and its better run kept: load
+            # from elsewhere (or Gantry's own start-up work) never flatters Gantry's ratios.
+            bare = best(bare, await measure(BARE, bare_url, maker("ignored"), rate, seconds))
+            results = [bare, ignored, task]
+    report(results, rate, results[-1], backlog)
     print(f"\nlogs in {tmp}")
 
 
@@ -287,8 +340,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--profile", type=Path, help="run `gantry serve` under cProfile, stats written here"
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.rate, args.seconds))
+    asyncio.run(run(args.rate, args.seconds, args.profile))
 
 
 if __name__ == "__main__":

@@ -125,6 +125,16 @@ async def read_verified(request: web.Request, secret: str) -> tuple[sansio.Event
 async def webhook(request: web.Request) -> web.Response:
     """Verify, deduplicate and store the delivery, then answer; it is handled after."""
     services = request.app[SERVICES]
+    load = services.inbox.load
+    load.enter()
+    try:
+        return await take_delivery(request, services)
+    finally:
+        load.leave()
+
+
+async def take_delivery(request: web.Request, services: Services) -> web.Response:
+    """The webhook's answer to one request; a delivery to handle goes to the inbox."""
     secret = services.settings.webhook_secret
     try:
         event, body = await read_verified(request, secret)

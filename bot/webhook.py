@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
+from multidict import CIMultiDictProxy
 
 from config.errors import GantryError
 
@@ -47,7 +49,12 @@ def sign(secret: str, body: bytes) -> str:
 
 def check_headers(headers: Mapping[str, str], content_length: int | None) -> DeliveryHeaders:
     """Refuse a delivery by its headers alone, before the body is read."""
-    lower = {k.lower(): v for k, v in headers.items()}
+    # aiohttp's headers already ignore case; a plain mapping (tests) is lowered first.
+    lower = (
+        headers
+        if isinstance(headers, CIMultiDictProxy)
+        else {k.lower(): v for k, v in headers.items()}
+    )
     if content_length is not None and content_length > MAX_BODY_BYTES:
         raise WebhookRejectedError(413, "payload too large")
     missing = [name for name in REQUIRED_HEADERS if not lower.get(name)]
@@ -72,11 +79,13 @@ def verify_signature(secret: str, body: bytes, signature: str) -> None:
 def parse_payload(body: bytes) -> dict[str, Any]:
     """A signed body as the JSON object a delivery is; 400 for anything else, however absurd.
 
-    `json.loads` answers JSON nested thousands deep with `RecursionError`, not `ValueError`.
+    orjson parses a delivery several times faster than `json` (the parse is most of what a
+    delivery costs past the HMAC); it refuses JSON nested deeper than 1,024 and invalid UTF-8
+    with a `ValueError`, and reads an integer past 64 bits as a float (see `check_numbers`).
     """
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
+        data = orjson.loads(body)
+    except ValueError:
         raise WebhookRejectedError(400, "body is not valid JSON") from None
     if not isinstance(data, dict):
         raise WebhookRejectedError(400, "body is not a JSON object")
@@ -88,9 +97,10 @@ def parse_payload(body: bytes) -> dict[str, Any]:
 
 
 def check_numbers(data: Mapping[str, Any]) -> None:
-    """Refuse ids and numbers out of any real range (they are stored as 64-bit integers)."""
+    """Refuse ids and numbers out of any real range (they are stored as 64-bit integers); a
+    float there is one (an integer too big for 64 bits parses as a float)."""
     for holder, key in NUMBERED_FIELDS:
         inner = data.get(holder)
         value = inner.get(key) if isinstance(inner, dict) else None
-        if isinstance(value, int) and not 0 < value <= MAX_ID:
+        if isinstance(value, float) or (isinstance(value, int) and not 0 < value <= MAX_ID):
             raise WebhookRejectedError(400, f"{holder}.{key} out of range")

@@ -70,6 +70,11 @@ class Checkout:
         """The commands for a task that changed `changed_files` (None: before any change)."""
         return plan_commands(self.parsed, self.docs, changed_files, self.files, self.manifests)
 
+    def checks_follow_changes(self) -> bool:
+        """Whether the changed files can pick the checks: no `checks` in the config, and an
+        AGENTS.md below the root (a root one alone gives its checks whatever changed)."""
+        return self.parsed.config.checks is None and any(doc.directory for doc in self.docs)
+
 
 def script_commands(parsed: ParsedConfig, key: str) -> tuple[Command, ...]:
     """A config script (`setup`, `maintenance`) as one command at the line of its key."""

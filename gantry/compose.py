@@ -139,6 +139,7 @@ async def serve_parts(
                 loop.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(inbox.drain(), INBOX_SHUTDOWN_WAIT)
+            await inbox.close()
         await background.drain()
     finally:
         await session.close()

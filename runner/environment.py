@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import time
@@ -175,6 +176,16 @@ class Environment:
         return await read_file(self.sandbox, path, max_bytes)
 
 
+@dataclass(frozen=True)
+class Built:
+    """The image an agent container starts from, and the mirror its checkout comes from."""
+
+    image_id: str
+    key: str
+    hit: bool
+    mirror: Path
+
+
 class Environments:
     """Prepares environments from mirrors, the cache and network policies."""
 
@@ -217,6 +228,41 @@ class Environments:
         log.add_secrets(s.value.get_secret_value() for s in request.secrets)
         timings: dict[str, float] = {}
         started = time.monotonic()
+        for image in self._images(request):
+            await self.puller.ensure(image, log)
+        timings["images"] = time.monotonic() - started
+        # The agent's network (and its proxy) gets ready while the image is found or built.
+        attaching = asyncio.ensure_future(
+            self.networks.attach(
+                request.network_agent, request.task_id, request.repo, gateway=self.gateway,
+                services=bool(request.services), wait=False,
+            )
+        )  # fmt: skip
+        try:
+            built = await self._image(request, log, timings)
+            attachment = await attaching
+        except BaseException:
+            await self._abandon(attaching)
+            raise
+        self.metrics.cache_lookup(built.hit)
+        environment = await self._start_agent(request, built, log, attachment)
+        try:
+            if built.hit or request.untrusted:
+                mark = time.monotonic()
+                await self._resume(environment, request, log)
+                timings["maintenance"] = time.monotonic() - mark
+            await self.networks.ready(environment.attachment)
+        except BaseException:
+            await self.release(environment)
+            raise
+        environment.timings = timings | {"prepare": time.monotonic() - started}
+        return environment
+
+    async def _image(
+        self, request: EnvironmentRequest, log: TaskLog, timings: dict[str, float]
+    ) -> Built:
+        """The mirror fetched, then the trusted image found (a hit) or built."""
+        started = time.monotonic()
         trusted = request.trusted_build()
         fetched = await self.mirrors.ensure(
             request.repo, request.clone_url, request.sha, request.token, request.ref
@@ -225,27 +271,20 @@ class Environments:
             await self.mirrors.ensure(request.repo, request.clone_url, trusted.sha, request.token)
             log.line("setup", f"[gantry] {request.sha} is untrusted: setup runs at {trusted.sha}")
         timings["fetch"] = time.monotonic() - started
-        mark = time.monotonic()
-        for image in self._images(request):
-            await self.puller.ensure(image, log)
-        timings["images"] = time.monotonic() - mark
         inputs = await self._inputs(trusted)
         key = cache_key(inputs)
         image_id, hit = await self._cached_or_built(
             trusted, inputs, key, fetched.path, log, timings
         )
-        self.metrics.cache_lookup(hit)
-        environment = await self._start_agent(request, image_id, key, hit, fetched.path, log)
-        try:
-            if hit or request.untrusted:
-                mark = time.monotonic()
-                await self._resume(environment, request, log)
-                timings["maintenance"] = time.monotonic() - mark
-        except BaseException:
-            await self.release(environment)
-            raise
-        environment.timings = timings | {"prepare": time.monotonic() - started}
-        return environment
+        return Built(image_id, key, hit, fetched.path)
+
+    async def _abandon(self, attaching: asyncio.Future[Attachment]) -> None:
+        """Take down an attachment that is no longer wanted, made or still in the making."""
+        if not attaching.done():
+            attaching.cancel()
+        await asyncio.wait([attaching])
+        if not attaching.cancelled() and attaching.exception() is None:
+            await self.networks.detach(attaching.result())
 
     def _images(self, request: EnvironmentRequest) -> list[str]:
         """The images the task will start: its own, and the proxy's behind `off`/`limited`."""
@@ -344,31 +383,19 @@ class Environments:
         log.line("setup", "[gantry] extra CA certificates trusted (GANTRY_EXTRA_CA_CERTS)")
 
     async def _start_agent(
-        self,
-        request: EnvironmentRequest,
-        image_id: str,
-        key: str,
-        hit: bool,
-        mirror: Path,
-        log: TaskLog,
+        self, request: EnvironmentRequest, built: Built, log: TaskLog, attachment: Attachment
     ) -> Environment:
         """A fresh container from the image: nothing setup started is running in it. Its
-        network reaches the model gateway (when one runs), whatever `network.agent` says."""
-        attachment = await self.networks.attach(
-            request.network_agent,
-            request.task_id,
-            request.repo,
-            gateway=self.gateway,
-            services=bool(request.services),
-        )
+        network reaches the model gateway (when one runs), whatever `network.agent` says; a
+        proxy that only relays to the gateway may still be starting (`prepare` waits)."""
         network_env = with_no_proxy(attachment.env, request.services)
         spec = ContainerSpec(
-            image=image_id,
+            image=built.image_id,
             labels=gantry_labels(request.task_id, request.repo, KIND_AGENT, self.cache.owner),
             limits=request.limits,
             network_mode=attachment.network_mode,
             env={**request.env, **self.ca_env, **network_env, **task_trust_env(attachment)},
-            mounts=(mirror_mount(mirror),),
+            mounts=(mirror_mount(built.mirror),),
             dns=attachment.dns,
             dns_options=attachment.dns_options,
             networks=attachment.extra_networks,
@@ -384,7 +411,9 @@ class Environments:
             await self.services.remove(services)
             await self.networks.detach(attachment)
             raise
-        environment = Environment(sandbox, attachment, hit, image_id, key, services=services)
+        environment = Environment(
+            sandbox, attachment, built.hit, built.image_id, built.key, services=services
+        )
         try:
             await _trust_task_ca(sandbox, attachment, log, "environment")
         except BaseException:

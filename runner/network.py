@@ -77,6 +77,8 @@ class Attachment:
     # Networks the container joins besides `network_mode` (the bridge, under `full` with
     # service containers on the task's own network).
     extra_networks: tuple[str, ...] = ()
+    # The proxy still starting (`attach(..., wait=False)`); `Networks.ready` waits for it.
+    starting: asyncio.Future[None] | None = None
 
 
 def proxy_env(address: str, port: int = egress.LISTEN_PORT) -> dict[str, str]:
@@ -184,11 +186,16 @@ class Networks:
         owner: str | None = None,
         gateway: tuple[str, int] | None = None,
         services: bool = False,
+        *,
+        wait: bool = True,
     ) -> Attachment:
         """Prepare the network for one container under a policy (and the gateway, if given).
 
         With `services`, the container is always on an internal network of the task's own,
-        where its service containers join it (under `full`, it is on the bridge as well)."""
+        where its service containers join it (under `full`, it is on the bridge as well).
+        With `wait` off, a proxy that only relays to the gateway (`off`: nothing in the
+        container's own settings names it) goes on starting while the caller starts its
+        container; `ready()` must be awaited before anything in the container may use it."""
         labels = gantry_labels(task_id, repo, KIND_NETWORK, owner or self.owner)
         if policy.mode == "full":
             url = gateway_url(*gateway) if gateway is not None else None
@@ -200,7 +207,13 @@ class Networks:
             )
         if policy.mode == "off" and gateway is None:
             return (await self._isolated(labels))[1] if services else Attachment("none")
-        return await self._internal(policy, task_id, repo, owner or self.owner, gateway)
+        wait = wait or policy.mode != "off"
+        return await self._internal(policy, task_id, repo, owner or self.owner, gateway, wait)
+
+    async def ready(self, attachment: Attachment) -> None:
+        """Wait until the attachment's proxy listens (at once when it was waited for)."""
+        if attachment.starting is not None:
+            await attachment.starting
 
     async def _isolated(self, labels: dict[str, str]) -> tuple[Network, Attachment]:
         """An internal network with no host address and no way out (DNS sinkholed)."""
@@ -220,6 +233,7 @@ class Networks:
         repo: str,
         owner: str,
         gateway: tuple[str, int] | None,
+        wait: bool,
     ) -> Attachment:
         """An internal network with no host address, and the proxy as its only way out."""
         network, attachment = await self._isolated(
@@ -228,23 +242,38 @@ class Networks:
         try:
             tls = issue_task_tls(task_id, policy.allow) if intercepts(policy) else None
             attachment.ca_pem = tls.ca_pem if tls is not None else None
-            proxy = await self._start_proxy(
-                proxy_command(policy, self.mapped, gateway),
-                proxy_environment(tls, self.upstream_ca),
-                network,
-                gantry_labels(task_id, repo, KIND_PROXY, owner),
-            )
-            attachment.proxy_id = proxy.id
-            address = proxy.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
-            if policy.mode == "limited":
-                attachment.env = proxy_env(address)
-            if gateway is not None:
-                attachment.gateway_url = gateway_url(address, egress.RELAY_PORT)
-            await self._wait_ready(proxy)
+            labels = gantry_labels(task_id, repo, KIND_PROXY, owner)
+            command = proxy_command(policy, self.mapped, gateway)
+            environment = proxy_environment(tls, self.upstream_ca)
+            start = self._proxy(attachment, policy, command, environment, network, labels, gateway)
+            if wait:
+                await start
+            else:
+                attachment.starting = asyncio.ensure_future(start)
         except BaseException:
             await self.detach(attachment)
             raise
         return attachment
+
+    async def _proxy(
+        self,
+        attachment: Attachment,
+        policy: NetworkPolicy,
+        command: list[str],
+        environment: dict[str, str],
+        network: Network,
+        labels: dict[str, str],
+        gateway: tuple[str, int] | None,
+    ) -> None:
+        """Start the attachment's proxy and wait until it listens."""
+        proxy = await self._start_proxy(command, environment, network, labels)
+        attachment.proxy_id = proxy.id
+        address = proxy.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+        if policy.mode == "limited":
+            attachment.env = proxy_env(address)
+        if gateway is not None:
+            attachment.gateway_url = gateway_url(address, egress.RELAY_PORT)
+        await self._wait_ready(proxy)
 
     async def _create_network(self, labels: dict[str, str]) -> Network:
         """A fresh internal bridge network without a host address, its IPAM read back."""
@@ -315,6 +344,14 @@ class Networks:
 
     async def detach(self, attachment: Attachment) -> None:
         """Remove the proxy and the network (call after the sandbox container is gone)."""
+        starting = attachment.starting
+        if starting is not None and not starting.done():
+            starting.cancel()
+        if starting is not None:
+            # Cancelled mid-start, the proxy container it made is removed with it (`created`).
+            await asyncio.wait([starting])
+            if not starting.cancelled():
+                starting.exception()  # retrieved: the caller of `ready` saw it, if anyone
         if attachment.proxy_id is not None:
             await remove_container(self.client, attachment.proxy_id)
         if attachment.network_id is not None:

@@ -317,8 +317,6 @@ class Run:
             "GANTRY_ATTEMPTS": str(self.attempts),
         }
         variables |= mode_variables(self.mode, env.scratch)
-        mkdir = f"mkdir -p {shlex.quote(output_dir(env.scratch))}"
-        await env.run(mkdir, self.log, "agent", COLLECT_LIMIT_S)
         await self.phase("agent", lambda: self.run_agent(env, config, choice, variables))
 
     async def run_agent(
@@ -381,8 +379,9 @@ class Run:
     async def changes_and_checks(
         self, env: Env, checkout: Checkout, config: RepoConfig, sha: str
     ) -> tuple[CheckOutcome, ...]:
-        """The checks that apply to what the agent changed (nested AGENTS.md pick theirs)."""
-        changed = await self.changed_files(env, sha)
+        """The checks that apply to what the agent changed (nested AGENTS.md pick theirs); the
+        diff is read only when what changed can make a difference."""
+        changed = await self.changed_files(env, sha) if checkout.checks_follow_changes() else []
         return await self.checks(env, checkout, changed, config)
 
     async def diff(self, env: Env, sha: str) -> bytes:
@@ -575,7 +574,9 @@ async def environment(run: Run, request: EnvironmentRequest) -> Env:
     """Build or resume the environment, then snapshot the tree the agent starts from."""
     env: Env = await run.deps.environments.prepare(request, run.log)
     try:
-        script = snapshot_script(env.workspace)
+        # The agent's output directory is made in the same exec (one less before the agent).
+        mkdir = f"mkdir -p {shlex.quote(output_dir(env.scratch))}"
+        script = f"{snapshot_script(env.workspace)}; {mkdir}"
         result = await env.run(script, run.log, "environment", COLLECT_LIMIT_S)
         if not result.ok:
             raise TaskFailedError("environment", f"the snapshot {result.describe()}")

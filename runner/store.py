@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 from config.database import SQLITE_PREFIX, Database
 from runner import leases, migrate, task_listing
+from runner.accept_group import AcceptGroup, accept_rows
 from runner.log_shipping import STORED_TABLES, prune_sql
 from runner.results import PHASES, Phase, PhaseStatus
 from runner.task import TASK_FIELDS, NewTask, Task, TaskBranch, TaskState, task_from_row
@@ -159,6 +160,7 @@ class SQLiteTaskStore:
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
         self._flushing = False
+        self._accepting = AcceptGroup(closed=True)
 
     @classmethod
     async def open(cls, path: Path) -> SQLiteTaskStore:
@@ -251,18 +253,21 @@ class SQLiteTaskStore:
         await self._execute("delete from deliveries where id = ?", (delivery_id,))
 
     async def accept_delivery(self, delivery_id: str, event: str, payload: str) -> bool:
-        """Claim a delivery and keep it in the inbox, in one commit; False when seen before."""
-        return bool(await self._run(self._accept, delivery_id, event, payload))
+        """Claim a delivery and keep it in the inbox, in one commit; False when seen before.
+        Accepts waiting together are written as one group (`runner/accept_group.py`)."""
+        row = (delivery_id, event, payload)
+        group = self._accepting
+        index = group.join(row)
+        if index is None:
+            group = AcceptGroup([row])
+            group.result = asyncio.ensure_future(self._run(self._accept_group, group))
+            self._accepting, index = group, 0
+        if group.result is None:
+            raise RuntimeError("an accept group without its commit")
+        return (await asyncio.shield(group.result))[index]
 
-    def _accept(self, delivery_id: str, event: str, payload: str) -> bool:
-        if not self._claim(delivery_id, event):
-            return False
-        self.conn.execute(
-            "insert into inbox (delivery_id, event, payload, state, updated_at) "
-            "values (?, ?, ?, ?, ?)",
-            (delivery_id, event, payload, InboxState.PENDING.value, self._clock()),
-        )
-        return True
+    def _accept_group(self, group: AcceptGroup) -> list[bool]:
+        return accept_rows(self.conn, group.take(), self._clock(), InboxState.PENDING.value)
 
     async def seen_deliveries(self, delivery_ids: set[str]) -> set[str]:
         """Which of these delivery ids the store holds."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from runner.store import SQLiteTaskStore
+from runner.store import InboxState, SQLiteTaskStore
 from runner.task import NewTask, TaskState
 
 TASK = NewTask(
@@ -44,6 +44,24 @@ async def test_concurrent_claims_of_one_delivery_let_exactly_one_through(
 ) -> None:
     claims = await asyncio.gather(*(store.claim_delivery("d1", "issue_comment") for _ in range(50)))
     assert claims.count(True) == 1
+
+
+async def test_accepts_in_one_group_each_get_their_own_answer(tmp_path: Path) -> None:
+    store = await SQLiteTaskStore.open(tmp_path / "gantry.db")
+    assert await store.accept_delivery("old", "issue_comment", '{"n": 0}')
+    ids = ["old", "a", "b", "a", "c", "b"] * 3
+    answers = await asyncio.gather(
+        *(store.accept_delivery(i, "issue_comment", f'{{"id": "{i}"}}') for i in ids)
+    )
+    assert [i for i, new in zip(ids, answers, strict=True) if new] == ["a", "b", "c"]
+    await store.close()
+    reopened = await SQLiteTaskStore.open(tmp_path / "gantry.db")  # durable once answered
+    pending = await reopened.inbox(InboxState.PENDING)
+    assert [(e.delivery_id, e.payload) for e in pending] == [
+        ("old", '{"n": 0}'), ("a", '{"id": "a"}'), ("b", '{"id": "b"}'), ("c", '{"id": "c"}'),
+    ]  # fmt: skip
+    assert await reopened.seen_deliveries({"a", "b", "c", "d"}) == {"a", "b", "c"}
+    await reopened.close()
 
 
 async def test_a_released_delivery_can_be_claimed_again(store: SQLiteTaskStore) -> None:

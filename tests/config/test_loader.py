@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from config.agents_md import Command, Origin, parse_agents_md
-from config.loader import find_agents_files, plan_commands, read_checkout, read_config_text
+from config.agents_md import AgentsDoc, Command, Origin, parse_agents_md
+from config.loader import (
+    Checkout,
+    find_agents_files,
+    plan_commands,
+    read_checkout,
+    read_config_text,
+)
 from config.repo_config import ConfigError, parse_repo_config
 
 ROOT_DOC = parse_agents_md("## Setup\n```sh\nmake deps\n```\n## Tests\n```sh\nmake test\n```\n")
@@ -53,6 +59,20 @@ def test_nothing_anywhere() -> None:
         "none",
         "none",
     )
+
+
+@pytest.mark.parametrize("config", [None, "checks: [tox]\n", "checks: []\n"])
+@pytest.mark.parametrize("docs", [(), (ROOT_DOC,), (WEB_DOC,), DOCS])
+def test_the_diff_is_needed_only_when_changed_files_can_pick_other_checks(
+    config: str | None, docs: tuple[AgentsDoc, ...]
+) -> None:
+    checkout = Checkout(parse_repo_config(config), docs)
+    changes: tuple[list[str], ...] = ([], ["README.md"], ["web/a.ts"], ["web/a.ts", "lib/b.py"])
+    picked = {checkout.plan(changed).checks for changed in changes}
+    if not checkout.checks_follow_changes():
+        assert len(picked) == 1
+    assert checkout.checks_follow_changes() == (config is None and WEB_DOC in docs)
+    assert not checkout.checks_follow_changes() or len(picked) > 1
 
 
 def _write(root: Path, files: dict[str, str]) -> None:

@@ -248,6 +248,61 @@ async def test_off_with_a_gateway_reaches_the_gateway_and_nothing_else(
     assert _leftovers(docker_client, owner) == []
 
 
+async def test_a_relay_started_beside_the_container_answers_once_ready(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog, gateway: Listener
+) -> None:
+    host = bridge_gateway_address(docker_client)
+    networks = Networks(docker_client, TEST_BASE_IMAGE, owner=owner.label_owner)
+    policy = NetworkPolicy("off")
+    attachment = await networks.attach(
+        policy, owner.task_id, owner.repo, gateway=(host, gateway.port), wait=False
+    )
+    try:
+        assert attachment.starting is not None
+        await networks.ready(attachment)
+        assert attachment.gateway_url is not None
+        answers = await probe(
+            docker_client, attachment, owner, task_log,
+            [f"gateway get {attachment.gateway_url}/v1/models", "proxy_env env HTTP_PROXY"],
+        )  # fmt: skip
+    finally:
+        await networks.detach(attachment)
+    assert answers == {"gateway": "200 gateway /v1/models", "proxy_env": "unset"}
+    assert _leftovers(docker_client, owner) == []
+
+
+@pytest.mark.parametrize("after", [0.0, 0.05, 0.3])
+async def test_a_relay_given_up_while_it_starts_leaves_nothing(
+    docker_client: docker.DockerClient, owner: Owner, gateway: Listener, after: float
+) -> None:
+    host = bridge_gateway_address(docker_client)
+    networks = Networks(docker_client, TEST_BASE_IMAGE, owner=owner.label_owner)
+    attachment = await networks.attach(
+        NetworkPolicy("off"), owner.task_id, owner.repo, gateway=(host, gateway.port), wait=False
+    )
+    await asyncio.sleep(after)
+    await networks.detach(attachment)
+    assert _leftovers(docker_client, owner) == []
+
+
+async def test_limited_waits_for_its_proxy_whatever_is_asked(
+    docker_client: docker.DockerClient, owner: Owner, gateway: Listener
+) -> None:
+    # Its address is in the container's own settings (HTTP_PROXY): it cannot start later.
+    host = bridge_gateway_address(docker_client)
+    networks = Networks(docker_client, TEST_BASE_IMAGE, owner=owner.label_owner)
+    policy = NetworkPolicy("limited", allow=("allowed.test",))
+    attachment = await networks.attach(
+        policy, owner.task_id, owner.repo, gateway=(host, gateway.port), wait=False
+    )
+    try:
+        assert attachment.starting is None
+        assert attachment.env["HTTP_PROXY"].startswith("http://")
+    finally:
+        await networks.detach(attachment)
+    assert _leftovers(docker_client, owner) == []
+
+
 async def test_limited_with_a_gateway_keeps_its_allow_list_and_relays(
     docker_client: docker.DockerClient,
     owner: Owner,

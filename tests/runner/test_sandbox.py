@@ -211,6 +211,41 @@ async def test_end_phase_kills_what_the_agent_left_running(
     assert took < 10
 
 
+def started_at(docker_client: docker.DockerClient, sandbox: Sandbox) -> str:
+    """When the engine last (re)started the container."""
+    return str(docker_client.api.inspect_container(sandbox.id)["State"]["StartedAt"])
+
+
+# A stray that names itself like the idle process: only its PID gives it away.
+DISGUISED = (
+    "bash -c \"exec -a 'sleep infinity' sh -c 'while true; do date >> /workspace/disguised; "
+    "sleep 0.1; done'\" > /dev/null 2>&1 < /dev/null & sleep 0.3"
+)
+
+
+async def test_end_phase_restarts_only_when_something_is_left_running(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        assert (await sandbox.run("echo clean", task_log, "agent", 30)).ok
+        before = started_at(docker_client, sandbox)
+        await sandbox.end_phase()
+        assert started_at(docker_client, sandbox) == before  # nothing to kill: no restart
+        assert (await sandbox.run(DISGUISED, task_log, "agent", 30)).ok
+        disguised = [c for c in process_commands(sandbox) if c.startswith("sleep infinity")]
+        assert len(disguised) == 2  # it runs, named like the idle process
+        await sandbox.end_phase()
+        assert started_at(docker_client, sandbox) != before
+        size = "wc -c < /workspace/disguised"
+        assert (await sandbox.run(size, task_log, "probe", 30)).ok
+        after = task_log.tail(1)
+        await asyncio.sleep(0.5)
+        assert (await sandbox.run(size, task_log, "probe", 30)).ok
+        assert task_log.tail(1) == after  # the disguised stray is gone
+        await sandbox.end_phase()  # and from the fresh start on, a clean phase skips again
+        assert len(process_commands(sandbox)) == 2
+
+
 async def test_a_start_cancelled_while_the_engine_creates_leaves_no_container(
     docker_client: docker.DockerClient, owner: Owner
 ) -> None:
