@@ -44,6 +44,12 @@ PROXY_USER = "65534:65534"
 PROXY_MEMORY = 128 * 1024**2
 PROXY_PIDS = 64
 PROXY_READY_S = 20.0
+# The proxy's own log on the host disk: its decisions stay far below one file (see
+# egress.Journal); the rotation bounds whatever else it might print (Python's stderr).
+PROXY_LOG_CONFIG = {"type": "json-file", "config": {"max-size": "1m", "max-file": "2"}}
+# Lines read back: more than the proxy ever records (egress.MAX_RECORDS, then a count that
+# doubles), so nothing is lost, yet a bounded read whatever is in the log.
+DECISIONS_TAIL = 2 * egress.MAX_RECORDS
 BRIDGE = "bridge"
 
 
@@ -309,6 +315,7 @@ class Networks:
             "mem_limit": PROXY_MEMORY,
             "memswap_limit": PROXY_MEMORY,
             "pids_limit": PROXY_PIDS,
+            "log_config": PROXY_LOG_CONFIG,
             "detach": True,
         }
 
@@ -339,7 +346,9 @@ class Networks:
         if attachment.proxy_id is None:
             return []
         proxy_id = attachment.proxy_id
-        logs = await engine_call(lambda: self.client.api.logs(proxy_id, stderr=False))
+        logs = await engine_call(
+            lambda: self.client.api.logs(proxy_id, stderr=False, tail=DECISIONS_TAIL)
+        )
         return parse_decisions(bytes(logs).decode(errors="replace"))
 
     async def detach(self, attachment: Attachment) -> None:
@@ -365,5 +374,11 @@ class Networks:
 
 
 def blocked(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Only the blocked attempts, for the task's report."""
-    return [d for d in decisions if d.get("event") == "blocked"]
+    """Only the blocked attempts, for the task's report, and how many more went unrecorded."""
+    found = [d for d in decisions if d.get("event") == "blocked"]
+    counts = [d.get("count") for d in decisions if d.get("event") == egress.UNRECORDED]
+    more = max((c for c in counts if isinstance(c, int)), default=0)
+    if more:
+        reason = f"at least {more} more refused requests (not recorded: the log is full)"
+        found.append({"event": "blocked", "method": "", "target": "", "reason": reason})
+    return found
