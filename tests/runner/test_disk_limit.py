@@ -140,9 +140,11 @@ def written(client: docker.DockerClient, container_id: str, path: str) -> tuple[
     that stayed."""
     command = f"dd if=/dev/zero of={path} bs=1M count=5120 2>/dev/null; s=$?; sync; exit $s"
     container = client.containers.get(container_id)
-    exit_code, _ = container.exec_run(["sh", "-c", command])
-    _, size = container.exec_run(["stat", "-c", "%s", path])
-    return exit_code, int(size.decode())
+    result = container.exec_run(["sh", "-c", command])
+    size = container.exec_run(["stat", "-c", "%s", path])
+    assert result.exit_code is not None
+    assert isinstance(size.output, bytes)
+    return result.exit_code, int(size.output)
 
 
 async def test_a_service_that_writes_5_gib_stops_at_the_disk_limit_and_the_host_keeps_its_space(
