@@ -29,7 +29,13 @@ from runner.agent_step import (
 )
 from runner.attempts import attempt_count
 from runner.attempts_run import AttemptsRun
-from runner.collect import MESSAGE_NAME, PATCH_NAME, collect_script, snapshot_script
+from runner.collect import (
+    MESSAGE_NAME,
+    PATCH_NAME,
+    check_script,
+    collect_script,
+    snapshot_script,
+)
 from runner.environment import EnvironmentRequest, PhaseFailedError, from_config
 from runner.executor import Executor, RunningEnvironment
 from runner.mirror import MirrorError
@@ -370,7 +376,7 @@ class Run:
         outcomes = []
         for command in plan.checks:
             where = f"{env.workspace}/{command.cwd}" if command.cwd else env.workspace
-            script = f"cd {shlex.quote(where)} && {command.text}"
+            script = check_script(command.text, where, env.workspace, env.scratch)
             result = await env.run(script, self.log, "checks", limit)
             tail = "\n".join(self.log.tail(TAIL_LINES))
             outcomes.append(CheckOutcome(command.text, str(command.origin), result.exit_code, tail))
@@ -384,9 +390,10 @@ class Run:
         changed = await self.changed_files(env, sha) if checkout.checks_follow_changes() else []
         return await self.checks(env, checkout, changed, config)
 
-    async def diff(self, env: Env, sha: str) -> bytes:
-        """The agent's work so far, as a patch against the snapshot."""
-        script = collect_script(sha, env.workspace, env.scratch)
+    async def diff(self, env: Env, sha: str, checked: bool = False) -> bytes:
+        """The agent's work so far, as a patch against the snapshot (`checked`: as the last
+        check left it, not what its leftovers wrote after it)."""
+        script = collect_script(sha, env.workspace, env.scratch, checked)
         result = await env.run(script, self.log, "collect", COLLECT_LIMIT_S)
         if not result.ok:
             raise TaskFailedError("collect", f"git diff {result.describe()}")
@@ -400,7 +407,7 @@ class Run:
 
     async def collect(self, env: Env, sha: str) -> tuple[bytes, str]:
         policy = self.deps.patch_policy
-        patch = await self.diff(env, sha)
+        patch = await self.diff(env, sha, checked=True)
         raw = await env.read_file(f"{env.scratch}/{MESSAGE_NAME}", MAX_MESSAGE_BYTES)
         message = raw.decode(errors="replace")
         values = [s.value.get_secret_value() for s in (*self.secrets, *self.service_secrets)]
