@@ -42,6 +42,13 @@ def _branch_name(repo: Repo, head: str) -> str:
     return branch if sep else head
 
 
+def _head_matches(head: str, pull: Pull) -> bool:
+    """Whether `owner:branch` (or `branch`) names the pull's head; a fork's has its owner."""
+    owner, sep, branch = head.rpartition(":")
+    holder = (pull.head_repo or pull.issue.repo).owner.login
+    return branch == pull.head and (not sep or owner.lower() == holder.lower())
+
+
 def _custom_error(message: str) -> dict[str, str]:
     return {"resource": "PullRequest", "code": "custom", "message": message}
 
@@ -108,7 +115,7 @@ async def list_pulls(request: web.Request) -> web.Response:
             continue
         if wanted != "all" and pull.issue.state != wanted:
             continue
-        if head is not None and head.split(":")[-1] != pull.head:
+        if head is not None and not _head_matches(head, pull):
             continue
         if base is not None and base != pull.base:
             continue

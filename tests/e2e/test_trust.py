@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +25,8 @@ import pytest_asyncio
 
 from bot import task_page
 from forge.server import Forge
+from runner.labels import OWNER as OWNER_LABEL
+from runner.labels import TASK, deployment_owner
 from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, WRITER, Gantry
 from tests.e2e.conftest import (
@@ -36,6 +39,7 @@ from tests.e2e.conftest import (
 from tests.support import TEST_BASE_IMAGE
 
 SECRET_VALUE = "deploy-token-5f0c1e"
+FORK = "mallory/hello"
 AGENT = "printf 'fixed: %s\\n' \"$GANTRY_PROMPT\" > fix.txt"
 # One line (AGENTS.md blocks are run line by line): a `git` first in PATH that taints patches.
 PLANT_GIT = (
@@ -217,3 +221,50 @@ async def test_a_failed_setups_log_stays_off_github_but_on_the_task_page(
         ):
             assert response.status == 200
             assert hexed in await response.text()
+
+
+async def test_a_mention_on_a_fork_pull_request_starts_nothing_and_says_why(
+    forge: Forge, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    since = int(time.time()) - 1
+    files = {".github/gantry.yml": config(None), "AGENTS.md": AGENTS, "old.txt": "old\n"}
+    secrets = secrets_file(tmp_path)
+    async with running_gantry(forge, tmp_path, files, secrets_file=secrets) as live:
+        # The fork's branch; the stand-in shows its head as mallory/hello's.
+        await forge.commit_files(OWNER, REPO, "patch-1", {"setup.sh": "echo from the fork\n"})
+        fork = forge.open_pull(OWNER, REPO, "patch-1", user=WRITER, head_repo=FORK)
+        number = fork.issue.number
+        payload = live.examples("issue_comment")[0]
+        payload["issue"]["pull_request"] = {"url": "rewritten"}
+        payload["comment"]["id"] = forge.add_comment(OWNER, REPO, number, "@gantry tidy up", WRITER)
+        delivery = live.delivery("issue_comment", payload, body="@gantry tidy up", number=number)
+        assert await live.post(delivery) == (200, {"outcome": "refused"})
+        await live.settle()
+        store = live.services.store
+        assert await store.thread_tasks(f"{OWNER}/{REPO}", number) == []
+        replies = [
+            c["body"] for c in forge.comments(OWNER, REPO, number) if c["user"] == "gantry[bot]"
+        ]
+        assert len(replies) == 1
+        assert "pull requests from forks" in replies[0]
+        assert f"Push the branch to {OWNER}/{REPO} itself" in replies[0]
+        # Control: a mention on the issue does start this deployment's containers.
+        await comment_on(live, live.issue_number, "@gantry fix the flaky date test")
+        [task] = await wait_final(live, 1)
+        log = task_page.log_path(live.settings.data_dir, task.id).read_text()
+        assert task.state is TaskState.SUCCEEDED, log
+        owner = deployment_owner(live.settings.effective_database_url)
+    created = await asyncio.to_thread(containers_created, docker_client, owner, since)
+    assert created, "the watch saw none of this deployment's containers"
+    assert {labels.get(TASK) for labels in created} == {str(task.id)}
+
+
+def containers_created(client: docker.DockerClient, owner: str, since: int) -> list[dict[str, str]]:
+    """The labels of every container a deployment created from `since` until now."""
+    events = client.events(
+        since=since,
+        until=int(time.time()) + 1,
+        filters={"type": "container", "event": "create", "label": f"{OWNER_LABEL}={owner}"},
+        decode=True,
+    )
+    return [dict(event["Actor"]["Attributes"]) for event in events]
