@@ -35,7 +35,7 @@ def _render_pull(request: web.Request, pull: Pull, heads: dict[str, str]) -> ren
 
 
 def _branch_name(repo: Repo, head: str) -> str:
-    """`owner:branch` or `branch` → `branch` (forks are not modelled)."""
+    """`owner:branch` or `branch` → `branch` (the API opens no fork PRs; `open_pull` can)."""
     owner, sep, branch = head.partition(":")
     if sep and owner.lower() != repo.owner.login.lower():
         invalid("PullRequest", "head")
