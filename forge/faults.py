@@ -175,6 +175,8 @@ async def apply_fault(
         raise ConnectionDropped(f"{request.method} {path}")
     if fault.kind == "error_after_write":  # a gateway failing after the write was done
         await handler(request)
-        return _json(fault.status, {"message": ERROR_MESSAGES.get(fault.status, "Server Error")}, {})
+        return _json(
+            fault.status, {"message": ERROR_MESSAGES.get(fault.status, "Server Error")}, {}
+        )
     response = fault_response(fault)
     return response if response is not None else await handler(request)

@@ -1,4 +1,5 @@
-"""Injected faults: latency, 5xx (before or after the write), secondary rate limits, 429s and connection resets."""
+"""Injected faults: latency, 5xx (before or after the write), secondary rate limits, 429s
+and connection resets."""
 
 from __future__ import annotations
 
