@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import os
-import tarfile
 from pathlib import Path
 
 import docker
+import docker.errors
 import pytest
 
 from runner.disk_limit import FIX, PROBE_LABELS, DiskLimitSupport, detect
@@ -24,14 +23,9 @@ LIMIT = 512 * 1024**2
 MARGIN = 256 * 1024**2
 ATTACK = "dd if=/dev/zero of=/workspace/big bs=1M count=5120"
 # A service like a database: it runs as its own user and keeps its data in an image VOLUME.
+# Made by a commit, not a build: a build's intermediate containers would leave volumes behind.
 SERVICE_IMAGE = "gantry-test-disk-service:latest"
-SERVICE_DOCKERFILE = f"""\
-FROM {TEST_BASE_IMAGE}
-RUN mkdir /data && chown 65534:65534 /data
-VOLUME /data
-USER 65534
-CMD ["sleep", "infinity"]
-"""
+SERVICE_CHANGES = ["VOLUME /data", "USER 65534", 'CMD ["sleep", "infinity"]']
 
 
 def enforcing(client: docker.DockerClient) -> DiskLimitSupport:
@@ -124,14 +118,19 @@ def test_the_probe_leaves_no_container_behind(disk_engine: docker.DockerClient) 
     assert PROBE_LABELS["gantry.kind"] == "disk-probe"
 
 
-def build_service_image(client: docker.DockerClient) -> str:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(SERVICE_DOCKERFILE)
-        tar.addfile(info, io.BytesIO(SERVICE_DOCKERFILE.encode()))
-    buffer.seek(0)
-    client.images.build(fileobj=buffer, custom_context=True, tag=SERVICE_IMAGE, rm=True)
+def service_image(client: docker.DockerClient) -> str:
+    """The service image on `client`, made once per engine."""
+    try:
+        client.images.get(SERVICE_IMAGE)
+    except docker.errors.ImageNotFound:
+        command = ["sh", "-c", "mkdir /data && chown 65534:65534 /data"]
+        container = client.containers.run(TEST_BASE_IMAGE, command, detach=True)
+        try:
+            container.wait()
+            repository, tag = SERVICE_IMAGE.split(":")
+            container.commit(repository, tag, changes=SERVICE_CHANGES)
+        finally:
+            container.remove(v=True, force=True)
     return SERVICE_IMAGE
 
 
@@ -151,7 +150,7 @@ async def test_a_service_that_writes_5_gib_stops_at_the_disk_limit_and_the_host_
     disk_engine: docker.DockerClient, owner: Owner, task_log: TaskLog
 ) -> None:
     enforcing(disk_engine)
-    image = build_service_image(disk_engine)
+    image = service_image(disk_engine)
     dirs = backing_dirs(str(disk_engine.info()["DockerRootDir"]))
     networks = Networks(disk_engine, TEST_BASE_IMAGE, owner=owner.label_owner)
     services = ServiceContainers(disk_engine, owner.label_owner)
