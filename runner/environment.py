@@ -151,6 +151,8 @@ class Environment:
     workspace: str = WORKSPACE
     scratch: str = SCRATCH
     services: tuple[str, ...] = ()
+    # Where the relay to the model gateway is switched off (None: nothing to switch off).
+    networks: Networks | None = field(default=None, repr=False)
 
     async def run(
         self, command: str, log: TaskLog, phase: str, limit_s: float, env: Mapping[str, str] = {}
@@ -166,6 +168,12 @@ class Environment:
     async def end_phase(self) -> None:
         """Stop whatever the last phase left running (the files stay)."""
         await self.sandbox.end_phase()
+
+    async def close_gateway(self) -> None:
+        """The agent phase is over: the relay to the model gateway goes, for good, with every
+        connection through it (under `full` the gateway stays on the bridge, token revoked)."""
+        if self.networks is not None:
+            await self.networks.close_relay(self.attachment)
 
     async def write_file(self, path: str, data: bytes) -> None:
         """Put a file into the container (its directories are made as needed)."""
@@ -412,8 +420,9 @@ class Environments:
             await self.networks.detach(attachment)
             raise
         environment = Environment(
-            sandbox, attachment, built.hit, built.image_id, built.key, services=services
-        )
+            sandbox, attachment, built.hit, built.image_id, built.key, services=services,
+            networks=self.networks,
+        )  # fmt: skip
         try:
             await _trust_task_ca(sandbox, attachment, log, "environment")
         except BaseException:

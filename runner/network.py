@@ -2,7 +2,9 @@
 
 The model gateway (on the host) is reachable under every mode when `attach` is given its
 address: directly on the bridge under `full`, through the proxy's raw relay otherwise; under
-`off` that relay is the only thing the container can reach.
+`off` that relay is the only thing the container can reach. `close_relay` switches the relay
+off for good when the agent phase ends (under `full` the gateway stays on the bridge, and only
+the revoked token keeps it shut).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ PROXY_USER = "65534:65534"
 PROXY_MEMORY = 128 * 1024**2
 PROXY_PIDS = 64
 PROXY_READY_S = 20.0
+RELAY_CLOSE_S = 20.0
 BRIDGE = "bridge"
 
 
@@ -275,6 +278,19 @@ class Networks:
             attachment.gateway_url = gateway_url(address, egress.RELAY_PORT)
         await self._wait_ready(proxy)
 
+    async def close_relay(self, attachment: Attachment) -> None:
+        """Switch the gateway relay off for good and wait until it is (no relay: nothing to
+        do). The proxy port of `limited` goes on serving; under `off` nothing listens after."""
+        if attachment.gateway_url is None or attachment.proxy_id is None:
+            return
+        await self.ready(attachment)
+        proxy_id = attachment.proxy_id
+        signal = egress.CLOSE_RELAYS.name
+        await engine_call(lambda: self.client.api.kill(proxy_id, signal=signal))
+        proxy = await engine_call(lambda: self.client.containers.get(proxy_id))
+        await self._wait_for(proxy, egress.RELAYS_CLOSED, RELAY_CLOSE_S, "close its relay")
+        attachment.gateway_url = None
+
     async def _create_network(self, labels: dict[str, str]) -> Network:
         """A fresh internal bridge network without a host address, its IPAM read back."""
         name = f"gantry-{uuid.uuid4().hex[:12]}"
@@ -323,16 +339,20 @@ class Networks:
 
     async def _wait_ready(self, proxy: Container) -> None:
         """Wait until the proxy says it listens, or fail if it exits."""
-        deadline = time.monotonic() + PROXY_READY_S
+        await self._wait_for(proxy, egress.READY, PROXY_READY_S, "start")
+
+    async def _wait_for(self, proxy: Container, line: str, limit_s: float, what: str) -> None:
+        """Wait until the proxy's log has `line`, or fail if it exits or takes too long."""
+        deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             logs = await engine_call(lambda: proxy.logs().decode(errors="replace"))
-            if egress.READY in logs:
+            if line in logs:
                 return
             await engine_call(proxy.reload)
             if proxy.status not in ("created", "running"):
                 raise NetworkSetupError(f"the egress proxy exited: {logs[-500:]}")
             await asyncio.sleep(0.05)
-        raise NetworkSetupError("the egress proxy did not start in time")
+        raise NetworkSetupError(f"the egress proxy did not {what} in time")
 
     async def decisions(self, attachment: Attachment) -> list[dict[str, Any]]:
         """What the proxy allowed and blocked so far (empty for `off` and `full`)."""

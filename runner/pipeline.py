@@ -298,6 +298,14 @@ class Run:
         return source, checkout
 
     async def agent(self, env: Env, config: RepoConfig, sha: str) -> None:
+        """The agent phase; however it ends (or if there is no agent), the gateway's relay
+        closes with it: checks and collect never reach the model gateway."""
+        try:
+            await self.agent_phase(env, config, sha)
+        finally:
+            await env.close_gateway()
+
+    async def agent_phase(self, env: Env, config: RepoConfig, sha: str) -> None:
         self.current = "agent"
         try:
             choice = agent_choice(self.task, config, self.deps.agent_command)

@@ -250,3 +250,26 @@ async def test_the_relay_pipes_raw_bytes_to_its_one_target(plain_upstream: Upstr
         server.close()
     assert answer.endswith(b"ok")
     assert plain_upstream.received == [b"anything at all\r\n"]
+
+
+async def test_closed_relays_drop_their_open_connections_and_take_no_new_ones(
+    plain_upstream: Upstream,
+) -> None:
+    relays = egress.Relays()
+    server = await start(egress.relay_to(("127.0.0.1", plain_upstream.port), relays.open_writers))
+    relays.servers.append(server)
+    port = port_of(server)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"first ")
+        await writer.drain()
+        while not relays.open_writers:
+            await asyncio.sleep(0.01)
+        relays.close()
+        relays.close()  # a second close does nothing
+        # The open connection ends before the upstream would have answered it.
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    finally:
+        writer.close()
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
