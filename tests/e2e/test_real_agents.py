@@ -238,6 +238,10 @@ async def test_a_failing_provider_is_reported_as_the_provider(
     assert task.state is TaskState.FAILED
     [progress] = [c["body"] for c in comments if c["user"] == "gantry[bot]"]
     assert "😕 Failed in the **agent** phase: the model provider failed" in progress
+    # What the provider did, as the gateway saw it.
+    down = "could not reach the openai API"
+    said = f"the openai API answered {failure}" if failure != "down" else down
+    assert said in progress, progress
     assert real_key not in progress
 
 
