@@ -8,9 +8,10 @@ with the connection. With a method restriction, HTTPS is intercepted: the proxy 
 with a leaf of a per-task CA (PEM in GANTRY_EGRESS_TLS), checks the one request inside and
 sends it over a fresh TLS connection verified against the system CA bundle. Without one,
 CONNECT is a blind tunnel to an allowed host. `--relay PORT=ADDRESS:PORT` also pipes raw TCP
-from PORT to one fixed address (the model gateway); on SIGUSR1 (sent when the agent phase
-ends) every relay stops listening and drops its open connections, for good, while the proxy
-port goes on serving. Each decision is one JSON line on stdout, which the runner reads back
+from PORT to one fixed address (the model gateway). With `--relay-held` the relays listen only
+from SIGUSR2 on (sent once maintenance is over); on SIGUSR1 (sent when the agent phase ends)
+every relay stops listening and drops its open connections, for good, while the proxy port
+goes on serving. Each decision is one JSON line on stdout, which the runner reads back
 for the task's report.
 """
 
@@ -39,6 +40,9 @@ MAX_HELLO_BYTES = 16 * 1024 + 5
 CONNECT_PORTS = (443,)
 HTTP_PORTS = (80,)
 READY = "egress proxy ready"
+# Maintenance is over: held relays to the model gateway start listening.
+OPEN_RELAYS = signal.SIGUSR2
+RELAYS_OPEN = "egress relays open"
 # The agent phase is over: the relays to the model gateway close for good.
 CLOSE_RELAYS = signal.SIGUSR1
 RELAYS_CLOSED = "egress relays closed"
@@ -117,6 +121,8 @@ class Options:
     policy: Policy
     port: int = LISTEN_PORT
     relays: tuple[tuple[int, str, int], ...] = ()
+    # The relays listen only once opened (`OPEN_RELAYS`).
+    relays_held: bool = False
 
 
 @dataclass(frozen=True)
@@ -681,11 +687,28 @@ def relay_to(
 
 @dataclass
 class Relays:
-    """The relay listeners and their open connections, closed together and for good."""
+    """The relay listeners and their open connections: opened once, closed together and for
+    good (a close before the open means they never listen)."""
 
+    targets: tuple[tuple[int, str, int], ...] = ()
     servers: list[asyncio.Server] = field(default_factory=list)
     open_writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    opened: bool = False
     closed: bool = False
+
+    async def open(self) -> None:
+        """Start listening on every relay port (once; never after `close`)."""
+        if self.opened or self.closed:
+            return
+        self.opened = True
+        for listen, address, port in self.targets:
+            handler = relay_to((address, port), self.open_writers)
+            server = await asyncio.start_server(handler, LISTEN_ADDRESS, listen)
+            self.servers.append(server)
+            if self.closed:  # closed while this one started
+                server.close()
+        if not self.closed:
+            record("relays_open", message=RELAYS_OPEN)
 
     def close(self) -> None:
         """Stop listening and drop every relayed connection (a second call does nothing)."""
@@ -708,6 +731,7 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument("--method", action="append", default=[])
     parser.add_argument("--map", action="append", default=[], help="name=address:port")
     parser.add_argument("--relay", action="append", default=[], help="port=address:port")
+    parser.add_argument("--relay-held", action="store_true", help="relays listen on SIGUSR2")
     args = parser.parse_args(argv)
     mapped = {}
     for item in args.map:
@@ -720,7 +744,8 @@ def parse_args(argv: Sequence[str]) -> Options:
         address, _, port = target.rpartition(":")
         relays.append((int(listen), address, int(port)))
     methods = tuple(m.upper() for m in args.method)
-    return Options(Policy(tuple(args.allow), methods, mapped), args.port, tuple(relays))
+    policy = Policy(tuple(args.allow), methods, mapped)
+    return Options(policy, args.port, tuple(relays), args.relay_held)
 
 
 def server_context(pem: str) -> ssl.SSLContext:
@@ -747,8 +772,8 @@ def upstream_context(extra_ca: str | None) -> ssl.SSLContext:
 
 
 async def serve(options: Options, tls: Tls) -> None:
-    """Listen (the proxy port, unless it is 0, and every relay port) until killed; the relays
-    close on `CLOSE_RELAYS`."""
+    """Listen (the proxy port, unless it is 0, and every relay port unless held) until
+    killed; held relays open on `OPEN_RELAYS`, and all close on `CLOSE_RELAYS`."""
     servers = []
     if options.port:
         proxy = await asyncio.start_server(
@@ -758,12 +783,19 @@ async def serve(options: Options, tls: Tls) -> None:
             limit=MAX_HEAD_BYTES,
         )
         servers.append(proxy)
-    relays = Relays()
-    for listen, address, port in options.relays:
-        handler = relay_to((address, port), relays.open_writers)
-        relays.servers.append(await asyncio.start_server(handler, LISTEN_ADDRESS, listen))
+    relays = Relays(options.relays)
     loop = asyncio.get_running_loop()
+    opening: set[asyncio.Task[None]] = set()
+
+    def open_relays() -> None:
+        task = loop.create_task(relays.open())
+        opening.add(task)
+        task.add_done_callback(opening.discard)
+
+    loop.add_signal_handler(OPEN_RELAYS, open_relays)
     loop.add_signal_handler(CLOSE_RELAYS, relays.close)
+    if not options.relays_held:
+        await relays.open()
     record("ready", message=READY, port=options.port, relays=[r[0] for r in options.relays])
     await loop.create_future()  # `servers` and `relays` serve until the container stops
 

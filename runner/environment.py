@@ -229,7 +229,8 @@ class Environments:
             await self.release(environment)
 
     async def prepare(self, request: EnvironmentRequest, log: TaskLog) -> Environment:
-        """Fetch, find or build the trusted image, start the agent container, run maintenance.
+        """Fetch, find or build the trusted image, start the agent container, run maintenance;
+        the model gateway's relay (if any) listens only once maintenance is over.
 
         Setup (with secrets) only ever runs at the trusted head; an untrusted SHA is reached
         by moving the checkout in the agent container, which is never committed."""
@@ -240,10 +241,12 @@ class Environments:
             await self.puller.ensure(image, log)
         timings["images"] = time.monotonic() - started
         # The agent's network (and its proxy) gets ready while the image is found or built.
+        # Its gateway relay is held while maintenance may run: it opens after.
         attaching = asyncio.ensure_future(
             self.networks.attach(
                 request.network_agent, request.task_id, request.repo, gateway=self.gateway,
                 services=bool(request.services), wait=False,
+                hold_relay=bool(request.maintenance),
             )
         )  # fmt: skip
         try:
@@ -260,6 +263,7 @@ class Environments:
                 await self._resume(environment, request, log)
                 timings["maintenance"] = time.monotonic() - mark
             await self.networks.ready(environment.attachment)
+            await self.networks.open_relay(environment.attachment)
         except BaseException:
             await self.release(environment)
             raise

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 import pytest_asyncio
 
+from forge.localnet import free_port
 from runner import egress
 from runner.egress import Policy, Tls
 from runner.task_ca import TaskTls, issue_task_tls
@@ -273,3 +274,21 @@ async def test_closed_relays_drop_their_open_connections_and_take_no_new_ones(
         writer.close()
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_held_relays_listen_once_opened_and_never_after_a_close(
+    plain_upstream: Upstream,
+) -> None:
+    port = free_port()
+    relays = egress.Relays(((port, "127.0.0.1", plain_upstream.port),))
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", port)
+    await relays.open()
+    try:
+        assert (await send(port, b"through\r\n")).endswith(b"ok")
+    finally:
+        relays.close()
+    await relays.open()  # a close is for good
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", port)
+    assert plain_upstream.received == [b"through\r\n"]
