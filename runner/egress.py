@@ -698,7 +698,7 @@ class Relays:
 
     async def open(self) -> None:
         """Start listening on every relay port (once; never after `close`)."""
-        if self.opened or self.closed:
+        if self.opened or self.closed or not self.targets:
             return
         self.opened = True
         for listen, address, port in self.targets:
