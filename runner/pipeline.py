@@ -24,6 +24,7 @@ from runner.agent_step import (
     build_step,
     failure_reason,
     provider_keys,
+    time_budget,
     usage_line,
     usage_record,
 )
@@ -298,6 +299,14 @@ class Run:
         return source, checkout
 
     async def agent(self, env: Env, config: RepoConfig, sha: str) -> None:
+        """The agent phase; however it ends (or if there is no agent), the gateway's relay
+        closes with it: checks and collect never reach the model gateway."""
+        try:
+            await self.agent_phase(env, config, sha)
+        finally:
+            await env.close_gateway()
+
+    async def agent_phase(self, env: Env, config: RepoConfig, sha: str) -> None:
         self.current = "agent"
         try:
             choice = agent_choice(self.task, config, self.deps.agent_command)
@@ -335,7 +344,8 @@ class Run:
         try:
             step = build_step(choice, url, token, self.instructions)
             self.log.line("agent", f"[gantry] agent: {step.label}")
-            limit = min(config.timeouts.agent.total_seconds(), budget.seconds)
+            timeout = config.timeouts.agent.total_seconds()
+            limit = min(timeout, budget.seconds)
             result = await env.run(
                 step.command, self.log, "agent", limit, {**variables, **step.env}
             )
@@ -343,7 +353,7 @@ class Run:
             if token is not None and gateway is not None:
                 usage = gateway.close_task(task_id)
                 await self.keep_usage(choice.describe(), usage)
-        reason = failure_reason(usage, result)
+        reason = failure_reason(usage, result, time_budget(budget.seconds, timeout))
         if reason is not None:
             raise TaskFailedError("agent", reason)
 

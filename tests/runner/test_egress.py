@@ -112,6 +112,9 @@ def test_off_gives_the_proxy_no_allow_list_whatever_the_config_lists() -> None:
     options = parse_args(proxy_command(off, {"a.test": "10.0.0.1:80"}, ("172.17.0.1", 9000))[3:])
     assert options.policy == Policy(())
     assert options.relays == ((3129, "172.17.0.1", 9000),)
+    assert not options.relays_held
+    held = parse_args(proxy_command(off, {}, ("172.17.0.1", 9000), held=True)[3:])
+    assert held.relays_held
 
 
 def test_the_proxy_source_fits_in_one_command_line_argument() -> None:
