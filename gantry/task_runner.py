@@ -30,7 +30,15 @@ from runner.executor import Executor
 from runner.log_shipping import shipping
 from runner.mirror import Credential, Mirrors, TokenSource, current_token
 from runner.patch_policy import PatchPolicy
-from runner.pipeline import PipelineDeps, Publisher, Source, TaskFailedError, Work, run_task
+from runner.pipeline import (
+    PipelineDeps,
+    Published,
+    Publisher,
+    Source,
+    TaskFailedError,
+    Work,
+    run_task,
+)
 from runner.reporting import StoreReporter, Tee
 from runner.results import TaskResult
 from runner.store import TaskStore
@@ -213,7 +221,7 @@ class SavingPublisher:
     store: TaskStore | None = None
     task_id: int = 0
 
-    async def publish(self, work: Work) -> str:
+    async def publish(self, work: Work) -> Published:
         await asyncio.to_thread(self._save, work.patch)
         if self.store is not None:
             await self.store.save_patch(self.task_id, work.patch)

@@ -101,10 +101,19 @@ class Work:
     attempts: Attempts | None = None
 
 
-class Publisher(Protocol):
-    """Turns the work into a branch and a pull request (or a local branch); its URL."""
+@dataclass(frozen=True)
+class Published:
+    """Where the work went (the PR's URL, or a local branch), and the commit pushed for it
+    (None when this try pushed nothing: an earlier try of the task did)."""
 
-    async def publish(self, work: Work) -> str: ...
+    url: str
+    head_sha: str | None = None
+
+
+class Publisher(Protocol):
+    """Turns the work into a branch and a pull request (or a local branch)."""
+
+    async def publish(self, work: Work) -> Published: ...
 
 
 @dataclass(frozen=True)
@@ -597,13 +606,14 @@ async def publish_work(run: Run, publisher: Publisher, work: Work) -> TaskResult
             usage=work.usage,
             attempts=work.attempts,
         )
-    url = await run.phase("publish", lambda: publisher.publish(work))
+    published: Published = await run.phase("publish", lambda: publisher.publish(work))
     return TaskResult(
         Conclusion.PUBLISHED,
         checks=work.checks,
-        pull_url=url,
+        pull_url=published.url,
         blocked=work.blocked,
         usage=work.usage,
+        head_sha=published.head_sha,
         attempts=work.attempts,
     )
 

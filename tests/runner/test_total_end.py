@@ -19,6 +19,7 @@ from runner.local_executor import LocalExecutor
 from runner.mirror import Mirrors
 from runner.pipeline import (
     PipelineDeps,
+    Published,
     Source,
     TaskFailedError,
     Work,
@@ -54,7 +55,7 @@ class Recorder:
 
 
 class NeverPublish:
-    async def publish(self, work: Work) -> str:
+    async def publish(self, work: Work) -> Published:
         raise AssertionError("nothing gets this far")
 
 
