@@ -199,11 +199,14 @@ class GitHubPublisher:
                 pull = pull_of(await self.gh.post("/repos/{+repo}/pulls", self.repo, data=data))
             except UNCLEAR as exc:
                 if delay is None:
-                    tries = len(self.retry_delays) + 1
                     raise PublishError(pull_failure(target.branch, exc, tries)) from exc
                 log.warning("task %s: opening the PR: %s; looking again", self.task.id, exc)
                 await asyncio.sleep(delay)
                 continue
+            except gidgethub.HTTPException as exc:
+                # A clear refusal (a rate limit, 422): no use trying again, but the work is
+                # pushed, and people should know where.
+                raise PublishError(pull_failure(target.branch, exc, tries)) from exc
             await self.ledger.record_pull(self.task.id, pull.html_url)
             await self.label(pull, list(work.config.pull_request.labels))
             return pull
@@ -255,6 +258,6 @@ def pull_failure(branch: str, exc: BaseException, tries: int) -> str:
     status = getattr(exc, "status_code", None)
     what = f"{int(status)} {exc}" if isinstance(status, int) else f"{type(exc).__name__} {exc}"
     return (
-        f"GitHub did not open the pull request ({what.strip()}, {tries} tries); "
-        f"the work is pushed to the branch `{branch}`"
+        f"GitHub did not open the pull request ({what.strip()}, {tries} "
+        f"{'try' if tries == 1 else 'tries'}); the work is pushed to the branch `{branch}`"
     )

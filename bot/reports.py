@@ -290,6 +290,14 @@ def outcome_text(result: TaskResult) -> str:
     return text
 
 
+def has_round_report(result: TaskResult) -> bool:
+    """Whether a round has results to show on its pull request: it got through its checks
+    (a round failing after them, say at publish, shows them all the same)."""
+    if result.conclusion in (Conclusion.PUBLISHED, Conclusion.NO_CHANGES):
+        return True
+    return result.conclusion is Conclusion.FAILED and bool(result.checks)
+
+
 def final_comment(
     task_id: int,
     phases: Sequence[Phase],
@@ -299,13 +307,14 @@ def final_comment(
     round_results: bool = False,
 ) -> str:
     """The progress comment once the task has ended (with the agent's model usage, if any);
-    with `round_results`, a pull request's round report: its checks and blocked attempts."""
+    with `round_results`, a pull request's round report: its checks and blocked attempts,
+    whenever the round got through its checks."""
     parts = [progress_comment(task_id, judged_phases(phases, result), task_url)]
     if result.usage:
         parts.append(quiet_mentions(result.usage))
     parts.append(outcome_text(result))
     if result.attempts is not None:
         parts.append(attempts_section(result.attempts))
-    if round_results and result.conclusion in (Conclusion.PUBLISHED, Conclusion.NO_CHANGES):
+    if round_results and has_round_report(result):
         parts.append(round_report(result))
     return clip("\n\n".join(parts))

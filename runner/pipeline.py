@@ -253,6 +253,7 @@ class Run:
         self.service_secrets: tuple[Secret, ...] = ()  # what `services` name, for them only
         self.usage_line = ""
         self.outcomes: tuple[CheckOutcome, ...] = ()  # the checks' results, once run
+        self.blocked: tuple[str, ...] = ()  # the network attempts refused, once collected
         # Set once the work is published (or found empty): from then on the task is over.
         self.outcome: TaskResult | None = None
         # The phase a failure outside any phase's work belongs to (the last one started).
@@ -471,6 +472,7 @@ async def failed(run: Run, exc: TaskFailedError) -> TaskResult:
         log_tail=tail,
         usage=run.usage_line,
         checks=run.outcomes,
+        blocked=run.blocked,
     )
 
 
@@ -546,8 +548,8 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
     finally:
         if released is None:
             await asyncio.shield(run.deps.environments.release(env))
-    refused = tuple(describe_blocked(d) for d in decisions)
-    work = Work(patch, message, checks, refused, config, source.sha, run.usage_line)
+    run.blocked = tuple(describe_blocked(d) for d in decisions)
+    work = Work(patch, message, checks, run.blocked, config, source.sha, run.usage_line)
     try:
         run.outcome = await publish_work(run, publisher, work)
     finally:
@@ -564,9 +566,9 @@ async def _attempts(
     allowed, limited_by = attempt_count(asked, config.agent.max_attempts, run.deps.max_attempts)
     best = await AttemptsRun(run, environment, request, checkout, sha)(asked, allowed, limited_by)
     run.outcomes = best.checks
-    refused = tuple(describe_blocked(d) for d in best.blocked)
+    run.blocked = tuple(describe_blocked(d) for d in best.blocked)
     work = Work(
-        best.patch, best.message, best.checks, refused, config, sha, best.usage, best.attempts
+        best.patch, best.message, best.checks, run.blocked, config, sha, best.usage, best.attempts
     )
     run.outcome = await publish_work(run, publisher, work)
     return run.outcome

@@ -17,6 +17,7 @@ from bot.publisher import GitHubPublisher
 from bot.tokens import InstallationTokens
 from config.repo_config import RepoConfig
 from config.settings import Settings
+from forge.faults import FaultKind
 from forge.server import Forge
 from forge.state import AfterCreate
 from runner.mirror import Mirrors
@@ -175,3 +176,23 @@ async def test_a_publisher_made_hours_ago_still_pushes_with_a_live_token(stage: 
 
 def access_token_requests(forge: Forge) -> list[object]:
     return [r for r in forge.requests if r.path.endswith("/access_tokens")]
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "said"),
+    [("error", 422, "422 "), ("primary_rate_limit", 403, "rate-limited until")],
+)
+async def test_a_clear_refusal_to_open_the_pull_names_the_pushed_branch(
+    stage: Stage, kind: FaultKind, status: int, said: str
+) -> None:
+    stage.forge.inject_fault("POST", PULLS, kind, count=None, status=status, retry_after=3600)
+    with pytest.raises(PublishError) as caught:
+        await stage.publisher().publish(stage.work)
+    [branch] = branches_of_task(await stage.forge.branches(OWNER, NAME))
+    assert str(caught.value).endswith(f"1 try); the work is pushed to the branch `{branch}`")
+    assert said in str(caught.value)
+    assert stage.forge.pulls(OWNER, NAME) == []
+    posts = [
+        r.status for r in stage.forge.requests if r.method == "POST" and r.path.endswith("/pulls")
+    ]
+    assert posts == [status]  # refused clearly: not asked again
