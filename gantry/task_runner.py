@@ -160,7 +160,7 @@ class TaskRunner:
         reporter = Tee(
             (
                 StoreReporter(self.store, task.id),
-                GitHubReporter(gh, task, self.task_url(task)),
+                GitHubReporter(gh, task, self.task_url(task), self.repo_url(task)),
                 self.metrics.reporter(),
             )
         )
@@ -208,6 +208,14 @@ class TaskRunner:
             return None
         return task_page.signed_url(
             str(self.settings.public_url), self.settings.webhook_secret, task.id
+        )
+
+    def repo_url(self, task: Task) -> str | None:
+        """The signed link to the task's repository's task list, likewise."""
+        if self.settings.public_url is None:
+            return None
+        return task_page.signed_repo_url(
+            str(self.settings.public_url), self.settings.webhook_secret, task.repo
         )
 
 

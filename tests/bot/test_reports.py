@@ -106,6 +106,10 @@ def test_progress_comment_lists_phases_with_timings() -> None:
     ]
     assert text.count("⬜") == 4
     assert text.endswith("[Task log](https://g/tasks/4)")
+    listed = progress_comment(4, phases, "https://g/tasks/4", repo_url="https://g/repos/o/r/tasks")
+    assert listed.endswith(
+        "[Task log](https://g/tasks/4) · [All tasks in this repository](https://g/repos/o/r/tasks)"
+    )
 
 
 def test_final_comments_say_how_the_task_ended() -> None:
