@@ -54,6 +54,7 @@ from runner.results import (
     Attempts,
     CheckOutcome,
     Conclusion,
+    EndedThenStopped,
     Phase,
     PhaseStatus,
     TaskResult,
@@ -423,10 +424,12 @@ class Run:
 async def run_task(
     task: Task, deps: PipelineDeps, reporter: Reporter, publisher: Publisher, tasklog: TaskLog
 ) -> TaskResult:
-    """Run every phase; whatever happens, the reporter hears how it ended. Once the work is
-    published the task is over: a stop after that cannot undo it (a rerun would publish twice),
-    and the final report is never cut off half-way."""
+    """Run every phase; whatever happens, the reporter hears how it ended, and the final
+    report is never cut off half-way. Once the work is published the task is over: a stop
+    after that cannot undo it (a rerun would publish twice); it still reaches whoever asked
+    for it, once the report is out, as `EndedThenStopped` with the true result."""
     run = Run(task, deps, reporter, tasklog)
+    stop: asyncio.CancelledError | None = None
     try:
         result = await _phases(run, publisher)
     except Exception as exc:
@@ -436,9 +439,15 @@ async def run_task(
             note = RESTART_NOTE if SHUTDOWN in exc.args else ""
             await to_the_end(finish(run, TaskResult(Conclusion.CANCELLED, reason=note)))
             raise
-        _uncancel()
-        result = run.outcome
-    await to_the_end(finish(run, result))
+        result, stop = run.outcome, exc
+    try:
+        await to_the_end(finish(run, result))
+    except asyncio.CancelledError as exc:
+        if stop is not None:
+            _uncancel()  # one stop is passed on, however many came
+        stop = stop or exc
+    if stop is not None:
+        raise EndedThenStopped(result) from stop
     return result
 
 
@@ -494,15 +503,22 @@ def _uncancel() -> None:
 
 async def to_the_end(step: Awaitable[T]) -> T:
     """Wait for `step` to finish even when this task is cancelled meanwhile (as arq shields
-    a job's result): a stop arriving then is taken as handled."""
+    a job's completion); a stop that came meanwhile is raised once it has finished."""
     future = asyncio.ensure_future(step)
+    stop: asyncio.CancelledError | None = None
     while True:
         try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
+            value = await asyncio.shield(future)
+            break
+        except asyncio.CancelledError as exc:
             if future.cancelled():
                 raise
-            _uncancel()
+            if stop is not None:
+                _uncancel()  # one stop is passed on, however many came
+            stop = stop or exc
+    if stop is not None:
+        raise stop
+    return value
 
 
 async def _phases(run: Run, publisher: Publisher) -> TaskResult:
@@ -608,16 +624,24 @@ async def publish_work(run: Run, publisher: Publisher, work: Work) -> TaskResult
             usage=work.usage,
             attempts=work.attempts,
         )
-    published: Published = await run.phase("publish", lambda: publisher.publish(work))
-    return TaskResult(
-        Conclusion.PUBLISHED,
-        checks=work.checks,
-        pull_url=published.url,
-        blocked=work.blocked,
-        usage=work.usage,
-        head_sha=published.head_sha,
-        attempts=work.attempts,
-    )
+
+    async def publish() -> TaskResult:
+        published = await publisher.publish(work)
+        # The task is over from here, before the phase is even reported done: a stop that
+        # comes now cannot undo the PR.
+        run.outcome = TaskResult(
+            Conclusion.PUBLISHED,
+            checks=work.checks,
+            pull_url=published.url,
+            blocked=work.blocked,
+            usage=work.usage,
+            head_sha=published.head_sha,
+            attempts=work.attempts,
+        )
+        return run.outcome
+
+    result: TaskResult = await run.phase("publish", publish)
+    return result
 
 
 async def answer_phases(run: Run, env: Env, checkout: Checkout, sha: str) -> TaskResult:
