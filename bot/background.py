@@ -1,4 +1,5 @@
-"""Work done after GitHub has its answer (reactions, replies); tracked so none is lost."""
+"""Work that runs beside a request or a handled delivery (config checks, reports, waits before
+an inbox retry); tracked so that shutdown and tests can wait for it."""
 
 from __future__ import annotations
 

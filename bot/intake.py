@@ -10,7 +10,7 @@ from urllib.parse import quote
 import gidgethub
 from gidgethub.abc import GitHubAPI
 
-from bot import replies
+from bot import effects, replies
 from bot.background import Background
 from bot.branches import BranchNameError, check_ref_format
 from bot.commands import TASK_KINDS, Command, Kind, help_text, parse_command
@@ -155,21 +155,21 @@ class Intake:
         """Check the requester's permission, then carry the command out."""
         level = await self.permissions.level(gh, trigger.repo, trigger.author)
         if not reaches(level, config.min_permission):
-            if await self.store.first_refusal(trigger.repo, trigger.number):
+            if await self.store.first_refusal(trigger.repo, trigger.number, delivery_id):
                 text = replies.refusal(trigger.author, config.min_permission)
-                self.background.spawn(replies.comment(gh, trigger, text), "refusal reply")
+                await self.reply(gh, trigger, delivery_id, text)
             return Outcome.REFUSED
         if command.kind in TASK_KINDS:
             mode_command = await self.thread_command(gh, trigger, command)
             if isinstance(mode_command, str):
-                self.background.spawn(replies.comment(gh, trigger, mode_command), "mode reply")
+                await self.reply(gh, trigger, delivery_id, mode_command)
                 return Outcome.REFUSED
             command = mode_command
             refused = attempts_refusal(trigger, command)
             refused = refused or await self.agent_refusal(gh, trigger, command)
             refused = refused or await self.branch_refusal(gh, trigger, command)
             if refused is not None:
-                self.background.spawn(replies.comment(gh, trigger, refused), "agent reply")
+                await self.reply(gh, trigger, delivery_id, refused)
                 return Outcome.REFUSED
             task = await self.enqueue(gh, trigger, command, delivery_id, head)
             return Outcome.QUEUED if task is not None else Outcome.REFUSED
@@ -245,14 +245,27 @@ class Intake:
             # An issue comment's payload does not say where the pull request's head lives.
             head = await fetch_head(gh, trigger.repo, trigger.number)
         if head is not None and head.fork:
-            self.background.spawn(replies.comment(gh, trigger, fork_refusal(trigger)), "fork reply")
+            await self.reply(gh, trigger, delivery_id, fork_refusal(trigger))
             return None
         task = await self.store.task_for_delivery(delivery_id)
         if task is None:  # a retried delivery that already made its task makes no second
             task = await self.store.add_task(new_task(trigger, command, head), delivery_id)
             await self.queue.put(task.id)
-        self.background.spawn(replies.react(gh, trigger, "eyes"), "👀 reaction")
+        # Adding a reaction that is there already changes nothing: a retry may repeat it.
+        await replies.react(gh, trigger, "eyes")
         return task
+
+    async def reply(self, gh: GitHubAPI, trigger: Trigger, delivery_id: str, text: str) -> None:
+        """The delivery's reply, posted once however often the inbox tries the delivery."""
+        await effects.reply_once(self.store, gh, trigger, delivery_id, text, self.bot_login)
+
+    async def latest_before(self, trigger: Trigger, delivery_id: str) -> Task | None:
+        """The thread's latest task, other than one this delivery made on an earlier try."""
+        latest = await self.store.latest_for_thread(trigger.repo, trigger.number)
+        if latest is None or latest.delivery_id != delivery_id:
+            return latest
+        tasks = await self.store.thread_tasks(trigger.repo, trigger.number)
+        return next((t for t in reversed(tasks) if t.delivery_id != delivery_id), None)
 
     async def reset_cache(self, repo: str) -> str:
         """`reset-cache`: drop the repository's cached environments, if this server has any."""
@@ -269,7 +282,7 @@ class Intake:
         delivery_id: str,
     ) -> Outcome:
         """help, status, cancel, retry, reset-cache."""
-        latest = await self.store.latest_for_thread(trigger.repo, trigger.number)
+        latest = await self.latest_before(trigger, delivery_id)
         if command.kind is Kind.RETRY and latest is not None:
             branch = None if latest.is_pull_request else latest.head_ref
             retried = Command(
@@ -290,7 +303,7 @@ class Intake:
             text = await self.reset_cache(trigger.repo)
         else:
             text = help_text(self.handle, config.min_permission)
-        self.background.spawn(replies.comment(gh, trigger, text), f"{command.kind} reply")
+        await self.reply(gh, trigger, delivery_id, text)
         return Outcome.ANSWERED
 
 

@@ -78,9 +78,11 @@ async def read_log(gh: GitHubAPI, jwt: str, now: datetime.datetime) -> list[Logg
     entries: list[LoggedDelivery] = []
     async for item in gh.getiter(f"/app/hook/deliveries?per_page={PER_PAGE}", jwt=jwt):
         entry = parse_entry(item)
-        if entry.delivered_at < now - RETENTION or len(entries) >= MAX_ENTRIES:
+        if entry.delivered_at < now - RETENTION:
             break
         entries.append(entry)
+        if len(entries) >= MAX_ENTRIES:  # no page past the bound is asked for
+            break
     return entries
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -24,6 +25,7 @@ EDIT_PATHS = {
     "issue": "/repos/{+repo}/issues/comments/{id}",
     "review": "/repos/{+repo}/pulls/comments/{id}",
 }
+log = logging.getLogger(__name__)
 NO_CACHE_TEXT = "This server does not cache environments: every task starts from scratch."
 
 
@@ -115,7 +117,18 @@ async def react(gh: GitHubAPI, trigger: Trigger, content: str) -> None:
     target = trigger.comment_id if trigger.comment_kind != "issue" else trigger.number
     if target is None:
         return
-    await gh.post(path, {"repo": trigger.repo, "id": target}, data={"content": content})
+    try:
+        await gh.post(path, {"repo": trigger.repo, "id": target}, data={"content": content})
+    except gidgethub.BadRequest as exc:
+        if not is_gone(exc):
+            raise
+        # Deleted since it was written: nothing to mark, and no retry will change that.
+        log.info("no %s reaction on %s: %s", content, trigger.repo, exc)
+
+
+def is_gone(exc: gidgethub.BadRequest) -> bool:
+    """Whether GitHub says the thing to comment on or react to no longer exists."""
+    return exc.status_code in (HTTPStatus.NOT_FOUND, HTTPStatus.GONE)
 
 
 async def pull_head(gh: GitHubAPI, trigger: Trigger) -> tuple[str, str]:

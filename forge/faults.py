@@ -1,4 +1,5 @@
-"""Fault injection per route (latency, 5xx, rate limits, connection resets) as middleware."""
+"""Fault injection per route (latency, 5xx before or after the write, rate limits, connection
+resets) as middleware."""
 
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 FaultKind = Literal[
-    "latency", "error", "secondary_rate_limit", "primary_rate_limit", "too_many_requests", "reset"
+    "latency",
+    "error",
+    "error_after_write",
+    "secondary_rate_limit",
+    "primary_rate_limit",
+    "too_many_requests",
+    "reset",
 ]
 
 # https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit
@@ -166,5 +173,10 @@ async def apply_fault(
     if fault.kind == "reset":
         reset_connection(request)
         raise ConnectionDropped(f"{request.method} {path}")
+    if fault.kind == "error_after_write":  # a gateway failing after the write was done
+        await handler(request)
+        return _json(
+            fault.status, {"message": ERROR_MESSAGES.get(fault.status, "Server Error")}, {}
+        )
     response = fault_response(fault)
     return response if response is not None else await handler(request)

@@ -103,7 +103,7 @@ def repository(repo: Repo, urls: Urls) -> JSON:
         "owner": user(repo.owner, urls),
         "private": False,
         "visibility": "public",
-        "fork": False,
+        "fork": repo.parent is not None,
         "archived": False,
         "disabled": False,
         "html_url": html,
@@ -286,7 +286,7 @@ def pull(record: Pull, urls: Urls, head_sha: str, base_sha: str) -> JSON:
             "merged_at": None,
             "mergeable": None,
             "maintainer_can_modify": record.maintainer_can_modify,
-            "head": _pull_end(repo, urls, record.head, head_sha),
+            "head": _pull_end(record.head_repo or repo, urls, record.head, head_sha),
             "base": _pull_end(repo, urls, record.base, base_sha),
         }
     )

@@ -35,11 +35,18 @@ def _render_pull(request: web.Request, pull: Pull, heads: dict[str, str]) -> ren
 
 
 def _branch_name(repo: Repo, head: str) -> str:
-    """`owner:branch` or `branch` → `branch` (forks are not modelled)."""
+    """`owner:branch` or `branch` → `branch` (the API opens no fork PRs; `open_pull` can)."""
     owner, sep, branch = head.partition(":")
     if sep and owner.lower() != repo.owner.login.lower():
         invalid("PullRequest", "head")
     return branch if sep else head
+
+
+def _head_matches(head: str, pull: Pull) -> bool:
+    """Whether `owner:branch` (or `branch`) names the pull's head; a fork's has its owner."""
+    owner, sep, branch = head.rpartition(":")
+    holder = (pull.head_repo or pull.issue.repo).owner.login
+    return branch == pull.head and (not sep or owner.lower() == holder.lower())
 
 
 def _custom_error(message: str) -> dict[str, str]:
@@ -108,7 +115,7 @@ async def list_pulls(request: web.Request) -> web.Response:
             continue
         if wanted != "all" and pull.issue.state != wanted:
             continue
-        if head is not None and head.split(":")[-1] != pull.head:
+        if head is not None and not _head_matches(head, pull):
             continue
         if base is not None and base != pull.base:
             continue

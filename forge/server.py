@@ -292,11 +292,18 @@ class Forge:
         base: str | None = None,
         title: str = "",
         user: str = "",
+        head_repo: str | None = None,
     ) -> Pull:
-        """Open a PR from a pushed branch as `user` (default: the owner), without the API."""
+        """Open a PR from a pushed branch as `user` (default: the owner), without the API.
+
+        `head_repo` (`owner/name`) makes it a fork's pull request: its head is shown as that
+        repository's branch (the branch itself is read from this repository)."""
         record = self.repo(owner, repo)
         fields = PullFields(title or head, head, base or record.default_branch)
-        return self.state.add_pull(record, fields, self.state.user(user or owner))
+        pull = self.state.add_pull(record, fields, self.state.user(user or owner))
+        if head_repo is not None:
+            pull.head_repo = self.state.fork_of(record, head_repo)
+        return pull
 
     async def branches(self, owner: str, repo: str) -> dict[str, str]:
         """Branch name → head SHA, straight from the bare repo."""

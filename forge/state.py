@@ -95,6 +95,8 @@ class Repo:
     path: Path
     default_branch: str = "main"
     permissions: dict[str, str] = field(default_factory=dict)
+    # The repository this one is a fork of (only a pull request's head repository is one).
+    parent: Repo | None = None
 
     @property
     def full_name(self) -> str:
@@ -128,6 +130,8 @@ class Pull:
     base: str
     draft: bool = False
     maintainer_can_modify: bool = False
+    # Where the head branch lives when it is not the base repository: a fork.
+    head_repo: Repo | None = None
 
 
 @dataclass
@@ -327,6 +331,15 @@ class State:
         repo.permissions[account.login.lower()] = "admin"
         self.repos[repo.full_name.lower()] = repo
         return repo
+
+    def fork_of(self, repo: Repo, full_name: str) -> Repo:
+        """A fork `owner/name` of `repo`, as a pull request's head repository.
+
+        It shares the base's git data (GitHub keeps a fork's pull request commits in the base
+        too, under `refs/pull/N/head`) and is not listed among the repositories."""
+        owner, _, name = full_name.partition("/")
+        account = self.user(owner)
+        return Repo(self.next_id(), account, name, repo.path, repo.default_branch, parent=repo)
 
     def next_number(self, repo: Repo) -> int:
         """Issues and PRs share one number sequence per repository."""

@@ -16,7 +16,7 @@ from config.database import Database
 from runner import leases, migrate
 from runner.log_shipping import STORED_TABLES, prune_sql
 from runner.results import PHASES, Phase, PhaseStatus
-from runner.store import InboxEntry, InboxState, inbox_entry
+from runner.store import Effect, InboxEntry, InboxState, effect_of, inbox_entry
 from runner.task import TASK_FIELDS, NewTask, Task, TaskBranch, TaskState, task_from_row
 
 POOL_SIZE = 10
@@ -126,6 +126,39 @@ class PostgresTaskStore:
     async def task_for_delivery(self, delivery_id: str) -> Task | None:
         found = await self._tasks("where delivery_id = %s order by id limit 1", (delivery_id,))
         return found[0] if found else None
+
+    async def begin_effect(self, delivery_id: str, kind: str, body: str) -> Effect:
+        """Record that a delivery is about to do `kind` with `body`; what was recorded first
+        wins, so a retry does what the first try meant to (not what it would decide now)."""
+        rows = await self._rows(
+            "with added as (insert into delivery_effects (delivery_id, kind, body, started_at) "
+            "values (%s, %s, %s, %s) on conflict do nothing returning *) "
+            "select *, true as fresh from added union all "
+            "select *, false as fresh from delivery_effects where delivery_id = %s and kind = %s",
+            (delivery_id, kind, body, self._clock(), delivery_id, kind),
+        )
+        if not rows:  # a concurrent try inserted it after this statement's snapshot
+            rows = await self._rows(
+                "select *, false as fresh from delivery_effects "
+                "where delivery_id = %s and kind = %s",
+                (delivery_id, kind),
+            )
+        return effect_of(rows[0], bool(rows[0]["fresh"]))
+
+    async def finish_effect(self, delivery_id: str, kind: str, result: str) -> None:
+        """Record what a delivery's effect came to (a comment's id)."""
+        await self._count(
+            "update delivery_effects set result = %s where delivery_id = %s and kind = %s",
+            (result, delivery_id, kind),
+        )
+
+    async def claimed_effects(self, kind: str, results: list[str]) -> set[str]:
+        """Which of these results some delivery's effect already holds."""
+        rows = await self._rows(
+            "select result from delivery_effects where kind = %s and result = any(%s)",
+            (kind, results),
+        )
+        return {str(row["result"]) for row in rows}
 
     async def add_task(self, task: NewTask, delivery_id: str) -> Task:
         """Insert a queued task."""
@@ -315,13 +348,17 @@ class PostgresTaskStore:
         rows = await self._rows("select coalesce(max(id), 0) as id from cache_resets")
         return int(rows[0]["id"])
 
-    async def first_refusal(self, repo: str, number: int) -> bool:
-        """True the first time a thread is refused: one polite reply per thread."""
-        changed = await self._count(
-            "insert into refusals (repo, number) values (%s, %s) on conflict do nothing",
-            (repo, number),
+    async def first_refusal(self, repo: str, number: int, delivery_id: str) -> bool:
+        """Whether this delivery is the thread's first refusal (one polite reply per thread);
+        still True when the inbox tries the same delivery again."""
+        rows = await self._rows(
+            "with added as (insert into refusals (repo, number, delivery_id) "
+            "values (%s, %s, %s) on conflict do nothing returning delivery_id) "
+            "select delivery_id from added union all "
+            "select delivery_id from refusals where repo = %s and number = %s",
+            (repo, number, delivery_id, repo, number),
         )
-        return changed == 1
+        return bool(rows) and rows[0]["delivery_id"] == delivery_id
 
     async def remember_installation(self, installation_id: int, account: str) -> None:
         await self._count(

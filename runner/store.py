@@ -45,6 +45,25 @@ class InboxEntry:
     reason: str
 
 
+@dataclass(frozen=True)
+class Effect:
+    """Something a delivery does on GitHub once (a reply): what it is to be, when it was
+    first begun, and its result once done ('' until then: perhaps done, perhaps not)."""
+
+    delivery_id: str
+    kind: str
+    body: str
+    result: str
+    started_at: float
+    fresh: bool  # begun by this call: no earlier try of the delivery got this far
+
+
+def effect_of(row: Mapping[str, Any], fresh: bool) -> Effect:
+    return Effect(
+        row["delivery_id"], row["kind"], row["body"], row["result"], row["started_at"], fresh
+    )
+
+
 class TaskStore(Protocol):
     """The store's interface; SQLite by default, another database to scale out."""
 
@@ -68,6 +87,12 @@ class TaskStore(Protocol):
 
     async def add_task(self, task: NewTask, delivery_id: str) -> Task: ...
 
+    async def begin_effect(self, delivery_id: str, kind: str, body: str) -> Effect: ...
+
+    async def finish_effect(self, delivery_id: str, kind: str, result: str) -> None: ...
+
+    async def claimed_effects(self, kind: str, results: list[str]) -> set[str]: ...
+
     async def get(self, task_id: int) -> Task | None: ...
 
     async def latest_for_thread(self, repo: str, number: int) -> Task | None: ...
@@ -81,7 +106,7 @@ class TaskStore(Protocol):
 
     async def set_state(self, task_id: int, state: TaskState) -> Task | None: ...
 
-    async def first_refusal(self, repo: str, number: int) -> bool: ...
+    async def first_refusal(self, repo: str, number: int, delivery_id: str) -> bool: ...
 
     async def bump_attempts(self, task_id: int) -> int: ...
 
@@ -314,6 +339,40 @@ class SQLiteTaskStore:
         """The task a delivery already created, if any (so a retry never makes a second)."""
         rows = await self._select("where delivery_id = ? order by id limit 1", (delivery_id,))
         return rows[0] if rows else None
+
+    async def begin_effect(self, delivery_id: str, kind: str, body: str) -> Effect:
+        """Record that a delivery is about to do `kind` with `body`; what was recorded first
+        wins, so a retry does what the first try meant to (not what it would decide now)."""
+
+        def begin() -> Effect:
+            fresh = self.conn.execute(
+                "insert or ignore into delivery_effects (delivery_id, kind, body, started_at) "
+                "values (?, ?, ?, ?)",
+                (delivery_id, kind, body, self._clock()),
+            ).rowcount
+            row = self.conn.execute(
+                "select * from delivery_effects where delivery_id = ? and kind = ?",
+                (delivery_id, kind),
+            ).fetchone()
+            return effect_of(row, fresh == 1)
+
+        return await self._run(begin)  # type: ignore[no-any-return]
+
+    async def finish_effect(self, delivery_id: str, kind: str, result: str) -> None:
+        """Record what a delivery's effect came to (a comment's id)."""
+        await self._execute(
+            "update delivery_effects set result = ? where delivery_id = ? and kind = ?",
+            (result, delivery_id, kind),
+        )
+
+    async def claimed_effects(self, kind: str, results: list[str]) -> set[str]:
+        """Which of these results some delivery's effect already holds."""
+        if not results:
+            return set()
+        marks = ", ".join("?" * len(results))
+        sql = f"select result from delivery_effects where kind = ? and result in ({marks})"  # noqa: S608 (marks only)
+        rows = await self._run(lambda: self.conn.execute(sql, (kind, *results)).fetchall())
+        return {str(row[0]) for row in rows}
 
     async def _execute(self, sql: str, params: tuple[Any, ...]) -> int:
         """Run one statement; the number of rows it changed."""
@@ -552,12 +611,21 @@ class SQLiteTaskStore:
         )
         return int(rows[0][0])
 
-    async def first_refusal(self, repo: str, number: int) -> bool:
-        """True the first time a thread is refused: one polite reply per thread."""
-        changed = await self._execute(
-            "insert or ignore into refusals (repo, number) values (?, ?)", (repo, number)
-        )
-        return changed == 1
+    async def first_refusal(self, repo: str, number: int, delivery_id: str) -> bool:
+        """Whether this delivery is the thread's first refusal (one polite reply per thread);
+        still True when the inbox tries the same delivery again."""
+
+        def refuse() -> bool:
+            self.conn.execute(
+                "insert or ignore into refusals (repo, number, delivery_id) values (?, ?, ?)",
+                (repo, number, delivery_id),
+            )
+            row = self.conn.execute(
+                "select delivery_id from refusals where repo = ? and number = ?", (repo, number)
+            ).fetchone()
+            return bool(row[0] == delivery_id)
+
+        return bool(await self._run(refuse))
 
     async def remember_installation(self, installation_id: int, account: str) -> None:
         await self._execute(

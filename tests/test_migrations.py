@@ -51,7 +51,7 @@ async def test_a_database_from_before_migrations_keeps_its_data(
         assert [e.delivery_id for e in await store.inbox(InboxState.PENDING)] == ["d-3"]
         assert await store.seen_deliveries({"d-1", "d-3"}) == {"d-3"}
         assert await store.installation_repos(7) == ["octo/legacy"]
-        assert not await store.first_refusal("octo/legacy", 5)
+        assert not await store.first_refusal("octo/legacy", 5, "d-5")
         added = await store.add_task(TASK, "d-4")
         assert added.id == 3
     finally:

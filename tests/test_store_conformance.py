@@ -106,10 +106,28 @@ async def test_attempts_phases_usage_and_branches(any_store: TaskStore) -> None:
     assert await any_store.task_branch(task.id) == TaskBranch("gantry/7-a", "http://forge/pull/1")
 
 
+async def test_a_deliverys_effect_is_begun_once_and_its_first_text_kept(
+    any_store: TaskStore,
+) -> None:
+    first = await any_store.begin_effect("d-1", "reply", "Cancelled task #1.")
+    assert (first.body, first.result, first.fresh) == ("Cancelled task #1.", "", True)
+    again = await any_store.begin_effect("d-1", "reply", "Task #1 is **cancelled**.")
+    assert (again.body, again.result, again.fresh) == ("Cancelled task #1.", "", False)
+    assert again.started_at == first.started_at
+    await any_store.finish_effect("d-1", "reply", "issue:7")
+    done = await any_store.begin_effect("d-1", "reply", "other")
+    assert (done.body, done.result, done.fresh) == ("Cancelled task #1.", "issue:7", False)
+    other = await any_store.begin_effect("d-2", "reply", "Cancelled task #1.")
+    assert other.fresh
+    assert await any_store.claimed_effects("reply", ["issue:7", "issue:8"]) == {"issue:7"}
+    assert await any_store.claimed_effects("reply", []) == set()
+
+
 async def test_refusals_and_installations(any_store: TaskStore) -> None:
-    assert await any_store.first_refusal("octo/hello", 1)
-    assert not await any_store.first_refusal("octo/hello", 1)
-    assert await any_store.first_refusal("octo/hello", 2)
+    assert await any_store.first_refusal("octo/hello", 1, "d-1")
+    assert not await any_store.first_refusal("octo/hello", 1, "d-2")
+    assert await any_store.first_refusal("octo/hello", 1, "d-1")  # the inbox tries d-1 again
+    assert await any_store.first_refusal("octo/hello", 2, "d-2")
     await any_store.remember_installation(5, "octo")
     await any_store.remember_installation(5, "octo-renamed")
     await any_store.set_installation_repos(5, ["octo/b", "octo/a", "octo/c"], [])

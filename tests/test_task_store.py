@@ -101,9 +101,9 @@ async def test_tasks_survive_a_reopen_and_are_requeued(tmp_path: Path) -> None:
 
 
 async def test_one_refusal_per_thread(store: SQLiteTaskStore) -> None:
-    assert await store.first_refusal("octo/hello", 1)
-    assert not await store.first_refusal("octo/hello", 1)
-    assert await store.first_refusal("octo/hello", 2)
+    assert await store.first_refusal("octo/hello", 1, "d-1")
+    assert not await store.first_refusal("octo/hello", 1, "d-2")
+    assert await store.first_refusal("octo/hello", 2, "d-2")
 
 
 async def test_a_closed_store_says_so(tmp_path: Path) -> None:

@@ -189,7 +189,8 @@ async def gantry(forge: Forge, tmp_path: Path, database_url: str | None) -> Asyn
     )
     server = TestServer(create_app(settings, workers=False))
     await server.start_server()
+    gantry = Gantry(forge, server, settings, creds, installation_id, issue.number, pull_number)
     try:
-        yield Gantry(forge, server, settings, creds, installation_id, issue.number, pull_number)
+        yield gantry
     finally:
-        await server.close()
+        await gantry.server.close()  # the server a restart test put in its place, if any

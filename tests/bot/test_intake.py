@@ -13,27 +13,38 @@ from aiohttp.test_utils import TestServer
 from bot.app import SERVICES
 from bot.inbox import retry_delays
 from bot.permissions import PermissionCache
-from bot.replies import cache_reset_requested
+from bot.replies import cache_reset_requested, refusal
+from config.settings import Settings
+from forge.sender import Delivery
 from gantry.compose import create_app
 from runner.cache_resets import RESET_POLL_S
 from runner.store import InboxState
 from runner.task import TaskState
-from tests.bot.conftest import WRITER, Gantry
+from tests.bot.conftest import READER, WRITER, Gantry
 
 PERMISSION_ROUTE = "/repos/{owner}/{repo}/collaborators/{user}/permission"
+COMMENTS_ROUTE = "/repos/{owner}/{repo}/issues/{number}/comments"
+REACTIONS_ROUTE = "/repos/{owner}/{repo}/issues/comments/{id}/reactions"
+# Every lookup and write handling a mention makes: the installation token, the permission,
+# the config's contents, the reaction and replies.
+EVERYTHING = [("POST", "/app/installations/*"), ("GET", "/repos/*"), ("POST", "/repos/*")]
 
 
 async def comment(gantry: Gantry, body: str, *, sender: str = WRITER) -> tuple[int, Any]:
     """A real issue_comment delivery on the test issue, its comment present in the stand-in."""
+    return await gantry.post(mention(gantry, body, sender=sender)[0])
+
+
+def mention(gantry: Gantry, body: str, *, sender: str = WRITER) -> tuple[Delivery, int]:
+    """A comment on the test issue, made in the stand-in, and its signed delivery."""
     payload = gantry.examples("issue_comment")[0]
     payload["issue"].pop("pull_request", None)
-    payload["comment"]["id"] = gantry.forge.add_comment(
-        "octo", "hello", gantry.issue_number, body, sender
-    )
+    comment_id = gantry.forge.add_comment("octo", "hello", gantry.issue_number, body, sender)
+    payload["comment"]["id"] = comment_id
     delivery = gantry.delivery(
         "issue_comment", payload, sender=sender, body=body, number=gantry.issue_number
     )
-    return await gantry.post(delivery)
+    return delivery, comment_id
 
 
 def bot_replies(gantry: Gantry) -> list[str]:
@@ -135,6 +146,76 @@ async def test_a_mention_while_github_fails_becomes_one_task_once_it_recovers(
     assert len(await gantry.tasks()) == 1
     assert await gantry.post(delivery) == (200, {"outcome": "duplicate"})
     assert len(await gantry.tasks()) == 1
+
+
+async def test_30_s_of_github_failing_everywhere_ends_in_one_task_and_one_reaction(
+    gantry: Gantry,
+) -> None:
+    """The issue's Must show, with the default retry schedule (this takes about a minute)."""
+    defaults = Settings.model_fields
+    first, limit = defaults["inbox_retry_first"].default, defaults["inbox_retry_limit"].default
+    gantry.services.inbox.delays = retry_delays(first, limit)
+    for method, route in EVERYTHING:
+        gantry.forge.inject_fault(method, route, "error", count=None, status=502)
+    asyncio.get_running_loop().call_later(30, gantry.forge.clear_faults)
+    delivery, comment_id = mention(gantry, "@gantry fix the midnight test")
+    assert await gantry.answer(delivery) == (200, {"outcome": "accepted"})
+    delivery_id = delivery.headers["X-GitHub-Delivery"]
+    assert await gantry.outcome(delivery_id) == "queued"
+    entry = await gantry.services.store.inbox_entry(delivery_id)
+    assert entry is not None
+    assert (entry.state, entry.reason) == (InboxState.DONE, "")
+    assert any(r.status == 502 for r in gantry.forge.requests)  # GitHub did fail meanwhile
+    [task] = await gantry.tasks()
+    assert task.request == "fix the midnight test"
+    assert gantry.forge.reactions(comment_id) == [("eyes", "gantry[bot]")]
+
+
+async def test_a_reply_whose_post_fails_for_a_while_appears_once_after(gantry: Gantry) -> None:
+    gantry.services.inbox.delays = [0.2] * 100
+    gantry.forge.inject_fault("POST", COMMENTS_ROUTE, "error", count=None, status=502)
+    asyncio.get_running_loop().call_later(3, gantry.forge.clear_faults)
+    delivery, _ = mention(gantry, "@gantry help")
+    assert await gantry.post(delivery) == (200, {"outcome": "answered"})
+    [reply] = bot_replies(gantry)
+    assert "`@gantry exec <command>`" in reply
+    failed = [r for r in gantry.forge.requests if r.method == "POST" and r.status == 502]
+    assert failed  # the reply's POST did fail first
+
+
+async def test_a_refusal_whose_post_fails_for_a_while_appears_once_after(gantry: Gantry) -> None:
+    gantry.services.inbox.delays = [0.2] * 100
+    gantry.forge.inject_fault("POST", COMMENTS_ROUTE, "error", count=None, status=503)
+    asyncio.get_running_loop().call_later(3, gantry.forge.clear_faults)
+    delivery, _ = mention(gantry, "@gantry fix it", sender=READER)
+    assert await gantry.post(delivery) == (200, {"outcome": "refused"})
+    assert bot_replies(gantry) == [refusal(READER, "write")]
+    assert await gantry.tasks() == []
+
+
+async def test_a_reply_written_but_answered_502_is_not_posted_again(gantry: Gantry) -> None:
+    gantry.forge.inject_fault("POST", COMMENTS_ROUTE, "error_after_write", count=1, status=502)
+    delivery, _ = mention(gantry, "@gantry status")
+    assert await gantry.post(delivery) == (200, {"outcome": "answered"})
+    assert bot_replies(gantry) == ["There is no task on this thread yet."]
+    entry = await gantry.services.store.inbox_entry(delivery.headers["X-GitHub-Delivery"])
+    assert entry is not None
+    assert (entry.state, entry.attempts) == (InboxState.DONE, 2)
+
+
+async def test_a_retry_whose_reaction_fails_a_while_makes_one_task_and_names_the_one_before(
+    gantry: Gantry,
+) -> None:
+    await comment(gantry, "@gantry write the changelog")
+    [first] = await gantry.tasks()
+    gantry.services.inbox.delays = [0.2] * 100
+    gantry.forge.inject_fault("POST", REACTIONS_ROUTE, "error", count=None, status=502)
+    asyncio.get_running_loop().call_later(3, gantry.forge.clear_faults)
+    delivery, comment_id = mention(gantry, "@gantry retry")
+    assert await gantry.post(delivery) == (200, {"outcome": "answered"})
+    [_, retried] = await gantry.tasks()
+    assert bot_replies(gantry) == [f"Queued task #{retried.id}, a retry of task #{first.id}."]
+    assert gantry.forge.reactions(comment_id) == [("eyes", "gantry[bot]")]
 
 
 async def test_a_delivery_still_failing_after_its_retries_is_kept_with_its_reason(

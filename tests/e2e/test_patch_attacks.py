@@ -1,4 +1,5 @@
-"""End to end, the agent attacks the patch: its git config, a fake git, a GiB of zeros.
+"""End to end, the agent attacks the patch: its git config, a fake git (headers that lie to the
+workflow refusal and to the choice of nested AGENTS.md checks), a GiB of zeros.
 
 Judged by outcome: what got pushed, what appeared on the host, how much disk the host used
 and how large the host's git processes grew (they are this test process's children).
@@ -14,7 +15,7 @@ import pytest
 
 from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, Gantry
-from tests.e2e.conftest import comment_on, config_with, set_config, wait_final
+from tests.e2e.conftest import comment_on, config_with, git_show, set_config, wait_final
 from tests.publish.attacks import PeakDisk, children_peak_rss
 from tests.support import TEST_BASE_IMAGE
 
@@ -97,3 +98,49 @@ async def test_a_gigabyte_of_zeros_is_refused_before_the_host_writes_it(
     assert live.forge.pulls(OWNER, REPO) == []
     assert disk.peak < 50 * MIB
     assert children_peak_rss() <= rss_bound
+
+
+# A `git` in front of the real one whose diffs carry mnemonic prefixes (`c/` `i/`) whatever
+# the command line says: the headers Gantry asked for are not the headers it gets.
+PREFIX_GIT = (
+    "cat > /usr/local/bin/git <<'GIT'\n#!/bin/sh\n"
+    'for a in "$@"; do [ "$a" = diff ] && {\n'
+    '  /usr/bin/git "$@" | sed -e "s#^diff --git a/\\(.*\\) b/#diff --git c/\\1 i/#" '
+    '-e "s#^--- a/#--- c/#" -e "s#^+++ b/#+++ i/#"; exit 0; }; done\n'
+    'exec /usr/bin/git "$@"\nGIT\n'
+    "chmod +x /usr/local/bin/git\n"
+)
+ROOT_CHECK = "echo the-root-check-ran"
+WEB_CHECK = "echo the-web-check-ran"
+
+
+def agents_with_check(check: str) -> str:
+    return f"# Agents\n\n## Testing\n\n```sh\n{check}\n```\n"
+
+
+async def test_the_checks_follow_the_applied_paths_not_the_containers_headers(
+    live: Gantry,
+) -> None:
+    nested = {"AGENTS.md": agents_with_check(ROOT_CHECK)}
+    nested["web/AGENTS.md"] = agents_with_check(WEB_CHECK)
+    nested["web/app.txt"] = "old\n"
+    await live.forge.commit_files(OWNER, REPO, "main", nested)
+    await set_config(live, config_with(PREFIX_GIT + "echo new > web/app.txt"))
+    await comment_on(live, live.issue_number, "@gantry change the web app")
+    [task] = await wait_final(live, 1)
+    assert task.state is TaskState.SUCCEEDED, progress_of(live)
+    [pull] = live.forge.pulls(OWNER, REPO)
+    head = (await live.forge.branches(OWNER, REPO))[pull.head]
+    assert await git_show(live.forge, "show", f"{head}:web/app.txt") == "new\n"
+    # web/app.txt's nearest AGENTS.md is web's: its check ran, the root's did not.
+    body = pull.issue.body or ""
+    assert f"| ✅ | `{WEB_CHECK}` | web/AGENTS.md:6 | 0 |" in body
+    assert ROOT_CHECK not in body
+    # The same prefixes on a workflow change: still refused.
+    workflow = "mkdir -p .github/workflows && echo 'on: push' > .github/workflows/x.yml"
+    await set_config(live, config_with(PREFIX_GIT + "echo newer > web/app.txt\n" + workflow))
+    await comment_on(live, live.issue_number, "@gantry add CI")
+    second = (await wait_final(live, 2))[1]
+    assert second.state is TaskState.FAILED
+    assert "workflows permission" in progress_of(live)
+    assert [p.head for p in live.forge.pulls(OWNER, REPO)] == [pull.head]

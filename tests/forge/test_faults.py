@@ -1,4 +1,5 @@
-"""Injected faults: latency, 5xx, secondary rate limits, 429s and connection resets."""
+"""Injected faults: latency, 5xx (before or after the write), secondary rate limits, 429s
+and connection resets."""
 
 from __future__ import annotations
 
@@ -80,6 +81,18 @@ async def test_connection_reset_drops_without_response(seeded: Seeded) -> None:
     await seeded.gh.post(path, data={"body": "kept"})
     assert [r.status for r in seeded.forge.requests[-2:]] == [0, 201]
     assert [c["body"] for c in seeded.forge.comments(OWNER, REPO, issue.number)] == ["kept"]
+
+
+async def test_an_error_after_the_write_keeps_what_was_written(seeded: Seeded) -> None:
+    issue = seeded.forge.create_issue(OWNER, REPO, "Bug")
+    path = f"/repos/{OWNER}/{REPO}/issues/{issue.number}/comments"
+    route = "/repos/{owner}/{repo}/issues/{n}/comments"
+    seeded.forge.inject_fault("POST", route, "error_after_write", status=502)
+    with pytest.raises(GitHubBroken) as caught:
+        await seeded.gh.post(path, data={"body": "written"})
+    assert caught.value.status_code == 502
+    assert seeded.forge.requests[-1].status == 502
+    assert [c["body"] for c in seeded.forge.comments(OWNER, REPO, issue.number)] == ["written"]
 
 
 async def test_reset_of_a_get_survives_one_client_retry(seeded: Seeded) -> None:

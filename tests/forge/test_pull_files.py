@@ -138,3 +138,21 @@ async def test_git_trees_list_a_ref_flat_or_recursively(seeded: Seeded) -> None:
     with pytest.raises(BadRequest) as caught:
         await seeded.gh.getitem(f"{REPO_API}/git/trees/no-such-branch")
     assert caught.value.status_code == 404
+
+
+async def test_a_forks_pull_request_shows_the_fork_as_its_head(seeded: Seeded) -> None:
+    forge = seeded.forge
+    sha = await forge.commit_files(OWNER, REPO, "patch-1", {"docs/new.md": "new\n"})
+    fork = forge.open_pull(OWNER, REPO, "patch-1", user="mallory", head_repo="mallory/widgets")
+    ours = forge.open_pull(OWNER, REPO, "patch-1")
+    got = await seeded.gh.getitem(f"{REPO_API}/pulls/{fork.issue.number}")
+    head, base = got["head"], got["base"]
+    # The same shape as any pull request's ends, with another repository in it.
+    assert (head.keys(), head["repo"].keys()) == (base.keys(), base["repo"].keys())
+    assert (head["repo"]["full_name"], head["repo"]["fork"]) == ("mallory/widgets", True)
+    assert (head["label"], head["ref"], head["sha"]) == ("mallory:patch-1", "patch-1", sha)
+    assert (base["repo"]["full_name"], base["repo"]["fork"]) == (f"{OWNER}/{REPO}", False)
+    # `head=owner:branch` finds the pull request of that owner's branch only.
+    for owner, number in (("mallory", fork.issue.number), (OWNER, ours.issue.number)):
+        found = await seeded.gh.getitem(f"{REPO_API}/pulls?head={owner}:patch-1")
+        assert [p["number"] for p in found] == [number]
