@@ -200,6 +200,7 @@ async def task_view(request: web.Request) -> web.Response:
     body = task_page.render(
         task, phases, snapshot.text, patch, json.loads(usage) if usage else None,
         stream=stream, nonce=nonce,
+        repo_link=task_page.repo_list_link(services.settings.webhook_secret, task.repo),
     )  # fmt: skip
     headers = task_page.security_headers(nonce)
     return web.Response(text=body, content_type="text/html", headers=headers)

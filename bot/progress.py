@@ -63,6 +63,8 @@ class GitHubReporter:
     gh: GitHubAPI
     task: Task
     task_url: str | None = None
+    # The signed link to the repository's task list, shown next to the task's own.
+    repo_url: str | None = None
     phases: list[Phase] = field(default_factory=initial_phases)
     comment_id: int | None = None
     # The progress comment: on the conversation, or a reply in a review comment's thread.
@@ -80,7 +82,7 @@ class GitHubReporter:
         await self._quietly(self._start())
 
     async def _start(self) -> None:
-        body = progress_comment(self.task.id, self.phases, self.task_url)
+        body = self._progress()
         # In a review comment's thread when the request was made there.
         self.comment = await replies.post(self.gh, trigger_of(self.task), body)
         self.comment_id = self.comment.id
@@ -95,6 +97,9 @@ class GitHubReporter:
             )
             self.check_run_id = int(run["id"])
 
+    def _progress(self) -> str:
+        return progress_comment(self.task.id, self.phases, self.task_url, repo_url=self.repo_url)
+
     async def phase(self, phase: Phase) -> None:
         """A phase moved: edit the comment in place, without holding the pipeline up.
 
@@ -106,7 +111,7 @@ class GitHubReporter:
 
     async def _flush(self) -> None:
         while True:
-            body = progress_comment(self.task.id, self.phases, self.task_url)
+            body = self._progress()
             if body == self._shown:
                 return
             self._shown = body
@@ -127,6 +132,7 @@ class GitHubReporter:
             result,
             self.task_url,
             round_results=self.task.is_pull_request,
+            repo_url=self.repo_url,
         )
         await self._edit(body)
         await self._conclude(result)

@@ -18,7 +18,7 @@ from bot.reports import PullRequestReport, pr_body
 from bot.user_ids import UserIds
 from runner.mirror import Credential, Mirrors, auth_env, current_token, git
 from runner.patch_policy import changed_paths
-from runner.pipeline import Work
+from runner.pipeline import Published, Work
 from runner.publish import (
     Identity,
     Publication,
@@ -97,10 +97,11 @@ class GitHubPublisher:
     retry_delays: tuple[float, ...] = PULL_RETRY_DELAYS_S
     user_ids: UserIds = field(default_factory=UserIds)
 
-    async def publish(self, work: Work) -> str:
+    async def publish(self, work: Work) -> Published:
+        """The PR and the commit this try pushed for it (None when an earlier try pushed)."""
         kept = await self.ledger.task_branch(self.task.id)
         if kept is not None and kept.pull_url is not None:
-            return kept.pull_url  # an earlier try of this task opened it
+            return Published(kept.pull_url)  # an earlier try of this task opened it
         author = await bot_identity_of(self.gh, self.slug)
         message = await self.message(work)
         for attempt in (1, 2):
@@ -110,22 +111,22 @@ class GitHubPublisher:
                 # Our branch from an earlier try: its PR may exist though we never heard so.
                 found = await find_open_pull(self.gh, self.task.repo, target.branch)
                 if found is not None:
-                    return await self.keep(found.html_url)
+                    return await self.keep(found.html_url, None)
             try:
-                await publish(self.publication(work, target, author, message))
+                sha = await publish(self.publication(work, target, author, message))
             except PushRejectedError:
                 if attempt == 2:
                     raise
                 continue  # someone pushed meanwhile: build on their head
             if target.existing_pull_url is not None:
-                return await self.keep(target.existing_pull_url)
-            return await self.keep((await self.open(work, target)).html_url)
+                return await self.keep(target.existing_pull_url, sha)
+            return await self.keep((await self.open(work, target)).html_url, sha)
         raise PublishError("unreachable")
 
-    async def keep(self, url: str) -> str:
+    async def keep(self, url: str, sha: str | None) -> Published:
         """Record the task's PR before anything else can happen to the task."""
         await self.ledger.record_pull(self.task.id, url)
-        return url
+        return Published(url, sha)
 
     async def message(self, work: Work) -> str:
         subject, _, body = (work.message.strip() or self.task.request).partition("\n")
@@ -190,7 +191,7 @@ class GitHubPublisher:
     async def open(self, work: Work, target: Target) -> PullRequest:
         """Open the PR; after an unclear answer, look for it by its head before trying again."""
         data = self.pull_request(work, target)
-        for delay in (*self.retry_delays, None):
+        for tries, delay in enumerate((*self.retry_delays, None), start=1):
             try:
                 found = await find_open_pull(self.gh, self.task.repo, target.branch)
                 if found is not None:
@@ -198,11 +199,14 @@ class GitHubPublisher:
                 pull = pull_of(await self.gh.post("/repos/{+repo}/pulls", self.repo, data=data))
             except UNCLEAR as exc:
                 if delay is None:
-                    tries = len(self.retry_delays) + 1
                     raise PublishError(pull_failure(target.branch, exc, tries)) from exc
                 log.warning("task %s: opening the PR: %s; looking again", self.task.id, exc)
                 await asyncio.sleep(delay)
                 continue
+            except gidgethub.HTTPException as exc:
+                # A clear refusal (a rate limit, 422): no use trying again, but the work is
+                # pushed, and people should know where.
+                raise PublishError(pull_failure(target.branch, exc, tries)) from exc
             await self.ledger.record_pull(self.task.id, pull.html_url)
             await self.label(pull, list(work.config.pull_request.labels))
             return pull
@@ -254,6 +258,6 @@ def pull_failure(branch: str, exc: BaseException, tries: int) -> str:
     status = getattr(exc, "status_code", None)
     what = f"{int(status)} {exc}" if isinstance(status, int) else f"{type(exc).__name__} {exc}"
     return (
-        f"GitHub did not open the pull request ({what.strip()}, {tries} tries); "
-        f"the work is pushed to the branch `{branch}`"
+        f"GitHub did not open the pull request ({what.strip()}, {tries} "
+        f"{'try' if tries == 1 else 'tries'}); the work is pushed to the branch `{branch}`"
     )

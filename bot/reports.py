@@ -35,6 +35,7 @@ MENTION_GUARD = "@\u2060"
 SECRET_PHASES = frozenset({"prepare", "environment"})
 # The line the pipeline logs as a phase starts (`Run.phase`): where that phase's own output begins.
 PHASE_START = "[gantry] {phase} started"
+REPO_TASKS_LINK = "All tasks in this repository"
 TAIL_WITHHELD = "This phase ran with the repository's secrets: its log is on the task page only."
 
 
@@ -262,15 +263,25 @@ def pr_body(report: PullRequestReport) -> str:
     return clip("\n\n".join(parts))
 
 
-def progress_comment(task_id: int, phases: Sequence[Phase], task_url: str | None = None) -> str:
-    """The one comment per task, edited in place as phases move."""
+def progress_comment(
+    task_id: int,
+    phases: Sequence[Phase],
+    task_url: str | None = None,
+    *,
+    repo_url: str | None = None,
+) -> str:
+    """The one comment per task, edited in place as phases move; below the phases, the
+    task's log and the repository's task list (signed links, when Gantry knows its address)."""
     lines = [f"**Gantry task #{task_id}**", ""]
     for phase in phases:
         timing = f" ({phase.seconds:.1f} s)" if phase.seconds is not None else ""
         note = f": {quiet_mentions(phase.note)}" if phase.note else ""
         lines.append(f"- {PHASE_MARKS[phase.status]} {phase.name}{timing}{note}")
-    if task_url:
-        lines += ["", f"[Task log]({task_url})"]
+    links = [f"[Task log]({task_url})"] if task_url else []
+    if repo_url:
+        links.append(f"[{REPO_TASKS_LINK}]({repo_url})")
+    if links:
+        lines += ["", " · ".join(links)]
     return "\n".join(lines)
 
 
@@ -297,6 +308,14 @@ def outcome_text(result: TaskResult) -> str:
     return text
 
 
+def has_round_report(result: TaskResult) -> bool:
+    """Whether a round has results to show on its pull request: it got through its checks
+    (a round failing after them, say at publish, shows them all the same)."""
+    if result.conclusion in (Conclusion.PUBLISHED, Conclusion.NO_CHANGES):
+        return True
+    return result.conclusion is Conclusion.FAILED and bool(result.checks)
+
+
 def final_comment(
     task_id: int,
     phases: Sequence[Phase],
@@ -304,15 +323,18 @@ def final_comment(
     task_url: str | None = None,
     *,
     round_results: bool = False,
+    repo_url: str | None = None,
 ) -> str:
     """The progress comment once the task has ended (with the agent's model usage, if any);
-    with `round_results`, a pull request's round report: its checks and blocked attempts."""
-    parts = [progress_comment(task_id, judged_phases(phases, result), task_url)]
+    with `round_results`, a pull request's round report: its checks and blocked attempts,
+    whenever the round got through its checks."""
+    phases = judged_phases(phases, result)
+    parts = [progress_comment(task_id, phases, task_url, repo_url=repo_url)]
     if result.usage:
         parts.append(quiet_mentions(result.usage))
     parts.append(outcome_text(result))
     if result.attempts is not None:
         parts.append(attempts_section(result.attempts))
-    if round_results and result.conclusion in (Conclusion.PUBLISHED, Conclusion.NO_CHANGES):
+    if round_results and has_round_report(result):
         parts.append(round_report(result))
     return clip("\n\n".join(parts))

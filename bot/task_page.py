@@ -87,7 +87,7 @@ def signed_url(public_url: str, secret: str, task_id: int) -> str:
 
 
 def signed_repo_url(public_url: str, secret: str, repo: str) -> str:
-    """The signed link to `owner/name`'s task list (for progress comments and PR bodies)."""
+    """The signed link to `owner/name`'s task list (for the progress comment)."""
     return f"{public_url.rstrip('/')}/{repo_list_path(repo)}?sig={repo_signature(secret, repo)}"
 
 
@@ -95,6 +95,18 @@ def repo_list_path(repo: str) -> str:
     """`repos/<owner>/<name>/tasks`, relative to the server's root."""
     owner, _, name = repo.partition("/")
     return f"repos/{quote(owner, safe='')}/{quote(name, safe='')}/tasks"
+
+
+def repo_list_link(secret: str, repo: str) -> str:
+    """The signed link to `repo`'s task list relative to a task page (`tasks/<id>`), so it
+    works whatever address or prefix the server is reached at."""
+    return f"../{repo_list_path(repo)}?sig={quote(repo_signature(secret, repo), safe='')}"
+
+
+def repo_anchor(repo: str, link: str | None) -> str:
+    if link is None:
+        return ""
+    return f'<p><a href="{html.escape(link)}">All tasks in {html.escape(repo)}</a></p>'
 
 
 def valid(secret: str, task_id: int, given: str) -> bool:
@@ -229,9 +241,11 @@ def render(
     *,
     stream: str | None = None,
     nonce: str = "",
+    repo_link: str | None = None,
 ) -> str:
     """The page; every piece of text from a task is escaped. With `stream` (a running task)
-    the log, phases and state follow it live."""
+    the log, phases and state follow it live; with `repo_link`, it links to the repository's
+    task list."""
     title = f"Gantry task #{task.id}: {task.repo}#{task.number}"
     live = stream is not None and task.state in ACTIVE_STATES
     script = live_script(stream, nonce) if live and stream is not None else ""
@@ -240,8 +254,9 @@ def render(
     return (
         f"<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p>State: <b id='state'>{html.escape(task.state.value)}"
-        f"</b>. Requested by @{html.escape(task.requester)}:</p>"
+        f"<h1>{html.escape(title)}</h1>{repo_anchor(task.repo, repo_link)}"
+        f"<p>State: <b id='state'>{html.escape(task.state.value)}</b>. "
+        f"Requested by @{html.escape(task.requester)}:</p>"
         f"<pre>{html.escape(task.request)}</pre>"
         f"<h2>Phases</h2><table id='phases'><tr><th>phase</th><th>status</th><th>time</th>"
         f"<th></th></tr>{phase_rows(phases)}</table>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +29,13 @@ class Violation:
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One request the stand-in received and the status it answered (0: connection reset)."""
+    """One request the stand-in received, the status it answered (0: connection reset), and
+    when it answered (`time.monotonic()`; records compare without it)."""
 
     method: str
     path: str
     status: int
+    at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass

@@ -198,8 +198,9 @@ async def show(forge: Forge, issue: int) -> None:
     print(bot[-1]["body"] if bot else "(none)")
 
 
-async def demo(image: str, agents_image: str, seconds: float) -> None:
-    work = Path(tempfile.mkdtemp(prefix="gantry-demo-"))
+async def demo(image: str, agents_image: str, seconds: float, work: Path | None = None) -> None:
+    """The demo in `work` (a fresh temporary directory unless given)."""
+    work = work or Path(tempfile.mkdtemp(prefix="gantry-demo-"))
     mode = executor()
     preset = mode == "docker"
     forge = Forge(work / "forge")
@@ -265,8 +266,9 @@ def main() -> None:
     parser.add_argument("--image", default="gantry-test-base:bookworm")
     parser.add_argument("--agents-image", default="gantry-agents:ci")
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--work", type=Path, help="where everything goes (default: a temp dir)")
     args = parser.parse_args()
-    asyncio.run(demo(args.image, args.agents_image, args.timeout))
+    asyncio.run(demo(args.image, args.agents_image, args.timeout, args.work))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from gateway import ModelGateway
 from runner import host_git
 from runner.executor import Executor
 from runner.model_access import running_gateway
-from runner.pipeline import PipelineDeps, Source, Work, run_task
+from runner.pipeline import PipelineDeps, Published, Source, Work, run_task
 from runner.publish import Publication, commit_message, publish, user_identity
 from runner.results import Conclusion, Phase, PhaseStatus, TaskResult
 from runner.task import Task, TaskState
@@ -93,10 +93,10 @@ class LocalPublisher:
     prompt: str
     patch_dir: Path
 
-    async def publish(self, work: Work) -> str:
+    async def publish(self, work: Work) -> Published:
         branch = f"gantry/local-{slugify(self.prompt)}-{int(time.time())}"
         message = commit_message(work.message.strip() or self.prompt, "", LOCAL_AUTHOR)
-        await publish(
+        sha = await publish(
             Publication(
                 mirror=self.mirror,
                 start_sha=work.base_sha,
@@ -110,7 +110,7 @@ class LocalPublisher:
         )
         patch_file = self.patch_dir / f"{branch.replace('/', '-')}.patch"
         patch_file.write_bytes(work.patch)
-        return f"branch {branch}, patch {patch_file}"
+        return Published(f"branch {branch}, patch {patch_file}", sha)
 
 
 def local_task(root: Path, prompt: str, task_id: int) -> Task:

@@ -30,7 +30,15 @@ from runner.executor import Executor
 from runner.log_shipping import shipping
 from runner.mirror import Credential, Mirrors, TokenSource, current_token
 from runner.patch_policy import PatchPolicy
-from runner.pipeline import PipelineDeps, Publisher, Source, TaskFailedError, Work, run_task
+from runner.pipeline import (
+    PipelineDeps,
+    Published,
+    Publisher,
+    Source,
+    TaskFailedError,
+    Work,
+    run_task,
+)
 from runner.reporting import StoreReporter, Tee
 from runner.results import TaskResult
 from runner.store import TaskStore
@@ -152,7 +160,7 @@ class TaskRunner:
         reporter = Tee(
             (
                 StoreReporter(self.store, task.id),
-                GitHubReporter(gh, task, self.task_url(task)),
+                GitHubReporter(gh, task, self.task_url(task), self.repo_url(task)),
                 self.metrics.reporter(),
             )
         )
@@ -202,6 +210,14 @@ class TaskRunner:
             str(self.settings.public_url), self.settings.webhook_secret, task.id
         )
 
+    def repo_url(self, task: Task) -> str | None:
+        """The signed link to the task's repository's task list, likewise."""
+        if self.settings.public_url is None:
+            return None
+        return task_page.signed_repo_url(
+            str(self.settings.public_url), self.settings.webhook_secret, task.repo
+        )
+
 
 @dataclass
 class SavingPublisher:
@@ -213,7 +229,7 @@ class SavingPublisher:
     store: TaskStore | None = None
     task_id: int = 0
 
-    async def publish(self, work: Work) -> str:
+    async def publish(self, work: Work) -> Published:
         await asyncio.to_thread(self._save, work.patch)
         if self.store is not None:
             await self.store.save_patch(self.task_id, work.patch)

@@ -82,11 +82,23 @@ def usage_line(label: str, usage: TaskUsage) -> str:
     return f"🤖 {label} · {usage.summary()}"
 
 
-def failure_reason(usage: TaskUsage | None, result: ExecResult) -> str | None:
-    """Why the agent phase failed, in the order that explains it best (None: it did not)."""
+def time_budget(budget_s: float, timeout_s: float) -> float | None:
+    """The time budget when it, not the agent's timeout, is what stops the agent."""
+    return budget_s if budget_s < timeout_s else None
+
+
+def failure_reason(
+    usage: TaskUsage | None, result: ExecResult, time_budget_s: float | None = None
+) -> str | None:
+    """Why the agent phase failed, in the order that explains it best (None: it did not).
+    `time_budget_s`: the time budget, when the agent was stopped at it (see `time_budget`)."""
     if usage is not None and usage.budget_exhausted is not None:
         spent = usage.budget_message or f"the {usage.budget_exhausted} budget ran out"
         return f"the agent's {usage.budget_exhausted} budget ran out ({spent})"
+    if result.timed_out and time_budget_s is not None:
+        return (
+            f"the agent's time budget ran out ({result.seconds:,.0f} s of {time_budget_s:,.0f} s)"
+        )
     if result.ok:
         return None
     if usage is not None and usage.provider_error:

@@ -8,8 +8,11 @@ with the connection. With a method restriction, HTTPS is intercepted: the proxy 
 with a leaf of a per-task CA (PEM in GANTRY_EGRESS_TLS), checks the one request inside and
 sends it over a fresh TLS connection verified against the system CA bundle. Without one,
 CONNECT is a blind tunnel to an allowed host. `--relay PORT=ADDRESS:PORT` also pipes raw TCP
-from PORT to one fixed address (the model gateway). Each decision is one JSON line on stdout,
-which the runner reads back for the task's report.
+from PORT to one fixed address (the model gateway). With `--relay-held` the relays listen only
+from SIGUSR2 on (sent once maintenance is over); on SIGUSR1 (sent when the agent phase ends)
+every relay stops listening and drops its open connections, for good, while the proxy port
+goes on serving. Each decision is one JSON line on stdout, which the runner reads back
+for the task's report.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import signal
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,6 +40,12 @@ MAX_HELLO_BYTES = 16 * 1024 + 5
 CONNECT_PORTS = (443,)
 HTTP_PORTS = (80,)
 READY = "egress proxy ready"
+# Maintenance is over: held relays to the model gateway start listening.
+OPEN_RELAYS = signal.SIGUSR2
+RELAYS_OPEN = "egress relays open"
+# The agent phase is over: the relays to the model gateway close for good.
+CLOSE_RELAYS = signal.SIGUSR1
+RELAYS_CLOSED = "egress relays closed"
 TLS_ENV = "GANTRY_EGRESS_TLS"
 # Tests only: a CA the proxy trusts upstream besides the system bundle (a local TLS server).
 UPSTREAM_CA_ENV = "GANTRY_EGRESS_UPSTREAM_CA"
@@ -65,6 +75,8 @@ MAX_FIELD_CHARS = 256
 MAX_RECORDS = 1000
 MAX_LOG_BYTES = 512 * 1024
 UNRECORDED = "unrecorded"
+# Once each (ready, relays opened, relays closed): written whatever the cap.
+CONTROL_EVENTS = frozenset({"ready", "relays_open", "relays_closed"})
 
 
 class Refused(Exception):
@@ -117,6 +129,8 @@ class Options:
     policy: Policy
     port: int = LISTEN_PORT
     relays: tuple[tuple[int, str, int], ...] = ()
+    # The relays listen only once opened (`OPEN_RELAYS`).
+    relays_held: bool = False
 
 
 @dataclass(frozen=True)
@@ -329,6 +343,8 @@ class Journal:
     def line(self, event: str, fields: dict[str, object]) -> str | None:
         """The JSON line to write for a decision, or None once the log is full."""
         line = json.dumps({"event": event, **{k: clip(v) for k, v in fields.items()}})
+        if event in CONTROL_EVENTS:  # a few lines Gantry waits for: never left out
+            return line
         if self.records < MAX_RECORDS and self.written + len(line) <= MAX_LOG_BYTES:
             self.records += 1
             self.written += len(line) + 1
@@ -683,9 +699,13 @@ async def handle(
 
 
 async def relay(
-    target: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    target: tuple[str, int],
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    open_writers: set[asyncio.StreamWriter] | None = None,
 ) -> None:
-    """Raw TCP to one fixed address (the model gateway), both ways, until either side ends."""
+    """Raw TCP to one fixed address (the model gateway), both ways, until either side ends;
+    both ends are in `open_writers` meanwhile (to be closed from outside)."""
     try:
         up_reader, up_writer = await asyncio.wait_for(
             asyncio.open_connection(*target), CONNECT_TIMEOUT_S
@@ -694,14 +714,59 @@ async def relay(
         record("error", target=f"{target[0]}:{target[1]}", reason=f"relay: {exc}")
         writer.close()
         return
-    await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+    ends = {writer, up_writer}
+    if open_writers is not None:
+        open_writers |= ends
+    try:
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+    finally:
+        if open_writers is not None:
+            open_writers -= ends
 
 
 def relay_to(
-    target: tuple[str, int],
+    target: tuple[str, int], open_writers: set[asyncio.StreamWriter] | None = None
 ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     """A connection handler that relays to `target`."""
-    return lambda reader, writer: relay(target, reader, writer)
+    return lambda reader, writer: relay(target, reader, writer, open_writers)
+
+
+@dataclass
+class Relays:
+    """The relay listeners and their open connections: opened once, closed together and for
+    good (a close before the open means they never listen)."""
+
+    targets: tuple[tuple[int, str, int], ...] = ()
+    servers: list[asyncio.Server] = field(default_factory=list)
+    open_writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    opened: bool = False
+    closed: bool = False
+
+    async def open(self) -> None:
+        """Start listening on every relay port (once; never after `close`)."""
+        if self.opened or self.closed or not self.targets:
+            return
+        self.opened = True
+        for listen, address, port in self.targets:
+            handler = relay_to((address, port), self.open_writers)
+            server = await asyncio.start_server(handler, LISTEN_ADDRESS, listen)
+            self.servers.append(server)
+            if self.closed:  # closed while this one started
+                server.close()
+        if not self.closed:
+            record("relays_open", message=RELAYS_OPEN)
+
+    def close(self) -> None:
+        """Stop listening and drop every relayed connection (a second call does nothing)."""
+        if self.closed:
+            return
+        self.closed = True
+        for server in self.servers:
+            server.close()
+        for writer in list(self.open_writers):
+            with contextlib.suppress(OSError):
+                writer.close()
+        record("relays_closed", message=RELAYS_CLOSED)
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -712,6 +777,7 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument("--method", action="append", default=[])
     parser.add_argument("--map", action="append", default=[], help="name=address:port")
     parser.add_argument("--relay", action="append", default=[], help="port=address:port")
+    parser.add_argument("--relay-held", action="store_true", help="relays listen on SIGUSR2")
     args = parser.parse_args(argv)
     mapped = {}
     for item in args.map:
@@ -724,7 +790,8 @@ def parse_args(argv: Sequence[str]) -> Options:
         address, _, port = target.rpartition(":")
         relays.append((int(listen), address, int(port)))
     methods = tuple(m.upper() for m in args.method)
-    return Options(Policy(tuple(args.allow), methods, mapped), args.port, tuple(relays))
+    policy = Policy(tuple(args.allow), methods, mapped)
+    return Options(policy, args.port, tuple(relays), args.relay_held)
 
 
 def server_context(pem: str) -> ssl.SSLContext:
@@ -751,7 +818,8 @@ def upstream_context(extra_ca: str | None) -> ssl.SSLContext:
 
 
 async def serve(options: Options, tls: Tls) -> None:
-    """Listen (the proxy port, unless it is 0, and every relay port) until killed."""
+    """Listen (the proxy port, unless it is 0, and every relay port unless held) until
+    killed; held relays open on `OPEN_RELAYS`, and all close on `CLOSE_RELAYS`."""
     servers = []
     if options.port:
         proxy = await asyncio.start_server(
@@ -761,12 +829,21 @@ async def serve(options: Options, tls: Tls) -> None:
             limit=MAX_HEAD_BYTES,
         )
         servers.append(proxy)
-    for listen, address, port in options.relays:
-        servers.append(
-            await asyncio.start_server(relay_to((address, port)), LISTEN_ADDRESS, listen)
-        )
+    relays = Relays(options.relays)
+    loop = asyncio.get_running_loop()
+    opening: set[asyncio.Task[None]] = set()
+
+    def open_relays() -> None:
+        task = loop.create_task(relays.open())
+        opening.add(task)
+        task.add_done_callback(opening.discard)
+
+    loop.add_signal_handler(OPEN_RELAYS, open_relays)
+    loop.add_signal_handler(CLOSE_RELAYS, relays.close)
+    if not options.relays_held:
+        await relays.open()
     record("ready", message=READY, port=options.port, relays=[r[0] for r in options.relays])
-    await asyncio.gather(*(server.serve_forever() for server in servers))
+    await loop.create_future()  # `servers` and `relays` serve until the container stops
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -151,6 +151,8 @@ class Environment:
     workspace: str = WORKSPACE
     scratch: str = SCRATCH
     services: tuple[str, ...] = ()
+    # Where the relay to the model gateway is switched off (None: nothing to switch off).
+    networks: Networks | None = field(default=None, repr=False)
 
     async def run(
         self, command: str, log: TaskLog, phase: str, limit_s: float, env: Mapping[str, str] = {}
@@ -166,6 +168,12 @@ class Environment:
     async def end_phase(self) -> None:
         """Stop whatever the last phase left running (the files stay)."""
         await self.sandbox.end_phase()
+
+    async def close_gateway(self) -> None:
+        """The agent phase is over: the relay to the model gateway goes, for good, with every
+        connection through it (under `full` the gateway stays on the bridge, token revoked)."""
+        if self.networks is not None:
+            await self.networks.close_relay(self.attachment)
 
     async def write_file(self, path: str, data: bytes) -> None:
         """Put a file into the container (its directories are made as needed)."""
@@ -221,7 +229,8 @@ class Environments:
             await self.release(environment)
 
     async def prepare(self, request: EnvironmentRequest, log: TaskLog) -> Environment:
-        """Fetch, find or build the trusted image, start the agent container, run maintenance.
+        """Fetch, find or build the trusted image, start the agent container, run maintenance;
+        the model gateway's relay (if any) listens only once maintenance is over.
 
         Setup (with secrets) only ever runs at the trusted head; an untrusted SHA is reached
         by moving the checkout in the agent container, which is never committed."""
@@ -232,10 +241,12 @@ class Environments:
             await self.puller.ensure(image, log)
         timings["images"] = time.monotonic() - started
         # The agent's network (and its proxy) gets ready while the image is found or built.
+        # Its gateway relay is held while maintenance may run: it opens after.
         attaching = asyncio.ensure_future(
             self.networks.attach(
                 request.network_agent, request.task_id, request.repo, gateway=self.gateway,
                 services=bool(request.services), wait=False,
+                hold_relay=bool(request.maintenance),
             )
         )  # fmt: skip
         try:
@@ -252,6 +263,7 @@ class Environments:
                 await self._resume(environment, request, log)
                 timings["maintenance"] = time.monotonic() - mark
             await self.networks.ready(environment.attachment)
+            await self.networks.open_relay(environment.attachment)
         except BaseException:
             await self.release(environment)
             raise
@@ -412,8 +424,9 @@ class Environments:
             await self.networks.detach(attachment)
             raise
         environment = Environment(
-            sandbox, attachment, built.hit, built.image_id, built.key, services=services
-        )
+            sandbox, attachment, built.hit, built.image_id, built.key, services=services,
+            networks=self.networks,
+        )  # fmt: skip
         try:
             await _trust_task_ca(sandbox, attachment, log, "environment")
         except BaseException:

@@ -66,6 +66,10 @@ class LocalEnvironment:
     async def end_phase(self) -> None:
         """Nothing to stop: every command ran in its own process group, killed at its end."""
 
+    async def close_gateway(self) -> None:
+        """Nothing to switch off: on the host (development only) the gateway is on loopback,
+        where every local process reaches it; the revoked token is what keeps it shut."""
+
     async def write_file(self, path: str, data: bytes) -> None:
         target = Path(path)
         await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)

@@ -2,7 +2,10 @@
 
 The model gateway (on the host) is reachable under every mode when `attach` is given its
 address: directly on the bridge under `full`, through the proxy's raw relay otherwise; under
-`off` that relay is the only thing the container can reach.
+`off` that relay is the only thing the container can reach. A relay attached with
+`hold_relay` listens only from `open_relay` on (after maintenance); `close_relay` switches it
+off for good when the agent phase ends (under `full` the gateway stays on the bridge, and only
+the revoked token keeps it shut).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import signal
 import time
 import uuid
 from collections.abc import Mapping
@@ -50,6 +54,7 @@ PROXY_LOG_CONFIG = {"type": "json-file", "config": {"max-size": "1m", "max-file"
 # Lines read back: more than the proxy ever records (egress.MAX_RECORDS, then a count that
 # doubles), so nothing is lost, yet a bounded read whatever is in the log.
 DECISIONS_TAIL = 2 * egress.MAX_RECORDS
+RELAY_SIGNAL_S = 20.0
 BRIDGE = "bridge"
 
 
@@ -85,6 +90,8 @@ class Attachment:
     extra_networks: tuple[str, ...] = ()
     # The proxy still starting (`attach(..., wait=False)`); `Networks.ready` waits for it.
     starting: asyncio.Future[None] | None = None
+    # The gateway relay listens only once `Networks.open_relay` is called.
+    relay_held: bool = False
 
 
 def proxy_env(address: str, port: int = egress.LISTEN_PORT) -> dict[str, str]:
@@ -99,6 +106,7 @@ def proxy_command(
     policy: NetworkPolicy,
     mapped: Mapping[str, str],
     gateway: tuple[str, int] | None = None,
+    held: bool = False,
 ) -> list[str]:
     """The proxy's command line (`mapped`: name → address:port, for tests).
 
@@ -114,6 +122,7 @@ def proxy_command(
         command += [arg for name, target in mapped.items() for arg in ("--map", f"{name}={target}")]
     if gateway is not None:
         command += ["--relay", f"{egress.RELAY_PORT}={gateway[0]}:{gateway[1]}"]
+        command += ["--relay-held"] if held else []
     return command
 
 
@@ -194,6 +203,7 @@ class Networks:
         services: bool = False,
         *,
         wait: bool = True,
+        hold_relay: bool = False,
     ) -> Attachment:
         """Prepare the network for one container under a policy (and the gateway, if given).
 
@@ -201,7 +211,8 @@ class Networks:
         where its service containers join it (under `full`, it is on the bridge as well).
         With `wait` off, a proxy that only relays to the gateway (`off`: nothing in the
         container's own settings names it) goes on starting while the caller starts its
-        container; `ready()` must be awaited before anything in the container may use it."""
+        container; `ready()` must be awaited before anything in the container may use it.
+        With `hold_relay`, the gateway relay listens only from `open_relay` on."""
         labels = gantry_labels(task_id, repo, KIND_NETWORK, owner or self.owner)
         if policy.mode == "full":
             url = gateway_url(*gateway) if gateway is not None else None
@@ -214,7 +225,9 @@ class Networks:
         if policy.mode == "off" and gateway is None:
             return (await self._isolated(labels))[1] if services else Attachment("none")
         wait = wait or policy.mode != "off"
-        return await self._internal(policy, task_id, repo, owner or self.owner, gateway, wait)
+        return await self._internal(
+            policy, task_id, repo, owner or self.owner, gateway, wait, hold_relay
+        )
 
     async def ready(self, attachment: Attachment) -> None:
         """Wait until the attachment's proxy listens (at once when it was waited for)."""
@@ -240,6 +253,7 @@ class Networks:
         owner: str,
         gateway: tuple[str, int] | None,
         wait: bool,
+        hold_relay: bool = False,
     ) -> Attachment:
         """An internal network with no host address, and the proxy as its only way out."""
         network, attachment = await self._isolated(
@@ -249,7 +263,9 @@ class Networks:
             tls = issue_task_tls(task_id, policy.allow) if intercepts(policy) else None
             attachment.ca_pem = tls.ca_pem if tls is not None else None
             labels = gantry_labels(task_id, repo, KIND_PROXY, owner)
-            command = proxy_command(policy, self.mapped, gateway)
+            held = hold_relay and gateway is not None
+            attachment.relay_held = held
+            command = proxy_command(policy, self.mapped, gateway, held)
             environment = proxy_environment(tls, self.upstream_ca)
             start = self._proxy(attachment, policy, command, environment, network, labels, gateway)
             if wait:
@@ -280,6 +296,29 @@ class Networks:
         if gateway is not None:
             attachment.gateway_url = gateway_url(address, egress.RELAY_PORT)
         await self._wait_ready(proxy)
+
+    async def open_relay(self, attachment: Attachment) -> None:
+        """Let a held gateway relay listen, and wait until it does (not held: nothing to do)."""
+        if not attachment.relay_held or attachment.proxy_id is None:
+            return
+        await self.ready(attachment)
+        await self._signal(attachment.proxy_id, egress.OPEN_RELAYS, egress.RELAYS_OPEN, "open")
+        attachment.relay_held = False
+
+    async def close_relay(self, attachment: Attachment) -> None:
+        """Switch the gateway relay off for good and wait until it is (no relay: nothing to
+        do). The proxy port of `limited` goes on serving; under `off` nothing listens after."""
+        if attachment.gateway_url is None or attachment.proxy_id is None:
+            return
+        await self.ready(attachment)
+        await self._signal(attachment.proxy_id, egress.CLOSE_RELAYS, egress.RELAYS_CLOSED, "close")
+        attachment.gateway_url = None
+
+    async def _signal(self, proxy_id: str, sig: signal.Signals, line: str, what: str) -> None:
+        """Send the proxy a signal and wait until its log says it acted on it."""
+        await engine_call(lambda: self.client.api.kill(proxy_id, signal=sig.name))
+        proxy = await engine_call(lambda: self.client.containers.get(proxy_id))
+        await self._wait_for(proxy, line, RELAY_SIGNAL_S, f"{what} its relay")
 
     async def _create_network(self, labels: dict[str, str]) -> Network:
         """A fresh internal bridge network without a host address, its IPAM read back."""
@@ -330,16 +369,22 @@ class Networks:
 
     async def _wait_ready(self, proxy: Container) -> None:
         """Wait until the proxy says it listens, or fail if it exits."""
-        deadline = time.monotonic() + PROXY_READY_S
+        await self._wait_for(proxy, egress.READY, PROXY_READY_S, "start")
+
+    async def _wait_for(self, proxy: Container, line: str, limit_s: float, what: str) -> None:
+        """Wait until the proxy's log has `line`, or fail if it exits or takes too long."""
+        deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
-            logs = await engine_call(lambda: proxy.logs().decode(errors="replace"))
-            if egress.READY in logs:
+            logs = await engine_call(
+                lambda: proxy.logs(tail=DECISIONS_TAIL).decode(errors="replace")
+            )
+            if line in logs:
                 return
             await engine_call(proxy.reload)
             if proxy.status not in ("created", "running"):
                 raise NetworkSetupError(f"the egress proxy exited: {logs[-500:]}")
             await asyncio.sleep(0.05)
-        raise NetworkSetupError("the egress proxy did not start in time")
+        raise NetworkSetupError(f"the egress proxy did not {what} in time")
 
     async def decisions(self, attachment: Attachment) -> list[dict[str, Any]]:
         """What the proxy allowed and blocked so far (empty for `off` and `full`)."""

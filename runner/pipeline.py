@@ -24,6 +24,7 @@ from runner.agent_step import (
     build_step,
     failure_reason,
     provider_keys,
+    time_budget,
     usage_line,
     usage_record,
 )
@@ -60,6 +61,7 @@ from runner.results import (
     Attempts,
     CheckOutcome,
     Conclusion,
+    EndedThenStopped,
     Phase,
     PhaseStatus,
     TaskResult,
@@ -107,10 +109,19 @@ class Work:
     attempts: Attempts | None = None
 
 
-class Publisher(Protocol):
-    """Turns the work into a branch and a pull request (or a local branch); its URL."""
+@dataclass(frozen=True)
+class Published:
+    """Where the work went (the PR's URL, or a local branch), and the commit pushed for it
+    (None when this try pushed nothing: an earlier try of the task did)."""
 
-    async def publish(self, work: Work) -> str: ...
+    url: str
+    head_sha: str | None = None
+
+
+class Publisher(Protocol):
+    """Turns the work into a branch and a pull request (or a local branch)."""
+
+    async def publish(self, work: Work) -> Published: ...
 
 
 @dataclass(frozen=True)
@@ -250,6 +261,7 @@ class Run:
         self.service_secrets: tuple[Secret, ...] = ()  # what `services` name, for them only
         self.usage_line = ""
         self.outcomes: tuple[CheckOutcome, ...] = ()  # the checks' results, once run
+        self.blocked: tuple[str, ...] = ()  # the network attempts refused, once collected
         # Set once the work is published (or found empty): from then on the task is over.
         self.outcome: TaskResult | None = None
         # The phase a failure outside any phase's work belongs to (the last one started).
@@ -304,6 +316,14 @@ class Run:
         return source, checkout
 
     async def agent(self, env: Env, config: RepoConfig, sha: str) -> None:
+        """The agent phase; however it ends (or if there is no agent), the gateway's relay
+        closes with it: checks and collect never reach the model gateway."""
+        try:
+            await self.agent_phase(env, config, sha)
+        finally:
+            await env.close_gateway()
+
+    async def agent_phase(self, env: Env, config: RepoConfig, sha: str) -> None:
         self.current = "agent"
         try:
             choice = agent_choice(self.task, config, self.deps.agent_command)
@@ -341,7 +361,8 @@ class Run:
         try:
             step = build_step(choice, url, token, self.instructions)
             self.log.line("agent", f"[gantry] agent: {step.label}")
-            limit = min(config.timeouts.agent.total_seconds(), budget.seconds)
+            timeout = config.timeouts.agent.total_seconds()
+            limit = min(timeout, budget.seconds)
             result = await env.run(
                 step.command, self.log, "agent", limit, {**variables, **step.env}
             )
@@ -349,7 +370,7 @@ class Run:
             if token is not None and gateway is not None:
                 usage = gateway.close_task(task_id)
                 await self.keep_usage(choice.describe(), usage)
-        reason = failure_reason(usage, result)
+        reason = failure_reason(usage, result, time_budget(budget.seconds, timeout))
         if reason is not None:
             raise TaskFailedError("agent", reason)
 
@@ -420,10 +441,12 @@ class Run:
 async def run_task(
     task: Task, deps: PipelineDeps, reporter: Reporter, publisher: Publisher, tasklog: TaskLog
 ) -> TaskResult:
-    """Run every phase; whatever happens, the reporter hears how it ended. Once the work is
-    published the task is over: a stop after that cannot undo it (a rerun would publish twice),
-    and the final report is never cut off half-way."""
+    """Run every phase; whatever happens, the reporter hears how it ended, and the final
+    report is never cut off half-way. Once the work is published the task is over: a stop
+    after that cannot undo it (a rerun would publish twice); it still reaches whoever asked
+    for it, once the report is out, as `EndedThenStopped` with the true result."""
     run = Run(task, deps, reporter, tasklog)
+    stop: asyncio.CancelledError | None = None
     try:
         result = await _phases(run, publisher)
     except Exception as exc:
@@ -433,9 +456,15 @@ async def run_task(
             note = RESTART_NOTE if SHUTDOWN in exc.args else ""
             await to_the_end(finish(run, TaskResult(Conclusion.CANCELLED, reason=note)))
             raise
-        _uncancel()
-        result = run.outcome
-    await to_the_end(finish(run, result))
+        result, stop = run.outcome, exc
+    try:
+        await to_the_end(finish(run, result))
+    except asyncio.CancelledError as exc:
+        if stop is not None:
+            _uncancel()  # one stop is passed on, however many came
+        stop = stop or exc
+    if stop is not None:
+        raise EndedThenStopped(result) from stop
     return result
 
 
@@ -469,6 +498,7 @@ async def failed(run: Run, exc: TaskFailedError) -> TaskResult:
         log_tail=tail,
         usage=run.usage_line,
         checks=run.outcomes,
+        blocked=run.blocked,
     )
 
 
@@ -490,15 +520,22 @@ def _uncancel() -> None:
 
 async def to_the_end(step: Awaitable[T]) -> T:
     """Wait for `step` to finish even when this task is cancelled meanwhile (as arq shields
-    a job's result): a stop arriving then is taken as handled."""
+    a job's completion); a stop that came meanwhile is raised once it has finished."""
     future = asyncio.ensure_future(step)
+    stop: asyncio.CancelledError | None = None
     while True:
         try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
+            value = await asyncio.shield(future)
+            break
+        except asyncio.CancelledError as exc:
             if future.cancelled():
                 raise
-            _uncancel()
+            if stop is not None:
+                _uncancel()  # one stop is passed on, however many came
+            stop = stop or exc
+    if stop is not None:
+        raise stop
+    return value
 
 
 async def _phases(run: Run, publisher: Publisher) -> TaskResult:
@@ -544,8 +581,8 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
     finally:
         if released is None:
             await asyncio.shield(run.deps.environments.release(env))
-    refused = tuple(describe_blocked(d) for d in decisions)
-    work = Work(patch, message, checks, refused, config, source.sha, run.usage_line)
+    run.blocked = tuple(describe_blocked(d) for d in decisions)
+    work = Work(patch, message, checks, run.blocked, config, source.sha, run.usage_line)
     try:
         run.outcome = await publish_work(run, publisher, work)
     finally:
@@ -562,9 +599,9 @@ async def _attempts(
     allowed, limited_by = attempt_count(asked, config.agent.max_attempts, run.deps.max_attempts)
     best = await AttemptsRun(run, environment, request, checkout, sha)(asked, allowed, limited_by)
     run.outcomes = best.checks
-    refused = tuple(describe_blocked(d) for d in best.blocked)
+    run.blocked = tuple(describe_blocked(d) for d in best.blocked)
     work = Work(
-        best.patch, best.message, best.checks, refused, config, sha, best.usage, best.attempts
+        best.patch, best.message, best.checks, run.blocked, config, sha, best.usage, best.attempts
     )
     run.outcome = await publish_work(run, publisher, work)
     return run.outcome
@@ -604,15 +641,24 @@ async def publish_work(run: Run, publisher: Publisher, work: Work) -> TaskResult
             usage=work.usage,
             attempts=work.attempts,
         )
-    url = await run.phase("publish", lambda: publisher.publish(work))
-    return TaskResult(
-        Conclusion.PUBLISHED,
-        checks=work.checks,
-        pull_url=url,
-        blocked=work.blocked,
-        usage=work.usage,
-        attempts=work.attempts,
-    )
+
+    async def publish() -> TaskResult:
+        published = await publisher.publish(work)
+        # The task is over from here, before the phase is even reported done: a stop that
+        # comes now cannot undo the PR.
+        run.outcome = TaskResult(
+            Conclusion.PUBLISHED,
+            checks=work.checks,
+            pull_url=published.url,
+            blocked=work.blocked,
+            usage=work.usage,
+            head_sha=published.head_sha,
+            attempts=work.attempts,
+        )
+        return run.outcome
+
+    result: TaskResult = await run.phase("publish", publish)
+    return result
 
 
 async def answer_phases(run: Run, env: Env, checkout: Checkout, sha: str) -> TaskResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -114,6 +115,16 @@ class TaskResult:
     head_sha: str | None = None
     # A best-of-N task's attempts (None: a task of one attempt).
     attempts: Attempts | None = None
+
+
+class EndedThenStopped(asyncio.CancelledError):
+    """A stop that came once the task had ended: its final report ran to the end first, then
+    the stop goes on to whoever asked for it, with how the task truly ended (published work
+    stays published; the task is not run again)."""
+
+    def __init__(self, result: TaskResult) -> None:
+        super().__init__(f"stopped once the task had ended ({result.conclusion})")
+        self.result = result
 
 
 def initial_phases() -> list[Phase]:

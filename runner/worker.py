@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from runner.leases import split_taken_back
 from runner.queue import TaskQueue
-from runner.results import SHUTDOWN, Conclusion, TaskResult
+from runner.results import SHUTDOWN, Conclusion, EndedThenStopped, TaskResult
 from runner.store import TaskStore
 from runner.task import Task, TaskState
 
@@ -148,19 +148,27 @@ class Worker:
     async def _guarded(self, task: Task) -> TaskState:
         try:
             result = await self.run_one(task)
+        except EndedThenStopped as ended:
+            # The task had ended when the stop came: its end is what gets recorded.
+            log.info("task %s stopped once it had ended", task.id)
+            self._uncancel()
+            return FINAL_STATES[ended.result.conclusion]
         except asyncio.CancelledError:
             log.info("task %s %s", task.id, "interrupted" if self._stopping else "cancelled")
-            # Swallow our own cancel: the worker goes on; the task is over.
-            with contextlib.suppress(Exception):
-                current = asyncio.current_task()
-                if current is not None:
-                    current.uncancel()
+            self._uncancel()
             # Stopped by a shutdown, the task runs again at the next start; else it is over.
             return TaskState.QUEUED if self._stopping else TaskState.CANCELLED
         except Exception:
             log.exception("task %s failed outside the pipeline", task.id)
             return TaskState.FAILED
         return FINAL_STATES[result.conclusion]
+
+    @staticmethod
+    def _uncancel() -> None:
+        """Swallow our own cancel: the worker goes on; the task is over."""
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
 
     @contextlib.asynccontextmanager
     async def _beating(self) -> AsyncIterator[None]:

@@ -11,8 +11,21 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from config.errors import SettingsError
 from config.settings import Settings, load_settings
+from gateway.routes import Providers, Route, route
 
 SECRET = "s3cr3t-webhook-value"
+
+
+def upstream_urls(settings: Settings) -> tuple[str, str]:
+    """Where the gateway sends a Responses call and a Messages call under these settings."""
+    providers = Providers.from_settings(settings)
+    responses, messages = (
+        route("POST", "/openai/v1/responses", ""),
+        route("POST", "/anthropic/v1/messages", ""),
+    )
+    assert isinstance(responses, Route)
+    assert isinstance(messages, Route)
+    return providers.openai.url(responses), providers.anthropic.url(messages)
 
 
 def rsa_pem() -> str:
@@ -58,6 +71,11 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert settings.effective_database_url == f"sqlite:///{tmp_path}/gantry.db"
     assert settings.sqlite_path == tmp_path / "gantry.db"
     assert not settings.has_app_credentials
+    assert (settings.openai_api_key, settings.anthropic_api_key) == (None, None)
+    assert upstream_urls(settings) == (
+        "https://api.openai.com/v1/responses",
+        "https://api.anthropic.com/v1/messages",
+    )
 
 
 def test_every_design_setting_is_read_from_the_environment(
@@ -78,6 +96,10 @@ def test_every_design_setting_is_read_from_the_environment(
         "PUBLIC_URL": "https://gantry.example.com",
         "SECRETS_FILE": str(tmp_path / "secrets.yml"),
         "EXTRA_CA_CERTS": str(tmp_path / "ca.pem"),
+        "OPENAI_API_KEY": "sk-openai-from-env",
+        "OPENAI_BASE_URL": "http://vllm.internal:8000/v1",
+        "ANTHROPIC_API_KEY": "sk-ant-from-env",
+        "ANTHROPIC_BASE_URL": "https://anthropic-proxy.example.com",
     }
     for name, value in env.items():
         monkeypatch.setenv(f"GANTRY_{name}", value)
@@ -94,6 +116,15 @@ def test_every_design_setting_is_read_from_the_environment(
     assert settings.secrets_file == tmp_path / "secrets.yml"
     assert settings.extra_ca_certs == tmp_path / "ca.pem"
     assert settings.private_key_pem() == env["GITHUB_PRIVATE_KEY"]
+    providers = Providers.from_settings(settings)
+    assert (providers.openai.key, providers.anthropic.key) == (
+        "sk-openai-from-env",
+        "sk-ant-from-env",
+    )
+    assert upstream_urls(settings) == (
+        "http://vllm.internal:8000/v1/responses",
+        "https://anthropic-proxy.example.com/v1/messages",
+    )
 
 
 def test_dotenv_file_is_read(tmp_path: Path) -> None:

@@ -17,10 +17,11 @@ from bot.publisher import GitHubPublisher
 from bot.tokens import InstallationTokens
 from config.repo_config import RepoConfig
 from config.settings import Settings
+from forge.faults import FaultKind
 from forge.server import Forge
 from forge.state import AfterCreate
 from runner.mirror import Mirrors
-from runner.pipeline import Work
+from runner.pipeline import Published, Work
 from runner.publish import PublishError
 from runner.store import SQLiteTaskStore
 from runner.task import TaskBranch
@@ -96,12 +97,14 @@ def branches_of_task(branches: dict[str, str]) -> list[str]:
 
 async def test_a_lost_answer_to_post_pulls_finds_the_pull_it_opened(stage: Stage) -> None:
     stage.forge.state.after_create_pull.append(AfterCreate(status=502))
-    url = await stage.publisher().publish(stage.work)
+    published = await stage.publisher().publish(stage.work)
     [pull] = stage.forge.pulls(OWNER, NAME)
-    assert url.endswith(f"/pull/{pull.issue.number}")
+    assert published.url.endswith(f"/pull/{pull.issue.number}")
+    # The commit handed back is the one on the branch, read from the stand-in's repository.
+    assert published.head_sha == (await stage.forge.branches(OWNER, NAME))[pull.head]
     kept = await stage.store.task_branch(5)
     assert kept is not None
-    assert (kept.branch, kept.pull_url) == (pull.head, url)
+    assert (kept.branch, kept.pull_url) == (pull.head, published.url)
 
 
 async def test_a_500_once_is_looked_up_then_retried_into_one_pull(stage: Stage) -> None:
@@ -123,29 +126,30 @@ async def test_502_three_times_fails_naming_the_pushed_branch_and_a_retry_reuses
     assert stage.forge.pulls(OWNER, NAME) == []
     first = branches_of_task(await stage.forge.branches(OWNER, NAME))
     # The task runs again (a retry after a crash): the same branch, now with its PR.
-    url = await stage.publisher().publish(stage.work)
+    url = (await stage.publisher().publish(stage.work)).url
     [pull] = stage.forge.pulls(OWNER, NAME)
     assert branches_of_task(await stage.forge.branches(OWNER, NAME)) == first == [pull.head]
     assert url.endswith(f"/pull/{pull.issue.number}")
 
 
 async def test_a_retry_after_the_pull_exists_opens_no_other(stage: Stage) -> None:
-    url = await stage.publisher().publish(stage.work)
+    url = (await stage.publisher().publish(stage.work)).url
     before = await stage.forge.branches(OWNER, NAME)
-    assert await stage.publisher().publish(stage.work) == url
+    # Nothing pushed on this try: no commit of its own to hand back.
+    assert await stage.publisher().publish(stage.work) == Published(url, None)
     assert len(stage.forge.pulls(OWNER, NAME)) == 1
     assert await stage.forge.branches(OWNER, NAME) == before  # nothing pushed again
 
 
 async def test_a_pull_opened_but_never_recorded_is_found_by_its_head(stage: Stage) -> None:
-    url = await stage.publisher().publish(stage.work)
+    url = (await stage.publisher().publish(stage.work)).url
     kept = await stage.store.task_branch(5)
     assert kept is not None
     # As if the process died between GitHub opening the PR and the store keeping it.
     retry = stage.publisher()
     retry.ledger = MemoryLedger({5: TaskBranch(kept.branch)})
     before = await stage.forge.branches(OWNER, NAME)
-    assert await retry.publish(stage.work) == url
+    assert (await retry.publish(stage.work)).url == url
     assert len(stage.forge.pulls(OWNER, NAME)) == 1
     assert await stage.forge.branches(OWNER, NAME) == before
 
@@ -172,3 +176,23 @@ async def test_a_publisher_made_hours_ago_still_pushes_with_a_live_token(stage: 
 
 def access_token_requests(forge: Forge) -> list[object]:
     return [r for r in forge.requests if r.path.endswith("/access_tokens")]
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "said"),
+    [("error", 422, "422 "), ("primary_rate_limit", 403, "rate-limited until")],
+)
+async def test_a_clear_refusal_to_open_the_pull_names_the_pushed_branch(
+    stage: Stage, kind: FaultKind, status: int, said: str
+) -> None:
+    stage.forge.inject_fault("POST", PULLS, kind, count=None, status=status, retry_after=3600)
+    with pytest.raises(PublishError) as caught:
+        await stage.publisher().publish(stage.work)
+    [branch] = branches_of_task(await stage.forge.branches(OWNER, NAME))
+    assert str(caught.value).endswith(f"1 try); the work is pushed to the branch `{branch}`")
+    assert said in str(caught.value)
+    assert stage.forge.pulls(OWNER, NAME) == []
+    posts = [
+        r.status for r in stage.forge.requests if r.method == "POST" and r.path.endswith("/pulls")
+    ]
+    assert posts == [status]  # refused clearly: not asked again

@@ -106,6 +106,10 @@ def test_progress_comment_lists_phases_with_timings() -> None:
     ]
     assert text.count("⬜") == 4
     assert text.endswith("[Task log](https://g/tasks/4)")
+    listed = progress_comment(4, phases, "https://g/tasks/4", repo_url="https://g/repos/o/r/tasks")
+    assert listed.endswith(
+        "[Task log](https://g/tasks/4) · [All tasks in this repository](https://g/repos/o/r/tasks)"
+    )
 
 
 def test_final_comments_say_how_the_task_ended() -> None:
@@ -238,3 +242,20 @@ def test_the_started_run_points_on_to_the_pushed_commit_or_says_why_it_ended() -
     assert end["conclusion"] == "failure"
     assert end["output"] == {"title": "Failed in agent", "summary": "@\u2060bob broke it"}
     assert started_run_end(TaskResult(Conclusion.CANCELLED), None)["conclusion"] == "cancelled"
+
+
+def test_a_round_failing_after_its_checks_still_shows_them_and_its_blocks() -> None:
+    failed = TaskResult(
+        Conclusion.FAILED,
+        checks=(PASS, FAIL),
+        failed_phase="publish",
+        reason="GitHub did not open the pull request",
+        blocked=("GET denied.test/x domain not allowed",),
+    )
+    comment = final_comment(5, initial_phases(), failed, round_results=True)
+    assert comment.index("😕 Failed in the **publish** phase") < comment.index("### Checks")
+    assert "| ✅ | `pytest -q` | AGENTS.md:12 | 0 |" in comment
+    assert "| ❌ | `ruff check .` | config | 1 |" in comment
+    assert "- `GET denied.test/x domain not allowed`" in comment
+    # On an issue the PR body would carry them; there is no PR, and no round report either.
+    assert "### Checks" not in final_comment(5, initial_phases(), failed)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
+from urllib.parse import urljoin
 
 import aiohttp
 
-from bot.task_page import signed_url
+from bot.task_page import signature, signed_url
 from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, SECRET, Gantry
 from tests.e2e.conftest import comment_on, git_show, live_containers, wait_final
@@ -66,6 +69,19 @@ async def test_the_task_page_shows_phases_log_and_diff_behind_its_signed_link(
     link = signed_url("https://gantry.example", SECRET, task.id)
     [pull] = live.forge.pulls(OWNER, REPO)
     assert f"[Task log]({link})" in (pull.issue.body or "")
+    [progress] = [
+        c["body"]
+        for c in live.forge.comments(OWNER, REPO, live.issue_number)
+        if c["user"] == "gantry[bot]"
+    ]
+    # Next to the task's own link: its repository's task list, for whoever holds the link.
+    found = re.search(
+        rf"\[Task log\]\({re.escape(link)}\) · \[All tasks in this repository\]\(([^)]+)\)",
+        progress,
+    )
+    assert found is not None, progress
+    listed = found[1].removeprefix("https://gantry.example")
+    assert listed.startswith(f"/repos/{OWNER}/{REPO}/tasks?sig=")
     path = link.removeprefix("https://gantry.example")
     async with aiohttp.ClientSession() as session:
         async with session.get(live.server.make_url(path)) as response:
@@ -74,6 +90,20 @@ async def test_the_task_page_shows_phases_log_and_diff_behind_its_signed_link(
         forged = path.replace("sig=", "sig=0")
         async with session.get(live.server.make_url(forged[:-1])) as response:
             assert response.status == 404
+        unsigned, _, sig = listed.partition("?sig=")
+        tampered = f"{unsigned}?sig={sig[:-1]}{'0' if sig[-1] != '0' else '1'}"
+        for refused in (unsigned, tampered, f"/repos/{OWNER}/second/tasks?sig={sig}"):
+            async with session.get(live.server.make_url(refused)) as response:
+                assert response.status == 404, refused
+        # The list, reached from the comment's link and from the task page's own.
+        on_page = re.search(r'<a href="(\.\./repos/[^"]+)">All tasks in ', page)
+        assert on_page is not None
+        from_page = urljoin(path, html.unescape(on_page[1]))
+        for url in (listed, from_page):
+            async with session.get(live.server.make_url(url)) as response:
+                assert response.status == 200, url
+                tasks = await response.text()
+            assert f"href='../../../tasks/{task.id}?sig={signature(SECRET, task.id)}'" in tasks
     for phase in ("prepare", "environment", "agent", "checks", "collect", "publish"):
         assert f"<td>{phase}</td><td>done</td>" in page
     assert "+fixed: fix the flaky date test" in page

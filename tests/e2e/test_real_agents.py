@@ -26,7 +26,7 @@ from forge.server import Forge
 from runner.network import bridge_gateway_address
 from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, Gantry
-from tests.e2e.conftest import comment_on, git_show, running_gantry, wait_final
+from tests.e2e.conftest import comment_on, config_with, git_show, running_gantry, wait_final
 from tests.images.test_agent_clis import agents_image
 
 __all__ = ["agents_image"]  # the session fixture that builds the image
@@ -238,4 +238,85 @@ async def test_a_failing_provider_is_reported_as_the_provider(
     assert task.state is TaskState.FAILED
     [progress] = [c["body"] for c in comments if c["user"] == "gantry[bot]"]
     assert "😕 Failed in the **agent** phase: the model provider failed" in progress
+    # What the provider did, as the gateway saw it.
+    down = "could not reach the openai API"
+    said = f"the openai API answered {failure}" if failure != "down" else down
+    assert said in progress, progress
     assert real_key not in progress
+
+
+# The agent keeps its gateway URL and token; the check, run later in the same container,
+# tries them. Each run writes `<role>.json` into the workspace, so the PR carries it.
+STOLEN_TOKEN = r"""
+import json, os, sys, urllib.error, urllib.request
+
+def call(url, token):
+    body = json.dumps({"model": "gpt-test", "input": "hello"}).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    request = urllib.request.Request(f"{url}/responses", body, headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return f"answered {answer.status}", ""
+    except urllib.error.HTTPError as exc:
+        return f"refused {exc.code}", ""
+    except OSError as exc:
+        return "unreachable", str(exc)
+
+role = sys.argv[1]
+if role == "agent":
+    url, token = os.environ["OPENAI_BASE_URL"], os.environ["OPENAI_API_KEY"]
+    with open("gateway.txt", "w") as saved:
+        saved.write(f"{url}\n{token}\n")
+else:
+    url, token = open("gateway.txt").read().split()
+outcome, why = call(url, token)
+with open(f"{role}.json", "w") as out:
+    json.dump({
+        "outcome": outcome,
+        "why": why,
+        "key": os.environ.get("OPENAI_API_KEY", "unset"),
+        "base_url": os.environ.get("OPENAI_BASE_URL", "unset"),
+    }, out)
+"""
+STOLEN_TOKEN_AGENTS = """\
+# Agents
+
+## Checks
+
+```sh
+python3 stolen_token.py check
+```
+"""
+# `off` and `limited` reach the gateway through the proxy's relay, which closes with the
+# agent phase; under `full` the gateway stays on the bridge and the revoked token is refused.
+AFTER_THE_AGENT = {"off": "unreachable", "limited": "unreachable", "full": "refused 401"}
+
+
+@pytest.mark.parametrize("mode", list(AFTER_THE_AGENT))
+async def test_a_check_cannot_use_the_agents_gateway_or_token(
+    forge: Forge, tmp_path: Path, stand_in: ModelStandIn, real_key: str, mode: str
+) -> None:
+    text = config_with("python3 stolen_token.py agent").replace("agent: off", f"agent: {mode}")
+    files = {
+        ".github/gantry.yml": text,
+        "AGENTS.md": STOLEN_TOKEN_AGENTS,
+        "stolen_token.py": STOLEN_TOKEN,
+    }
+    settings = {"openai_base_url": f"{stand_in.url()}/v1", "openai_api_key": real_key}
+    async with running_gantry(forge, tmp_path, files, **settings) as live:
+        await comment_on(live, live.issue_number, "@gantry use the model")
+        [task] = await wait_final(live, 1)
+        comments = live.forge.comments(OWNER, REPO, live.issue_number)
+        assert task.state is TaskState.SUCCEEDED, comments
+        [pull] = live.forge.pulls(OWNER, REPO)
+        head = (await live.forge.branches(OWNER, REPO))[pull.head]
+        agent = json.loads(await git_show(live.forge, "show", f"{head}:agent.json"))
+        check = json.loads(await git_show(live.forge, "show", f"{head}:check.json"))
+    # During the agent phase the token works, through the gateway, with the real key upstream.
+    assert agent["outcome"] == "answered 200", agent
+    assert agent["key"].startswith("gantry-")
+    # The check holds the agent's URL and token, but no variables of its own, and gets nowhere.
+    assert check["outcome"] == AFTER_THE_AGENT[mode], check
+    assert (check["key"], check["base_url"]) == ("unset", "unset")
+    [request] = stand_in.model_requests()
+    assert request.api_key == real_key

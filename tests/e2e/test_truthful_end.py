@@ -3,8 +3,6 @@ PR at most; a token that lives shorter than the task does not stop it publishing
 
 from __future__ import annotations
 
-import time
-
 from forge.state import AfterCreate
 from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, Gantry
@@ -106,18 +104,16 @@ async def test_a_primary_rate_limit_resetting_in_5s_publishes_within_about_5s(
     await comment_on(live, live.issue_number, "@gantry fix the flaky date test")
     # Every API call of the publish phase's PR creation meets the limit until its reset.
     live.forge.inject_fault("POST", PULLS, "primary_rate_limit", count=None, retry_after=5)
-    started = time.monotonic()
     [task] = await wait_final(live, 1)
-    took = time.monotonic() - started
     assert task.state is TaskState.SUCCEEDED
     assert len(live.forge.pulls(OWNER, REPO)) == 1
-    # Waited until the reset (not a fixed minute, as before), then published.
-    assert 5.0 <= took < 45.0, took
-    statuses = [
-        r.status for r in live.forge.requests if r.method == "POST" and r.path.endswith("/pulls")
-    ]
-    assert statuses[0] == 403
-    assert statuses[-1] == 201
+    posts = [r for r in live.forge.requests if r.method == "POST" and r.path.endswith("/pulls")]
+    assert (posts[0].status, posts[-1].status) == (403, 201)
+    assert all(r.status == 403 for r in posts[:-1])
+    # Waited until the reset (not a fixed minute, as before), then published: the PR opened
+    # about 5 s after the stand-in first refused (a wide bound: machines are noisy).
+    waited = posts[-1].at - posts[0].at
+    assert 4.0 <= waited <= 15.0, waited
 
 
 async def test_an_exhausted_primary_rate_limit_fails_the_publish_saying_until_when(

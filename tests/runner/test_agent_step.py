@@ -16,6 +16,7 @@ from runner.agent_step import (
     build_step,
     failure_reason,
     provider_keys,
+    time_budget,
 )
 from runner.sandbox import ExecResult
 from runner.task import Task, TaskState
@@ -65,6 +66,16 @@ def test_a_repositorys_own_keys_come_from_its_secrets() -> None:
     keys = provider_keys({"OPENAI_API_KEY": SecretStr("sk-1"), "PYPI": SecretStr("x")})
     assert keys == {"openai": "sk-1"}
     assert provider_keys({}) == {}
+    # The server's own setting names work as secret names too, for both providers.
+    gantry_named = {
+        "GANTRY_OPENAI_API_KEY": SecretStr("sk-2"),
+        "GANTRY_ANTHROPIC_API_KEY": SecretStr("sk-ant-2"),
+    }
+    assert provider_keys(gantry_named) == {"openai": "sk-2", "anthropic": "sk-ant-2"}
+    assert provider_keys({"ANTHROPIC_API_KEY": SecretStr("sk-ant-1")}) == {"anthropic": "sk-ant-1"}
+    # Both names for one provider: the plain one wins, whatever the order.
+    both = {"GANTRY_ANTHROPIC_API_KEY": SecretStr("b"), "ANTHROPIC_API_KEY": SecretStr("a")}
+    assert provider_keys(both) == {"anthropic": "a"}
 
 
 def test_failure_reasons_say_the_budget_then_the_provider_then_the_exit() -> None:
@@ -77,3 +88,24 @@ def test_failure_reasons_say_the_budget_then_the_provider_then_the_exit() -> Non
     )
     assert failure_reason(None, failed) == "the agent exit code 1"
     assert failure_reason(down, ok) is None
+
+
+def test_an_agent_stopped_at_its_time_budget_is_told_apart_from_its_timeout() -> None:
+    stopped = ExecResult(None, True, False, 120.4)
+    # A budget of 2 minutes under a 30 minute timeout: the budget stopped it.
+    budget = time_budget(120.0, 1800.0)
+    assert failure_reason(None, stopped, budget) == (
+        "the agent's time budget ran out (120 s of 120 s)"
+    )
+    # A budget at or above the timeout: the timeout stopped it, and says so.
+    assert failure_reason(None, stopped, time_budget(3600.0, 1800.0)) == (
+        "the agent killed at its timeout after 120s"
+    )
+    # The gateway's own refusal, with its numbers, comes first.
+    spent = TaskUsage("1", requests=2, budget_exhausted="time", budget_message="121 s of 120 s")
+    assert (
+        failure_reason(spent, stopped, budget) == "the agent's time budget ran out (121 s of 120 s)"
+    )
+    # A budget that did not stop it changes nothing.
+    assert failure_reason(None, ExecResult(0, False, False, 3.0), budget) is None
+    assert failure_reason(None, ExecResult(2, False, False, 3.0), budget) == "the agent exit code 2"

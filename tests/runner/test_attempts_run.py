@@ -20,7 +20,7 @@ from config.settings import Settings
 from gantry.local_run import local_task
 from runner.local_executor import LocalExecutor
 from runner.mirror import Mirrors
-from runner.pipeline import PipelineDeps, Source, Work, run_task
+from runner.pipeline import PipelineDeps, Published, Source, Work, run_task
 from runner.results import Conclusion, Phase, PhaseStatus, TaskResult
 from runner.task import Task
 from runner.tasklog import TaskLog
@@ -61,9 +61,9 @@ class KeepWork:
     def __init__(self) -> None:
         self.work: list[Work] = []
 
-    async def publish(self, work: Work) -> str:
+    async def publish(self, work: Work) -> Published:
         self.work.append(work)
-        return "https://example.invalid/pull/1"
+        return Published("https://example.invalid/pull/1")
 
 
 def project(tmp_path: Path, agent: str, max_attempts: int = 3) -> tuple[Path, str]:

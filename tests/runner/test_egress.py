@@ -116,6 +116,9 @@ def test_off_gives_the_proxy_no_allow_list_whatever_the_config_lists() -> None:
     options = parse_args(proxy_command(off, {"a.test": "10.0.0.1:80"}, ("172.17.0.1", 9000))[3:])
     assert options.policy == Policy(())
     assert options.relays == ((3129, "172.17.0.1", 9000),)
+    assert not options.relays_held
+    held = parse_args(proxy_command(off, {}, ("172.17.0.1", 9000), held=True)[3:])
+    assert held.relays_held
 
 
 def test_the_proxy_source_fits_in_one_command_line_argument() -> None:
@@ -237,6 +240,7 @@ def test_a_flood_of_long_refusals_leaves_a_bounded_log_that_says_how_many_more()
         target = f"http://denied.test/{n}/" + '\u00ff"' * 30_000
         lines.append(journal.line("blocked", {"method": "GET", "target": target, "reason": "no"}))
         lines.append(journal.line("allowed", {"method": "GET", "host": "pypi.org", "port": 443}))
+    lines.append(journal.line("relays_closed", {"message": "egress relays closed"}))
     text = "".join(f"{line}\n" for line in lines if line is not None)
     decisions = parse_decisions(text)
     refused = blocked(decisions)
@@ -244,6 +248,7 @@ def test_a_flood_of_long_refusals_leaves_a_bounded_log_that_says_how_many_more()
     assert len(decisions) <= MAX_RECORDS + 16
     assert all(len(str(d.get("target", ""))) <= 257 for d in decisions)
     assert refused[0]["target"].startswith("http://denied.test/0/")
+    assert decisions[-1]["event"] == "relays_closed"  # what Gantry waits for is never left out
     listed = len(refused) - 1
     assert refused[-1]["reason"].startswith("at least ")
     more = int(refused[-1]["reason"].split()[2])

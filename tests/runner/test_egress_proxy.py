@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 import pytest_asyncio
 
+from forge.localnet import free_port
 from runner import egress
 from runner.egress import Policy, Tls
 from runner.task_ca import TaskTls, issue_task_tls
@@ -250,3 +251,44 @@ async def test_the_relay_pipes_raw_bytes_to_its_one_target(plain_upstream: Upstr
         server.close()
     assert answer.endswith(b"ok")
     assert plain_upstream.received == [b"anything at all\r\n"]
+
+
+async def test_closed_relays_drop_their_open_connections_and_take_no_new_ones(
+    plain_upstream: Upstream,
+) -> None:
+    relays = egress.Relays()
+    server = await start(egress.relay_to(("127.0.0.1", plain_upstream.port), relays.open_writers))
+    relays.servers.append(server)
+    port = port_of(server)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"first ")
+        await writer.drain()
+        while not relays.open_writers:  # noqa: ASYNC110 (the relay adds its ends itself)
+            await asyncio.sleep(0.01)
+        relays.close()
+        relays.close()  # a second close does nothing
+        # The open connection ends before the upstream would have answered it.
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    finally:
+        writer.close()
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_held_relays_listen_once_opened_and_never_after_a_close(
+    plain_upstream: Upstream,
+) -> None:
+    port = free_port()
+    relays = egress.Relays(((port, "127.0.0.1", plain_upstream.port),))
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", port)
+    await relays.open()
+    try:
+        assert (await send(port, b"through\r\n")).endswith(b"ok")
+    finally:
+        relays.close()
+    await relays.open()  # a close is for good
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", port)
+    assert plain_upstream.received == [b"through\r\n"]

@@ -15,8 +15,9 @@ from pydantic import SecretStr
 from config.secret_store import Secret, secret_version
 from runner.cache import EnvironmentCache, image_ref
 from runner.environment import Environment, Environments, PhaseFailedError
+from runner.network import bridge_gateway_address
 from runner.tasklog import TaskLog
-from tests.runner.conftest import FakeClock, Origin, Owner, request_for
+from tests.runner.conftest import FakeClock, Origin, Owner, make_environments, request_for
 
 COUNT_SETUP = (
     "n=$(cat /var/tmp/setup-runs 2>/dev/null || echo 0); echo $((n + 1)) > /var/tmp/setup-runs; "
@@ -263,3 +264,48 @@ async def test_each_deployment_owns_its_cache_images(
     assert await other.lookup(key) is None
     assert await other.drop_repo(owner.repo) == 0
     assert await environments.cache.lookup(key) is not None
+
+
+# Whether anything on the container's own network accepts TCP on the relay's port, asked for
+# a few seconds (the proxy starts beside the container, and may not listen at once).
+RELAY_SCAN = r"""python3 - <<'SCAN'
+import concurrent.futures, ipaddress, socket, time
+own = socket.gethostbyname(socket.gethostname())
+def accepts(address):
+    try:
+        socket.create_connection((str(address), 3129), timeout=1).close()
+        return True
+    except OSError:
+        return False
+hosts = list(ipaddress.ip_network(f"{own}/28", strict=False).hosts())
+found, deadline = False, time.monotonic() + 4
+with concurrent.futures.ThreadPoolExecutor(len(hosts)) as pool:
+    while not found and time.monotonic() < deadline:
+        found = any(pool.map(accepts, hosts))
+        time.sleep(0.2)
+print("relay", "found" if found else "none")
+SCAN"""
+
+
+async def test_the_gateway_relay_listens_after_maintenance_and_until_the_agent_phase_ends(
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+    clock: FakeClock,
+    owner: Owner,
+    origin: Origin,
+    task_log: TaskLog,
+) -> None:
+    environments = make_environments(docker_client, tmp_path / "data", clock, owner)
+    # What the relay dials does not matter: the scan only asks who accepts on its port.
+    environments.gateway = (bridge_gateway_address(docker_client), 9)
+    request = request_for(owner, origin, origin.first_sha, maintenance=(RELAY_SCAN,))
+    async with environments.open(request, task_log) as first:
+        assert not first.cache_hit
+    async with environments.open(request, task_log) as env:
+        assert env.cache_hit
+        during_the_agent_phase = await output_of(env, task_log, RELAY_SCAN)
+        await env.close_gateway()
+        after_it = await output_of(env, task_log, RELAY_SCAN)
+    assert "[maintenance] relay none" in task_log.text()
+    assert during_the_agent_phase == ["relay found"]
+    assert after_it == ["relay none"]

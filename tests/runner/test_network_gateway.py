@@ -436,3 +436,37 @@ async def test_https_methods_hold_through_the_per_task_ca(
     assert secure.paths == ["GET /hi"]
     blocked = [(d["target"], d["reason"]) for d in decisions if d["event"] == "blocked"]
     assert blocked == [("https://secure.test/no", "method POST not allowed")]
+
+
+@pytest.mark.parametrize("mode", ["off", "limited"])
+async def test_a_closed_relay_answers_no_more_and_limited_keeps_its_allow_list(
+    docker_client: docker.DockerClient,
+    owner: Owner,
+    task_log: TaskLog,
+    gateway: Listener,
+    other: Listener,
+    mode: str,
+) -> None:
+    host = bridge_gateway_address(docker_client)
+    networks = Networks(
+        docker_client, TEST_BASE_IMAGE, {"allowed.test": f"{host}:{other.port}"}, owner.label_owner
+    )
+    policy = NetworkPolicy(mode, allow=("allowed.test",))  # type: ignore[arg-type]
+    attachment = await networks.attach(
+        policy, owner.task_id, owner.repo, gateway=(host, gateway.port)
+    )
+    try:
+        relay = attachment.gateway_url
+        await networks.close_relay(attachment)
+        await networks.close_relay(attachment)  # a second close is harmless
+        answers = await probe(
+            docker_client, attachment, owner, task_log,
+            [f"gateway get {relay}/v1/responses", "allowed get http://allowed.test/ok"],
+        )  # fmt: skip
+    finally:
+        await networks.detach(attachment)
+    assert attachment.gateway_url is None
+    allowed = "200 other /ok" if mode == "limited" else "error"
+    assert answers == {"gateway": "error", "allowed": allowed}
+    assert gateway.paths == []
+    assert _leftovers(docker_client, owner) == []

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import http
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import gidgethub
@@ -15,10 +17,12 @@ import pytest
 from config.loader import Checkout
 from config.repo_config import ConfigError
 from config.secret_store import SecretStore
+from gantry.local_run import local_task
 from runner.local_executor import LocalExecutor
 from runner.mirror import Mirrors
 from runner.pipeline import (
     PipelineDeps,
+    Published,
     Source,
     TaskFailedError,
     Work,
@@ -26,10 +30,15 @@ from runner.pipeline import (
     reason_of,
     run_task,
 )
-from runner.results import Conclusion, Phase, PhaseStatus, TaskResult
-from runner.task import Task
+from runner.queue import MemoryQueue
+from runner.results import Conclusion, EndedThenStopped, Phase, PhaseStatus, TaskResult
+from runner.store import SQLiteTaskStore
+from runner.task import Task, TaskState
 from runner.tasklog import TaskLog
+from runner.worker import Worker
 from tests.bot.test_progress import task_on
+from tests.runner.test_attempts_run import local_deps, project
+from tests.test_worker import add
 
 
 class Recorder:
@@ -54,7 +63,7 @@ class Recorder:
 
 
 class NeverPublish:
-    async def publish(self, work: Work) -> str:
+    async def publish(self, work: Work) -> Published:
         raise AssertionError("nothing gets this far")
 
 
@@ -171,3 +180,143 @@ def test_every_failure_has_a_reason_for_people(error: Exception, reason: str) ->
 def test_a_task_failure_keeps_its_own_phase() -> None:
     original = TaskFailedError("collect", "git diff failed")
     assert as_failure("checks", original) is original
+
+
+class HeldReport:
+    """A reporter whose final report (or one phase's report) waits until released, as GitHub
+    may keep it waiting; notes whether a report was cut off half-way."""
+
+    def __init__(self, hold_phase: tuple[str, PhaseStatus] | None = None) -> None:
+        self.hold_phase = hold_phase
+        self.holding, self.release = asyncio.Event(), asyncio.Event()
+        self.results: list[TaskResult] = []
+        self.cut_off = 0
+
+    async def started(self) -> None:
+        return None
+
+    async def phase(self, phase: Phase) -> None:
+        if (phase.name, phase.status) == self.hold_phase:
+            await self.hold()
+
+    async def finished(self, result: TaskResult) -> None:
+        if self.hold_phase is None:
+            await self.hold()
+        self.results.append(result)
+
+    async def hold(self) -> None:
+        self.holding.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cut_off += 1
+            raise
+
+
+class OnePull:
+    """Publishes to a PR (the same one, however often it is asked)."""
+
+    async def publish(self, work: Work) -> Published:
+        return Published("https://github.example/octo/hello/pull/9", "c" * 40)
+
+
+def published_run(
+    tmp_path: Path, reporter: HeldReport, task_id: int = 7
+) -> Callable[[Task], Coroutine[Any, Any, TaskResult]]:
+    """A run of the whole pipeline on the local executor, whose agent changes a file."""
+    root, sha = project(tmp_path, "echo right > answer.txt", max_attempts=1)
+    deps = local_deps(tmp_path, root, sha)
+    local = local_task(root, "answer it", task_id)
+
+    async def run_one(task: Task) -> TaskResult:
+        tasklog = TaskLog(tmp_path / f"task-{task.id}.log")
+        try:
+            return await run_task(replace(local, id=task.id), deps, reporter, OnePull(), tasklog)
+        finally:
+            tasklog.close()
+
+    return run_one
+
+
+async def test_a_stop_during_the_final_report_waits_for_it_then_goes_on(tmp_path: Path) -> None:
+    reporter = HeldReport()
+    run_one = published_run(tmp_path, reporter)
+    job = asyncio.create_task(run_one(task_on(3, 1, id=7)))
+    await reporter.holding.wait()
+    job.cancel()
+    job.cancel()  # a second stop changes nothing
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not job.done()  # the report is not cut off: the task waits for it
+    reporter.release.set()
+    with pytest.raises(EndedThenStopped) as stopped:
+        await job
+    assert job.cancelled()  # the stop reached whoever asked for it
+    [result] = reporter.results  # the final report, exactly once and whole
+    assert reporter.cut_off == 0
+    assert (result.conclusion, result.pull_url) == (
+        Conclusion.PUBLISHED,
+        "https://github.example/octo/hello/pull/9",
+    )
+    assert stopped.value.result == result
+
+
+async def stop_while_held(
+    tmp_path: Path, reporter: HeldReport, shutdown: bool
+) -> tuple[SQLiteTaskStore, int, asyncio.Task[None]]:
+    """A worker runs a task that publishes; once the reporter holds, the worker is stopped
+    (a cancel of the task, or a shutdown). The store, the task and the stopping step."""
+    store = await SQLiteTaskStore.open(tmp_path / "gantry.db")
+    queue = MemoryQueue()
+    [task_id] = await add(store, queue, 3)
+    worker = Worker(store, queue, published_run(tmp_path, reporter, task_id), max_concurrent=1)
+    draining = asyncio.create_task(worker.drain())
+    await reporter.holding.wait()
+    if not shutdown:
+        assert worker.cancel(task_id)
+
+    async def stopping() -> None:
+        await (worker.stop() if shutdown else worker.settle())
+        await draining
+
+    return store, task_id, asyncio.create_task(stopping())
+
+
+async def true_end(store: SQLiteTaskStore, task_id: int, reporter: HeldReport) -> None:
+    """Published, reported once, recorded as succeeded (never queued to run again)."""
+    try:
+        [result] = reporter.results
+        assert result.conclusion is Conclusion.PUBLISHED
+        assert result.pull_url == "https://github.example/octo/hello/pull/9"
+        stored = await store.get(task_id)
+        assert stored is not None
+        assert stored.state is TaskState.SUCCEEDED
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("shutdown", [False, True])
+async def test_a_worker_stopped_during_the_final_report_records_its_true_end(
+    tmp_path: Path, shutdown: bool
+) -> None:
+    reporter = HeldReport()
+    store, task_id, stopping = await stop_while_held(tmp_path, reporter, shutdown)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not stopping.done()  # the stop waits for the report
+    reporter.release.set()
+    await stopping
+    assert reporter.cut_off == 0
+    await true_end(store, task_id, reporter)
+
+
+@pytest.mark.parametrize("shutdown", [False, True])
+async def test_a_stop_once_the_pull_exists_leaves_the_task_published(
+    tmp_path: Path, shutdown: bool
+) -> None:
+    """The PR exists and the publish phase is being reported done when the stop comes: the
+    task is over, and it ends published (not cancelled, not queued to publish again)."""
+    reporter = HeldReport(hold_phase=("publish", PhaseStatus.DONE))
+    store, task_id, stopping = await stop_while_held(tmp_path, reporter, shutdown)
+    await stopping
+    await true_end(store, task_id, reporter)
