@@ -18,6 +18,7 @@ from runner.workspace import GIT
 SNAPSHOT_REF = "refs/gantry/snapshot"
 SCRATCH = "/tmp/gantry"  # noqa: S108 (inside the container, which is ours alone)
 PATCH_NAME, MESSAGE_NAME = "change.patch", "message.txt"
+OUTPUT_DIR_NAME = "output"
 CHUNK_BYTES = 64 * 1024
 # Tar headers, PAX records (xattrs) and padding around the one file: small, but bounded too.
 HEADER_ALLOWANCE = 1024 * 1024
@@ -49,6 +50,17 @@ def snapshot_script(workspace: str = WORKSPACE) -> str:
         f'snap=$({SAFE_GIT} commit-tree "$tree" -p HEAD -m snapshot); '
         f'{SAFE_GIT} update-ref {SNAPSHOT_REF} "$snap"; {SAFE_GIT} reset --quiet'
     )
+
+
+def output_dir(scratch: str) -> str:
+    """`GANTRY_OUTPUT_DIR`: a directory beside the task file, outside the repository."""
+    return f"{scratch}/{OUTPUT_DIR_NAME}"
+
+
+def start_script(workspace: str = WORKSPACE, scratch: str = SCRATCH) -> str:
+    """What makes an environment ready for the agent: the snapshot of its tree, and the
+    agent's output directory (one exec, run by the executor as it prepares)."""
+    return f"{snapshot_script(workspace)}; mkdir -p {shlex.quote(output_dir(scratch))}"
 
 
 def collect_script(base_sha: str, workspace: str = WORKSPACE, scratch: str = SCRATCH) -> str:

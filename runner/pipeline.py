@@ -30,7 +30,7 @@ from runner.agent_step import (
 )
 from runner.attempts import attempt_count
 from runner.attempts_run import AttemptsRun
-from runner.collect import MESSAGE_NAME, PATCH_NAME, collect_script, snapshot_script
+from runner.collect import MESSAGE_NAME, PATCH_NAME, collect_script
 from runner.environment import EnvironmentRequest, PhaseFailedError, from_config
 from runner.executor import Executor, RunningEnvironment
 from runner.mirror import MirrorError
@@ -42,7 +42,6 @@ from runner.modes import (
     instructions,
     mode_of,
     mode_variables,
-    output_dir,
     read_output,
     redact,
 )
@@ -309,13 +308,21 @@ class Run:
             self.log.line("prepare", f"[gantry] {value.path} = {value.value}: {value.describe()}")
         return source, checkout
 
-    async def agent(self, env: Env, config: RepoConfig, sha: str) -> None:
+    async def agent(self, env: Env, config: RepoConfig, sha: str, *, end: bool = False) -> None:
         """The agent phase; however it ends (or if there is no agent), the gateway's relay
-        closes with it: checks and collect never reach the model gateway."""
+        closes with it: checks and collect never reach the model gateway. With `end`, a
+        finished agent's processes are ended too (`end_phase`), while the relay closes."""
         try:
             await self.agent_phase(env, config, sha)
-        finally:
+        except BaseException:
             await env.close_gateway()
+            raise
+        # Both are engine round trips that do not depend on each other; both are over before
+        # anything goes on (the first failure, if any, is raised then).
+        steps = [env.close_gateway(), *([env.end_phase()] if end else [])]
+        for outcome in await asyncio.gather(*steps, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def agent_phase(self, env: Env, config: RepoConfig, sha: str) -> None:
         self.current = "agent"
@@ -407,10 +414,17 @@ class Run:
 
     async def diff(self, env: Env, sha: str) -> bytes:
         """The agent's work so far, as a patch against the snapshot."""
+        await self.write_diff(env, sha)
+        return await self.read_patch(env)
+
+    async def write_diff(self, env: Env, sha: str) -> None:
+        """The patch and the agent's commit messages, written in the container's scratch."""
         script = collect_script(sha, env.workspace, env.scratch)
         result = await env.run(script, self.log, "collect", COLLECT_LIMIT_S)
         if not result.ok:
             raise TaskFailedError("collect", f"git diff {result.describe()}")
+
+    async def read_patch(self, env: Env) -> bytes:
         return await env.read_file(f"{env.scratch}/{PATCH_NAME}", self.deps.patch_policy.max_bytes)
 
     async def changed_files(self, env: Env, sha: str) -> list[str]:
@@ -421,8 +435,11 @@ class Run:
 
     async def collect(self, env: Env, sha: str) -> tuple[bytes, str]:
         policy = self.deps.patch_policy
-        patch = await self.diff(env, sha)
-        raw = await env.read_file(f"{env.scratch}/{MESSAGE_NAME}", MAX_MESSAGE_BYTES)
+        await self.write_diff(env, sha)
+        # Both files copied out at once: each copy is an engine round trip of its own.
+        patch, raw = await asyncio.gather(
+            self.read_patch(env), env.read_file(f"{env.scratch}/{MESSAGE_NAME}", MAX_MESSAGE_BYTES)
+        )
         message = raw.decode(errors="replace")
         values = [s.value.get_secret_value() for s in (*self.secrets, *self.service_secrets)]
         check_patch(patch, values, policy)
@@ -555,10 +572,9 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
         return await answer_phases(run, env, checkout, source.sha)
     released: asyncio.Task[None] | None = None
     try:
-        await run.agent(env, config, source.sha)
         # Nothing the agent left running writes on during the checks, nor the checks' during
         # collect: each phase ends with every process it started.
-        await env.end_phase()
+        await run.agent(env, config, source.sha, end=True)
         # Judged as it ends: a failing check is never shown as a ✅ phase, not even meanwhile.
         checks = await run.phase(
             "checks",
@@ -608,18 +624,9 @@ def judge_prepare(phase: Phase, prepared: tuple[Source, Checkout]) -> Phase:
 
 
 async def environment(run: Run, request: EnvironmentRequest) -> Env:
-    """Build or resume the environment, then snapshot the tree the agent starts from."""
+    """Build or resume the environment; the executor snapshots the tree the agent starts
+    from and makes its output directory as it prepares (in the checkout's exec, if it can)."""
     env: Env = await run.deps.environments.prepare(request, run.log)
-    try:
-        # The agent's output directory is made in the same exec (one less before the agent).
-        mkdir = f"mkdir -p {shlex.quote(output_dir(env.scratch))}"
-        script = f"{snapshot_script(env.workspace)}; {mkdir}"
-        result = await env.run(script, run.log, "environment", COLLECT_LIMIT_S)
-        if not result.ok:
-            raise TaskFailedError("environment", f"the snapshot {result.describe()}")
-    except BaseException:
-        await asyncio.shield(run.deps.environments.release(env))
-        raise
     return env
 
 
@@ -662,8 +669,7 @@ async def answer_phases(run: Run, env: Env, checkout: Checkout, sha: str) -> Tas
         base = await review_base(run, sha) if run.mode is Mode.REVIEW else None
         rules = [rule for doc in checkout.docs for rule in doc.review_rules]
         run.instructions = instructions(run.mode, env.scratch, base, rules)
-        await run.agent(env, config, sha)
-        await env.end_phase()
+        await run.agent(env, config, sha, end=True)
         await run.skip("checks", f"not run in {run.mode} mode")
         answer = await run.phase("collect", lambda: read_output(env, run.mode))
         answer = redact(answer, [s.value.get_secret_value() for s in run.secrets])
