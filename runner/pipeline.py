@@ -570,7 +570,6 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
     env = await run.phase("environment", lambda: environment(run, request))
     if run.mode is not Mode.CODE:
         return await answer_phases(run, env, checkout, source.sha)
-    released: asyncio.Task[None] | None = None
     try:
         # Nothing the agent left running writes on during the checks, nor the checks' during
         # collect: each phase ends with every process it started.
@@ -585,17 +584,13 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
         await env.end_phase()
         patch, message = await run.phase("collect", lambda: run.collect(env, source.sha))
         decisions = await run.deps.environments.blocked_attempts(env)
-        # The container goes while the work is published: nothing needs it any more.
-        released = asyncio.create_task(run.deps.environments.release(env))
-    finally:
-        if released is None:
-            await asyncio.shield(run.deps.environments.release(env))
-    run.blocked = tuple(describe_blocked(d) for d in decisions)
-    work = Work(patch, message, checks, run.blocked, config, source.sha, run.usage_line)
-    try:
+        run.blocked = tuple(describe_blocked(d) for d in decisions)
+        work = Work(patch, message, checks, run.blocked, config, source.sha, run.usage_line)
         run.outcome = await publish_work(run, publisher, work)
     finally:
-        await to_the_end(released)
+        # The idle container goes once the work is published (or the task failed): removing
+        # it and its proxy beside the push took the host's CPU from the push and the PR.
+        await to_the_end(run.deps.environments.release(env))
     return run.outcome
 
 
