@@ -77,11 +77,17 @@ def collect_script(base_sha: str, workspace: str = WORKSPACE, scratch: str = SCR
 def tar_file(path: str, data: bytes) -> bytes:
     """A tar archive holding one file at `path` (relative to /). No directory entries: the
     engine makes missing parents, and an entry for /tmp would reset its sticky mode."""
+    return tar_files([(path, data)])
+
+
+def tar_files(files: list[tuple[str, bytes]]) -> bytes:
+    """A tar archive of files at their paths (relative to /), likewise without directories."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo(path.strip("/"))
-        info.size, info.mode = len(data), 0o644
-        tar.addfile(info, io.BytesIO(data))
+        for path, data in files:
+            info = tarfile.TarInfo(path.strip("/"))
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 

@@ -20,7 +20,7 @@ from config.secret_store import Secret
 from gantry.metrics import Metrics
 from runner.ca_certs import ExtraCa
 from runner.cache import CACHE_REPOSITORY, CacheInputs, EnvironmentCache, cache_key
-from runner.collect import SCRATCH, read_file, start_script, tar_file
+from runner.collect import SCRATCH, read_file, start_script, tar_file, tar_files
 from runner.image_pull import ImagePuller
 from runner.labels import KIND_AGENT, KIND_SETUP, gantry_labels
 from runner.languages import LanguageSelectionError, describe, selection_error, shell_command
@@ -85,6 +85,9 @@ class EnvironmentRequest:
     trusted_sha: str | None = None
     # Containers beside the agent's on its network (databases), reached by name.
     services: tuple[ServiceSpec, ...] = ()
+    # Files (name, content) put into the environment's scratch directory as it is prepared,
+    # while the checkout is moved and snapshotted: the agent's task file.
+    scratch_files: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def untrusted(self) -> bool:
@@ -185,6 +188,12 @@ class Environment:
         """A file from the container, refused when larger than `max_bytes`."""
         return await read_file(self.sandbox, path, max_bytes)
 
+    async def write_scratch(self, files: tuple[tuple[str, bytes], ...]) -> None:
+        """Put files (name, content) into the scratch directory, in one copy."""
+        if files:
+            archive = tar_files([(f"{self.scratch}/{name}", data) for name, data in files])
+            await self.sandbox.copy_in("/", archive)
+
 
 @dataclass(frozen=True)
 class Built:
@@ -259,6 +268,9 @@ class Environments:
             raise
         self.metrics.cache_lookup(built.hit)
         environment = await self._start_agent(request, built, log, attachment)
+        # The files go in beside the checkout's exec: a copy into the container is an engine
+        # round trip of its own, and nothing in the container runs from them yet.
+        writing = asyncio.ensure_future(environment.write_scratch(request.scratch_files))
         try:
             if built.hit or request.untrusted:
                 mark = time.monotonic()
@@ -266,9 +278,12 @@ class Environments:
                 timings["maintenance"] = time.monotonic() - mark
             else:
                 await _must(environment.sandbox, start_script(), log, "environment", START_LIMIT_S)
+            await writing
             await self.networks.ready(environment.attachment)
             await self.networks.open_relay(environment.attachment)
         except BaseException:
+            writing.cancel()
+            await asyncio.wait([writing])
             await self.release(environment)
             raise
         environment.timings = timings | {"prepare": time.monotonic() - started}

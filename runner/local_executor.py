@@ -172,6 +172,8 @@ class LocalExecutor:
                 result = await env.run(command, tasklog, "setup", request.setup_limit_s, secrets)
                 if not result.ok:
                     raise PhaseFailedError("setup", command, result)
+            for name, data in request.scratch_files:
+                await env.write_file(f"{env.scratch}/{name}", data)
             script = start_script(env.workspace, env.scratch)
             result = await env.run(script, tasklog, "environment", START_LIMIT_S)
             if not result.ok:

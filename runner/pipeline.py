@@ -333,10 +333,8 @@ class Run:
         if choice.preset is None and choice.command is None:
             await self.skip("agent", "no agent configured: setup and checks only")
             return
-        earlier = [round_of(t) for t in await self.deps.earlier_tasks(self.task)]
-        data = json.dumps(task_file(self.task, sha, earlier), indent=2).encode()
+        # The task file went in as the environment was prepared (`scratch_files`).
         path = f"{env.scratch}/{TASK_FILE_NAME}"
-        await env.write_file(path, data)
         variables = {
             "GANTRY_PROMPT": prompt_of(self.task),
             "GANTRY_TASK_FILE": path,
@@ -345,6 +343,19 @@ class Run:
         }
         variables |= mode_variables(self.mode, env.scratch)
         await self.phase("agent", lambda: self.run_agent(env, config, choice, variables))
+
+    async def scratch_files(self, config: RepoConfig, sha: str) -> tuple[tuple[str, bytes], ...]:
+        """The task file (`GANTRY_TASK_FILE`), put in as the environment is prepared; none
+        when no agent will run (the agent phase says why)."""
+        try:
+            choice = agent_choice(self.task, config, self.deps.agent_command)
+        except AgentNotAllowedError:
+            return ()
+        if choice.preset is None and choice.command is None:
+            return ()
+        earlier = [round_of(t) for t in await self.deps.earlier_tasks(self.task)]
+        data = json.dumps(task_file(self.task, sha, earlier), indent=2).encode()
+        return ((TASK_FILE_NAME, data),)
 
     async def run_agent(
         self, env: Env, config: RepoConfig, choice: AgentChoice, variables: dict[str, str]
@@ -564,7 +575,11 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
         token=source.token,
         ref=source.ref,
     )
-    request = dataclasses.replace(request, services=services_of(config, run.service_secrets))
+    request = dataclasses.replace(
+        request,
+        services=services_of(config, run.service_secrets),
+        scratch_files=await run.scratch_files(config, source.sha),
+    )
     if run.task.best_of > 1 and run.mode is Mode.CODE:
         return await _attempts(run, publisher, request, checkout, source.sha)
     env = await run.phase("environment", lambda: environment(run, request))
