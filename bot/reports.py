@@ -20,6 +20,7 @@ from runner.results import (
 )
 
 MAX_TAIL_LINES = 30
+MAX_BLOCKED_LINES = 50
 MAX_BODY_CHARS = 60_000  # GitHub refuses bodies over 65,536 characters
 # A check run's `output.summary` and `output.text` hold at most 65,535 characters:
 # https://docs.github.com/en/rest/checks/runs#create-a-check-run
@@ -172,8 +173,14 @@ def attempts_section(attempts: Attempts) -> str:
 
 
 def blocked_section(blocked: Sequence[str]) -> str:
-    """The network attempts the task's policy refused, one per line."""
-    items = "\n".join(f"- {inline_code(item)}" for item in blocked)
+    """The network attempts the task's policy refused, one per line: the first ones and the
+    last (a flood must not push the rest of the report past the cut; the last one says how
+    many the proxy did not record)."""
+    shown = list(blocked)
+    if len(shown) > MAX_BLOCKED_LINES:
+        left_out = len(shown) - MAX_BLOCKED_LINES
+        shown = [*shown[: MAX_BLOCKED_LINES - 1], f"… {left_out} more …", shown[-1]]
+    items = "\n".join(f"- {inline_code(item)}" for item in shown)
     return f"### Blocked network attempts\n\n{items}"
 
 

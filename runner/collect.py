@@ -19,6 +19,8 @@ SNAPSHOT_REF = "refs/gantry/snapshot"
 SCRATCH = "/tmp/gantry"  # noqa: S108 (inside the container, which is ours alone)
 PATCH_NAME, MESSAGE_NAME = "change.patch", "message.txt"
 OUTPUT_DIR_NAME = "output"
+# The tree the last check left (its id), recorded before the check's shell ends.
+CHECKED_TREE = "checked-tree"
 CHUNK_BYTES = 64 * 1024
 # Tar headers, PAX records (xattrs) and padding around the one file: small, but bounded too.
 HEADER_ALLOWANCE = 1024 * 1024
@@ -63,13 +65,47 @@ def start_script(workspace: str = WORKSPACE, scratch: str = SCRATCH) -> str:
     return f"{snapshot_script(workspace)}; mkdir -p {shlex.quote(output_dir(scratch))}"
 
 
-def collect_script(base_sha: str, workspace: str = WORKSPACE, scratch: str = SCRATCH) -> str:
-    """Write the patch (binary, renames, modes, deletions) and the agent's commit messages."""
-    base, out = shlex.quote(base_sha), shlex.quote(scratch)
+def check_script(
+    command: str, where: str, workspace: str = WORKSPACE, scratch: str = SCRATCH
+) -> str:
+    """One check, then the tree as it left the workspace, in the same shell.
+
+    The tree is recorded before this shell exits, so whatever the check left running and
+    writes after that (until the phase's end kills it) is not in the patch: collect diffs
+    this tree (`collect_script(checked=True)`). A private index leaves the workspace's own
+    (and so what a later check's `git diff` sees) as it was."""
+    out = shlex.quote(scratch)
+    tree, index = f"{out}/{CHECKED_TREE}", f"{out}/checked.index"
+    record = (
+        f"mkdir -p {out} && cd {shlex.quote(workspace)} && "
+        f"{{ cp .git/index {index} 2>/dev/null || rm -f {index}; }} && "
+        f"GIT_INDEX_FILE={index} {SAFE_GIT} add -A && "
+        f"GIT_INDEX_FILE={index} {SAFE_GIT} write-tree > {tree}.new && mv {tree}.new {tree}"
+    )
     return (
-        f"set -e; mkdir -p {out}; cd {shlex.quote(workspace)}; {SAFE_GIT} add -A; "
-        f"{SAFE_GIT} {DIFF_FORMAT} diff --cached {DIFF_FLAGS} "
-        f"{SNAPSHOT_REF} > {out}/{PATCH_NAME}; "
+        f"rm -f {tree}\n(\ncd {shlex.quote(where)} && {command}\n)\n"
+        f"s=$?\n({record}) >/dev/null 2>&1 || rm -f {tree}\nexit $s"
+    )
+
+
+def collect_script(
+    base_sha: str, workspace: str = WORKSPACE, scratch: str = SCRATCH, checked: bool = False
+) -> str:
+    """Write the patch (binary, renames, modes, deletions) and the agent's commit messages.
+
+    `checked`: against the tree the last check left (see `check_script`) when there is one,
+    else the workspace as it is now."""
+    base, out = shlex.quote(base_sha), shlex.quote(scratch)
+    diff = f"{SAFE_GIT} {DIFF_FORMAT} diff {DIFF_FLAGS}"
+    now = f"{SAFE_GIT} add -A; {diff} --cached {SNAPSHOT_REF} > {out}/{PATCH_NAME}"
+    if checked:
+        tree = f"$(cat {out}/{CHECKED_TREE} 2>/dev/null || true)"
+        now = (
+            f'tree={tree}; case "$tree" in ""|*[!0-9a-f]*) {now};; '
+            f'*) {diff} {SNAPSHOT_REF} "$tree" > {out}/{PATCH_NAME};; esac'
+        )
+    return (
+        f"set -e; mkdir -p {out}; cd {shlex.quote(workspace)}; {now}; "
         f"{SAFE_GIT} log --format=%B {base}..HEAD > {out}/{MESSAGE_NAME} 2>/dev/null || true"
     )
 

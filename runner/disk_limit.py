@@ -101,7 +101,7 @@ def probe(client: docker.DockerClient, image: str) -> str | None:
             return str(exc.explanation or exc)
         raise DiskProbeError(f"cannot probe the disk limit with {image}: {exc}") from exc
     with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-        client.api.remove_container(container["Id"], force=True)
+        client.api.remove_container(container["Id"], force=True, v=True)
     return None
 
 

@@ -69,6 +69,14 @@ CHUNK = 65536
 CHUNKED = -1
 NO_BODY = -2
 MAX_CHUNK_DIGITS = 15
+# The decision log is bounded whatever the client sends: each field is cut, and after
+# MAX_RECORDS lines (or MAX_LOG_BYTES) only a count of the refused requests goes on.
+MAX_FIELD_CHARS = 256
+MAX_RECORDS = 1000
+MAX_LOG_BYTES = 512 * 1024
+UNRECORDED = "unrecorded"
+# Once each (ready, relays opened, relays closed): written whatever the cap.
+CONTROL_EVENTS = frozenset({"ready", "relays_open", "relays_closed"})
 
 
 class Refused(Exception):
@@ -316,9 +324,47 @@ def server_name(hello: bytes) -> str | None:
     return None
 
 
+def clip(value: object) -> object:
+    """A recorded field: text cut to MAX_FIELD_CHARS (a target may be 64 KiB), else as is."""
+    if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+        return value[:MAX_FIELD_CHARS] + "…"
+    return value
+
+
+@dataclass
+class Journal:
+    """How much the proxy has written: the log stops at MAX_RECORDS lines or MAX_LOG_BYTES."""
+
+    records: int = 0
+    written: int = 0
+    # Refused requests past the cap; announced at 1, 2, 4, 8, …: at most a line per doubling.
+    unrecorded: int = 0
+
+    def line(self, event: str, fields: dict[str, object]) -> str | None:
+        """The JSON line to write for a decision, or None once the log is full."""
+        line = json.dumps({"event": event, **{k: clip(v) for k, v in fields.items()}})
+        if event in CONTROL_EVENTS:  # a few lines Gantry waits for: never left out
+            return line
+        if self.records < MAX_RECORDS and self.written + len(line) <= MAX_LOG_BYTES:
+            self.records += 1
+            self.written += len(line) + 1
+            return line
+        if event != "blocked":
+            return None
+        self.unrecorded += 1
+        if self.unrecorded & (self.unrecorded - 1):
+            return None
+        return json.dumps({"event": UNRECORDED, "count": self.unrecorded})
+
+
+JOURNAL = Journal()
+
+
 def record(event: str, **fields: object) -> None:
-    """One decision as a JSON line on stdout."""
-    print(json.dumps({"event": event, **fields}), flush=True)
+    """One decision as a JSON line on stdout, while the log has room (see `Journal`)."""
+    line = JOURNAL.line(event, fields)
+    if line is not None:
+        print(line, flush=True)
 
 
 async def resolve(policy: Policy, host: str, port: int) -> tuple[str, int]:

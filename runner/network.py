@@ -49,6 +49,14 @@ PROXY_USER = "65534:65534"
 PROXY_MEMORY = 128 * 1024**2
 PROXY_PIDS = 64
 PROXY_READY_S = 20.0
+# The proxy's own log on the host disk: its decisions stay far below one file (see
+# egress.Journal); the rotation bounds whatever else it might print (Python's stderr).
+PROXY_LOG_CONFIG = {"type": "json-file", "config": {"max-size": "1m", "max-file": "2"}}
+# Lines read back: more than the proxy ever records (egress.MAX_RECORDS, then a count that
+# doubles), so nothing is lost, yet a bounded read whatever is in the log.
+DECISIONS_TAIL = 2 * egress.MAX_RECORDS
+# Characters of a followed log kept while waiting for a line (the proxy's lines are short).
+FOLLOWED_KEPT = 4096
 RELAY_SIGNAL_S = 20.0
 BRIDGE = "bridge"
 
@@ -348,6 +356,7 @@ class Networks:
             "mem_limit": PROXY_MEMORY,
             "memswap_limit": PROXY_MEMORY,
             "pids_limit": PROXY_PIDS,
+            "log_config": PROXY_LOG_CONFIG,
             "detach": True,
         }
 
@@ -369,7 +378,9 @@ class Networks:
 
         The log is followed as the engine writes it (no polling interval to wait out); the
         stream ends only when the proxy exits."""
-        stream = await engine_call(lambda: self.client.api.logs(proxy_id, stream=True, follow=True))
+        stream = await engine_call(
+            lambda: self.client.api.logs(proxy_id, stream=True, follow=True, tail=DECISIONS_TAIL)
+        )
         try:
             found, logs = await asyncio.wait_for(
                 asyncio.to_thread(_read_until, stream, line), limit_s
@@ -386,7 +397,9 @@ class Networks:
         if attachment.proxy_id is None:
             return []
         proxy_id = attachment.proxy_id
-        logs = await engine_call(lambda: self.client.api.logs(proxy_id, stderr=False))
+        logs = await engine_call(
+            lambda: self.client.api.logs(proxy_id, stderr=False, tail=DECISIONS_TAIL)
+        )
         return parse_decisions(bytes(logs).decode(errors="replace"))
 
     async def detach(self, attachment: Attachment) -> None:
@@ -419,9 +432,16 @@ def _read_until(stream: Iterable[bytes], line: str) -> tuple[bool, str]:
             text += decoder.decode(chunk)
             if line in text:
                 return True, text
+            text = text[-FOLLOWED_KEPT:]  # enough for a line cut in two, and for an error
     return line in text, text
 
 
 def blocked(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Only the blocked attempts, for the task's report."""
-    return [d for d in decisions if d.get("event") == "blocked"]
+    """Only the blocked attempts, for the task's report, and how many more went unrecorded."""
+    found = [d for d in decisions if d.get("event") == "blocked"]
+    counts = [d.get("count") for d in decisions if d.get("event") == egress.UNRECORDED]
+    more = max((c for c in counts if isinstance(c, int)), default=0)
+    if more:
+        reason = f"at least {more} more refused requests (not recorded: the log is full)"
+        found.append({"event": "blocked", "method": "", "target": "", "reason": reason})
+    return found

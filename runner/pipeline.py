@@ -7,7 +7,6 @@ import dataclasses
 import json
 import logging
 import re
-import shlex
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,7 @@ from runner.agent_step import (
 )
 from runner.attempts import attempt_count
 from runner.attempts_run import AttemptsRun
-from runner.collect import MESSAGE_NAME, PATCH_NAME, collect_script
+from runner.collect import MESSAGE_NAME, PATCH_NAME, check_script, collect_script
 from runner.environment import EnvironmentRequest, PhaseFailedError, from_config
 from runner.executor import Executor, RunningEnvironment
 from runner.mirror import MirrorError
@@ -409,7 +408,7 @@ class Run:
         outcomes = []
         for command in plan.checks:
             where = f"{env.workspace}/{command.cwd}" if command.cwd else env.workspace
-            script = f"cd {shlex.quote(where)} && {command.text}"
+            script = check_script(command.text, where, env.workspace, env.scratch)
             result = await env.run(script, self.log, "checks", limit)
             tail = "\n".join(self.log.tail(TAIL_LINES))
             outcomes.append(CheckOutcome(command.text, str(command.origin), result.exit_code, tail))
@@ -423,14 +422,15 @@ class Run:
         changed = await self.changed_files(env, sha) if checkout.checks_follow_changes() else []
         return await self.checks(env, checkout, changed, config)
 
-    async def diff(self, env: Env, sha: str) -> bytes:
-        """The agent's work so far, as a patch against the snapshot."""
-        await self.write_diff(env, sha)
+    async def diff(self, env: Env, sha: str, checked: bool = False) -> bytes:
+        """The agent's work so far, as a patch against the snapshot (`checked`: as the last
+        check left it, not what its leftovers wrote after it)."""
+        await self.write_diff(env, sha, checked)
         return await self.read_patch(env)
 
-    async def write_diff(self, env: Env, sha: str) -> None:
+    async def write_diff(self, env: Env, sha: str, checked: bool = False) -> None:
         """The patch and the agent's commit messages, written in the container's scratch."""
-        script = collect_script(sha, env.workspace, env.scratch)
+        script = collect_script(sha, env.workspace, env.scratch, checked)
         result = await env.run(script, self.log, "collect", COLLECT_LIMIT_S)
         if not result.ok:
             raise TaskFailedError("collect", f"git diff {result.describe()}")
@@ -446,7 +446,7 @@ class Run:
 
     async def collect(self, env: Env, sha: str) -> tuple[bytes, str]:
         policy = self.deps.patch_policy
-        await self.write_diff(env, sha)
+        await self.write_diff(env, sha, checked=True)
         # Both files copied out at once: each copy is an engine round trip of its own.
         patch, raw = await asyncio.gather(
             self.read_patch(env), env.read_file(f"{env.scratch}/{MESSAGE_NAME}", MAX_MESSAGE_BYTES)

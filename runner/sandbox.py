@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 from docker.models.containers import Container
+from docker.models.images import Image
 from docker.types import Mount
 from requests.exceptions import RequestException
 
@@ -460,8 +461,12 @@ async def disk_support(client: docker.DockerClient, image: str) -> DiskLimitSupp
 
 async def _image_bytes(client: docker.DockerClient, image: str) -> int:
     """The image's size, which btrfs counts against a container's limit."""
-    found = await engine_call(lambda: client.images.get(image))
-    return int(found.attrs.get("Size") or 0)
+    return image_bytes(await engine_call(lambda: client.images.get(image)))
+
+
+def image_bytes(image: Image) -> int:
+    """An inspected image's size."""
+    return int(image.attrs.get("Size") or 0)
 
 
 async def engine_call(call: Callable[[], T]) -> T:

@@ -5,26 +5,41 @@ only way out is the gateway relay or the proxy; under `full` an internal one bes
 bridge) with its key as DNS alias, hardened like the task's container. Gantry waits until
 every service is ready: its `ready` command succeeds inside it, else the image's HEALTHCHECK
 says healthy, else it is running. Services go with the task (and with a sweep, by label).
+
+Disk: a service gets the task's `resources.disk` as the size of its writable layer, like the
+task's container (where the engine enforces one), and each `VOLUME` of its image is a tmpfs
+of that size instead of an anonymous volume on the engine's disk: its pages count against
+the service's memory, so nothing a service writes reaches the host's disk unbounded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import docker
 import docker.errors
-from docker.types import EndpointConfig
+from docker.types import DriverConfig, EndpointConfig, Mount
 
 from config.errors import GantryError
 from config.repo_config import RepoConfig
 from config.secret_store import Secret
 from runner.labels import KIND_SERVICE, SERVICE, gantry_labels
 from runner.network import Attachment
-from runner.sandbox import Limits, created, engine_call, hardened, remove_container
+from runner.sandbox import (
+    DEFAULT_DISK,
+    Limits,
+    created,
+    disk_size_for,
+    disk_support,
+    engine_call,
+    hardened,
+    image_bytes,
+    remove_container,
+)
 from runner.tasklog import TaskLog
 
 PHASE = "environment"
@@ -32,7 +47,7 @@ POLL_S = 0.5
 LOG_TAIL = 20
 NO_PROXY_NAMES = ("NO_PROXY", "no_proxy")
 Verdict = Literal["ready", "waiting", "dead"]
-SERVICE_LIMITS = Limits(cpus=1.0, memory=1024**3, pids=256, disk=None)
+SERVICE_LIMITS = Limits(cpus=1.0, memory=1024**3, pids=256, disk=DEFAULT_DISK)
 
 
 class ServiceError(GantryError):
@@ -70,7 +85,10 @@ def services_of(config: RepoConfig, secrets: tuple[Secret, ...] = ()) -> tuple[S
             ready=service.ready,
             ready_timeout_s=service.ready_timeout.total_seconds(),
             limits=Limits(
-                service.resources.cpus, service.resources.memory, service.resources.pids, None
+                service.resources.cpus,
+                service.resources.memory,
+                service.resources.pids,
+                config.resources.disk,
             ),
         )
         for name, service in config.services.items()
@@ -86,14 +104,28 @@ def with_no_proxy(env: Mapping[str, str], services: tuple[ServiceSpec, ...]) -> 
     return {k: f"{v},{names}" if k in NO_PROXY_NAMES else v for k, v in env.items()}
 
 
+def volume_mounts(paths: Iterable[str], size: int | None) -> list[Mount]:
+    """A tmpfs of `size` bytes (None: unsized) at each of an image's VOLUME paths, in place of
+    an anonymous volume: a local volume with tmpfs options is world-writable (sticky) like
+    /tmp, so a service that runs as any user can write its data there."""
+    options = f"size={size},nosuid,nodev" if size is not None else "nosuid,nodev"
+    driver = DriverConfig("local", {"type": "tmpfs", "device": "tmpfs", "o": options})
+    return [Mount(path, None, type="volume", driver_config=driver) for path in sorted(paths)]
+
+
 def service_kwargs(
     spec: ServiceSpec,
     attachment: Attachment,
     labels: Mapping[str, str],
     endpoint: EndpointConfig,
     untrusted: bool,
+    disk_size: int | None = None,
+    volumes: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """The docker SDK arguments of a hardened service container (pure, so tests read it)."""
+    """The docker SDK arguments of a hardened service container (pure, so tests read it).
+
+    `disk_size`: the size storage option where the engine enforces one; `volumes`: the
+    image's VOLUME paths, each a tmpfs of the service's disk limit."""
     kwargs: dict[str, Any] = {
         "image": spec.image,
         "environment": dict(spec.env) | ({} if untrusted else dict(spec.secrets)),
@@ -107,6 +139,11 @@ def service_kwargs(
         kwargs["dns"] = list(attachment.dns)
     if attachment.dns_options:
         kwargs["dns_opt"] = list(attachment.dns_options)
+    if disk_size is not None:
+        kwargs["storage_opt"] = {"size": str(disk_size)}
+    mounts = volume_mounts(volumes, spec.limits.disk)
+    if mounts:
+        kwargs["mounts"] = mounts
     return kwargs
 
 
@@ -170,7 +207,8 @@ class ServiceContainers:
     ) -> str:
         labels = gantry_labels(*task, KIND_SERVICE, self.owner) | {SERVICE: spec.name}
         endpoint = self.client.api.create_endpoint_config(aliases=[spec.name])
-        kwargs = service_kwargs(spec, attachment, labels, endpoint, untrusted)
+        disk_size, volumes = await self._disk(spec)
+        kwargs = service_kwargs(spec, attachment, labels, endpoint, untrusted, disk_size, volumes)
 
         def create() -> Any:
             container = self.client.containers.create(**kwargs)
@@ -185,6 +223,19 @@ class ServiceContainers:
             return str((await created(self.client, create)).id)
         except GantryError as exc:
             raise ServiceError(f"service {spec.name} ({spec.image}) did not start: {exc}") from None
+
+    async def _disk(self, spec: ServiceSpec) -> tuple[int | None, tuple[str, ...]]:
+        """The service's size storage option (as the task container's) and its image's VOLUMEs."""
+        try:
+            image = await engine_call(lambda: self.client.images.get(spec.image))
+        except docker.errors.NotFound:
+            raise ServiceError(f"service {spec.name}: image {spec.image} is missing") from None
+        volumes = tuple((image.attrs.get("Config") or {}).get("Volumes") or {})
+        if spec.limits.disk is None:
+            return None, volumes
+        support = await disk_support(self.client, spec.image)
+        size = image_bytes(image) if support.counts_image else 0
+        return disk_size_for(spec.limits, support, size), volumes
 
     async def _wait(self, container_id: str, spec: ServiceSpec, log: TaskLog) -> None:
         """Poll until ready; a service that dies or times out fails with its last log lines."""

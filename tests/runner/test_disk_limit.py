@@ -6,11 +6,14 @@ import os
 from pathlib import Path
 
 import docker
+import docker.errors
 import pytest
 
 from runner.disk_limit import FIX, PROBE_LABELS, DiskLimitSupport, detect
 from runner.labels import gantry_labels
+from runner.network import NetworkPolicy, Networks
 from runner.sandbox import ContainerSpec, Limits, running
+from runner.service_containers import ServiceContainers, ServiceSpec
 from runner.tasklog import TaskLog
 from tests.runner.conftest import Owner
 from tests.support import TEST_BASE_IMAGE, docker_required
@@ -19,6 +22,10 @@ LIMIT = 512 * 1024**2
 # Others' tests write beside us on the same engine; 5 GiB unbounded would dwarf this.
 MARGIN = 256 * 1024**2
 ATTACK = "dd if=/dev/zero of=/workspace/big bs=1M count=5120"
+# A service like a database: it runs as its own user and keeps its data in an image VOLUME.
+# Made by a commit, not a build: a build's intermediate containers would leave volumes behind.
+SERVICE_IMAGE = "gantry-test-disk-service:latest"
+SERVICE_CHANGES = ["VOLUME /data", "USER 65534", 'CMD ["sleep", "infinity"]']
 
 
 def enforcing(client: docker.DockerClient) -> DiskLimitSupport:
@@ -109,3 +116,66 @@ def test_the_probe_leaves_no_container_behind(disk_engine: docker.DockerClient) 
     left = disk_engine.containers.list(all=True, filters={"label": "gantry.kind=disk-probe"})
     assert left == []
     assert PROBE_LABELS["gantry.kind"] == "disk-probe"
+
+
+def service_image(client: docker.DockerClient) -> str:
+    """The service image on `client`, made once per engine."""
+    try:
+        client.images.get(SERVICE_IMAGE)
+    except docker.errors.ImageNotFound:
+        command = ["sh", "-c", "mkdir /data && chown 65534:65534 /data"]
+        container = client.containers.run(TEST_BASE_IMAGE, command, detach=True)
+        try:
+            container.wait()
+            repository, tag = SERVICE_IMAGE.split(":")
+            container.commit(repository, tag, changes=SERVICE_CHANGES)
+        finally:
+            container.remove(v=True, force=True)
+    return SERVICE_IMAGE
+
+
+def written(client: docker.DockerClient, container_id: str, path: str) -> tuple[int, int]:
+    """Write 5 GiB to `path` as the service itself (its own user); its exit code, the bytes
+    that stayed."""
+    command = f"dd if=/dev/zero of={path} bs=1M count=5120 2>/dev/null; s=$?; sync; exit $s"
+    container = client.containers.get(container_id)
+    result = container.exec_run(["sh", "-c", command])
+    size = container.exec_run(["stat", "-c", "%s", path])
+    assert result.exit_code is not None
+    assert isinstance(size.output, bytes)
+    return result.exit_code, int(size.output)
+
+
+async def test_a_service_that_writes_5_gib_stops_at_the_disk_limit_and_the_host_keeps_its_space(
+    disk_engine: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    enforcing(disk_engine)
+    image = service_image(disk_engine)
+    dirs = backing_dirs(str(disk_engine.info()["DockerRootDir"]))
+    networks = Networks(disk_engine, TEST_BASE_IMAGE, owner=owner.label_owner)
+    services = ServiceContainers(disk_engine, owner.label_owner)
+    # Memory above the limit: the VOLUME (a tmpfs, counted as memory) fills before the OOM.
+    spec = ServiceSpec("db", image, limits=Limits(0.5, 768 * 1024**2, 64, disk=LIMIT))
+    before = [free_bytes(d) for d in dirs]
+    attachment = await networks.attach(
+        NetworkPolicy("off"), owner.task_id, owner.repo, services=True
+    )
+    ids: tuple[str, ...] = ()
+    try:
+        ids = await services.start((spec,), attachment, (owner.task_id, owner.repo), task_log)
+        [service] = ids
+        layer = written(disk_engine, service, "/tmp/big")  # its writable layer
+        volume = written(disk_engine, service, "/data/big")  # its image's VOLUME
+        during = [free_bytes(d) for d in dirs]
+    finally:
+        await services.remove(ids)
+        await networks.detach(attachment)
+    drops = [b - d for b, d in zip(before, during, strict=True)]
+    print(f"layer {layer}, volume {volume}; free space drop {dict(zip(dirs, drops, strict=True))}")
+    assert layer[0] != 0
+    assert layer[1] <= LIMIT
+    assert volume[0] != 0
+    assert volume[1] <= LIMIT
+    assert all(drop <= LIMIT + MARGIN for drop in drops), drops
+    left = disk_engine.containers.list(all=True, filters={"label": f"gantry.task={owner.task_id}"})
+    assert left == []

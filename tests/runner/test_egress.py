@@ -8,7 +8,10 @@ import pytest
 
 from runner.egress import (
     CHUNKED,
+    MAX_LOG_BYTES,
+    MAX_RECORDS,
     NO_BODY,
+    Journal,
     Options,
     Policy,
     Refused,
@@ -25,6 +28,7 @@ from runner.egress import (
 )
 from runner.network import (
     NetworkPolicy,
+    blocked,
     intercepts,
     parse_decisions,
     proxy_command,
@@ -227,3 +231,25 @@ def test_only_a_method_restriction_opens_https() -> None:
 def test_dns_goes_to_the_last_address_of_the_task_network() -> None:
     assert sinkhole_address("172.25.0.0/16") == "172.25.255.254"
     assert sinkhole_address("10.213.4.0/24") == "10.213.4.254"
+
+
+def test_a_flood_of_long_refusals_leaves_a_bounded_log_that_says_how_many_more() -> None:
+    journal = Journal()
+    lines = [journal.line("ready", {"message": "egress proxy ready"})]
+    for n in range(5000):
+        target = f"http://denied.test/{n}/" + '\u00ff"' * 30_000
+        lines.append(journal.line("blocked", {"method": "GET", "target": target, "reason": "no"}))
+        lines.append(journal.line("allowed", {"method": "GET", "host": "pypi.org", "port": 443}))
+    lines.append(journal.line("relays_closed", {"message": "egress relays closed"}))
+    text = "".join(f"{line}\n" for line in lines if line is not None)
+    decisions = parse_decisions(text)
+    refused = blocked(decisions)
+    assert len(text.encode()) <= MAX_LOG_BYTES + 2048
+    assert len(decisions) <= MAX_RECORDS + 16
+    assert all(len(str(d.get("target", ""))) <= 257 for d in decisions)
+    assert refused[0]["target"].startswith("http://denied.test/0/")
+    assert decisions[-1]["event"] == "relays_closed"  # what Gantry waits for is never left out
+    listed = len(refused) - 1
+    assert refused[-1]["reason"].startswith("at least ")
+    more = int(refused[-1]["reason"].split()[2])
+    assert more <= 5000 - listed < 2 * more  # a power of two at most half below the truth

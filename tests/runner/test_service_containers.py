@@ -40,6 +40,7 @@ __all__ = ["local_registry", "service_image"]
 READY = f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {PORT}), 1)'"
 
 CONFIG = """\
+resources: {disk: 2g}
 services:
   db:
     image: gantry-test-service:latest
@@ -65,6 +66,7 @@ def test_the_config_becomes_service_specs_with_their_secrets() -> None:
     assert spec.env == {"GREETING": "hello"}
     assert spec.secrets == {"DB_TOKEN": "s3cret"}
     assert (spec.limits.cpus, spec.limits.memory, spec.limits.pids) == (0.5, 128 * 1024**2, 64)
+    assert spec.limits.disk == 2 * 1024**3  # the task's resources.disk
 
 
 def test_a_service_container_is_hardened_and_named_on_the_task_network() -> None:
