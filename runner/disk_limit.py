@@ -1,15 +1,25 @@
-"""Disk limits: whether the engine enforces a container's size, decided once per engine."""
+"""Disk limits: whether the engine enforces a container's size, decided once per engine, and
+the bounded tmpfs that stands in for each of an image's VOLUME paths.
+
+An image's `VOLUME` paths would otherwise be anonymous volumes on the engine's disk, outside
+a container's size: every container of a task (its own, its services') gets a local tmpfs
+volume of its disk limit at each instead. Its pages count against the container's memory;
+it is not copied from the image, not kept by a commit, not kept across a restart, and it is
+removed with the container (`v=True`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import docker
 import docker.errors
+from docker.models.images import Image
+from docker.types import DriverConfig, Mount
 from requests.exceptions import RequestException
 
 from config.errors import GantryError
@@ -27,6 +37,21 @@ PROBE_SIZE = 1024**3
 PROBE_LABELS = {"gantry.managed": "1", "gantry.kind": "disk-probe"}
 # Words in the engine's refusal of `storage_opt` (overlay2 without pquota, vfs, ...).
 REFUSAL_WORDS = ("storage", "quota", "size")
+
+
+def image_volumes(image: Image, taken: Collection[str] = ()) -> tuple[str, ...]:
+    """An inspected image's VOLUME paths, but those a mount of `taken` targets already covers."""
+    paths = (image.attrs.get("Config") or {}).get("Volumes") or {}
+    return tuple(sorted(str(p) for p in paths if str(p).rstrip("/") not in taken))
+
+
+def volume_mounts(paths: Iterable[str], size: int | None) -> list[Mount]:
+    """A tmpfs of `size` bytes (None: unsized) at each of an image's VOLUME paths, in place of
+    an anonymous volume: a local volume with tmpfs options is world-writable (sticky) like
+    /tmp, so a container that runs as any user can write there."""
+    options = f"size={size},nosuid,nodev" if size is not None else "nosuid,nodev"
+    driver = DriverConfig("local", {"type": "tmpfs", "device": "tmpfs", "o": options})
+    return [Mount(path, None, type="volume", driver_config=driver) for path in sorted(paths)]
 
 
 class DiskProbeError(GantryError):

@@ -6,9 +6,10 @@ import asyncio
 import codecs
 import contextlib
 import re
+import shlex
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -21,7 +22,14 @@ from requests.exceptions import RequestException
 
 from config.errors import GantryError
 from runner.disk_limit import FIX as DISK_FIX
-from runner.disk_limit import DiskLimitSupport, DiskProbeError, SupportCache, storage_size
+from runner.disk_limit import (
+    DiskLimitSupport,
+    DiskProbeError,
+    SupportCache,
+    image_volumes,
+    storage_size,
+    volume_mounts,
+)
 from runner.tasklog import LineSplitter, TaskLog
 
 WORKSPACE = "/workspace"
@@ -40,13 +48,9 @@ STREAMS = ("stdout", "stderr")
 OOM_FILES = "/sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control"
 OOM_RE = re.compile(r"^oom_kill (\d+)$", re.MULTILINE)
 DEFAULT_DISK = 10 * 1024**3
-# After a failed command: can the container still write 1 MiB into its own layer? (`/` is always
-# the layer; /tmp may be an image VOLUME.) Exit status 0 when it can.
-DISK_PROBE_PATH = "/.gantry-disk-probe"
-DISK_PROBE = (
-    f"head -c 1048576 /dev/zero > {DISK_PROBE_PATH} 2>/dev/null; s=$?; "
-    f"rm -f {DISK_PROBE_PATH}; exit $s"
-)
+# After a failed command: can the container still write 1 MiB into its own layer (`/` is always
+# the layer) and into each tmpfs that stands in for an image VOLUME? Exit status 0 when it can.
+DISK_PROBE_FILE = ".gantry-disk-probe"
 # One answer per engine: `Sandbox.start` is handed only a client, and the answer belongs to it.
 DISK_SUPPORT = SupportCache()
 UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB")
@@ -63,7 +67,8 @@ class Limits:
     """CPU, memory (swap equal to it: no swap), PID and disk limits of a container.
 
     `disk` bounds what the container writes into its own filesystem (None: no limit); engines
-    that cannot enforce it run the container without it, and say so in the task log.
+    that cannot enforce it run the container without it, and say so in the task log. Each
+    VOLUME path of the image is a tmpfs of that size (bounded on every engine).
     """
 
     cpus: float = 2.0
@@ -148,10 +153,13 @@ def hardened(limits: Limits) -> dict[str, Any]:
     }
 
 
-def create_kwargs(spec: ContainerSpec, disk_size: int | None = None) -> dict[str, Any]:
+def create_kwargs(
+    spec: ContainerSpec, disk_size: int | None = None, volumes: Sequence[Mount] = ()
+) -> dict[str, Any]:
     """The docker SDK arguments of a hardened container (pure, so tests read it).
 
-    `disk_size`: the size storage option, when the engine enforces one (see `disk_size_for`).
+    `disk_size`: the size storage option, when the engine enforces one (see `disk_size_for`);
+    `volumes`: the tmpfs mounts in place of the image's VOLUMEs (see `volume_mounts`).
     """
     kwargs: dict[str, Any] = {
         "image": spec.image,
@@ -163,7 +171,7 @@ def create_kwargs(spec: ContainerSpec, disk_size: int | None = None) -> dict[str
         "working_dir": WORKSPACE,
         "hostname": HOSTNAME,
         "network_mode": spec.network_mode,
-        "mounts": list(spec.mounts),
+        "mounts": [*spec.mounts, *volumes],
         **hardened(spec.limits),
     }
     if spec.dns:
@@ -182,6 +190,31 @@ def disk_size_for(limits: Limits, support: DiskLimitSupport | None, image_bytes:
     if limits.disk is None or support is None:
         return None
     return storage_size(limits.disk, support, image_bytes)
+
+
+def disk_probe(paths: Iterable[str]) -> str | None:
+    """The shell command that fails when any of `paths` has no room for 1 MiB (None: none)."""
+    files = [shlex.quote(f"{path.rstrip('/')}/{DISK_PROBE_FILE}") for path in paths]
+    if not files:
+        return None
+    writes = " && ".join(f"head -c 1048576 /dev/zero > {f} 2>/dev/null" for f in files)
+    return f"{writes}; s=$?; rm -f {' '.join(files)}; exit $s"
+
+
+def probed_paths(
+    limits: Limits, support: DiskLimitSupport | None, volumes: Iterable[str]
+) -> tuple[str, ...]:
+    """Where a full disk limit shows: the layer where the engine enforces its size, and each
+    VOLUME's tmpfs (sized on every engine) when there is a limit."""
+    if limits.disk is None:
+        return ()
+    layer = ("/",) if support is not None and support.enforced else ()
+    return (*layer, *volumes)
+
+
+def mount_targets(spec: ContainerSpec) -> frozenset[str]:
+    """Where the spec's own mounts go (an image VOLUME there is theirs, not a tmpfs)."""
+    return frozenset(str(m.get("Target", "")).rstrip("/") for m in spec.mounts)
 
 
 def unenforced_note(limits: Limits, support: DiskLimitSupport | None) -> str | None:
@@ -215,6 +248,7 @@ class Sandbox:
         container: Container,
         limits: Limits = Limits(disk=None),
         disk: DiskLimitSupport | None = None,
+        volumes: tuple[str, ...] = (),
     ) -> None:
         self.client = client
         self.container = container
@@ -223,16 +257,21 @@ class Sandbox:
         self.disk = disk
         self._oom_seen = 0
         self._disk_note = unenforced_note(limits, disk)
+        self._disk_probe = disk_probe(probed_paths(limits, disk, volumes))
         # The host PIDs of the idle processes, read before the first command after a (re)start.
         self._idle: frozenset[str] | None = None
 
     @classmethod
     async def start(cls, client: docker.DockerClient, spec: ContainerSpec) -> Sandbox:
-        """Create and start a container from a spec, with its disk limit where enforced."""
+        """Create and start a container from a spec, with its disk limit where enforced and a
+        tmpfs of that size at each of its image's VOLUME paths."""
         check_spec(spec)
+        image = await engine_call(lambda: client.images.get(spec.image))
         disk = await disk_support(client, spec.image) if spec.limits.disk is not None else None
-        image_bytes = await _image_bytes(client, spec.image) if disk and disk.counts_image else 0
-        kwargs = create_kwargs(spec, disk_size_for(spec.limits, disk, image_bytes))
+        size = image_bytes(image) if disk and disk.counts_image else 0
+        volumes = image_volumes(image, mount_targets(spec))
+        mounts = volume_mounts(volumes, spec.limits.disk)
+        kwargs = create_kwargs(spec, disk_size_for(spec.limits, disk, size), mounts)
 
         def create() -> Container:
             container = client.containers.create(**kwargs)
@@ -241,11 +280,11 @@ class Sandbox:
                     client.networks.get(network).connect(container)
                 container.start()
             except (docker.errors.APIError, RequestException):
-                container.remove(force=True)
+                container.remove(force=True, v=True)
                 raise
             return container
 
-        return cls(client, await created(client, create), spec.limits, disk)
+        return cls(client, await created(client, create), spec.limits, disk, volumes)
 
     async def run(
         self,
@@ -292,11 +331,13 @@ class Sandbox:
         return ExecResult(exit_code, timed_out, oom, seconds, full, limit)
 
     async def _disk_full(self) -> bool:
-        """Whether the container's enforced disk limit leaves no room for 1 MiB more."""
-        if self.disk is None or not self.disk.enforced:
+        """Whether the container's disk limit (its layer's where enforced, its VOLUMEs'
+        tmpfs) leaves no room for 1 MiB more."""
+        probe = self._disk_probe
+        if probe is None:
             return False
         try:
-            result = await engine_call(lambda: self.container.exec_run([*SHELL, DISK_PROBE]))
+            result = await engine_call(lambda: self.container.exec_run([*SHELL, probe]))
         except SandboxError:
             return False
         return result.exit_code not in (0, None)
@@ -459,13 +500,8 @@ async def disk_support(client: docker.DockerClient, image: str) -> DiskLimitSupp
         return DiskLimitSupport(False, str(exc))
 
 
-async def _image_bytes(client: docker.DockerClient, image: str) -> int:
-    """The image's size, which btrfs counts against a container's limit."""
-    return image_bytes(await engine_call(lambda: client.images.get(image)))
-
-
 def image_bytes(image: Image) -> int:
-    """An inspected image's size."""
+    """An inspected image's size, which btrfs counts against a container's limit."""
     return int(image.attrs.get("Size") or 0)
 
 

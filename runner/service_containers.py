@@ -22,11 +22,12 @@ from typing import Any, Literal
 
 import docker
 import docker.errors
-from docker.types import DriverConfig, EndpointConfig, Mount
+from docker.types import EndpointConfig
 
 from config.errors import GantryError
 from config.repo_config import RepoConfig
 from config.secret_store import Secret
+from runner.disk_limit import image_volumes, volume_mounts
 from runner.labels import KIND_SERVICE, SERVICE, gantry_labels
 from runner.network import Attachment
 from runner.sandbox import (
@@ -102,15 +103,6 @@ def with_no_proxy(env: Mapping[str, str], services: tuple[ServiceSpec, ...]) -> 
     if not names:
         return dict(env)
     return {k: f"{v},{names}" if k in NO_PROXY_NAMES else v for k, v in env.items()}
-
-
-def volume_mounts(paths: Iterable[str], size: int | None) -> list[Mount]:
-    """A tmpfs of `size` bytes (None: unsized) at each of an image's VOLUME paths, in place of
-    an anonymous volume: a local volume with tmpfs options is world-writable (sticky) like
-    /tmp, so a service that runs as any user can write its data there."""
-    options = f"size={size},nosuid,nodev" if size is not None else "nosuid,nodev"
-    driver = DriverConfig("local", {"type": "tmpfs", "device": "tmpfs", "o": options})
-    return [Mount(path, None, type="volume", driver_config=driver) for path in sorted(paths)]
 
 
 def service_kwargs(
@@ -230,7 +222,7 @@ class ServiceContainers:
             image = await engine_call(lambda: self.client.images.get(spec.image))
         except docker.errors.NotFound:
             raise ServiceError(f"service {spec.name}: image {spec.image} is missing") from None
-        volumes = tuple((image.attrs.get("Config") or {}).get("Volumes") or {})
+        volumes = image_volumes(image)
         if spec.limits.disk is None:
             return None, volumes
         support = await disk_support(self.client, spec.image)

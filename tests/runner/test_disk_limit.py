@@ -26,6 +26,9 @@ ATTACK = "dd if=/dev/zero of=/workspace/big bs=1M count=5120"
 # Made by a commit, not a build: a build's intermediate containers would leave volumes behind.
 SERVICE_IMAGE = "gantry-test-disk-service:latest"
 SERVICE_CHANGES = ["VOLUME /data", "USER 65534", 'CMD ["sleep", "infinity"]']
+# A task image (what a repository's .github/gantry.yml names) that declares a VOLUME.
+VOLUME_IMAGE = "gantry-test-disk-volume:latest"
+VOLUME_ATTACK = "dd if=/dev/zero of=/data/big bs=1M count=5120"
 
 
 def enforcing(client: docker.DockerClient) -> DiskLimitSupport:
@@ -118,20 +121,112 @@ def test_the_probe_leaves_no_container_behind(disk_engine: docker.DockerClient) 
     assert PROBE_LABELS["gantry.kind"] == "disk-probe"
 
 
-def service_image(client: docker.DockerClient) -> str:
-    """The service image on `client`, made once per engine."""
+def committed_image(client: docker.DockerClient, name: str, changes: list[str]) -> str:
+    """The test base image with /data and these changes as `name` on `client`, made once per
+    engine by a commit (a build's intermediate containers would leave volumes behind)."""
     try:
-        client.images.get(SERVICE_IMAGE)
+        client.images.get(name)
     except docker.errors.ImageNotFound:
         command = ["sh", "-c", "mkdir /data && chown 65534:65534 /data"]
         container = client.containers.run(TEST_BASE_IMAGE, command, detach=True)
         try:
             container.wait()
-            repository, tag = SERVICE_IMAGE.split(":")
-            container.commit(repository, tag, changes=SERVICE_CHANGES)
+            repository, tag = name.split(":")
+            container.commit(repository, tag, changes=changes)
         finally:
             container.remove(v=True, force=True)
-    return SERVICE_IMAGE
+    return name
+
+
+def service_image(client: docker.DockerClient) -> str:
+    """The service image on `client`."""
+    return committed_image(client, SERVICE_IMAGE, SERVICE_CHANGES)
+
+
+def volume_spec(client: docker.DockerClient, owner: Owner) -> ContainerSpec:
+    """A task container from an image with `VOLUME /data`; memory above the disk limit, so
+    the VOLUME (a tmpfs, counted as memory) fills before an OOM."""
+    image = committed_image(client, VOLUME_IMAGE, ["VOLUME /data"])
+    labels = gantry_labels(owner.task_id, owner.repo, "agent", owner.label_owner)
+    return ContainerSpec(image, labels, Limits(1.0, 768 * 1024**2, 64, disk=LIMIT))
+
+
+def volume_names(client: docker.DockerClient, container_id: str) -> set[str]:
+    """The engine's volumes a container mounts."""
+    mounts = client.api.inspect_container(container_id)["Mounts"]
+    return {str(m["Name"]) for m in mounts if m["Type"] == "volume"}
+
+
+def assert_no_volume_left(client: docker.DockerClient, names: set[str]) -> None:
+    for name in names:
+        with pytest.raises(docker.errors.NotFound):
+            client.volumes.get(name)
+
+
+async def test_a_task_that_writes_5_gib_into_its_image_volume_stops_at_the_disk_limit(
+    disk_engine: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    enforcing(disk_engine)
+    spec = volume_spec(disk_engine, owner)
+    dirs = backing_dirs(str(disk_engine.info()["DockerRootDir"]))
+    before = [free_bytes(d) for d in dirs]
+    async with running(disk_engine, spec) as sandbox:
+        result = await sandbox.run(VOLUME_ATTACK, task_log, "agent", 600)
+        during = [free_bytes(d) for d in dirs]
+        stayed = disk_engine.containers.get(sandbox.id).exec_run(["stat", "-c", "%s", "/data/big"])
+        names = volume_names(disk_engine, sandbox.id)
+    drops = [b - d for b, d in zip(before, during, strict=True)]
+    print(f"{stayed.output!r} stayed; free space drop {dict(zip(dirs, drops, strict=True))}")
+    assert result.disk_full, result
+    assert result.describe() == "failed: disk limit of 512 MiB reached (exit code 1)"
+    assert "[agent] [gantry] disk limit of 512 MiB reached" in task_log.text()
+    assert isinstance(stayed.output, bytes)
+    assert int(stayed.output) <= LIMIT
+    assert all(drop <= LIMIT + MARGIN for drop in drops), drops
+    assert names  # the VOLUME was an engine volume, and it went with the container
+    assert_no_volume_left(disk_engine, names)
+
+
+async def test_the_volume_limit_holds_after_end_phase_and_a_commit_and_nothing_is_left(
+    disk_engine: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    enforcing(disk_engine)
+    spec = volume_spec(disk_engine, owner)
+    committed = ""
+    try:
+        async with running(disk_engine, spec) as sandbox:
+            names = volume_names(disk_engine, sandbox.id)
+            # Something left running: end_phase restarts the container through the engine.
+            await sandbox.run("(sleep 600 &) ; echo kept > /data/f", task_log, "agent", 60)
+            await sandbox.end_phase()
+            names |= volume_names(disk_engine, sandbox.id)
+            after_restart = await sandbox.run(VOLUME_ATTACK, task_log, "checks", 600)
+            committed = await sandbox.commit("gantry-test-disk-commit", owner.task_id, {})
+        async with running(
+            disk_engine, ContainerSpec(committed, spec.labels, spec.limits)
+        ) as again:
+            names |= volume_names(disk_engine, again.id)
+            from_commit = await again.run(VOLUME_ATTACK, task_log, "agent", 600)
+    finally:
+        if committed:
+            disk_engine.images.remove(committed, force=True)
+    assert after_restart.disk_full, after_restart
+    assert from_commit.disk_full, from_commit
+    assert len(names) == 2  # one per container: the restart made none
+    assert_no_volume_left(disk_engine, names)
+
+
+async def test_an_image_volume_is_a_tmpfs_of_the_disk_limit_in_the_task_container(
+    disk_engine: docker.DockerClient, owner: Owner
+) -> None:
+    spec = volume_spec(disk_engine, owner)
+    async with running(disk_engine, spec) as sandbox:
+        container = disk_engine.containers.get(sandbox.id)
+        found = container.exec_run(["grep", " /data ", "/proc/mounts"])
+    assert isinstance(found.output, bytes)
+    line = found.output.decode()
+    assert line.split()[2] == "tmpfs", line
+    assert f"size={LIMIT // 1024}k" in line, line
 
 
 def written(client: docker.DockerClient, container_id: str, path: str) -> tuple[int, int]:

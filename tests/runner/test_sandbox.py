@@ -14,6 +14,7 @@ from runner.labels import gantry_labels
 from runner.sandbox import CAP_ADD, ContainerSpec, Limits, Sandbox, running
 from runner.tasklog import TaskLog
 from tests.runner.conftest import Owner
+from tests.runner.test_disk_limit import VOLUME_IMAGE, committed_image
 from tests.support import TEST_BASE_IMAGE
 
 SMALL = Limits(cpus=1.0, memory=128 * 1024**2, pids=64)
@@ -263,3 +264,30 @@ async def test_a_start_cancelled_while_the_engine_creates_leaves_no_container(
             await sandbox.remove()  # a fast engine had it up before the cancel came
         assert docker_client.containers.list(all=True, filters=label) == []
     assert cancelled  # at least one cancel landed while the engine was at work
+
+
+async def test_an_image_volume_stays_within_the_disk_limit_where_the_layer_is_not_enforced(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    # The image's VOLUME is a tmpfs of the limit on any engine (this one may not size layers).
+    image = committed_image(docker_client, VOLUME_IMAGE, ["VOLUME /data"])
+    limits = Limits(cpus=1.0, memory=256 * 1024**2, pids=64, disk=64 * 1024**2)
+    spec = ContainerSpec(image=image, labels=spec_for(owner).labels, limits=limits)
+    async with running(docker_client, spec) as sandbox:
+        names = {
+            m["Name"]
+            for m in docker_client.api.inspect_container(sandbox.id)["Mounts"]
+            if m["Type"] == "volume"
+        }
+        result = await sandbox.run(
+            "dd if=/dev/zero of=/data/big bs=1M count=1024", task_log, "agent", 120
+        )
+        assert (await sandbox.run("stat -c %s /data/big", task_log, "probe", 30)).ok
+        stayed = int(task_log.tail(1)[0].split()[-1])
+    assert result.disk_full, result
+    assert result.describe() == "failed: disk limit of 64 MiB reached (exit code 1)"
+    assert stayed <= 64 * 1024**2
+    assert names
+    for name in names:
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.volumes.get(name)
