@@ -102,10 +102,13 @@ class GitHubPublisher:
         kept = await self.ledger.task_branch(self.task.id)
         if kept is not None and kept.pull_url is not None:
             return Published(kept.pull_url)  # an earlier try of this task opened it
-        author = await bot_identity_of(self.gh, self.slug)
-        message = await self.message(work)
+        # Who commits, what the commit says and where it goes do not depend on each other: the
+        # two API calls and the remote's heads are asked for at once.
+        author, message, first = await asyncio.gather(
+            bot_identity_of(self.gh, self.slug), self.message(work), self.target(work)
+        )
         for attempt in (1, 2):
-            target = await self.target(work)
+            target = first if attempt == 1 else await self.target(work)
             await check_ref_format(target.branch)
             if target.existing_pull_url is None and target.expected_remote is not None:
                 # Our branch from an earlier try: its PR may exist though we never heard so.

@@ -18,6 +18,7 @@ from runner.workspace import GIT
 SNAPSHOT_REF = "refs/gantry/snapshot"
 SCRATCH = "/tmp/gantry"  # noqa: S108 (inside the container, which is ours alone)
 PATCH_NAME, MESSAGE_NAME = "change.patch", "message.txt"
+OUTPUT_DIR_NAME = "output"
 # The tree the last check left (its id), recorded before the check's shell ends.
 CHECKED_TREE = "checked-tree"
 CHUNK_BYTES = 64 * 1024
@@ -51,6 +52,17 @@ def snapshot_script(workspace: str = WORKSPACE) -> str:
         f'snap=$({SAFE_GIT} commit-tree "$tree" -p HEAD -m snapshot); '
         f'{SAFE_GIT} update-ref {SNAPSHOT_REF} "$snap"; {SAFE_GIT} reset --quiet'
     )
+
+
+def output_dir(scratch: str) -> str:
+    """`GANTRY_OUTPUT_DIR`: a directory beside the task file, outside the repository."""
+    return f"{scratch}/{OUTPUT_DIR_NAME}"
+
+
+def start_script(workspace: str = WORKSPACE, scratch: str = SCRATCH) -> str:
+    """What makes an environment ready for the agent: the snapshot of its tree, and the
+    agent's output directory (one exec, run by the executor as it prepares)."""
+    return f"{snapshot_script(workspace)}; mkdir -p {shlex.quote(output_dir(scratch))}"
 
 
 def check_script(
@@ -101,11 +113,17 @@ def collect_script(
 def tar_file(path: str, data: bytes) -> bytes:
     """A tar archive holding one file at `path` (relative to /). No directory entries: the
     engine makes missing parents, and an entry for /tmp would reset its sticky mode."""
+    return tar_files([(path, data)])
+
+
+def tar_files(files: list[tuple[str, bytes]]) -> bytes:
+    """A tar archive of files at their paths (relative to /), likewise without directories."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo(path.strip("/"))
-        info.size, info.mode = len(data), 0o644
-        tar.addfile(info, io.BytesIO(data))
+        for path, data in files:
+            info = tarfile.TarInfo(path.strip("/"))
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 

@@ -20,7 +20,7 @@ from config.secret_store import Secret
 from gantry.metrics import Metrics
 from runner.ca_certs import ExtraCa
 from runner.cache import CACHE_REPOSITORY, CacheInputs, EnvironmentCache, cache_key
-from runner.collect import SCRATCH, read_file, tar_file
+from runner.collect import SCRATCH, read_file, start_script, tar_file, tar_files
 from runner.image_pull import ImagePuller
 from runner.labels import KIND_AGENT, KIND_SETUP, gantry_labels
 from runner.languages import LanguageSelectionError, describe, selection_error, shell_command
@@ -41,6 +41,8 @@ from runner.tasklog import TaskLog
 from runner.workspace import checkout_script, mirror_mount, move_script
 
 CHECKOUT_LIMIT_S = 600.0
+# The snapshot of the tree the agent starts from (`git add -A` of a large tree can take a while).
+START_LIMIT_S = 300.0
 DEFAULT_LIMITS = Limits()
 SETUP_NETWORK = NetworkPolicy("full")
 AGENT_NETWORK = NetworkPolicy("off")
@@ -83,6 +85,9 @@ class EnvironmentRequest:
     trusted_sha: str | None = None
     # Containers beside the agent's on its network (databases), reached by name.
     services: tuple[ServiceSpec, ...] = ()
+    # Files (name, content) put into the environment's scratch directory as it is prepared,
+    # while the checkout is moved and snapshotted: the agent's task file.
+    scratch_files: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def untrusted(self) -> bool:
@@ -183,6 +188,12 @@ class Environment:
         """A file from the container, refused when larger than `max_bytes`."""
         return await read_file(self.sandbox, path, max_bytes)
 
+    async def write_scratch(self, files: tuple[tuple[str, bytes], ...]) -> None:
+        """Put files (name, content) into the scratch directory, in one copy."""
+        if files:
+            archive = tar_files([(f"{self.scratch}/{name}", data) for name, data in files])
+            await self.sandbox.copy_in("/", archive)
+
 
 @dataclass(frozen=True)
 class Built:
@@ -257,14 +268,22 @@ class Environments:
             raise
         self.metrics.cache_lookup(built.hit)
         environment = await self._start_agent(request, built, log, attachment)
+        # The files go in beside the checkout's exec: a copy into the container is an engine
+        # round trip of its own, and nothing in the container runs from them yet.
+        writing = asyncio.ensure_future(environment.write_scratch(request.scratch_files))
         try:
             if built.hit or request.untrusted:
                 mark = time.monotonic()
                 await self._resume(environment, request, log)
                 timings["maintenance"] = time.monotonic() - mark
+            else:
+                await _must(environment.sandbox, start_script(), log, "environment", START_LIMIT_S)
+            await writing
             await self.networks.ready(environment.attachment)
             await self.networks.open_relay(environment.attachment)
         except BaseException:
+            writing.cancel()
+            await asyncio.wait([writing])
             await self.release(environment)
             raise
         environment.timings = timings | {"prepare": time.monotonic() - started}
@@ -437,13 +456,19 @@ class Environments:
     async def _resume(
         self, environment: Environment, request: EnvironmentRequest, log: TaskLog
     ) -> None:
-        """Move the cached checkout to the task's SHA, then run maintenance (no secrets)."""
+        """Move the cached checkout to the task's SHA, run maintenance (no secrets), then
+        snapshot the tree the agent starts from: with no maintenance, in the move's exec."""
         sandbox = environment.sandbox
+        if not request.maintenance:
+            script = f"{move_script(request.sha)}; {start_script()}"
+            await _must(sandbox, script, log, "checkout", CHECKOUT_LIMIT_S + START_LIMIT_S)
+            return
         await _must(sandbox, move_script(request.sha), log, "checkout", CHECKOUT_LIMIT_S)
         deadline = time.monotonic() + request.setup_limit_s
         for command in request.maintenance:
             left = max(deadline - time.monotonic(), 0.001)
             await _must(sandbox, command, log, "maintenance", left)
+        await _must(sandbox, start_script(), log, "environment", START_LIMIT_S)
 
     async def blocked_attempts(self, environment: Environment) -> list[dict[str, Any]]:
         """What the egress proxy refused (nothing for `off` and `full`)."""

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from config.errors import GantryError
-from runner.collect import too_big
-from runner.environment import EnvironmentRequest, PhaseFailedError
+from runner.collect import start_script, too_big
+from runner.environment import START_LIMIT_S, EnvironmentRequest, PhaseFailedError
 from runner.mirror import Mirrors, git
 from runner.patch_policy import PatchRefusedError
 from runner.sandbox import ExecResult
@@ -172,6 +172,12 @@ class LocalExecutor:
                 result = await env.run(command, tasklog, "setup", request.setup_limit_s, secrets)
                 if not result.ok:
                     raise PhaseFailedError("setup", command, result)
+            for name, data in request.scratch_files:
+                await env.write_file(f"{env.scratch}/{name}", data)
+            script = start_script(env.workspace, env.scratch)
+            result = await env.run(script, tasklog, "environment", START_LIMIT_S)
+            if not result.ok:
+                raise PhaseFailedError("environment", script, result)
         except BaseException:
             await self.release(env)
             raise

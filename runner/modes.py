@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 
 from config.errors import GantryError
 from config.repo_config import SEVERITIES, RepoConfig, Severity
+from runner.collect import output_dir
 from runner.executor import RunningEnvironment
 from runner.patch_policy import PatchRefusedError
 
@@ -32,7 +33,6 @@ class Mode(StrEnum):
     REVIEW = "review"
 
 
-OUTPUT_DIR_NAME = "output"
 OUTPUT_FILES = {Mode.ASK: "answer.md", Mode.PLAN: "plan.md", Mode.REVIEW: "review.json"}
 MAX_TEXT_BYTES = 60 * 1024  # an issue comment holds 65,536 characters
 MAX_REVIEW_BYTES = 256 * 1024
@@ -116,11 +116,6 @@ FINDINGS = TypeAdapter(Annotated[list[FindingModel], Field(max_length=MAX_FINDIN
 def mode_of(kind: str) -> Mode:
     """The mode of a stored task kind (`request` and `exec` are code)."""
     return Mode(kind) if kind in Mode.__members__.values() else Mode.CODE
-
-
-def output_dir(scratch: str) -> str:
-    """`GANTRY_OUTPUT_DIR`: a directory beside the task file, outside the repository."""
-    return f"{scratch}/{OUTPUT_DIR_NAME}"
 
 
 def output_path(mode: Mode, scratch: str) -> str:

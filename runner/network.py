@@ -11,13 +11,13 @@ the revoked token keeps it shut).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import ipaddress
 import json
 import signal
-import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +26,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 from docker.models.networks import Network
+from requests.exceptions import RequestException
 
 from config.errors import GantryError
 from runner import egress
@@ -54,6 +55,8 @@ PROXY_LOG_CONFIG = {"type": "json-file", "config": {"max-size": "1m", "max-file"
 # Lines read back: more than the proxy ever records (egress.MAX_RECORDS, then a count that
 # doubles), so nothing is lost, yet a bounded read whatever is in the log.
 DECISIONS_TAIL = 2 * egress.MAX_RECORDS
+# Characters of a followed log kept while waiting for a line (the proxy's lines are short).
+FOLLOWED_KEPT = 4096
 RELAY_SIGNAL_S = 20.0
 BRIDGE = "bridge"
 
@@ -317,8 +320,7 @@ class Networks:
     async def _signal(self, proxy_id: str, sig: signal.Signals, line: str, what: str) -> None:
         """Send the proxy a signal and wait until its log says it acted on it."""
         await engine_call(lambda: self.client.api.kill(proxy_id, signal=sig.name))
-        proxy = await engine_call(lambda: self.client.containers.get(proxy_id))
-        await self._wait_for(proxy, line, RELAY_SIGNAL_S, f"{what} its relay")
+        await self._wait_for(proxy_id, line, RELAY_SIGNAL_S, f"{what} its relay")
 
     async def _create_network(self, labels: dict[str, str]) -> Network:
         """A fresh internal bridge network without a host address, its IPAM read back."""
@@ -369,22 +371,26 @@ class Networks:
 
     async def _wait_ready(self, proxy: Container) -> None:
         """Wait until the proxy says it listens, or fail if it exits."""
-        await self._wait_for(proxy, egress.READY, PROXY_READY_S, "start")
+        await self._wait_for(str(proxy.id), egress.READY, PROXY_READY_S, "start")
 
-    async def _wait_for(self, proxy: Container, line: str, limit_s: float, what: str) -> None:
-        """Wait until the proxy's log has `line`, or fail if it exits or takes too long."""
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
-            logs = await engine_call(
-                lambda: proxy.logs(tail=DECISIONS_TAIL).decode(errors="replace")
+    async def _wait_for(self, proxy_id: str, line: str, limit_s: float, what: str) -> None:
+        """Wait until the proxy's log has `line`, or fail if it exits or takes too long.
+
+        The log is followed as the engine writes it (no polling interval to wait out); the
+        stream ends only when the proxy exits."""
+        stream = await engine_call(
+            lambda: self.client.api.logs(proxy_id, stream=True, follow=True, tail=DECISIONS_TAIL)
+        )
+        try:
+            found, logs = await asyncio.wait_for(
+                asyncio.to_thread(_read_until, stream, line), limit_s
             )
-            if line in logs:
-                return
-            await engine_call(proxy.reload)
-            if proxy.status not in ("created", "running"):
-                raise NetworkSetupError(f"the egress proxy exited: {logs[-500:]}")
-            await asyncio.sleep(0.05)
-        raise NetworkSetupError(f"the egress proxy did not {what} in time")
+        except TimeoutError:
+            raise NetworkSetupError(f"the egress proxy did not {what} in time") from None
+        finally:
+            stream.close()  # a thread still reading (timeout, cancel) sees its stream end
+        if not found:
+            raise NetworkSetupError(f"the egress proxy exited: {logs[-500:]}")
 
     async def decisions(self, attachment: Attachment) -> list[dict[str, Any]]:
         """What the proxy allowed and blocked so far (empty for `off` and `full`)."""
@@ -416,6 +422,18 @@ class Networks:
                     self.client.api.remove_network(network_id)
 
             await engine_call(remove)
+
+
+def _read_until(stream: Iterable[bytes], line: str) -> tuple[bool, str]:
+    """Thread body: read a followed log until it holds `line` (True) or ends (False)."""
+    text, decoder = "", codecs.getincrementaldecoder("utf-8")("replace")
+    with contextlib.suppress(docker.errors.APIError, RequestException, OSError, ValueError):
+        for chunk in stream:
+            text += decoder.decode(chunk)
+            if line in text:
+                return True, text
+            text = text[-FOLLOWED_KEPT:]  # enough for a line cut in two, and for an error
+    return line in text, text
 
 
 def blocked(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:

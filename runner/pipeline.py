@@ -7,7 +7,6 @@ import dataclasses
 import json
 import logging
 import re
-import shlex
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -30,13 +29,7 @@ from runner.agent_step import (
 )
 from runner.attempts import attempt_count
 from runner.attempts_run import AttemptsRun
-from runner.collect import (
-    MESSAGE_NAME,
-    PATCH_NAME,
-    check_script,
-    collect_script,
-    snapshot_script,
-)
+from runner.collect import MESSAGE_NAME, PATCH_NAME, check_script, collect_script
 from runner.environment import EnvironmentRequest, PhaseFailedError, from_config
 from runner.executor import Executor, RunningEnvironment
 from runner.mirror import MirrorError
@@ -48,7 +41,6 @@ from runner.modes import (
     instructions,
     mode_of,
     mode_variables,
-    output_dir,
     read_output,
     redact,
 )
@@ -315,13 +307,21 @@ class Run:
             self.log.line("prepare", f"[gantry] {value.path} = {value.value}: {value.describe()}")
         return source, checkout
 
-    async def agent(self, env: Env, config: RepoConfig, sha: str) -> None:
+    async def agent(self, env: Env, config: RepoConfig, sha: str, *, end: bool = False) -> None:
         """The agent phase; however it ends (or if there is no agent), the gateway's relay
-        closes with it: checks and collect never reach the model gateway."""
+        closes with it: checks and collect never reach the model gateway. With `end`, a
+        finished agent's processes are ended too (`end_phase`), while the relay closes."""
         try:
             await self.agent_phase(env, config, sha)
-        finally:
+        except BaseException:
             await env.close_gateway()
+            raise
+        # Both are engine round trips that do not depend on each other; both are over before
+        # anything goes on (the first failure, if any, is raised then).
+        steps = [env.close_gateway(), *([env.end_phase()] if end else [])]
+        for outcome in await asyncio.gather(*steps, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def agent_phase(self, env: Env, config: RepoConfig, sha: str) -> None:
         self.current = "agent"
@@ -332,10 +332,8 @@ class Run:
         if choice.preset is None and choice.command is None:
             await self.skip("agent", "no agent configured: setup and checks only")
             return
-        earlier = [round_of(t) for t in await self.deps.earlier_tasks(self.task)]
-        data = json.dumps(task_file(self.task, sha, earlier), indent=2).encode()
+        # The task file went in as the environment was prepared (`scratch_files`).
         path = f"{env.scratch}/{TASK_FILE_NAME}"
-        await env.write_file(path, data)
         variables = {
             "GANTRY_PROMPT": prompt_of(self.task),
             "GANTRY_TASK_FILE": path,
@@ -344,6 +342,19 @@ class Run:
         }
         variables |= mode_variables(self.mode, env.scratch)
         await self.phase("agent", lambda: self.run_agent(env, config, choice, variables))
+
+    async def scratch_files(self, config: RepoConfig, sha: str) -> tuple[tuple[str, bytes], ...]:
+        """The task file (`GANTRY_TASK_FILE`), put in as the environment is prepared; none
+        when no agent will run (the agent phase says why)."""
+        try:
+            choice = agent_choice(self.task, config, self.deps.agent_command)
+        except AgentNotAllowedError:
+            return ()
+        if choice.preset is None and choice.command is None:
+            return ()
+        earlier = [round_of(t) for t in await self.deps.earlier_tasks(self.task)]
+        data = json.dumps(task_file(self.task, sha, earlier), indent=2).encode()
+        return ((TASK_FILE_NAME, data),)
 
     async def run_agent(
         self, env: Env, config: RepoConfig, choice: AgentChoice, variables: dict[str, str]
@@ -414,10 +425,17 @@ class Run:
     async def diff(self, env: Env, sha: str, checked: bool = False) -> bytes:
         """The agent's work so far, as a patch against the snapshot (`checked`: as the last
         check left it, not what its leftovers wrote after it)."""
+        await self.write_diff(env, sha, checked)
+        return await self.read_patch(env)
+
+    async def write_diff(self, env: Env, sha: str, checked: bool = False) -> None:
+        """The patch and the agent's commit messages, written in the container's scratch."""
         script = collect_script(sha, env.workspace, env.scratch, checked)
         result = await env.run(script, self.log, "collect", COLLECT_LIMIT_S)
         if not result.ok:
             raise TaskFailedError("collect", f"git diff {result.describe()}")
+
+    async def read_patch(self, env: Env) -> bytes:
         return await env.read_file(f"{env.scratch}/{PATCH_NAME}", self.deps.patch_policy.max_bytes)
 
     async def changed_files(self, env: Env, sha: str) -> list[str]:
@@ -428,8 +446,11 @@ class Run:
 
     async def collect(self, env: Env, sha: str) -> tuple[bytes, str]:
         policy = self.deps.patch_policy
-        patch = await self.diff(env, sha, checked=True)
-        raw = await env.read_file(f"{env.scratch}/{MESSAGE_NAME}", MAX_MESSAGE_BYTES)
+        await self.write_diff(env, sha, checked=True)
+        # Both files copied out at once: each copy is an engine round trip of its own.
+        patch, raw = await asyncio.gather(
+            self.read_patch(env), env.read_file(f"{env.scratch}/{MESSAGE_NAME}", MAX_MESSAGE_BYTES)
+        )
         message = raw.decode(errors="replace")
         values = [s.value.get_secret_value() for s in (*self.secrets, *self.service_secrets)]
         check_patch(patch, values, policy)
@@ -554,18 +575,20 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
         token=source.token,
         ref=source.ref,
     )
-    request = dataclasses.replace(request, services=services_of(config, run.service_secrets))
+    request = dataclasses.replace(
+        request,
+        services=services_of(config, run.service_secrets),
+        scratch_files=await run.scratch_files(config, source.sha),
+    )
     if run.task.best_of > 1 and run.mode is Mode.CODE:
         return await _attempts(run, publisher, request, checkout, source.sha)
     env = await run.phase("environment", lambda: environment(run, request))
     if run.mode is not Mode.CODE:
         return await answer_phases(run, env, checkout, source.sha)
-    released: asyncio.Task[None] | None = None
     try:
-        await run.agent(env, config, source.sha)
         # Nothing the agent left running writes on during the checks, nor the checks' during
         # collect: each phase ends with every process it started.
-        await env.end_phase()
+        await run.agent(env, config, source.sha, end=True)
         # Judged as it ends: a failing check is never shown as a ✅ phase, not even meanwhile.
         checks = await run.phase(
             "checks",
@@ -576,17 +599,13 @@ async def _phases(run: Run, publisher: Publisher) -> TaskResult:
         await env.end_phase()
         patch, message = await run.phase("collect", lambda: run.collect(env, source.sha))
         decisions = await run.deps.environments.blocked_attempts(env)
-        # The container goes while the work is published: nothing needs it any more.
-        released = asyncio.create_task(run.deps.environments.release(env))
-    finally:
-        if released is None:
-            await asyncio.shield(run.deps.environments.release(env))
-    run.blocked = tuple(describe_blocked(d) for d in decisions)
-    work = Work(patch, message, checks, run.blocked, config, source.sha, run.usage_line)
-    try:
+        run.blocked = tuple(describe_blocked(d) for d in decisions)
+        work = Work(patch, message, checks, run.blocked, config, source.sha, run.usage_line)
         run.outcome = await publish_work(run, publisher, work)
     finally:
-        await to_the_end(released)
+        # The idle container goes once the work is published (or the task failed): removing
+        # it and its proxy beside the push took the host's CPU from the push and the PR.
+        await to_the_end(run.deps.environments.release(env))
     return run.outcome
 
 
@@ -615,18 +634,9 @@ def judge_prepare(phase: Phase, prepared: tuple[Source, Checkout]) -> Phase:
 
 
 async def environment(run: Run, request: EnvironmentRequest) -> Env:
-    """Build or resume the environment, then snapshot the tree the agent starts from."""
+    """Build or resume the environment; the executor snapshots the tree the agent starts
+    from and makes its output directory as it prepares (in the checkout's exec, if it can)."""
     env: Env = await run.deps.environments.prepare(request, run.log)
-    try:
-        # The agent's output directory is made in the same exec (one less before the agent).
-        mkdir = f"mkdir -p {shlex.quote(output_dir(env.scratch))}"
-        script = f"{snapshot_script(env.workspace)}; {mkdir}"
-        result = await env.run(script, run.log, "environment", COLLECT_LIMIT_S)
-        if not result.ok:
-            raise TaskFailedError("environment", f"the snapshot {result.describe()}")
-    except BaseException:
-        await asyncio.shield(run.deps.environments.release(env))
-        raise
     return env
 
 
@@ -669,8 +679,7 @@ async def answer_phases(run: Run, env: Env, checkout: Checkout, sha: str) -> Tas
         base = await review_base(run, sha) if run.mode is Mode.REVIEW else None
         rules = [rule for doc in checkout.docs for rule in doc.review_rules]
         run.instructions = instructions(run.mode, env.scratch, base, rules)
-        await run.agent(env, config, sha)
-        await env.end_phase()
+        await run.agent(env, config, sha, end=True)
         await run.skip("checks", f"not run in {run.mode} mode")
         answer = await run.phase("collect", lambda: read_output(env, run.mode))
         answer = redact(answer, [s.value.get_secret_value() for s in run.secrets])

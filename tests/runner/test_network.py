@@ -8,14 +8,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import docker
+import pytest
 import pytest_asyncio
 from aiohttp import web
 
 from runner.cache import EnvironmentCache
 from runner.environment import Environments
-from runner.labels import gantry_labels
+from runner.labels import OWNER, gantry_labels
 from runner.mirror import Mirrors
-from runner.network import NetworkPolicy, Networks, blocked
+from runner.network import NetworkPolicy, Networks, NetworkSetupError, blocked
 from runner.sandbox import ContainerSpec, Limits, running
 from runner.tasklog import TaskLog
 from tests.runner.conftest import Origin, Owner, request_for
@@ -230,3 +231,17 @@ async def test_setup_and_agent_each_get_their_own_policy(
         ("blocked", f"http://{gateway}:{host_server}/x"),
     ]
     assert docker_client.networks.list(filters={"label": f"gantry.task={owner.task_id}"}) == []
+
+
+async def test_a_proxy_that_exits_at_start_fails_the_attachment_and_leaves_nothing(
+    docker_client: docker.DockerClient, owner: Owner
+) -> None:
+    # A mapping the proxy cannot parse: it exits before it says it listens.
+    mapped = {"allowed.test": "192.0.2.1:not-a-port"}
+    networks = Networks(docker_client, TEST_BASE_IMAGE, mapped, owner.label_owner)
+    policy = NetworkPolicy("limited", allow=("allowed.test",))
+    with pytest.raises(NetworkSetupError, match="exited"):
+        await networks.attach(policy, owner.task_id, owner.repo)
+    label = f"{OWNER}={owner.label_owner}"
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []
+    assert docker_client.networks.list(filters={"label": label}) == []
