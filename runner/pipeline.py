@@ -58,6 +58,7 @@ from runner.results import (
     PhaseStatus,
     TaskResult,
     judge_checks,
+    uncancel_current,
 )
 from runner.service_containers import secret_names, services_of
 from runner.task import Task
@@ -482,7 +483,7 @@ async def run_task(
         await to_the_end(finish(run, result))
     except asyncio.CancelledError as exc:
         if stop is not None:
-            _uncancel()  # one stop is passed on, however many came
+            uncancel_current()  # one stop is passed on, however many came
         stop = stop or exc
     if stop is not None:
         raise EndedThenStopped(result) from stop
@@ -532,13 +533,6 @@ async def finish(run: Run, result: TaskResult) -> None:
         log.exception("task %s: the final report failed", run.task.id)
 
 
-def _uncancel() -> None:
-    """Take back a cancel request this task has handled itself."""
-    current = asyncio.current_task()
-    if current is not None:
-        current.uncancel()
-
-
 async def to_the_end(step: Awaitable[T]) -> T:
     """Wait for `step` to finish even when this task is cancelled meanwhile (as arq shields
     a job's completion); a stop that came meanwhile is raised once it has finished."""
@@ -552,7 +546,7 @@ async def to_the_end(step: Awaitable[T]) -> T:
             if future.cancelled():
                 raise
             if stop is not None:
-                _uncancel()  # one stop is passed on, however many came
+                uncancel_current()  # one stop is passed on, however many came
             stop = stop or exc
     if stop is not None:
         raise stop

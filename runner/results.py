@@ -127,6 +127,13 @@ class EndedThenStopped(asyncio.CancelledError):
         self.result = result
 
 
+def uncancel_current() -> None:
+    """Take back a cancel request the current task has handled itself."""
+    current = asyncio.current_task()
+    if current is not None:
+        current.uncancel()
+
+
 def initial_phases() -> list[Phase]:
     return [Phase(name) for name in PHASES]
 

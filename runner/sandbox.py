@@ -266,12 +266,9 @@ class Sandbox:
         """Create and start a container from a spec, with its disk limit where enforced and a
         tmpfs of that size at each of its image's VOLUME paths."""
         check_spec(spec)
-        image = await engine_call(lambda: client.images.get(spec.image))
-        disk = await disk_support(client, spec.image) if spec.limits.disk is not None else None
-        size = image_bytes(image) if disk and disk.counts_image else 0
-        volumes = image_volumes(image, mount_targets(spec))
-        mounts = volume_mounts(volumes, spec.limits.disk)
-        kwargs = create_kwargs(spec, disk_size_for(spec.limits, disk, size), mounts)
+        disk = await disk_plan(client, spec.image, spec.limits, mount_targets(spec))
+        mounts = volume_mounts(disk.volumes, spec.limits.disk)
+        kwargs = create_kwargs(spec, disk.size, mounts)
 
         def create() -> Container:
             container = client.containers.create(**kwargs)
@@ -284,7 +281,8 @@ class Sandbox:
                 raise
             return container
 
-        return cls(client, await created(client, create), spec.limits, disk, volumes)
+        container = await created(client, create)
+        return cls(client, container, spec.limits, disk.support, disk.volumes)
 
     async def run(
         self,
@@ -503,6 +501,27 @@ async def disk_support(client: docker.DockerClient, image: str) -> DiskLimitSupp
 def image_bytes(image: Image) -> int:
     """An inspected image's size, which btrfs counts against a container's limit."""
     return int(image.attrs.get("Size") or 0)
+
+
+@dataclass(frozen=True)
+class DiskPlan:
+    """How a container of an image gets its disk limit: the engine's support (None: no limit
+    asked for), the size storage option (None: not enforced), the image's VOLUME paths."""
+
+    support: DiskLimitSupport | None
+    size: int | None
+    volumes: tuple[str, ...]
+
+
+async def disk_plan(
+    client: docker.DockerClient, image: str, limits: Limits, taken: frozenset[str] = frozenset()
+) -> DiskPlan:
+    """The disk limit of a container of `image` (a task's or a service's), decided alike for
+    both; `taken`: mount targets whose VOLUME paths are the caller's, not a tmpfs."""
+    found = await engine_call(lambda: client.images.get(image))
+    support = await disk_support(client, image) if limits.disk is not None else None
+    size = image_bytes(found) if support is not None and support.counts_image else 0
+    return DiskPlan(support, disk_size_for(limits, support, size), image_volumes(found, taken))
 
 
 async def engine_call(call: Callable[[], T]) -> T:

@@ -27,18 +27,16 @@ from docker.types import EndpointConfig
 from config.errors import GantryError
 from config.repo_config import RepoConfig
 from config.secret_store import Secret
-from runner.disk_limit import image_volumes, volume_mounts
+from runner.disk_limit import volume_mounts
 from runner.labels import KIND_SERVICE, SERVICE, gantry_labels
 from runner.network import Attachment
 from runner.sandbox import (
     DEFAULT_DISK,
     Limits,
     created,
-    disk_size_for,
-    disk_support,
+    disk_plan,
     engine_call,
     hardened,
-    image_bytes,
     remove_container,
 )
 from runner.tasklog import TaskLog
@@ -199,8 +197,13 @@ class ServiceContainers:
     ) -> str:
         labels = gantry_labels(*task, KIND_SERVICE, self.owner) | {SERVICE: spec.name}
         endpoint = self.client.api.create_endpoint_config(aliases=[spec.name])
-        disk_size, volumes = await self._disk(spec)
-        kwargs = service_kwargs(spec, attachment, labels, endpoint, untrusted, disk_size, volumes)
+        try:
+            disk = await disk_plan(self.client, spec.image, spec.limits)
+        except docker.errors.NotFound:
+            raise ServiceError(f"service {spec.name}: image {spec.image} is missing") from None
+        kwargs = service_kwargs(
+            spec, attachment, labels, endpoint, untrusted, disk.size, disk.volumes
+        )
 
         def create() -> Any:
             container = self.client.containers.create(**kwargs)
@@ -215,19 +218,6 @@ class ServiceContainers:
             return str((await created(self.client, create)).id)
         except GantryError as exc:
             raise ServiceError(f"service {spec.name} ({spec.image}) did not start: {exc}") from None
-
-    async def _disk(self, spec: ServiceSpec) -> tuple[int | None, tuple[str, ...]]:
-        """The service's size storage option (as the task container's) and its image's VOLUMEs."""
-        try:
-            image = await engine_call(lambda: self.client.images.get(spec.image))
-        except docker.errors.NotFound:
-            raise ServiceError(f"service {spec.name}: image {spec.image} is missing") from None
-        volumes = image_volumes(image)
-        if spec.limits.disk is None:
-            return None, volumes
-        support = await disk_support(self.client, spec.image)
-        size = image_bytes(image) if support.counts_image else 0
-        return disk_size_for(spec.limits, support, size), volumes
 
     async def _wait(self, container_id: str, spec: ServiceSpec, log: TaskLog) -> None:
         """Poll until ready; a service that dies or times out fails with its last log lines."""

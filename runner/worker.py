@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from runner.leases import split_taken_back
 from runner.queue import TaskQueue
-from runner.results import SHUTDOWN, Conclusion, EndedThenStopped, TaskResult
+from runner.results import SHUTDOWN, Conclusion, EndedThenStopped, TaskResult, uncancel_current
 from runner.store import TaskStore
 from runner.task import Task, TaskState
 
@@ -151,24 +151,17 @@ class Worker:
         except EndedThenStopped as ended:
             # The task had ended when the stop came: its end is what gets recorded.
             log.info("task %s stopped once it had ended", task.id)
-            self._uncancel()
+            uncancel_current()  # our own cancel: the worker goes on
             return FINAL_STATES[ended.result.conclusion]
         except asyncio.CancelledError:
             log.info("task %s %s", task.id, "interrupted" if self._stopping else "cancelled")
-            self._uncancel()
+            uncancel_current()  # our own cancel: the worker goes on
             # Stopped by a shutdown, the task runs again at the next start; else it is over.
             return TaskState.QUEUED if self._stopping else TaskState.CANCELLED
         except Exception:
             log.exception("task %s failed outside the pipeline", task.id)
             return TaskState.FAILED
         return FINAL_STATES[result.conclusion]
-
-    @staticmethod
-    def _uncancel() -> None:
-        """Swallow our own cancel: the worker goes on; the task is over."""
-        current = asyncio.current_task()
-        if current is not None:
-            current.uncancel()
 
     @contextlib.asynccontextmanager
     async def _beating(self) -> AsyncIterator[None]:
