@@ -50,7 +50,20 @@ async def test_a_follow_up_on_a_gantry_pr_gets_a_check_run_on_its_head(live: Gan
     assert [t.state for t in tasks] == [TaskState.SUCCEEDED, TaskState.SUCCEEDED]
     after = (await live.forge.branches(OWNER, REPO))[pull.head]
     runs = live.forge.check_runs(OWNER, REPO)
-    [verdict] = [run for run in runs if run["head_sha"] == after]
+    on_after = [run for run in runs if run["head_sha"] == after]
+    # Once in CI two runs were on the pushed commit; what was there is kept for whoever sees
+    # it again (each run's head, state and title; every task in any state).
+    every = [
+        (t.id, t.state, t.head_sha)
+        for s in TaskState
+        for t in await live.services.store.with_state(s)
+    ]
+    seen = [
+        (r["head_sha"][:7], r["status"], r["conclusion"], (r.get("output") or {}).get("title"))
+        for r in runs
+    ]
+    assert len(on_after) == 1, f"before {before[:7]}, after {after[:7]}: {seen}; tasks {every}"
+    [verdict] = on_after
     # The round's verdict is on the commit it pushed; the run it started on points there.
     assert (verdict["name"], verdict["conclusion"]) == ("Gantry", "success")
     assert verdict["status"] == "completed"
