@@ -125,22 +125,25 @@ async def read_verified(request: web.Request, secret: str) -> tuple[sansio.Event
 async def webhook(request: web.Request) -> web.Response:
     """Verify, deduplicate and store the delivery, then answer; it is handled after."""
     services = request.app[SERVICES]
+    try:
+        event, body = await read_verified(request, services.settings.webhook_secret)
+    except WebhookRejectedError as exc:
+        log.warning("delivery refused (%d): %s", exc.status, exc.reason)
+        return counted(request, refusal_outcome(exc.status), answer(exc.status, error=exc.reason))
+    # Only verified deliveries count as load: a client trickling an unsigned body in never
+    # holds the inbox back.
     load = services.inbox.load
     load.enter()
     try:
-        return await take_delivery(request, services)
+        return await take_delivery(request, services, event, body)
     finally:
         load.leave()
 
 
-async def take_delivery(request: web.Request, services: Services) -> web.Response:
-    """The webhook's answer to one request; a delivery to handle goes to the inbox."""
-    secret = services.settings.webhook_secret
-    try:
-        event, body = await read_verified(request, secret)
-    except WebhookRejectedError as exc:
-        log.warning("delivery refused (%d): %s", exc.status, exc.reason)
-        return counted(request, refusal_outcome(exc.status), answer(exc.status, error=exc.reason))
+async def take_delivery(
+    request: web.Request, services: Services, event: sansio.Event, body: bytes
+) -> web.Response:
+    """The webhook's answer to a verified delivery; one to handle goes to the inbox."""
     if event.event == "ping":
         return counted(request, "pong", answer(200, outcome="pong"))
     if not ROUTER.fetch(event):

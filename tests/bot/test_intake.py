@@ -339,3 +339,28 @@ async def test_a_pr_cannot_change_who_may_trigger(gantry: Gantry) -> None:
     await gantry.forge.commit_files("octo", "hello", "feature", {".github/gantry.yml": relaxed})
     status, answer = await comment(gantry, "@gantry fix it", sender="rita")
     assert (status, answer) == (200, {"outcome": "refused"})
+
+
+async def test_a_body_trickled_in_unsigned_never_holds_the_inbox_back(gantry: Gantry) -> None:
+    """Work after the answer gives way to deliveries being answered; a client that opens a
+    request and never finishes its body is not one (it is not verified), so a mention sent
+    meanwhile still becomes a task without waiting out the inbox's patience."""
+    gantry.services.inbox.patience = 120.0  # only a quiet webhook lets the mention through
+    reader, writer = await asyncio.open_connection(gantry.server.host, gantry.server.port)
+    writer.write(
+        b"POST /webhook HTTP/1.1\r\nHost: gantry\r\nContent-Type: application/json\r\n"
+        b"X-GitHub-Event: issue_comment\r\nX-GitHub-Delivery: slow\r\n"
+        b"X-Hub-Signature-256: sha256=00\r\nContent-Length: 100000\r\n\r\n{\"action\": "
+    )
+    await writer.drain()
+    try:
+        payload = gantry.examples("issue_comment")[0]
+        delivery = gantry.delivery("issue_comment", payload, body="@gantry fix it", number=1)
+        assert await gantry.answer(delivery) == (200, {"outcome": "accepted"})
+        async with asyncio.timeout(30):
+            while not await gantry.tasks():
+                await asyncio.sleep(0.05)
+        assert not reader.at_eof()  # the trickling request was still open all along
+    finally:
+        writer.close()
+    assert len(await gantry.tasks()) == 1
