@@ -350,7 +350,7 @@ async def test_a_body_trickled_in_unsigned_never_holds_the_inbox_back(gantry: Ga
     writer.write(
         b"POST /webhook HTTP/1.1\r\nHost: gantry\r\nContent-Type: application/json\r\n"
         b"X-GitHub-Event: issue_comment\r\nX-GitHub-Delivery: slow\r\n"
-        b"X-Hub-Signature-256: sha256=00\r\nContent-Length: 100000\r\n\r\n{\"action\": "
+        b'X-Hub-Signature-256: sha256=00\r\nContent-Length: 100000\r\n\r\n{"action": '
     )
     await writer.drain()
     try:
