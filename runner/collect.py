@@ -78,7 +78,7 @@ def check_script(
     tree, index = f"{out}/{CHECKED_TREE}", f"{out}/checked.index"
     record = (
         f"mkdir -p {out} && cd {shlex.quote(workspace)} && "
-        f"{{ cp .git/index {index} 2>/dev/null || rm -f {index}; }} && "
+        f"{{ cp -p .git/index {index} 2>/dev/null || rm -f {index}; }} && "
         f"GIT_INDEX_FILE={index} {SAFE_GIT} add -A && "
         f"GIT_INDEX_FILE={index} {SAFE_GIT} write-tree > {tree}.new && mv {tree}.new {tree}"
     )

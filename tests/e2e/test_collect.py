@@ -51,8 +51,9 @@ async def test_a_follow_up_on_a_gantry_pr_gets_a_check_run_on_its_head(live: Gan
     after = (await live.forge.branches(OWNER, REPO))[pull.head]
     runs = live.forge.check_runs(OWNER, REPO)
     on_after = [run for run in runs if run["head_sha"] == after]
-    # With the inbox's burst rule (reverted, see docs/development.md) the round once pushed
-    # nothing; should it happen again, the message says what was there.
+    # The round's rewrite of stamp.txt within its checkout's second was once left out of the
+    # patch (tests/runner/test_checked_tree.py): should a round push nothing again, the message
+    # says what was there.
     every = [
         (t.id, t.state, t.head_sha)
         for s in TaskState
