@@ -127,3 +127,17 @@ async def show(bare: Path, spec: str) -> str:
     )
     out, _ = await proc.communicate()
     return out.decode().strip()
+
+
+async def test_the_agents_own_commit_message_is_the_pushed_commits(live: Gantry) -> None:
+    agent = "echo ok > fix.txt && git add fix.txt && git commit -qm 'Add the fix file' -m 'Why.'"
+    await set_config(
+        live, config_with(f"git config user.email a@b.c; git config user.name a\n{agent}")
+    )
+    await comment_on(live, live.issue_number, "@gantry fix it")
+    [task] = await wait_final(live, 1)
+    assert task.state is TaskState.SUCCEEDED
+    [pull] = live.forge.pulls(OWNER, REPO)
+    head = (await live.forge.branches(OWNER, REPO))[pull.head]
+    message = await git_show(live.forge, "log", "-1", "--format=%B", head)
+    assert message.startswith("Add the fix file\n\nWhy.\n")
