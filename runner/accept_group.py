@@ -18,6 +18,7 @@ from typing import Any
 # SQLite binds at most 32,766 variables per statement; five per inbox row.
 CHUNK = 1000
 Row = tuple[str, str, str]  # delivery id, event, payload
+FAILED = "failed"  # runner.store.InboxState.FAILED (which imports this module)
 
 
 @dataclass
@@ -58,7 +59,7 @@ def accept_rows(
     conn: sqlite3.Connection, rows: Sequence[Row], now: float, pending: str
 ) -> list[bool]:
     """Claim each delivery and keep it in the inbox; per row, False when it was seen before
-    (stored earlier, or earlier in `rows`)."""
+    (stored earlier, or earlier in `rows`), unless the inbox had given up on it."""
     first = firsts(rows)
     ids = [row[0] for row, is_first in zip(rows, first, strict=True) if is_first]
     known: set[str] = set()
@@ -66,8 +67,9 @@ def accept_rows(
         marks = ", ".join("?" * len(chunk))
         sql = f"select id from deliveries where id in ({marks})"  # noqa: S608 (marks only)
         known.update(r[0] for r in conn.execute(sql, chunk))
-    new = [is_first and row[0] not in known for row, is_first in zip(rows, first, strict=True)]
-    fresh = [row for row, is_new in zip(rows, new, strict=True) if is_new]
+    firsts_known = [r for r, f in zip(rows, first, strict=True) if f and r[0] in known]
+    again = revive_failed(conn, firsts_known, now, pending)
+    fresh = [r for r, f in zip(rows, first, strict=True) if f and r[0] not in known]
     for chunk in chunks(fresh):
         insert(conn, "deliveries (id, event, received_at)", [(i, e, now) for i, e, _ in chunk])
         insert(
@@ -75,7 +77,28 @@ def accept_rows(
             "inbox (delivery_id, event, payload, state, updated_at)",
             [(i, e, p, pending, now) for i, e, p in chunk],
         )
-    return new
+    return [
+        is_first and (row[0] not in known or row[0] in again)
+        for row, is_first in zip(rows, first, strict=True)
+    ]
+
+
+def revive_failed(
+    conn: sqlite3.Connection, rows: Sequence[Row], now: float, pending: str
+) -> set[str]:
+    """Deliveries seen before that the inbox kept as failed, pending again with the payload
+    they came back with: the operator redelivered them once the cause was fixed. Their ids.
+    (Rare: one statement each.)"""
+    again = set()
+    for delivery_id, _, payload in rows:
+        cursor = conn.execute(
+            "update inbox set state = ?, attempts = 0, outcome = '', reason = '', payload = ?, "
+            "updated_at = ? where delivery_id = ? and state = ?",
+            (pending, payload, now, delivery_id, FAILED),
+        )
+        if cursor.rowcount:
+            again.add(delivery_id)
+    return again
 
 
 def insert(conn: sqlite3.Connection, into: str, values: Sequence[tuple[Any, ...]]) -> None:

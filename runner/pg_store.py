@@ -88,7 +88,17 @@ class PostgresTaskStore:
             "select id, %s, %s, %s, %s from claimed returning delivery_id",
             (delivery_id, event, now, event, payload, InboxState.PENDING.value, now),
         )
-        return bool(rows)
+        return bool(rows) or await self._revive_failed(delivery_id, payload, now)
+
+    async def _revive_failed(self, delivery_id: str, payload: str, now: float) -> bool:
+        """A delivery the inbox kept as failed, pending again with the payload it came back
+        with (the operator redelivered it once the cause was fixed); False for any other."""
+        count = await self._count(
+            "update inbox set state = %s, attempts = 0, outcome = '', reason = '', "
+            "payload = %s, updated_at = %s where delivery_id = %s and state = %s",
+            (InboxState.PENDING.value, payload, now, delivery_id, InboxState.FAILED.value),
+        )
+        return count > 0
 
     async def seen_deliveries(self, delivery_ids: set[str]) -> set[str]:
         rows = await self._rows(

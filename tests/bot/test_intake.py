@@ -232,6 +232,22 @@ async def test_a_delivery_still_failing_after_its_retries_is_kept_with_its_reaso
     assert await gantry.tasks() == []
 
 
+async def test_a_failed_delivery_redelivered_once_github_is_back_becomes_one_task(
+    gantry: Gantry,
+) -> None:
+    # What the docs and doctor tell the operator to do with a failed delivery.
+    gantry.forge.inject_fault("GET", PERMISSION_ROUTE, "error", count=None, status=502)
+    delivery, _ = mention(gantry, "@gantry fix it")
+    assert await gantry.post(delivery) == (200, {"outcome": "failed"})
+    gantry.forge.clear_faults()
+    assert await gantry.post(delivery) == (200, {"outcome": "queued"})
+    assert len(await gantry.tasks()) == 1
+    assert await gantry.services.store.inbox(InboxState.FAILED) == []
+    # Handled now: a third copy is a duplicate again, and makes nothing.
+    assert await gantry.post(delivery) == (200, {"outcome": "duplicate"})
+    assert len(await gantry.tasks()) == 1
+
+
 async def test_a_secondary_rate_limit_is_waited_out(gantry: Gantry) -> None:
     gantry.forge.inject_fault("GET", PERMISSION_ROUTE, "secondary_rate_limit", retry_after=0)
     status, _ = await comment(gantry, "@gantry fix it")

@@ -6,6 +6,7 @@ import pytest
 
 from tests.bot.test_intake import (
     test_a_delivery_still_failing_after_its_retries_is_kept_with_its_reason,
+    test_a_failed_delivery_redelivered_once_github_is_back_becomes_one_task,
     test_a_redelivery_after_a_restart_is_still_a_duplicate,
     test_a_restart_keeps_queued_tasks,
     test_installations_are_remembered_and_forgotten,
@@ -14,6 +15,7 @@ from tests.bot.test_intake import (
 
 __all__ = [
     "test_a_delivery_still_failing_after_its_retries_is_kept_with_its_reason",
+    "test_a_failed_delivery_redelivered_once_github_is_back_becomes_one_task",
     "test_a_redelivery_after_a_restart_is_still_a_duplicate",
     "test_a_restart_keeps_queued_tasks",
     "test_installations_are_remembered_and_forgotten",
