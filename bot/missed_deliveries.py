@@ -95,6 +95,8 @@ async def recover_periodically(
             await recover(session, settings, store)
         except ERRORS as exc:
             log.warning("could not read the App's delivery log: %s", exc)
+        except Exception:  # the store, or a defect: the next pass may fare better
+            log.exception("the pass over the App's delivery log failed")
         await asyncio.sleep(settings.delivery_log_interval)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -109,6 +110,33 @@ async def test_a_delivery_missed_after_the_first_pass_is_redelivered_by_a_later_
             await store.close()
     [missed, again] = forge.hook_log(app_id).entries
     assert again.delivery.delivery_id == missed.delivery.delivery_id
+
+
+class StoreFailingOnce(SQLiteTaskStore):
+    failures = 1
+
+    async def seen_deliveries(self, delivery_ids: set[str]) -> set[str]:
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return await super().seen_deliveries(delivery_ids)
+
+
+async def test_a_pass_the_store_fails_is_not_the_last(forge: Forge, tmp_path: Path) -> None:
+    settings = app_settings(forge, tmp_path, interval=0.1)
+    [app_id] = forge.state.apps
+    down = f"http://127.0.0.1:{free_port()}/webhook"
+    delivery = build_delivery("ping", {"zen": "Approachable is better than simple."}, "s")
+    await forge.hook_log(app_id).send(down, delivery, redelivery=False, when=time.time())
+    store = await StoreFailingOnce.open(tmp_path / "gantry.db")
+    async with aiohttp.ClientSession() as session:
+        passes = asyncio.create_task(recover_periodically(session, settings, store))
+        try:
+            # The first pass dies in the store; a later one still asks for the missed delivery.
+            await until(lambda: any(e.redelivery for e in forge.hook_log(app_id).entries))
+        finally:
+            passes.cancel()
+            await store.close()
 
 
 async def test_reading_the_log_stops_at_its_bound(forge: Forge, tmp_path: Path) -> None:
