@@ -100,6 +100,8 @@ def attempt_run(run: Run, number: int, count: int) -> Attempt:
     deps = dataclasses.replace(run.deps, record_usage=keep)
     child = type(run)(run.task, deps, Silent(), run.log.labelled(f"attempt {number}"))
     child.secrets, child.attempt, child.attempts = run.secrets, number, count
+    # Its patch is scanned for the services' secrets too, as a single attempt's is.
+    child.service_secrets = run.service_secrets
     attempt = Attempt(number, child)
     return attempt
 
