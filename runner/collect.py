@@ -65,6 +65,19 @@ def start_script(workspace: str = WORKSPACE, scratch: str = SCRATCH) -> str:
     return f"{snapshot_script(workspace)}; mkdir -p {shlex.quote(output_dir(scratch))}"
 
 
+def private_index(scratch: str, name: str) -> tuple[str, str]:
+    """A copy of the workspace's index for git to write, and the variable that points git at
+    it: the workspace's own index stays as the agent left it, so what a check's `git diff`
+    sees never depends on what Gantry measured before. The copy keeps the index's mtime: with
+    a fresh one, git trusts entries the agent rewrote within the checkout's second
+    (tests/runner/test_checked_tree.py). `scratch` is shell-quoted already."""
+    index = f"{scratch}/{name}"
+    return (
+        f"{{ cp -p .git/index {index} 2>/dev/null || rm -f {index}; }}",
+        f"GIT_INDEX_FILE={index}",
+    )
+
+
 def check_script(
     command: str, where: str, workspace: str = WORKSPACE, scratch: str = SCRATCH
 ) -> str:
@@ -72,15 +85,14 @@ def check_script(
 
     The tree is recorded before this shell exits, so whatever the check left running and
     writes after that (until the phase's end kills it) is not in the patch: collect diffs
-    this tree (`collect_script(checked=True)`). A private index leaves the workspace's own
-    (and so what a later check's `git diff` sees) as it was."""
+    this tree (`collect_script(checked=True)`), through a private index (`private_index`)."""
     out = shlex.quote(scratch)
-    tree, index = f"{out}/{CHECKED_TREE}", f"{out}/checked.index"
+    tree = f"{out}/{CHECKED_TREE}"
+    copy, use = private_index(out, "checked.index")
     record = (
-        f"mkdir -p {out} && cd {shlex.quote(workspace)} && "
-        f"{{ cp -p .git/index {index} 2>/dev/null || rm -f {index}; }} && "
-        f"GIT_INDEX_FILE={index} {SAFE_GIT} add -A && "
-        f"GIT_INDEX_FILE={index} {SAFE_GIT} write-tree > {tree}.new && mv {tree}.new {tree}"
+        f"mkdir -p {out} && cd {shlex.quote(workspace)} && {copy} && "
+        f"{use} {SAFE_GIT} add -A && "
+        f"{use} {SAFE_GIT} write-tree > {tree}.new && mv {tree}.new {tree}"
     )
     return (
         f"rm -f {tree}\n(\ncd {shlex.quote(where)} && {command}\n)\n"
@@ -97,12 +109,14 @@ def collect_script(
     else the workspace as it is now."""
     base, out = shlex.quote(base_sha), shlex.quote(scratch)
     diff = f"{SAFE_GIT} {DIFF_FORMAT} diff {DIFF_FLAGS}"
-    now = f"{SAFE_GIT} add -A; {diff} --cached {SNAPSHOT_REF} > {out}/{PATCH_NAME}"
+    copy, use = private_index(out, "collect.index")
+    patch = f"{out}/{PATCH_NAME}"
+    now = f"{copy}; {use} {SAFE_GIT} add -A; {use} {diff} --cached {SNAPSHOT_REF} > {patch}"
     if checked:
         tree = f"$(cat {out}/{CHECKED_TREE} 2>/dev/null || true)"
         now = (
             f'tree={tree}; case "$tree" in ""|*[!0-9a-f]*) {now};; '
-            f'*) {diff} {SNAPSHOT_REF} "$tree" > {out}/{PATCH_NAME};; esac'
+            f'*) {diff} {SNAPSHOT_REF} "$tree" > {patch};; esac'
         )
     return (
         f"set -e; mkdir -p {out}; cd {shlex.quote(workspace)}; {now}; "

@@ -1,4 +1,4 @@
-"""The agent's commit messages, as collect leaves them for the host (host git, real repo)."""
+"""What collect leaves for the host, and what it leaves alone (host git, a real repository)."""
 
 from __future__ import annotations
 
@@ -41,3 +41,20 @@ def test_the_agents_commit_messages_are_collected(tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
     sh(collect_script(head, str(repo), str(scratch)), repo)
     assert (scratch / MESSAGE_NAME).read_text().strip() == "Fix the date test"
+
+
+def test_measuring_the_change_leaves_the_workspaces_index_alone(tmp_path: Path) -> None:
+    # The pipeline measures what changed before the checks (nested AGENTS.md pick theirs by
+    # it); a check that runs `git diff --exit-code` must see the agent's edit all the same.
+    repo, head = workspace(tmp_path)
+    (repo / "a.txt").write_text("b\n")
+    (repo / "new.txt").write_text("new\n")
+    sh(collect_script(head, str(repo), str(tmp_path / "scratch")), repo)
+    unstaged = subprocess.run(
+        ["git", "diff", "--name-only"], cwd=repo, check=True, capture_output=True, text=True
+    )
+    assert unstaged.stdout.split() == ["a.txt"]
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=repo, check=True, capture_output=True, text=True
+    )
+    assert status.stdout.splitlines() == [" M a.txt", "?? new.txt"]
