@@ -79,24 +79,32 @@ def private_index(scratch: str, name: str) -> tuple[str, str]:
 
 
 def check_script(
-    command: str, where: str, workspace: str = WORKSPACE, scratch: str = SCRATCH
+    command: str,
+    where: str,
+    workspace: str = WORKSPACE,
+    scratch: str = SCRATCH,
+    first: bool = True,
 ) -> str:
     """One check, then the tree as it left the workspace, in the same shell.
 
     The tree is recorded before this shell exits, so whatever the check left running and
     writes after that (until the phase's end kills it) is not in the patch: collect diffs
-    this tree (`collect_script(checked=True)`), through a private index (`private_index`)."""
+    this tree (`collect_script(checked=True)`), through a private index (`private_index`).
+    A check killed at its time limit records nothing, and leaves the tree the check before
+    it recorded: its half-written files are not published. Before the `first` check, the
+    tree as the agent left it is recorded (whatever the agent put at that path is gone)."""
     out = shlex.quote(scratch)
     tree = f"{out}/{CHECKED_TREE}"
     copy, use = private_index(out, "checked.index")
     record = (
-        f"mkdir -p {out} && cd {shlex.quote(workspace)} && {copy} && "
+        f"(mkdir -p {out} && cd {shlex.quote(workspace)} && {copy} && "
         f"{use} {SAFE_GIT} add -A && "
-        f"{use} {SAFE_GIT} write-tree > {tree}.new && mv {tree}.new {tree}"
+        f"{use} {SAFE_GIT} write-tree > {tree}.new && mv {tree}.new {tree}) >/dev/null 2>&1"
     )
+    before = f"rm -f {tree}; {record} || rm -f {tree}\n" if first else ""
     return (
-        f"rm -f {tree}\n(\ncd {shlex.quote(where)} && {command}\n)\n"
-        f"s=$?\n({record}) >/dev/null 2>&1 || rm -f {tree}\nexit $s"
+        f"{before}(\ncd {shlex.quote(where)} && {command}\n)\n"
+        f"s=$?\n{record} || rm -f {tree}\nexit $s"
     )
 
 

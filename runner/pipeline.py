@@ -407,9 +407,9 @@ class Run:
         plan: CommandPlan = checkout.plan(changed)
         limit = config.timeouts.checks.total_seconds()
         outcomes = []
-        for command in plan.checks:
+        for index, command in enumerate(plan.checks):
             where = f"{env.workspace}/{command.cwd}" if command.cwd else env.workspace
-            script = check_script(command.text, where, env.workspace, env.scratch)
+            script = check_script(command.text, where, env.workspace, env.scratch, index == 0)
             result = await env.run(script, self.log, "checks", limit)
             tail = "\n".join(self.log.tail(TAIL_LINES))
             outcomes.append(CheckOutcome(command.text, str(command.origin), result.exit_code, tail))

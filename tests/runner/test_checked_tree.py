@@ -1,4 +1,5 @@
-"""The tree a check records holds every change the agent made, however quickly it made it.
+"""The tree a check records holds every change the agent made, however quickly it made it,
+and nothing a check half-wrote when it was killed at its time limit.
 
 Git trusts a file whose size, inode, mtime and ctime (to the second) match its index entry,
 unless the entry is as new as the index file itself ("racily clean"): then it reads the file.
@@ -53,3 +54,53 @@ def test_a_same_size_rewrite_within_the_checkouts_second_is_in_the_checked_patch
     patch = (scratch / PATCH_NAME).read_text()
     assert f"-{FIRST}" in patch
     assert f"+{SECOND}" in patch
+
+
+def killed_check(repo: Path, scratch: Path, command: str, first: bool) -> None:
+    """A check killed mid-way, as the sandbox is at the check's time limit: `kill -9 $$` ends
+    the whole script (the record after the check never runs), like the engine's kill."""
+    script = check_script(f"{command}; kill -9 $$", str(repo), str(repo), str(scratch), first)
+    done = subprocess.run(["/bin/sh", "-c", script], cwd=repo, check=False, capture_output=True)
+    assert done.returncode == -9
+
+
+def snapshotted(tmp_path: Path) -> tuple[Path, str]:
+    """The repository at the round's head, snapshotted as the environment leaves it."""
+    repo, head = committed(tmp_path)
+    sh(f"git checkout -q --force --detach {head} && {snapshot_script(str(repo))}", repo)
+    return repo, head
+
+
+def checked_patch(repo: Path, head: str, scratch: Path) -> str:
+    sh(collect_script(head, str(repo), str(scratch), checked=True), repo)
+    return (scratch / PATCH_NAME).read_text()
+
+
+def test_a_check_killed_at_its_limit_leaves_its_half_written_file_out(tmp_path: Path) -> None:
+    repo, head = snapshotted(tmp_path)
+    scratch = tmp_path / "scratch"
+    (repo / "stamp.txt").write_text(SECOND)  # the agent's work
+    sh(check_script("echo formatted > fmt.txt", str(repo), str(repo), str(scratch)), repo)
+    killed_check(repo, scratch, "printf 'half' > stamp.txt", first=False)
+    patch = checked_patch(repo, head, scratch)
+    assert f"+{SECOND}" in patch
+    assert "+formatted" in patch  # what the check before it left, as it left it
+    assert "half" not in patch
+
+
+def test_a_first_check_killed_leaves_the_agents_tree_not_one_the_agent_planted(
+    tmp_path: Path,
+) -> None:
+    repo, head = snapshotted(tmp_path)
+    scratch = tmp_path / "scratch"
+    (repo / "stamp.txt").write_text(SECOND)
+    # The agent writes a tree id of its choosing where the checks record theirs.
+    planted = subprocess.run(
+        ["git", "rev-parse", "HEAD~1^{tree}"], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
+    scratch.mkdir()
+    (scratch / "checked-tree").write_text(planted)
+    killed_check(repo, scratch, "printf 'half' > stamp.txt", first=True)
+    patch = checked_patch(repo, head, scratch)
+    assert f"+{SECOND}" in patch
+    assert "half" not in patch
