@@ -55,10 +55,12 @@ class PatchPolicy:
 
 @dataclass(frozen=True)
 class AppliedChange:
-    """What the host's own git made of a patch: the paths it changed, the bytes it wrote."""
+    """What the host's own git made of a patch: the paths it changed, the bytes it wrote, and
+    the paths it made submodule links (gitlinks) that were none before."""
 
     paths: tuple[str, ...]
     new_bytes: int
+    new_gitlinks: tuple[str, ...] = ()
 
 
 def unquote(path: str) -> str:
@@ -201,6 +203,12 @@ def check_change(change: AppliedChange, policy: PatchPolicy) -> None:
     """Raise `PatchRefusedError` when what the host applied must not be published."""
     if change.new_bytes > policy.max_expanded_bytes:
         raise too_large("writes", change.new_bytes, policy.max_expanded_bytes)
+    if change.new_gitlinks:
+        raise PatchRefusedError(
+            f"the change makes {', '.join(change.new_gitlinks)} a nested git repository "
+            "(a submodule link to a commit that only the agent's container has); remove its "
+            ".git directory so that its files are published instead"
+        )
     workflows = sorted(p for p in change.paths if p.startswith(WORKFLOWS_DIR))
     if workflows and not policy.allow_workflows:
         raise PatchRefusedError(

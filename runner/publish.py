@@ -30,6 +30,9 @@ NOREPLY = "users.noreply.github.com"
 REJECTIONS = ("stale info", "rejected", "fetch first")
 
 
+GITLINK_MODE = "160000"  # a submodule link in a tree
+
+
 class PublishError(GantryError):
     """The patch could not be applied, committed or pushed."""
 
@@ -135,14 +138,31 @@ async def measure(repo: Path, start_sha: str, tree: str) -> AppliedChange:
         check = ["cat-file", "--batch-check=%(objectsize)"]
         sizes = await host_git.run(check, git_dir=repo, limits=host_git.PATCH_WORK, stdin=query)
     written = sum(int(line) for line in sizes.splitlines() if line.isdigit())  # not "missing"
-    return AppliedChange(tuple(sorted(path for _, path in entries)), written)
+    paths = tuple(sorted(path for _, path in entries))
+    return AppliedChange(paths, written, new_gitlinks(raw))
 
 
 def raw_entries(raw: str) -> list[tuple[str, str]]:
     """`diff-tree -r -z --no-renames` as (new object, path) pairs; deletions have zeros. Pure."""
+    return [(meta.split()[3], path) for meta, path in raw_fields(raw)]
+
+
+def new_gitlinks(raw: str) -> tuple[str, ...]:
+    """The paths `diff-tree -r -z` shows turned into gitlinks (mode 160000). Pure."""
+    links = [path for meta, path in raw_fields(raw) if gitlink_made(meta)]
+    return tuple(sorted(links))
+
+
+def gitlink_made(meta: str) -> bool:
+    old_mode, new_mode = meta.lstrip(":").split()[:2]
+    return new_mode == GITLINK_MODE and old_mode != GITLINK_MODE
+
+
+def raw_fields(raw: str) -> list[tuple[str, str]]:
+    """`diff-tree -r -z --no-renames` as (meta, path) pairs. Pure."""
     fields = raw.split("\0")
     return [
-        (meta.split()[3], path)
+        (meta, path)
         for meta, path in zip(fields[0::2], fields[1::2], strict=False)
         if meta.startswith(":")
     ]

@@ -141,3 +141,21 @@ async def test_the_agents_own_commit_message_is_the_pushed_commits(live: Gantry)
     head = (await live.forge.branches(OWNER, REPO))[pull.head]
     message = await git_show(live.forge, "log", "-1", "--format=%B", head)
     assert message.startswith("Add the fix file\n\nWhy.\n")
+
+
+async def test_a_nested_repository_the_agent_made_is_refused_by_name_not_published(
+    live: Gantry,
+) -> None:
+    # A scaffolder that runs `git init` in a new directory: the patch would hold a submodule
+    # link to a commit only the container has, and none of the files.
+    nested = (
+        "mkdir app && cd app && git init -q && echo hi > f.txt && git add f.txt && "
+        "git -c user.name=a -c user.email=a@b.c commit -qm scaffold"
+    )
+    await set_config(live, config_with(f"echo ok > fix.txt\n{nested}"))
+    await comment_on(live, live.issue_number, "@gantry scaffold it")
+    [task] = await wait_final(live, 1)
+    assert task.state is TaskState.FAILED
+    assert live.forge.pulls(OWNER, REPO) == []
+    replies = [c["body"] for c in live.forge.comments(OWNER, REPO, live.issue_number)]
+    assert any("makes app a nested git repository" in body for body in replies), replies
