@@ -113,21 +113,35 @@ def collect_script(
 ) -> str:
     """Write the patch (binary, renames, modes, deletions) and the agent's commit messages.
 
-    `checked`: against the tree the last check left (see `check_script`) when there is one,
-    else the workspace as it is now."""
+    The snapshot says which paths the agent changed; the patch holds those paths from the
+    task's commit (`base_sha`, where the host applies it) to the tree now. What setup left
+    (untracked output, edits of tracked files on a fresh build) is in the base's terms then:
+    a setup-made file the agent deleted drops out, one it rewrote is a new file, a file both
+    changed is published as it is now, and the host can apply all of it.
+
+    `checked`: the tree the last check left (see `check_script`) when there is one, else the
+    workspace as it is now."""
     base, out = shlex.quote(base_sha), shlex.quote(scratch)
-    diff = f"{SAFE_GIT} {DIFF_FORMAT} diff {DIFF_FLAGS}"
     copy, use = private_index(out, "collect.index")
-    patch = f"{out}/{PATCH_NAME}"
-    now = f"{copy}; {use} {SAFE_GIT} add -A; {use} {diff} --cached {SNAPSHOT_REF} > {patch}"
+    patch, paths = f"{out}/{PATCH_NAME}", f"{out}/changed.paths"
+    now = f"{copy}; {use} {SAFE_GIT} add -A; tree=$({use} {SAFE_GIT} write-tree)"
     if checked:
-        tree = f"$(cat {out}/{CHECKED_TREE} 2>/dev/null || true)"
         now = (
-            f'tree={tree}; case "$tree" in ""|*[!0-9a-f]*) {now};; '
-            f'*) {diff} {SNAPSHOT_REF} "$tree" > {patch};; esac'
+            f"tree=$(cat {out}/{CHECKED_TREE} 2>/dev/null || true); "
+            f'case "$tree" in ""|*[!0-9a-f]*) {now};; esac'
         )
+    diff = f"{SAFE_GIT} --literal-pathspecs {DIFF_FORMAT} diff {DIFF_FLAGS}"
+    measure = (
+        f'{SAFE_GIT} diff --no-renames --name-only -z {SNAPSHOT_REF} "$tree" > {paths}; '
+        f"if [ ! -s {paths} ]; then : > {patch}; "
+        f"elif command -v xargs >/dev/null; then "
+        f'xargs -0 {diff} {base} "$tree" -- < {paths} > {patch}; '
+        # No xargs in the image: against the snapshot (a setup-made file the agent touched
+        # then fails to apply on the host, with git's reason).
+        f'else {diff} {SNAPSHOT_REF} "$tree" > {patch}; fi'
+    )
     return (
-        f"set -e; mkdir -p {out}; cd {shlex.quote(workspace)}; {now}; "
+        f"set -e; mkdir -p {out}; cd {shlex.quote(workspace)}; {now}; {measure}; "
         f"{SAFE_GIT} log --format=%B {base}..HEAD > {out}/{MESSAGE_NAME} 2>/dev/null || true; "
         # No commits of the agent's (the usual case): no file. The engine copies two files
         # out of a container one after the other (about 45 ms each); an absent one waits for none.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -58,3 +59,48 @@ def test_measuring_the_change_leaves_the_workspaces_index_alone(tmp_path: Path) 
         ["git", "status", "--porcelain"], cwd=repo, check=True, capture_output=True, text=True
     )
     assert status.stdout.splitlines() == [" M a.txt", "?? new.txt"]
+
+
+def on_base(repo: Path, base: str, patch: Path) -> dict[str, str]:
+    """The patch applied as the host does, on the task's commit: the files it then holds."""
+    env = {**os.environ, "GIT_INDEX_FILE": str(repo.parent / "host.index")}
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
+        )
+        return done.stdout
+
+    git("read-tree", base)
+    git("apply", "--cached", "--binary", str(patch))
+    entries = [e for e in git("ls-files", "-s", "-z").split("\0") if e]
+    blobs = {e.split("\t", 1)[1]: e.split()[1] for e in entries}
+    return {name: git("cat-file", "blob", sha) for name, sha in blobs.items()}
+
+
+def test_what_setup_left_is_published_in_the_terms_of_the_tasks_commit(tmp_path: Path) -> None:
+    repo, base = workspace(tmp_path)
+    sh(f"printf 'x==1\\n' > lock.txt && git add lock.txt && {COMMIT} -m lock", repo)
+    base = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    # Setup (a fresh build): output it leaves untracked, and an edit of a tracked lock file.
+    (repo / "build").mkdir()
+    (repo / "build" / "out.txt").write_text("generated\n")
+    (repo / "gen.txt").write_text("v1\n")
+    (repo / "lock.txt").write_text("x==1.0\n")
+    sh(snapshot_script(str(repo)), repo)
+    # The agent ignores build/, regenerates gen.txt, adds a dependency, fixes a.txt.
+    (repo / ".gitignore").write_text("build/\n")
+    (repo / "gen.txt").write_text("v2\n")
+    (repo / "lock.txt").write_text("x==1.0\ny==2\n")
+    (repo / "a.txt").write_text("b\n")
+    scratch = tmp_path / "scratch"
+    sh(collect_script(base, str(repo), str(scratch)), repo)
+    files = on_base(repo, base, scratch / PATCH_NAME)
+    assert files == {
+        ".gitignore": "build/\n",
+        "a.txt": "b\n",
+        "gen.txt": "v2\n",  # a new file in the base's terms
+        "lock.txt": "x==1.0\ny==2\n",  # as it is now, setup's edit with the agent's
+    }
