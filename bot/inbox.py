@@ -97,17 +97,22 @@ class Inbox:
 
     def submit(self, entry: InboxEntry) -> None:
         """Queue a stored delivery."""
-        if not self._runners:
-            loop = asyncio.get_running_loop()
-            self._runners = [loop.create_task(self._run()) for _ in range(self.workers)]
+        self._start()
         self._put(entry.delivery_id, entry.attempts, entry)
 
     async def resume(self) -> int:
-        """Handle every delivery still pending (a restart, a crash); how many there were."""
-        pending = await self.store.inbox(InboxState.PENDING)
-        for entry in pending:
-            self.submit(entry)
+        """Handle every delivery still pending (a restart, a crash); how many there were.
+        Only their ids are read now: however many wait, the payloads come one at a time."""
+        pending = await self.store.pending_deliveries()
+        self._start()
+        for delivery_id, attempts in pending:
+            self._put(delivery_id, attempts)
         return len(pending)
+
+    def _start(self) -> None:
+        if not self._runners:
+            loop = asyncio.get_running_loop()
+            self._runners = [loop.create_task(self._run()) for _ in range(self.workers)]
 
     async def _run(self) -> None:
         """One worker: the next delivery, once the webhook is quiet or the delivery is due;

@@ -115,6 +115,14 @@ class PostgresTaskStore:
         rows = await self._rows("select * from inbox where delivery_id = %s", (delivery_id,))
         return inbox_entry(rows[0]) if rows else None
 
+    async def pending_deliveries(self) -> list[tuple[str, int]]:
+        """The ids (and tries so far) of the deliveries still to handle, oldest first."""
+        rows = await self._rows(
+            "select delivery_id, attempts from inbox where state = %s order by seq",
+            (InboxState.PENDING.value,),
+        )
+        return [(str(row["delivery_id"]), int(row["attempts"])) for row in rows]
+
     async def settle_delivery(
         self, delivery_id: str, state: InboxState, *, attempts: int, outcome: str, reason: str
     ) -> None:

@@ -79,6 +79,8 @@ class TaskStore(Protocol):
 
     async def inbox_entry(self, delivery_id: str) -> InboxEntry | None: ...
 
+    async def pending_deliveries(self) -> list[tuple[str, int]]: ...
+
     async def settle_delivery(
         self, delivery_id: str, state: InboxState, *, attempts: int, outcome: str, reason: str
     ) -> None: ...
@@ -316,6 +318,14 @@ class SQLiteTaskStore:
     async def inbox_entry(self, delivery_id: str) -> InboxEntry | None:
         rows = await self._inbox_rows("where delivery_id = ?", (delivery_id,))
         return rows[0] if rows else None
+
+    async def pending_deliveries(self) -> list[tuple[str, int]]:
+        """The ids (and tries so far) of the deliveries still to handle, oldest first; not
+        their payloads, which the inbox reads when each one's turn comes."""
+        sql = "select delivery_id, attempts from inbox where state = ? order by rowid"
+        params = (InboxState.PENDING.value,)
+        rows = await self._run(lambda: self.conn.execute(sql, params).fetchall())
+        return [(str(row[0]), int(row[1])) for row in rows]
 
     async def _inbox_rows(self, where: str, params: tuple[Any, ...]) -> list[InboxEntry]:
         sql = f"select * from inbox {where}"  # noqa: S608 (the clause is ours)

@@ -199,3 +199,32 @@ async def test_a_settle_that_fails_leaves_the_delivery_to_another_try(
     assert settled is not None
     assert settled.state is InboxState.DONE
     assert calls == 2
+
+
+async def test_a_restart_with_a_long_backlog_reads_the_payloads_one_at_a_time(
+    store: SQLiteTaskStore,
+) -> None:
+    seen: dict[str, int] = {}
+
+    async def handle(event: sansio.Event) -> Sequence[str]:
+        seen[str(event.delivery_id)] = event.data["n"]
+        return ["queued"]
+
+    await accepted(store, 300, pad=20_000)  # 6 MB of payloads left pending by a crash
+    load = IntakeLoad()
+    inbox = Inbox(store, handle, delays=[], load=load, held_bytes=MIB)
+    load.enter()  # nothing is handled while they are queued
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        assert await inbox.resume() == 300
+        gc.collect()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - before < 2 * MIB  # ids, not the 6 MB of payloads
+    load.leave()
+    await asyncio.wait_for(inbox.drain(), 60)
+    await inbox.close()
+    assert seen == {f"d{n}": n for n in range(300)}
