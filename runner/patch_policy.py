@@ -192,6 +192,16 @@ def check_patch(patch: bytes, secrets: Iterable[str], policy: PatchPolicy) -> No
     check_expanded(patch, policy.max_expanded_bytes)
 
 
+def check_message(message: bytes, secrets: Iterable[str]) -> None:
+    """Raise `PatchRefusedError` when the agent's commit messages hold a secret's value: they
+    become the commit's message and the PR's description."""
+    for value in secrets:
+        if any(form in message for form in secret_forms(value)):
+            raise PatchRefusedError(
+                "the agent's commit message contains the value of a secret; nothing was published"
+            )
+
+
 def check_expanded(patch: bytes, limit: int) -> None:
     """Refuse a patch that would expand past `limit`, before anything is written."""
     size = expanded_size(patch)

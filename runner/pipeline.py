@@ -44,7 +44,7 @@ from runner.modes import (
     read_output,
     redact,
 )
-from runner.patch_policy import PatchPolicy, check_change, check_patch
+from runner.patch_policy import PatchPolicy, check_change, check_message, check_patch
 from runner.publish import applied_change
 from runner.results import (
     PHASES,
@@ -455,6 +455,7 @@ class Run:
         message = raw.decode(errors="replace")
         values = [s.value.get_secret_value() for s in (*self.secrets, *self.service_secrets)]
         check_patch(patch, values, policy)
+        check_message(raw, values)
         mirror = self.deps.environments.mirrors.path(self.task.repo)
         check_change(await applied_change(mirror, sha, patch, policy.max_expanded_bytes), policy)
         return patch, message

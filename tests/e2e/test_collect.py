@@ -5,9 +5,18 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from forge.server import Forge
 from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, WRITER, Gantry
-from tests.e2e.conftest import comment_on, config_with, git_show, set_config, wait_final
+from tests.e2e.conftest import (
+    comment_on,
+    config_with,
+    git_show,
+    running_gantry,
+    set_config,
+    wait_final,
+)
+from tests.support import TEST_BASE_IMAGE
 
 AGENT = """\
 printf 'tool\\n' > tool.sh && chmod +x tool.sh
@@ -159,3 +168,40 @@ async def test_a_nested_repository_the_agent_made_is_refused_by_name_not_publish
     assert live.forge.pulls(OWNER, REPO) == []
     replies = [c["body"] for c in live.forge.comments(OWNER, REPO, live.issue_number)]
     assert any("makes app a nested git repository" in body for body in replies), replies
+
+
+SECRET_VALUE = "deploy-token-7a2b9c"
+LEAKY_CONFIG = f"""\
+image: {TEST_BASE_IMAGE}
+agent:
+  command: |
+    git config user.email a@b.c; git config user.name a
+    T=$(sed 's/.*=//' "$HOME/.npmrc" 2>/dev/null || echo none)
+    echo ok > fix.txt && git add fix.txt && git commit -qm 'Configure the registry' -m "token: $T"
+secrets: [DEPLOY_TOKEN]
+setup: printf '//registry/:_authToken=%s\\n' "$DEPLOY_TOKEN" > "$HOME/.npmrc"
+network: {{setup: off, agent: off}}
+resources: {{cpus: 1, memory: 512m, pids: 256}}
+"""
+
+
+async def test_a_secret_in_the_agents_commit_message_is_never_published(
+    forge: Forge, tmp_path: Path
+) -> None:
+    # Setup leaves a token where the agent can read it; the agent puts it in its commit
+    # message, which would become the pushed commit's message and the PR's description.
+    secrets = tmp_path / "secrets.yml"
+    secrets.write_text(f"{OWNER}/{REPO}:\n  DEPLOY_TOKEN: {SECRET_VALUE}\n")
+    secrets.chmod(0o600)
+    files = {".github/gantry.yml": LEAKY_CONFIG}
+    async with running_gantry(forge, tmp_path, files, secrets_file=secrets) as leaky:
+        await comment_on(leaky, leaky.issue_number, "@gantry fix the date test")
+        [task] = await wait_final(leaky, 1)
+        comments = [c["body"] for c in forge.comments(OWNER, REPO, leaky.issue_number)]
+    assert task.state is TaskState.FAILED
+    assert forge.pulls(OWNER, REPO) == []
+    assert not any(SECRET_VALUE in body for body in comments)
+    assert any("commit message contains the value of a secret" in body for body in comments)
+    branches = await forge.branches(OWNER, REPO)
+    for sha in branches.values():
+        assert SECRET_VALUE not in await git_show(forge, "log", "--format=%B", sha)
