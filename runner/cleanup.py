@@ -13,7 +13,7 @@ import docker.errors
 
 from runner.cache import EnvironmentCache
 from runner.labels import MANAGED_FILTER, OWNER, task_of
-from runner.sandbox import SandboxError, engine_call, remove_container
+from runner.sandbox import engine_call, remove_container
 
 SWEEP_INTERVAL_S = 300.0
 logger = logging.getLogger(__name__)
@@ -88,6 +88,6 @@ async def sweep_forever(
             report = await sweep(client, await live(), cache)
             if report.containers or report.networks or report.images:
                 logger.info("swept %s", report)
-        except SandboxError:
+        except Exception:  # the engine, or the store behind `live`: the next sweep may do
             logger.exception("sweep failed; trying again in %.0fs", interval_s)
         await asyncio.sleep(interval_s)

@@ -266,13 +266,16 @@ class PostgresTaskStore:
         return task_from_row(rows[0]) if rows else None
 
     async def heartbeat(self, owner: str, task_ids: list[int], lease_seconds: float) -> set[int]:
-        """Renew `owner`'s leases; which of `task_ids` still run under them."""
+        """Renew `owner`'s leases of `task_ids` (only those: one whose end could not be
+        recorded lapses); which of them still run under them."""
+        if not task_ids:
+            return set()
         rows = await self._rows(
             f"update tasks set lease_until = {NOW} + %s where lease_owner = %s "  # noqa: S608
-            "and state = 'running' returning id",
-            (lease_seconds, owner),
+            "and state = 'running' and id = any(%s) returning id",
+            (lease_seconds, owner, list(task_ids)),
         )
-        return {int(row["id"]) for row in rows} & set(task_ids)
+        return {int(row["id"]) for row in rows}
 
     async def finish_task(self, task_id: int, owner: str, state: TaskState) -> bool:
         """End `owner`'s run of a task in `state`; False when the task is no longer its own."""

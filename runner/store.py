@@ -510,14 +510,17 @@ class SQLiteTaskStore:
         """Renew `owner`'s leases; which of `task_ids` still run under them (the others were
         cancelled, or taken back after a lapse)."""
 
+        if not task_ids:
+            return set()
+        marks = ", ".join("?" * len(task_ids))
+
         def renew() -> set[int]:
+            # Only the tasks that still run here: one whose end could not be recorded lapses.
             now = self._clock()
-            rows = self.conn.execute(
-                "update tasks set lease_until = ? where lease_owner = ? and state = 'running' "
-                "returning id",
-                (now + lease_seconds, owner),
-            ).fetchall()
-            return {int(row[0]) for row in rows} & set(task_ids)
+            held = f"lease_owner = ? and state = 'running' and id in ({marks})"
+            sql = f"update tasks set lease_until = ? where {held} returning id"  # noqa: S608
+            rows = self.conn.execute(sql, (now + lease_seconds, owner, *task_ids)).fetchall()
+            return {int(row[0]) for row in rows}
 
         return await self._run(renew)  # type: ignore[no-any-return]
 

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RunOne = Callable[[Task], Awaitable[TaskResult]]
+# Waits between tries of recording a task's end through store hiccups (15.5 s in all, well
+# within a lease: the heartbeat no longer renews it meanwhile).
+FINISH_RETRIES = (0.5, 1.0, 2.0, 4.0, 8.0)
 FINAL_STATES = {
     Conclusion.PUBLISHED: TaskState.SUCCEEDED,
     Conclusion.NO_CHANGES: TaskState.SUCCEEDED,
@@ -62,17 +65,23 @@ class Worker:
         self.store, self.queue, self.run_one = store, queue, run_one
         self.max_concurrent, self.owner, self.times = max_concurrent, owner, times
         self._running: dict[int, asyncio.Task[None]] = {}
-        self._cancelled: set[int] = set()
+        self._cancelled: dict[int, str | None] = {}  # task id: the first cancel's message
         self._all: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._draining = False
 
     async def serve(self) -> None:
-        """Until drained or stopped: claim what the free slots allow, else wait for a wakeup."""
+        """Until drained or stopped: claim what the free slots allow, else wait for a wakeup.
+        The leases of what still runs are renewed until it has ended, drain or not."""
         async with self._beating():
             while not self._draining:
-                if not await self._claim_some():
-                    await self.queue.wait(self.times.poll)
+                try:
+                    if not await self._claim_some():
+                        await self.queue.wait(self.times.poll)
+                except Exception:  # a store or queue hiccup: the loop and its heartbeat go on
+                    log.exception("could not claim tasks; trying again")
+                    await asyncio.sleep(self.times.poll)
+            await self.settle()
 
     async def drain(self) -> None:
         """Run until nothing is claimable and nothing runs here (tests, `gantry run`)."""
@@ -111,7 +120,7 @@ class Worker:
         if job is None:
             return False
         if task_id not in self._cancelled:
-            self._cancelled.add(task_id)
+            self._cancelled[task_id] = message
             job.cancel(message)
         return True
 
@@ -135,11 +144,23 @@ class Worker:
             state = await self._guarded(task)
         finally:
             self._running.pop(task.id, None)
-            self._cancelled.discard(task.id)
+            self._cancelled.pop(task.id, None)
         await asyncio.shield(self._finish(task, state))
 
     async def _finish(self, task: Task, state: TaskState) -> None:
-        if await self.store.finish_task(task.id, self.owner, state):
+        """Record the end, through store hiccups (a few tries); if it still cannot be, the
+        lease (no longer renewed) lapses and the task is taken back like a dead worker's."""
+        for wait in (*FINISH_RETRIES, None):
+            try:
+                finished = await self.store.finish_task(task.id, self.owner, state)
+                break
+            except Exception:
+                if wait is None:
+                    log.exception("task %s: its end (%s) could not be recorded", task.id, state)
+                    return
+                log.warning("task %s: recording its end failed; again in %ss", task.id, wait)
+                await asyncio.sleep(wait)
+        if finished:
             log.info("task %s ended: %s", task.id, state)
         else:
             log.warning("task %s was taken back from this worker; its end is not recorded", task.id)
@@ -154,10 +175,13 @@ class Worker:
             uncancel_current()  # our own cancel: the worker goes on
             return FINAL_STATES[ended.result.conclusion]
         except asyncio.CancelledError:
-            log.info("task %s %s", task.id, "interrupted" if self._stopping else "cancelled")
+            # Stopped by a shutdown, the task runs again at the next start; else it is over
+            # (a user's cancel stays one when a shutdown comes during its cleanup).
+            reason = self._cancelled.get(task.id, SHUTDOWN if self._stopping else None)
+            interrupted = reason == SHUTDOWN
+            log.info("task %s %s", task.id, "interrupted" if interrupted else "cancelled")
             uncancel_current()  # our own cancel: the worker goes on
-            # Stopped by a shutdown, the task runs again at the next start; else it is over.
-            return TaskState.QUEUED if self._stopping else TaskState.CANCELLED
+            return TaskState.QUEUED if interrupted else TaskState.CANCELLED
         except Exception:
             log.exception("task %s failed outside the pipeline", task.id)
             return TaskState.FAILED
