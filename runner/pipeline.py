@@ -683,11 +683,18 @@ async def answer_phases(run: Run, env: Env, checkout: Checkout, sha: str) -> Tas
     poster = run.deps.answers
     if poster is None:
         raise TaskFailedError("publish", f"{run.mode} needs GitHub to post to")
-    url = await run.phase("publish", lambda: poster.post(answer, config))
-    run.outcome = TaskResult(
-        Conclusion.ANSWERED, pull_url=url, reason=ANSWERED_TEXT[run.mode], usage=run.usage_line
-    )
-    return run.outcome
+
+    async def post() -> TaskResult:
+        url = await poster.post(answer, config)
+        # The task is over from here, before the phase is even reported done: a stop that
+        # comes now cannot undo the answer (a rerun would post it twice).
+        run.outcome = TaskResult(
+            Conclusion.ANSWERED, pull_url=url, reason=ANSWERED_TEXT[run.mode], usage=run.usage_line
+        )
+        return run.outcome
+
+    result: TaskResult = await run.phase("publish", post)
+    return result
 
 
 async def review_base(run: Run, sha: str) -> str | None:

@@ -320,3 +320,60 @@ async def test_a_stop_once_the_pull_exists_leaves_the_task_published(
     store, task_id, stopping = await stop_while_held(tmp_path, reporter, shutdown)
     await stopping
     await true_end(store, task_id, reporter)
+
+
+class Poster:
+    """Where an ask, plan or review posts its answer (GitHub, in the product)."""
+
+    def __init__(self) -> None:
+        self.posted: list[str] = []
+
+    async def post(self, answer: Any, _config: Any) -> str:
+        self.posted.append(answer.text)
+        return f"https://github.example/octo/hello/issues/3#issuecomment-{len(self.posted)}"
+
+
+@pytest.mark.parametrize("shutdown", [False, True])
+async def test_a_stop_once_the_answer_is_posted_leaves_the_task_answered(
+    tmp_path: Path, shutdown: bool
+) -> None:
+    """`ask`: the answer is on GitHub and `publish` is being reported done when the stop
+    comes: the task ends answered (not cancelled, not queued to post it again)."""
+    root, sha = project(tmp_path, 'echo "the answer" > "$GANTRY_OUTPUT_DIR/answer.md"', 1)
+    poster = Poster()
+    deps = replace(local_deps(tmp_path, root, sha), answers=poster)
+    reporter = HeldReport(hold_phase=("publish", PhaseStatus.DONE))
+    asked = replace(local_task(root, "why?", 1), kind="ask")
+
+    async def run_one(task: Task) -> TaskResult:
+        tasklog = TaskLog(tmp_path / f"task-{task.id}.log")
+        try:
+            return await run_task(replace(asked, id=task.id), deps, reporter, Unused(), tasklog)
+        finally:
+            tasklog.close()
+
+    store = await SQLiteTaskStore.open(tmp_path / "gantry.db")
+    queue = MemoryQueue()
+    [task_id] = await add(store, queue, 3)
+    worker = Worker(store, queue, run_one, max_concurrent=1)
+    draining = asyncio.create_task(worker.drain())
+    await asyncio.wait_for(reporter.holding.wait(), 30)
+    if shutdown:
+        await worker.stop()
+    else:
+        assert worker.cancel(task_id)
+        await worker.settle()
+    await draining
+    stored = await store.get(task_id)
+    await store.close()
+    assert len(poster.posted) == 1
+    assert [r.conclusion for r in reporter.results] == [Conclusion.ANSWERED]
+    assert stored is not None
+    assert stored.state is TaskState.SUCCEEDED
+
+
+class Unused:
+    """The code publisher, which an answer never reaches."""
+
+    async def publish(self, work: Work) -> Published:
+        raise AssertionError("an answer publishes no code")
