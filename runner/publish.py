@@ -72,8 +72,13 @@ def subject_line(text: str) -> str:
 
 
 def commit_message(subject: str, body: str, co_author: Identity) -> str:
-    """Subject, body, and the requester as co-author (the trailer GitHub understands)."""
-    parts = [subject_line(subject)]
+    """Subject, body, and the requester as co-author (the trailer GitHub understands). A
+    first line too long for a subject is cut there and kept whole at the top of the body."""
+    line = subject_line(subject)
+    first = next((text.strip() for text in subject.splitlines() if text.strip()), "")
+    parts = [line]
+    if first and line != first:
+        parts.append(first)
     if body.strip():
         parts.append(body.strip())
     parts.append(co_author.trailer())

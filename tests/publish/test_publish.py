@@ -92,6 +92,18 @@ def test_commit_message_and_identities() -> None:
     assert len(subject_line("word " * 40)) <= 72
 
 
+def test_a_first_line_too_long_for_a_subject_is_kept_whole_in_the_body() -> None:
+    line = (
+        "Fix the midnight rollover in the date helper so that users in negative UTC offsets "
+        "keep the right calendar day"
+    )
+    message = commit_message(line, "Details.", ALICE)
+    subject, _, rest = message.partition("\n\n")
+    assert len(subject) <= 72
+    assert subject.endswith("…")
+    assert rest.startswith(f"{line}\n\nDetails.\n\nCo-authored-by: ")
+
+
 async def test_publish_a_new_branch_then_a_follow_up(forge: Forge, tmp_path: Path) -> None:
     mirrors, token, base, url = await setup(forge, tmp_path)
     mirror = mirrors.path("octo/hello")
