@@ -37,6 +37,10 @@ MAX_LISTED_FILES = 30
 PULL_RETRY_DELAYS_S = (1.0, 3.0)
 UNCLEAR = (gidgethub.GitHubBroken, UncertainWriteError, aiohttp.ClientError, TimeoutError)
 LABEL_ERRORS = (gidgethub.HTTPException, *UNCLEAR)
+CLOSED_REFUSAL = (
+    "pull request #{number} was {how} before this round could push, so nothing was pushed; "
+    "reopen it, or ask on an issue for a new one"
+)
 FORK_REFUSAL = (
     "this pull request comes from a fork, and Gantry cannot push to forks; "
     "ask on an issue or on a branch of this repository instead"
@@ -159,6 +163,9 @@ class GitHubPublisher:
             base = self.task.head_ref or self.task.default_branch
             return await self.own_branch(prefix, heads, work.base_sha, base)
         pull = await self.pull()
+        if pull.get("state", "open") != "open":
+            how = "merged" if pull.get("merged") or pull.get("merged_at") else "closed"
+            raise PublishError(CLOSED_REFUSAL.format(number=self.task.number, how=how))
         if pull["head"]["repo"] is None or pull["head"]["repo"]["full_name"] != self.task.repo:
             raise PublishError(FORK_REFUSAL)
         head_ref = str(pull["head"]["ref"])

@@ -66,6 +66,26 @@ async def test_a_fork_pull_request_is_refused_with_an_explanation(tmp_path: Path
     assert "cannot push to forks" in FORK_REFUSAL
 
 
+@pytest.mark.parametrize(("merged", "how"), [(False, "closed"), (True, "merged")])
+async def test_a_follow_up_on_a_closed_pull_request_is_refused_and_says_why(
+    tmp_path: Path, merged: bool, how: str
+) -> None:
+    clone = remote(tmp_path, ["gantry/3-fix"])
+    pull = {
+        "state": "closed",
+        "merged": merged,
+        "head": {"ref": "gantry/3-fix", "repo": {"full_name": "octo/hello"}},
+        "html_url": "u",
+    }
+    gh = CannedGitHub({"/repos/octo/hello/pulls/3": pull})
+    task = task_on(3, 1, is_pull_request=True, clone_url=str(clone), head_ref="gantry/3-fix")
+    publisher = GitHubPublisher(gh, task, Mirrors(tmp_path / "data"), None, "gantry")
+    # Where the round would push is decided before anything is pushed (`publish` asks for it
+    # first): a closed pull request stops the round there.
+    with pytest.raises(PublishError, match=f"#3 was {how} before this round could push"):
+        await publisher.target(work())
+
+
 async def test_issue_tasks_get_a_fresh_unique_branch(tmp_path: Path) -> None:
     clone = remote(tmp_path, ["gantry/3-t"])
     task = task_on(3, 1, clone_url=str(clone))
