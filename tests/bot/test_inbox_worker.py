@@ -10,7 +10,7 @@ import asyncio
 import gc
 import sqlite3
 import tracemalloc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import orjson
@@ -20,7 +20,7 @@ from gidgethub import sansio
 
 from bot.inbox import Inbox
 from bot.intake_load import IntakeLoad
-from runner.store import InboxState, SQLiteTaskStore
+from runner.store import InboxEntry, InboxState, SQLiteTaskStore
 
 MIB = 1024 * 1024
 
@@ -49,6 +49,28 @@ async def accepted(store: SQLiteTaskStore, count: int, pad: int = 0) -> list[str
     for n, delivery_id in enumerate(ids):
         assert await store.accept_delivery(delivery_id, "issue_comment", payload(n, pad))
     return ids
+
+
+def recording() -> tuple[dict[str, int], Callable[[sansio.Event], Awaitable[Sequence[str]]]]:
+    """A handler that notes which payload each delivery came with."""
+    seen: dict[str, int] = {}
+
+    async def handle(event: sansio.Event) -> Sequence[str]:
+        seen[str(event.delivery_id)] = event.data["n"]
+        return ["queued"]
+
+    return seen, handle
+
+
+async def one_delivery_through(store: SQLiteTaskStore, inbox: Inbox) -> InboxEntry | None:
+    """One delivery accepted, handled (retries included) and settled: its entry then."""
+    [delivery_id] = await accepted(store, 1)
+    entry = await store.inbox_entry(delivery_id)
+    assert entry is not None
+    inbox.submit(entry)
+    await asyncio.wait_for(inbox.drain(), 30)
+    await inbox.close()
+    return await store.inbox_entry(delivery_id)
 
 
 async def turns(count: int = 2000) -> None:
@@ -85,12 +107,7 @@ async def test_deliveries_past_their_patience_are_handled_while_the_webhook_stay
 async def test_a_long_flood_waits_in_the_store_not_in_the_servers_memory(
     store: SQLiteTaskStore,
 ) -> None:
-    seen: dict[str, int] = {}
-
-    async def handle(event: sansio.Event) -> Sequence[str]:
-        seen[str(event.delivery_id)] = event.data["n"]
-        return ["queued"]
-
+    seen, handle = recording()
     load = IntakeLoad()
     inbox = Inbox(store, handle, delays=[], load=load, held_bytes=MIB)
     ids = await accepted(store, 400, pad=20_000)  # 8 MB of payloads
@@ -130,13 +147,7 @@ async def test_an_error_of_the_store_while_handling_is_tried_again(
         return ["queued"]
 
     inbox = Inbox(store, handle, delays=[0.01, 0.02])
-    [delivery_id] = await accepted(store, 1)
-    entry = await store.inbox_entry(delivery_id)
-    assert entry is not None
-    inbox.submit(entry)
-    await asyncio.wait_for(inbox.drain(), 30)
-    await inbox.close()
-    settled = await store.inbox_entry(delivery_id)
+    settled = await one_delivery_through(store, inbox)
     assert settled is not None
     assert (settled.state, settled.attempts, calls) == (InboxState.DONE, 2, 2)
 
@@ -148,13 +159,9 @@ async def test_a_defect_that_never_goes_away_is_kept_as_failed_with_its_reason(
         raise RuntimeError("a bug in a router")
 
     inbox = Inbox(store, handle, delays=[0.01])
-    [delivery_id] = await accepted(store, 1)
-    entry = await store.inbox_entry(delivery_id)
-    assert entry is not None
-    inbox.submit(entry)
-    await asyncio.wait_for(inbox.drain(), 30)
-    await inbox.close()
-    [failed] = await store.inbox(InboxState.FAILED)
+    failed = await one_delivery_through(store, inbox)
+    assert failed is not None
+    assert failed.state is InboxState.FAILED
     assert failed.attempts == 2
     assert failed.reason == "handling failed: RuntimeError: a bug in a router"
 
@@ -188,13 +195,7 @@ async def test_a_settle_that_fails_leaves_the_delivery_to_another_try(
         return ["queued"]
 
     inbox = Inbox(store, handle, delays=[0.01, 0.02, 0.04])
-    [delivery_id] = await accepted(store, 1)
-    entry = await store.inbox_entry(delivery_id)
-    assert entry is not None
-    inbox.submit(entry)
-    await asyncio.wait_for(inbox.drain(), 30)
-    await inbox.close()
-    settled = await store.inbox_entry(delivery_id)
+    settled = await one_delivery_through(store, inbox)
     await store.close()
     assert settled is not None
     assert settled.state is InboxState.DONE
@@ -204,12 +205,7 @@ async def test_a_settle_that_fails_leaves_the_delivery_to_another_try(
 async def test_a_restart_with_a_long_backlog_reads_the_payloads_one_at_a_time(
     store: SQLiteTaskStore,
 ) -> None:
-    seen: dict[str, int] = {}
-
-    async def handle(event: sansio.Event) -> Sequence[str]:
-        seen[str(event.delivery_id)] = event.data["n"]
-        return ["queued"]
-
+    seen, handle = recording()
     await accepted(store, 300, pad=20_000)  # 6 MB of payloads left pending by a crash
     load = IntakeLoad()
     inbox = Inbox(store, handle, delays=[], load=load, held_bytes=MIB)

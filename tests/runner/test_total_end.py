@@ -226,12 +226,18 @@ def published_run(
     """A run of the whole pipeline on the local executor, whose agent changes a file."""
     root, sha = project(tmp_path, "echo right > answer.txt", max_attempts=1)
     deps = local_deps(tmp_path, root, sha)
-    local = local_task(root, "answer it", task_id)
+    return runner_of(tmp_path, local_task(root, "answer it", task_id), deps, reporter, OnePull())
+
+
+def runner_of(
+    tmp_path: Path, local: Task, deps: PipelineDeps, reporter: HeldReport, publisher: Any
+) -> Callable[[Task], Coroutine[Any, Any, TaskResult]]:
+    """What a worker runs for each task it claims: `local`, under the claimed task's id."""
 
     async def run_one(task: Task) -> TaskResult:
         tasklog = TaskLog(tmp_path / f"task-{task.id}.log")
         try:
-            return await run_task(replace(local, id=task.id), deps, reporter, OnePull(), tasklog)
+            return await run_task(replace(local, id=task.id), deps, reporter, publisher, tasklog)
         finally:
             tasklog.close()
 
@@ -344,13 +350,7 @@ async def test_a_stop_once_the_answer_is_posted_leaves_the_task_answered(
     deps = replace(local_deps(tmp_path, root, sha), answers=poster)
     reporter = HeldReport(hold_phase=("publish", PhaseStatus.DONE))
     asked = replace(local_task(root, "why?", 1), kind="ask")
-
-    async def run_one(task: Task) -> TaskResult:
-        tasklog = TaskLog(tmp_path / f"task-{task.id}.log")
-        try:
-            return await run_task(replace(asked, id=task.id), deps, reporter, Unused(), tasklog)
-        finally:
-            tasklog.close()
+    run_one = runner_of(tmp_path, asked, deps, reporter, Unused())
 
     store = await SQLiteTaskStore.open(tmp_path / "gantry.db")
     queue = MemoryQueue()
