@@ -184,22 +184,23 @@ def check_patch(patch: bytes, secrets: Iterable[str], policy: PatchPolicy) -> No
     """Raise `PatchRefusedError` when the raw patch must not reach the host's git."""
     if len(patch) > policy.max_bytes:
         raise too_large("is", len(patch), policy.max_bytes)
-    for value in secrets:
-        if any(form in patch for form in secret_forms(value)):
-            raise PatchRefusedError(
-                "the change contains the value of a secret; nothing was published"
-            )
+    if holds_secret(patch, secrets):
+        raise PatchRefusedError("the change contains the value of a secret; nothing was published")
     check_expanded(patch, policy.max_expanded_bytes)
 
 
 def check_message(message: bytes, secrets: Iterable[str]) -> None:
     """Raise `PatchRefusedError` when the agent's commit messages hold a secret's value: they
     become the commit's message and the PR's description."""
-    for value in secrets:
-        if any(form in message for form in secret_forms(value)):
-            raise PatchRefusedError(
-                "the agent's commit message contains the value of a secret; nothing was published"
-            )
+    if holds_secret(message, secrets):
+        raise PatchRefusedError(
+            "the agent's commit message contains the value of a secret; nothing was published"
+        )
+
+
+def holds_secret(data: bytes, secrets: Iterable[str]) -> bool:
+    """Whether any secret's value is in `data`, in any of the forms it may take there."""
+    return any(form in data for value in secrets for form in secret_forms(value))
 
 
 def check_expanded(patch: bytes, limit: int) -> None:

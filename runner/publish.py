@@ -28,8 +28,6 @@ from runner.patch_policy import (
 SUBJECT_MAX_CHARS = 72
 NOREPLY = "users.noreply.github.com"
 REJECTIONS = ("stale info", "rejected", "fetch first")
-
-
 GITLINK_MODE = "160000"  # a submodule link in a tree
 
 
