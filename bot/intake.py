@@ -26,7 +26,7 @@ from config.repo_config import TriggersConfig
 from config.settings import Settings
 from runner.queue import TaskQueue
 from runner.store import TaskStore
-from runner.task import ACTIVE_STATES, NewTask, Task, TaskState
+from runner.task import NewTask, Task
 
 # Ids and numbers are stored as SQLite integers (64-bit); GitHub's are far smaller.
 MAX_ID = 2**63 - 1
@@ -273,6 +273,15 @@ class Intake:
             return replies.NO_CACHE_TEXT
         return await self.on_reset_cache(repo)
 
+    async def cancel(self, latest: Task) -> str:
+        """`cancel`: stop the task if it is still queued or running; the reply. The store
+        decides, in one write: a task that ended after `latest` was read keeps its end."""
+        cancelled = await self.store.cancel_task(latest.id)
+        if cancelled is not None:
+            self.on_cancel(cancelled.id)
+            return replies.cancelled(cancelled)
+        return replies.already_ended(await self.store.get(latest.id) or latest)
+
     async def subcommand(
         self,
         gh: GitHubAPI,
@@ -293,10 +302,8 @@ class Intake:
             if task is None:
                 return Outcome.REFUSED
             text = replies.retried(latest, task)
-        elif command.kind is Kind.CANCEL and latest is not None and latest.state in ACTIVE_STATES:
-            await self.store.set_state(latest.id, TaskState.CANCELLED)
-            self.on_cancel(latest.id)
-            text = replies.cancelled(latest)
+        elif command.kind is Kind.CANCEL and latest is not None:
+            text = await self.cancel(latest)
         elif command.kind in (Kind.STATUS, Kind.CANCEL, Kind.RETRY):
             text = replies.status(latest)
         elif command.kind is Kind.RESET_CACHE:

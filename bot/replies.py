@@ -10,7 +10,7 @@ import gidgethub
 from gidgethub.abc import GitHubAPI
 
 from bot.triggers import Trigger
-from runner.task import Task
+from runner.task import Task, TaskState
 
 REACTION_PATHS = {
     "issue_comment": "/repos/{+repo}/issues/comments/{id}/reactions",
@@ -58,6 +58,13 @@ def status(task: Task | None) -> str:
 
 def cancelled(task: Task) -> str:
     return f"Cancelled task #{task.id}."
+
+
+def already_ended(task: Task) -> str:
+    """The reply to a cancel that came once the task was over (perhaps just before it)."""
+    if task.state is TaskState.CANCELLED:
+        return f"Task #{task.id} was cancelled already."
+    return f"Task #{task.id} had already finished (**{task.state}**): there was nothing to cancel."
 
 
 def retried(previous: Task, task: Task) -> str:

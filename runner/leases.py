@@ -17,6 +17,8 @@ CLAIMABLE = (
     "t.state = 'queued' and not exists (select 1 from tasks o where o.repo = t.repo "
     "and o.number = t.number and o.id < t.id and o.state in ('queued', 'running'))"
 )
+# A task not yet over: the only kind a cancel may change (a finished one keeps its end).
+ACTIVE = "state in ('queued', 'running')"
 # A running task to take back: its lease ran out (or it never had one: a database from
 # before leases), or it is this worker's own from before a restart.
 EXPIRED = (

@@ -217,10 +217,23 @@ class PostgresTaskStore:
         return await self._tasks("where repo = %s order by id desc limit %s", (repo, limit))
 
     async def set_state(self, task_id: int, state: TaskState) -> Task | None:
+        """Put a task in `state`, whatever state it is in (tests, tools; a cancel is
+        `cancel_task`)."""
         rows = await self._rows(
             f"update tasks set state = %s, updated_at = %s where id = %s "  # noqa: S608
             f"returning {TASK_COLUMNS}",
             (state.value, self._clock(), task_id),
+        )
+        return task_from_row(rows[0]) if rows else None
+
+    async def cancel_task(self, task_id: int) -> Task | None:
+        """Cancel a task still queued or running, in one statement (a task that ends
+        meanwhile keeps its end); the cancelled task, None when there was none to cancel.
+        A running task keeps its lease: its worker records the end of its run."""
+        rows = await self._rows(
+            f"update tasks set state = 'cancelled', updated_at = %s "  # noqa: S608
+            f"where id = %s and {leases.ACTIVE} returning {TASK_COLUMNS}",
+            (self._clock(), task_id),
         )
         return task_from_row(rows[0]) if rows else None
 

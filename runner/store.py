@@ -108,6 +108,8 @@ class TaskStore(Protocol):
 
     async def set_state(self, task_id: int, state: TaskState) -> Task | None: ...
 
+    async def cancel_task(self, task_id: int) -> Task | None: ...
+
     async def first_refusal(self, repo: str, number: int, delivery_id: str) -> bool: ...
 
     async def bump_attempts(self, task_id: int) -> int: ...
@@ -447,11 +449,28 @@ class SQLiteTaskStore:
         return result
 
     async def set_state(self, task_id: int, state: TaskState) -> Task | None:
+        """Put a task in `state`, whatever state it is in (tests, tools; a cancel is
+        `cancel_task`)."""
         await self._execute(
             "update tasks set state = ?, updated_at = ? where id = ?",
             (state.value, self._clock(), task_id),
         )
         return await self.get(task_id)
+
+    async def cancel_task(self, task_id: int) -> Task | None:
+        """Cancel a task still queued or running, in one statement (a task that ends
+        meanwhile keeps its end); the cancelled task, None when there was none to cancel.
+        A running task keeps its lease: its worker records the end of its run."""
+
+        def cancel() -> Task | None:
+            row = self.conn.execute(
+                f"update tasks set state = 'cancelled', updated_at = ? "  # noqa: S608
+                f"where id = ? and {leases.ACTIVE} returning {TASK_COLUMNS}",
+                (self._clock(), task_id),
+            ).fetchone()
+            return task_from_row(row) if row is not None else None
+
+        return await self._run(cancel)  # type: ignore[no-any-return]
 
     async def _select(self, where: str, params: tuple[Any, ...]) -> list[Task]:
         query = f"select {', '.join(TASK_FIELDS)} from tasks {where}"  # noqa: S608

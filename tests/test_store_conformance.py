@@ -150,3 +150,24 @@ async def test_what_one_process_stored_another_reads(database: Database) -> None
     finally:
         await writer.close()
         await reader.close()
+
+
+async def test_a_cancel_changes_only_a_task_still_queued_or_running(any_store: TaskStore) -> None:
+    queued = await any_store.add_task(TASK, "a")
+    running = await any_store.add_task(dataclasses.replace(TASK, number=8), "b")
+    ended = await any_store.add_task(dataclasses.replace(TASK, number=9), "c")
+    for _ in range(3):  # one task per thread: all three are claimed
+        assert await any_store.claim_next("w", 60) is not None
+    assert await any_store.finish_task(queued.id, "w", TaskState.QUEUED)  # a shutdown's requeue
+    assert await any_store.finish_task(ended.id, "w", TaskState.FAILED)
+    cancelled = [await any_store.cancel_task(t.id) for t in (queued, running, ended)]
+    assert [t.state if t else None for t in cancelled] == [
+        TaskState.CANCELLED,
+        TaskState.CANCELLED,
+        None,
+    ]
+    kept = await any_store.get(ended.id)
+    assert kept is not None
+    assert kept.state is TaskState.FAILED
+    assert await any_store.cancel_task(queued.id) is None  # cancelled already
+    assert await any_store.cancel_task(999) is None

@@ -13,13 +13,13 @@ from aiohttp.test_utils import TestServer
 from bot.app import SERVICES
 from bot.inbox import retry_delays
 from bot.permissions import PermissionCache
-from bot.replies import cache_reset_requested, refusal
+from bot.replies import already_ended, cache_reset_requested, refusal
 from config.settings import Settings
 from forge.sender import Delivery
 from gantry.compose import create_app
 from runner.cache_resets import RESET_POLL_S
-from runner.store import InboxState
-from runner.task import TaskState
+from runner.store import InboxState, TaskStore
+from runner.task import Task, TaskState
 from tests.bot.conftest import READER, WRITER, Gantry
 
 PERMISSION_ROUTE = "/repos/{owner}/{repo}/collaborators/{user}/permission"
@@ -83,6 +83,37 @@ async def test_status_cancel_and_retry_act_on_the_store(gantry: Gantry) -> None:
         f"Cancelled task #{task.id}.",
         f"Queued task #{retried.id}, a retry of task #{task.id}.",
     ]
+
+
+class EndsAfterRead:
+    """The store, with a worker ending a task (its run done) right after the intake reads the
+    thread's latest task: between `@gantry cancel`'s read and its write."""
+
+    def __init__(self, inner: TaskStore, task_id: int, owner: str) -> None:
+        self.inner, self.task_id, self.owner = inner, task_id, owner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def latest_for_thread(self, repo: str, number: int) -> Task | None:
+        latest = await self.inner.latest_for_thread(repo, number)
+        assert await self.inner.finish_task(self.task_id, self.owner, TaskState.SUCCEEDED)
+        return latest
+
+
+async def test_a_cancel_after_the_task_ended_keeps_its_end_and_says_so(gantry: Gantry) -> None:
+    await comment(gantry, "@gantry write the changelog")
+    store = gantry.services.store
+    task = await store.claim_next("w", 60)  # a worker runs it
+    assert task is not None
+    gantry.services.intake.store = EndsAfterRead(store, task.id, "w")
+    assert await comment(gantry, "@gantry cancel") == (200, {"outcome": "answered"})
+    await gantry.settle()
+    ended = await store.get(task.id)
+    assert ended is not None
+    assert ended.state is TaskState.SUCCEEDED
+    assert bot_replies(gantry) == [already_ended(ended)]
+    assert "had already finished" in already_ended(ended)
 
 
 async def test_reset_cache_without_workers_asks_every_worker_through_the_store(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.bot.test_intake import (
+    test_a_cancel_after_the_task_ended_keeps_its_end_and_says_so,
     test_a_delivery_still_failing_after_its_retries_is_kept_with_its_reason,
     test_a_failed_delivery_redelivered_once_github_is_back_becomes_one_task,
     test_a_redelivery_after_a_restart_is_still_a_duplicate,
@@ -14,6 +15,7 @@ from tests.bot.test_intake import (
 )
 
 __all__ = [
+    "test_a_cancel_after_the_task_ended_keeps_its_end_and_says_so",
     "test_a_delivery_still_failing_after_its_retries_is_kept_with_its_reason",
     "test_a_failed_delivery_redelivered_once_github_is_back_becomes_one_task",
     "test_a_redelivery_after_a_restart_is_still_a_duplicate",
