@@ -11,7 +11,7 @@ from typing import Any
 
 import docker.errors
 
-from runner.patch_policy import PatchRefusedError
+from runner.patch_policy import PatchRefusedError, nested_repos_refusal
 from runner.sandbox import WORKSPACE, Sandbox, SandboxError, engine_call
 from runner.workspace import GIT
 
@@ -21,6 +21,13 @@ PATCH_NAME, MESSAGE_NAME = "change.patch", "message.txt"
 OUTPUT_DIR_NAME = "output"
 # The tree the last check left (its id), recorded before the check's shell ends.
 CHECKED_TREE = "checked-tree"
+# The nested repositories with no commit that stopped `git add` (one path a line), and the
+# collect script's exit status then: git cannot take such a directory in (it has no commit
+# to link to), and the host names them instead of git's exit 128.
+UNBORN_NAME = "unborn.paths"
+UNBORN_EXIT = 86
+UNBORN_MAX_BYTES = 64 * 1024
+UNBORN_WHY = "with no commit (git cannot take in its files: it has no commit to link to)"
 CHUNK_BYTES = 64 * 1024
 # Tar headers, PAX records (xattrs) and padding around the one file: small, but bounded too.
 HEADER_ALLOWANCE = 1024 * 1024
@@ -124,7 +131,8 @@ def collect_script(
     base, out = shlex.quote(base_sha), shlex.quote(scratch)
     copy, use = private_index(out, "collect.index")
     patch, paths = f"{out}/{PATCH_NAME}", f"{out}/changed.paths"
-    now = f"{copy}; {use} {SAFE_GIT} add -A; tree=$({use} {SAFE_GIT} write-tree)"
+    add = f"{use} {SAFE_GIT} add -A || {unborn_script(use, out)}"
+    now = f"{copy}; {add}; tree=$({use} {SAFE_GIT} write-tree)"
     if checked:
         now = (
             f"tree=$(cat {out}/{CHECKED_TREE} 2>/dev/null || true); "
@@ -147,6 +155,25 @@ def collect_script(
         # out of a container one after the other (about 45 ms each); an absent one waits for none.
         f"[ -s {out}/{MESSAGE_NAME} ] || rm -f {out}/{MESSAGE_NAME}"
     )
+
+
+def unborn_script(use: str, out: str) -> str:
+    """After a failed `git add -A`: list the nested repositories with no commit (git shows a
+    nested repository as one untracked `dir/`) and exit `UNBORN_EXIT`, or else exit with
+    git's status. `use` points git at the private index; `out` is shell-quoted already."""
+    listed = f"{out}/{UNBORN_NAME}"
+    head = f'{SAFE_GIT} -C "$p" rev-parse -q --verify HEAD >/dev/null 2>&1'
+    return (
+        f"{{ s=$?; {use} {SAFE_GIT} -c core.quotePath=false ls-files -o --exclude-standard | "
+        f'while IFS= read -r p; do case "$p" in */) {head} || printf "%s\\n" "${{p%/}}";; '
+        f"esac; done > {listed}; [ -s {listed} ] && exit {UNBORN_EXIT}; exit $s; }}"
+    )
+
+
+def unborn_refusal(listing: bytes) -> PatchRefusedError:
+    """The refusal of the nested repositories with no commit that `unborn_script` listed."""
+    paths = [line for line in listing.decode(errors="replace").splitlines() if line]
+    return nested_repos_refusal(paths or ["a directory"], UNBORN_WHY)
 
 
 def tar_file(path: str, data: bytes) -> bytes:

@@ -210,15 +210,22 @@ def check_expanded(patch: bytes, limit: int) -> None:
         raise too_large("expands to", size, limit)
 
 
+def nested_repos_refusal(paths: Sequence[str], what: str) -> PatchRefusedError:
+    """The refusal of directories the agent made git repositories of their own, by name."""
+    return PatchRefusedError(
+        f"the change makes {', '.join(paths)} a nested git repository {what}; remove its "
+        ".git directory so that its files are published instead"
+    )
+
+
 def check_change(change: AppliedChange, policy: PatchPolicy) -> None:
     """Raise `PatchRefusedError` when what the host applied must not be published."""
     if change.new_bytes > policy.max_expanded_bytes:
         raise too_large("writes", change.new_bytes, policy.max_expanded_bytes)
     if change.new_gitlinks:
-        raise PatchRefusedError(
-            f"the change makes {', '.join(change.new_gitlinks)} a nested git repository "
-            "(a submodule link to a commit that only the agent's container has); remove its "
-            ".git directory so that its files are published instead"
+        raise nested_repos_refusal(
+            change.new_gitlinks,
+            "(a submodule link to a commit that only the agent's container has)",
         )
     workflows = sorted(p for p in change.paths if p.startswith(WORKFLOWS_DIR))
     if workflows and not policy.allow_workflows:

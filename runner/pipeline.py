@@ -29,7 +29,16 @@ from runner.agent_step import (
 )
 from runner.attempts import attempt_count
 from runner.attempts_run import AttemptsRun
-from runner.collect import MESSAGE_NAME, PATCH_NAME, check_script, collect_script
+from runner.collect import (
+    MESSAGE_NAME,
+    PATCH_NAME,
+    UNBORN_EXIT,
+    UNBORN_MAX_BYTES,
+    UNBORN_NAME,
+    check_script,
+    collect_script,
+    unborn_refusal,
+)
 from runner.environment import EnvironmentRequest, PhaseFailedError, from_config
 from runner.executor import Executor, RunningEnvironment
 from runner.mirror import MirrorError
@@ -433,8 +442,12 @@ class Run:
         """The patch and the agent's commit messages, written in the container's scratch."""
         script = collect_script(sha, env.workspace, env.scratch, checked)
         result = await env.run(script, self.log, "collect", COLLECT_LIMIT_S)
-        if not result.ok:
-            raise TaskFailedError("collect", f"git diff {result.describe()}")
+        if result.ok:
+            return
+        if result.exit_code == UNBORN_EXIT:
+            listed = await env.read_file(f"{env.scratch}/{UNBORN_NAME}", UNBORN_MAX_BYTES)
+            raise unborn_refusal(listed)
+        raise TaskFailedError("collect", f"git diff {result.describe()}")
 
     async def read_patch(self, env: Env) -> bytes:
         return await env.read_file(f"{env.scratch}/{PATCH_NAME}", self.deps.patch_policy.max_bytes)

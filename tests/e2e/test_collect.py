@@ -170,6 +170,21 @@ async def test_a_nested_repository_the_agent_made_is_refused_by_name_not_publish
     assert any("makes app a nested git repository" in body for body in replies), replies
 
 
+async def test_a_nested_repository_with_no_commit_is_refused_by_name(live: Gantry) -> None:
+    # `git init` in a new directory and files written there, nothing committed: git cannot
+    # take the directory in at all (it has no commit to link to), and the task must say why.
+    nested = "mkdir -p web/app && cd web/app && git init -q && echo hi > f.txt"
+    await set_config(live, config_with(f"echo ok > fix.txt\n{nested}"))
+    await comment_on(live, live.issue_number, "@gantry scaffold it")
+    [task] = await wait_final(live, 1)
+    assert task.state is TaskState.FAILED
+    assert live.forge.pulls(OWNER, REPO) == []
+    replies = [c["body"] for c in live.forge.comments(OWNER, REPO, live.issue_number)]
+    assert any(
+        "makes web/app a nested git repository with no commit" in body for body in replies
+    ), replies
+
+
 SECRET_VALUE = "deploy-token-7a2b9c"
 LEAKY_CONFIG = f"""\
 image: {TEST_BASE_IMAGE}

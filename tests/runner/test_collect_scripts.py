@@ -6,7 +6,15 @@ import os
 import subprocess
 from pathlib import Path
 
-from runner.collect import MESSAGE_NAME, PATCH_NAME, collect_script, snapshot_script
+from runner.collect import (
+    MESSAGE_NAME,
+    PATCH_NAME,
+    UNBORN_EXIT,
+    UNBORN_NAME,
+    collect_script,
+    snapshot_script,
+    unborn_refusal,
+)
 
 COMMIT = "git -c user.name=t -c user.email=t@t commit -q"
 
@@ -104,3 +112,28 @@ def test_what_setup_left_is_published_in_the_terms_of_the_tasks_commit(tmp_path:
         "gen.txt": "v2\n",  # a new file in the base's terms
         "lock.txt": "x==1.0\ny==2\n",  # as it is now, setup's edit with the agent's
     }
+
+
+def test_nested_repositories_with_no_commit_are_listed_by_name(tmp_path: Path) -> None:
+    # `git add -A` stops at the first of them (exit 128); the script names every one, and
+    # neither a nested repository with a commit (refused later, as a gitlink) nor an ignored one.
+    repo, head = workspace(tmp_path)
+    sh(
+        "echo ignored/ > .gitignore && git init -q ignored && "
+        "mkdir -p web && git init -q web/app && echo hi > web/app/f.txt && "
+        "git init -q 'my tool' && echo x > 'my tool/x' && "
+        f"git init -q done && echo d > done/d && cd done && git add d && {COMMIT} -m d",
+        repo,
+    )
+    scratch = tmp_path / "scratch"
+    run = subprocess.run(
+        ["/bin/sh", "-c", collect_script(head, str(repo), str(scratch))],
+        cwd=repo,
+        capture_output=True,
+    )
+    assert run.returncode == UNBORN_EXIT, run.stderr
+    assert str(unborn_refusal((scratch / UNBORN_NAME).read_bytes())) == (
+        "the change makes my tool, web/app a nested git repository with no commit (git cannot "
+        "take in its files: it has no commit to link to); remove its .git directory so that "
+        "its files are published instead"
+    )
