@@ -19,6 +19,13 @@ CLAIMABLE = (
 )
 # A task not yet over: the only kind a cancel may change (a finished one keeps its end).
 ACTIVE = "state in ('queued', 'running')"
+# Setting of a task its worker's run of it has ended: in the state the run ended in, except
+# that a shutdown's requeue leaves a task cancelled meanwhile (by another process, before a
+# heartbeat told the worker) cancelled. A run's true end (published, failed) is kept.
+FINISH = (
+    "state = case when state = 'cancelled' and {state} = 'queued' then state else {state} end, "
+    "lease_owner = null, lease_until = null, updated_at = {now}"
+)
 # A running task to take back: its lease ran out (or it never had one: a database from
 # before leases), or it is this worker's own from before a restart.
 EXPIRED = (

@@ -293,9 +293,9 @@ class PostgresTaskStore:
     async def finish_task(self, task_id: int, owner: str, state: TaskState) -> bool:
         """End `owner`'s run of a task in `state`; False when the task is no longer its own."""
         changed = await self._count(
-            "update tasks set state = %s, lease_owner = null, lease_until = null, "
-            "updated_at = %s where id = %s and lease_owner = %s",
-            (state.value, self._clock(), task_id, owner),
+            f"update tasks set {leases.FINISH.format(state='%s', now='%s')} "  # noqa: S608
+            "where id = %s and lease_owner = %s",
+            (state.value, state.value, self._clock(), task_id, owner),
         )
         if changed == 1:
             await self._count(f"notify {CHANNEL}")

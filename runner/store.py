@@ -546,9 +546,9 @@ class SQLiteTaskStore:
     async def finish_task(self, task_id: int, owner: str, state: TaskState) -> bool:
         """End `owner`'s run of a task in `state`; False when the task is no longer its own."""
         changed = await self._execute(
-            "update tasks set state = ?, lease_owner = null, lease_until = null, updated_at = ? "
+            f"update tasks set {leases.FINISH.format(state='?', now='?')} "  # noqa: S608
             "where id = ? and lease_owner = ?",
-            (state.value, self._clock(), task_id, owner),
+            (state.value, state.value, self._clock(), task_id, owner),
         )
         return changed == 1
 

@@ -151,6 +151,36 @@ async def test_a_cancelled_task_stays_cancelled_when_a_shutdown_comes_during_its
     assert ended.state is TaskState.CANCELLED
 
 
+async def test_a_cancel_from_another_process_stays_cancelled_when_a_shutdown_comes_first(
+    database: Database,
+) -> None:
+    store, canceller = await open_store(database), await open_store(database)
+    started = asyncio.Event()
+
+    async def run(_task: Task) -> TaskResult:
+        started.set()
+        await asyncio.sleep(30)
+        return TaskResult(Conclusion.PUBLISHED)
+
+    task = await store.add_task(dataclasses.replace(TASK, number=7), "d1")
+    # The heartbeat that would see the cancel is not due before the shutdown comes.
+    times = LeaseTimes(lease=60.0, heartbeat=30.0, poll=0.1)
+    worker = Worker(store, MemoryQueue(), run, 1, owner="w", times=times)
+    serving = asyncio.create_task(worker.serve())
+    await asyncio.wait_for(started.wait(), 10)
+    # `@gantry cancel`, taken by `gantry serve --no-workers`: a store write, nothing more.
+    assert await canceller.cancel_task(task.id) is not None
+    await worker.finish_running(0)  # SIGTERM: the running task is interrupted
+    await serving
+    ended = await store.get(task.id)
+    rerun = await store.claim_next("next-start", 60)
+    await store.close()
+    await canceller.close()
+    assert ended is not None
+    assert ended.state is TaskState.CANCELLED
+    assert rerun is None
+
+
 async def test_the_container_sweep_survives_a_store_error() -> None:
     asked = 0
     second = asyncio.Event()
