@@ -182,7 +182,9 @@ def live_containers(live: Gantry) -> list[str]:
     client = docker.from_env()
     try:
         labels = ["gantry.managed=1", f"gantry.repo={OWNER}/{REPO}", f"gantry.owner={owner}"]
-        found = client.containers.list(all=True, filters={"label": labels})
-        return [str(c.name) for c in found]
+        # The list call alone: `containers.list` looks each one up after, and one being
+        # removed meanwhile made that lookup fail with NotFound.
+        found = client.api.containers(all=True, filters={"label": labels})
+        return [str(c["Names"][0]).lstrip("/") for c in found]
     finally:
         client.close()
