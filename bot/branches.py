@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from config.errors import GantryError
@@ -62,6 +62,8 @@ class BranchLedger(Protocol):
 
     async def record_pull(self, task_id: int, pull_url: str) -> None: ...
 
+    async def record_commit(self, task_id: int, start_sha: str, commit_sha: str) -> None: ...
+
 
 @dataclass
 class MemoryLedger:
@@ -79,4 +81,9 @@ class MemoryLedger:
     async def record_pull(self, task_id: int, pull_url: str) -> None:
         kept = self.kept.get(task_id)
         if kept is not None:
-            self.kept[task_id] = TaskBranch(kept.branch, pull_url)
+            self.kept[task_id] = replace(kept, pull_url=pull_url)
+
+    async def record_commit(self, task_id: int, start_sha: str, commit_sha: str) -> None:
+        kept = self.kept.get(task_id)
+        if kept is not None:
+            self.kept[task_id] = replace(kept, start_sha=start_sha, commit_sha=commit_sha)

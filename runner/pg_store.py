@@ -444,9 +444,10 @@ class PostgresTaskStore:
 
     async def task_branch(self, task_id: int) -> TaskBranch | None:
         rows = await self._rows(
-            "select branch, pull_url from task_branches where task_id = %s", (task_id,)
+            "select branch, pull_url, start_sha, commit_sha from task_branches where task_id = %s",
+            (task_id,),
         )
-        return TaskBranch(rows[0]["branch"], rows[0]["pull_url"]) if rows else None
+        return TaskBranch(**rows[0]) if rows else None
 
     async def fix_branch(self, task_id: int, branch: str) -> str:
         """Keep the task's branch name; the one kept first wins (a retry gets it back)."""
@@ -465,6 +466,13 @@ class PostgresTaskStore:
     async def record_pull(self, task_id: int, pull_url: str) -> None:
         await self._count(
             "update task_branches set pull_url = %s where task_id = %s", (pull_url, task_id)
+        )
+
+    async def record_commit(self, task_id: int, start_sha: str, commit_sha: str) -> None:
+        """Keep the commit the task is about to push, and its parent (its branch was fixed)."""
+        await self._count(
+            "update task_branches set start_sha = %s, commit_sha = %s where task_id = %s",
+            (start_sha, commit_sha, task_id),
         )
 
     async def ping(self) -> None:

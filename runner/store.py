@@ -164,6 +164,8 @@ class TaskStore(Protocol):
 
     async def record_pull(self, task_id: int, pull_url: str) -> None: ...
 
+    async def record_commit(self, task_id: int, start_sha: str, commit_sha: str) -> None: ...
+
     async def usage(self, task_id: int) -> str | None: ...
 
     async def ping(self) -> None: ...
@@ -721,10 +723,12 @@ class SQLiteTaskStore:
         """The branch a task publishes to, and its PR, as recorded so far."""
         rows = await self._run(
             lambda: self.conn.execute(
-                "select branch, pull_url from task_branches where task_id = ?", (task_id,)
+                "select branch, pull_url, start_sha, commit_sha from task_branches "
+                "where task_id = ?",
+                (task_id,),
             ).fetchall()
         )
-        return TaskBranch(rows[0][0], rows[0][1]) if rows else None
+        return TaskBranch(*rows[0]) if rows else None
 
     async def fix_branch(self, task_id: int, branch: str) -> str:
         """Keep the task's branch name; the one kept first wins (a retry gets it back)."""
@@ -745,6 +749,13 @@ class SQLiteTaskStore:
         """Keep the task's PR the moment it exists (its branch was fixed before)."""
         await self._execute(
             "update task_branches set pull_url = ? where task_id = ?", (pull_url, task_id)
+        )
+
+    async def record_commit(self, task_id: int, start_sha: str, commit_sha: str) -> None:
+        """Keep the commit the task is about to push, and its parent (its branch was fixed)."""
+        await self._execute(
+            "update task_branches set start_sha = ?, commit_sha = ? where task_id = ?",
+            (start_sha, commit_sha, task_id),
         )
 
     async def ping(self) -> None:

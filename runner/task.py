@@ -52,10 +52,13 @@ class NewTask:
 
 @dataclass(frozen=True)
 class TaskBranch:
-    """A task's branch, fixed the first time it is chosen, and its PR once that exists."""
+    """A task's branch, fixed the first time it is chosen, and its PR once that exists; the
+    commit the task made for it, kept before the push, and the head that commit is built on."""
 
     branch: str
     pull_url: str | None = None
+    start_sha: str | None = None
+    commit_sha: str | None = None
 
 
 @dataclass(frozen=True)

@@ -102,8 +102,13 @@ async def test_attempts_phases_usage_and_branches(any_store: TaskStore) -> None:
     assert await any_store.task_branch(task.id) is None
     assert await any_store.fix_branch(task.id, "gantry/7-a") == "gantry/7-a"
     assert await any_store.fix_branch(task.id, "gantry/7-b") == "gantry/7-a"
+    # The commit is kept before its push (a later try's replaces it), its PR after.
+    await any_store.record_commit(task.id, "a" * 40, "b" * 40)
+    await any_store.record_commit(task.id, "a" * 40, "c" * 40)
     await any_store.record_pull(task.id, "http://forge/pull/1")
-    assert await any_store.task_branch(task.id) == TaskBranch("gantry/7-a", "http://forge/pull/1")
+    url = "http://forge/pull/1"
+    expected = TaskBranch("gantry/7-a", url, start_sha="a" * 40, commit_sha="c" * 40)
+    assert await any_store.task_branch(task.id) == expected
 
 
 async def test_a_deliverys_effect_is_begun_once_and_its_first_text_kept(
