@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -64,6 +66,8 @@ class Target:
     base: str
     expected_remote: str | None
     existing_pull_url: str | None = None
+    # The commit an earlier try of the task pushed there: recorded, never pushed again.
+    pushed: str | None = None
 
 
 async def remote_heads(url: str, credential: Credential) -> dict[str, str]:
@@ -119,8 +123,11 @@ class GitHubPublisher:
                 found = await find_open_pull(self.gh, self.task.repo, target.branch)
                 if found is not None:
                     return await self.keep(found.html_url, None)
+            if target.pushed is not None and target.existing_pull_url is not None:
+                return await self.keep(target.existing_pull_url, target.pushed)
+            keep = partial(self.ledger.record_commit, self.task.id, target.start_sha)
             try:
-                sha = await publish(self.publication(work, target, author, message))
+                sha = await publish(self.publication(work, target, author, message), keep)
             except PushRejectedError:
                 if attempt == 2:
                     raise
@@ -171,15 +178,32 @@ class GitHubPublisher:
         head_ref = str(pull["head"]["ref"])
         own = head_ref.startswith(prefix) or work.config.pull_request.push_to_pull_requests
         if own and head_ref in heads:
-            # A follow-up on Gantry's own PR (or any PR, when the config says so): one more
-            # commit on its branch, built on whatever its head is now.
-            remote = heads[head_ref]
-            if remote != work.base_sha:
-                await self.mirrors.ensure(self.task.repo, self.task.clone_url, remote, self.token)
-            await self.ledger.fix_branch(self.task.id, head_ref)
-            return Target(head_ref, remote, head_ref, remote, str(pull["html_url"]))
+            return await self.onto_pull(work, head_ref, heads[head_ref], str(pull["html_url"]))
         # A person's PR: a stacked PR against its branch, theirs left untouched.
         return await self.own_branch(prefix, heads, work.base_sha, head_ref)
+
+    async def onto_pull(self, work: Work, branch: str, remote: str, url: str) -> Target:
+        """A follow-up on Gantry's own PR (or any PR, when the config says so): one more
+        commit on its branch, built on whatever its head is now; a commit that an earlier try
+        of this task pushed there is recorded, not pushed again."""
+        await self.ledger.fix_branch(self.task.id, branch)
+        target = Target(branch, remote, branch, remote, url)
+        if remote == work.base_sha:
+            return target
+        pushed = await self.pushed_earlier(remote)
+        if pushed is None:
+            await self.mirrors.ensure(self.task.repo, self.task.clone_url, remote, self.token)
+        return dataclasses.replace(target, pushed=pushed)
+
+    async def pushed_earlier(self, remote: str) -> str | None:
+        """The commit an earlier try of this task made, when the branch (at `remote`) holds
+        it: that try pushed, then stopped before it could record so."""
+        kept = await self.ledger.task_branch(self.task.id)
+        commit = kept.commit_sha if kept is not None else None
+        if commit is None or commit == remote:
+            return commit
+        await self.mirrors.ensure(self.task.repo, self.task.clone_url, remote, self.token)
+        return commit if await self.mirrors.is_ancestor(self.task.repo, commit, remote) else None
 
     async def own_branch(self, prefix: str, heads: dict[str, str], start: str, base: str) -> Target:
         """The task's own new branch: named once, then the same name on every retry; what an

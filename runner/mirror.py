@@ -110,6 +110,14 @@ class Mirrors:
         await git(partial, ["config", "gc.auto", "0"], {}, None)
         partial.rename(path)
 
+    async def is_ancestor(self, repo: str, ancestor: str, sha: str) -> bool:
+        """Whether `sha`'s history holds `ancestor` (False when the mirror lacks either)."""
+        try:
+            await git(self.path(repo), ["merge-base", "--is-ancestor", ancestor, sha], {}, None)
+        except MirrorError:
+            return False
+        return True
+
     async def has_commit(self, path: Path, sha: str) -> bool:
         """Whether the mirror holds a commit."""
         try:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,8 +183,15 @@ async def applied_change(
             raise PatchRefusedError(f"the host could not apply the change: {exc}") from None
 
 
-async def publish(pub: Publication) -> str:
-    """Commit the patch on `start_sha` in a scratch repository and push; the new SHA."""
+async def nothing_to_keep(sha: str) -> None:
+    """Where a publication's commit is kept before its push when nobody keeps it."""
+
+
+async def publish(
+    pub: Publication, keep: Callable[[str], Awaitable[None]] = nothing_to_keep
+) -> str:
+    """Commit the patch on `start_sha` in a scratch repository and push; the new SHA. `keep`
+    hears the commit before it is pushed: a retry after a crash in between can find it."""
     async with scratch_repo(pub.mirror) as repo:
         try:
             tree = await apply_patch(repo, pub.start_sha, pub.patch, pub.max_expanded_bytes)
@@ -194,6 +201,7 @@ async def publish(pub: Publication) -> str:
             who |= {"GIT_COMMITTER_NAME": pub.author.name, "GIT_COMMITTER_EMAIL": pub.author.email}
             commit = ["commit-tree", tree, "-p", pub.start_sha, "-F", str(message_file)]
             sha = (await _git(repo, *commit, env=who)).strip()
+            await keep(sha)
             await push(repo, sha, pub)
         except host_git.HostGitError as exc:
             raise PublishError(str(exc)) from None
