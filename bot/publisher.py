@@ -43,6 +43,11 @@ CLOSED_REFUSAL = (
     "pull request #{number} was {how} before this round could push, so nothing was pushed; "
     "reopen it, or ask on an issue for a new one"
 )
+MOVED_REFUSAL = (
+    "the branch `{branch}` moved while this round ran (from {start:.7}, where the round "
+    "started, to {now:.7}), so nothing was pushed: the checks never ran on both changes "
+    "together. Comment `@{handle} retry` to run the round again on the new head"
+)
 FORK_REFUSAL = (
     "this pull request comes from a fork, and Gantry cannot push to forks; "
     "ask on an issue or on a branch of this repository instead"
@@ -131,7 +136,7 @@ class GitHubPublisher:
             except PushRejectedError:
                 if attempt == 2:
                     raise
-                continue  # someone pushed meanwhile: build on their head
+                continue  # someone pushed meanwhile: look again (a follow-up refuses then)
             if target.existing_pull_url is not None:
                 return await self.keep(target.existing_pull_url, sha)
             return await self.keep((await self.open(work, target)).html_url, sha)
@@ -184,15 +189,16 @@ class GitHubPublisher:
 
     async def onto_pull(self, work: Work, branch: str, remote: str, url: str) -> Target:
         """A follow-up on Gantry's own PR (or any PR, when the config says so): one more
-        commit on its branch, built on whatever its head is now; a commit that an earlier try
-        of this task pushed there is recorded, not pushed again."""
+        commit on its branch, on the head the round worked from. A branch that moved since
+        is refused, not merged into: the checks never ran on what that would push."""
         await self.ledger.fix_branch(self.task.id, branch)
-        target = Target(branch, remote, branch, remote, url)
+        target = Target(branch, work.base_sha, branch, work.base_sha, url)
         if remote == work.base_sha:
             return target
         pushed = await self.pushed_earlier(remote)
         if pushed is None:
-            await self.mirrors.ensure(self.task.repo, self.task.clone_url, remote, self.token)
+            moved = {"start": work.base_sha, "now": remote, "handle": self.slug}
+            raise PublishError(MOVED_REFUSAL.format(branch=branch, **moved))
         return dataclasses.replace(target, pushed=pushed)
 
     async def pushed_earlier(self, remote: str) -> str | None:

@@ -17,6 +17,7 @@ from bot import task_page
 from bot.answers import GitHubAnswers
 from bot.progress import GitHubReporter
 from bot.publisher import GitHubPublisher, remote_heads
+from bot.pull_requests import fetch_head
 from bot.repo_files import fetch_checkout
 from bot.user_ids import UserIds
 from config.loader import Checkout
@@ -29,6 +30,7 @@ from runner.environment import EnvironmentRequest
 from runner.executor import Executor
 from runner.log_shipping import shipping
 from runner.mirror import Credential, Mirrors, TokenSource, current_token
+from runner.modes import Mode, mode_of
 from runner.patch_policy import PatchPolicy
 from runner.pipeline import (
     PipelineDeps,
@@ -117,17 +119,28 @@ class TaskRunner:
     def log_path(self, task: Task) -> Path:
         return task_page.log_path(self.settings.data_dir, task.id)
 
-    async def source(self, task: Task, trusted: TrustedHead) -> Source:
+    async def source(self, gh: GitHubAPI, task: Task, trusted: TrustedHead) -> Source:
         """The SHA to work on: a PR's head, the head of the branch an issue's request named,
         or the default branch's head now. Its token is only for a fetch now; the environment
         takes a fresh one when it fetches."""
         token = await current_token(trusted.token)
+        if task.is_pull_request and mode_of(task.kind) is Mode.CODE:
+            return Source(await self.round_start(gh, task), None, token)
         if task.is_pull_request and task.head_sha:
             return Source(task.head_sha, None, token)
         if not task.is_pull_request and task.head_ref and task.head_ref != trusted.branch:
             # Untrusted like a PR's head: the executor still sets up from the trusted head.
             return Source(await branch_head(task.clone_url, task.head_ref, token), None, token)
         return Source(await trusted.sha(), None, token)
+
+    async def round_start(self, gh: GitHubAPI, task: Task) -> str:
+        """Where a round that may push onto a PR starts: the PR's head now, not as it was when
+        the round was asked for (a round queued behind another builds on that one's commit);
+        on a retry, where the earlier try built the commit it kept."""
+        kept = await self.store.task_branch(task.id)
+        if kept is not None and kept.start_sha is not None:
+            return kept.start_sha
+        return (await fetch_head(gh, task.repo, task.number)).sha
 
     async def earlier(self, task: Task) -> list[Task]:
         """The tasks before this one on its issue or PR (the agent's `rounds`)."""
@@ -148,7 +161,7 @@ class TaskRunner:
             environments=TrustBoundExecutor(self.environments, trusted),
             secrets=self.secrets,
             agent_command=self.settings.agent_command,
-            resolve_source=lambda t: self.source(t, trusted),
+            resolve_source=lambda t: self.source(gh, t, trusted),
             load_checkout=lambda t, _source: self.checkout(gh, t, trusted),
             patch_policy=PatchPolicy(allow_workflows=self.settings.allow_workflow_changes),
             earlier_tasks=self.earlier,

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from runner.results import PhaseStatus
 from runner.task import Task, TaskState
 from tests.bot.conftest import OWNER, REPO, Gantry
 from tests.e2e.conftest import FINAL, comment_on, config_with, git_show, set_config, wait_final
@@ -62,6 +63,59 @@ async def until_ended(live: Gantry, task_id: int, seconds: float = 180) -> Task:
             return task
         await asyncio.sleep(0.2)
     raise AssertionError(f"task {task_id} did not end in {seconds}s")
+
+
+async def test_a_round_asked_while_another_runs_builds_on_that_rounds_commit(
+    live: Gantry,
+) -> None:
+    number, branch, opened = await opened_pull(live)
+    await comment_on(live, number, "@gantry slowly say hello", pull=True)
+    await comment_on(live, number, "@gantry say goodbye", pull=True)
+    tasks = await wait_final(live, 3)
+    # Asked while the first follow-up ran: the PR's head then was still the first round's.
+    assert tasks[2].head_sha == opened
+    assert [t.state for t in tasks] == [TaskState.SUCCEEDED] * 3, bot_comments(live, number)
+    head = await head_of(live, branch)
+    hello = await parent(live, head)
+    assert await parent(live, hello) == opened
+    # The last round started from the round before it, not from the head it was asked on.
+    assert (await task_file(live, head))["base_sha"] == hello
+    assert await git_show(live.forge, "show", f"{head}:fix.txt") == "fixed: say goodbye\n"
+
+
+async def until_agent_runs(live: Gantry, number: int, seconds: float = 120) -> Task:
+    """The PR's round, once its agent runs."""
+    store = live.services.store
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for task in await store.thread_tasks(f"{OWNER}/{REPO}", number):
+            phases = {p.name: p.status for p in await store.phases(task.id)}
+            if phases.get("agent") is PhaseStatus.RUNNING:
+                return task
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no agent ran on #{number} in {seconds}s")
+
+
+async def test_a_push_onto_the_branch_while_a_round_runs_is_refused_and_said(
+    live: Gantry,
+) -> None:
+    number, branch, opened = await opened_pull(live)
+    asked = await comment_on(live, number, "@gantry slowly say hello", pull=True)
+    await until_agent_runs(live, number)
+    theirs = await live.forge.commit_files(
+        OWNER, REPO, branch, {"theirs.txt": "a person's change\n"}, message="A person's push"
+    )
+    tasks = await wait_final(live, 2)
+    assert tasks[1].state is TaskState.FAILED
+    # Nothing went on top of the person's commit: the checks never ran on the two together.
+    assert await head_of(live, branch) == theirs
+    [progress] = bot_comments(live, number)
+    assert f"the branch `{branch}` moved while this round ran" in progress, progress
+    assert f"from {opened[:7]}, where the round started, to {theirs[:7]}" in progress
+    assert "nothing was pushed" in progress
+    # The mention is shown, not sent (a word joiner after the `@`).
+    assert "gantry retry` to run the round again on the new head" in progress
+    assert [c for c, _ in live.forge.reactions(asked)][-1] == "confused"
 
 
 async def test_a_round_retried_after_dying_between_its_push_and_its_record_pushes_once(
