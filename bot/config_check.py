@@ -31,7 +31,14 @@ CHECK_RUN_URL = "/repos/{+repo}/check-runs/{id}"
 # https://docs.github.com/rest/checks/runs#update-a-check-run: at most 50 per request.
 ANNOTATIONS_PER_REQUEST = 50
 MAX_FILES_CHECKED = 100
+# AGENTS.md text one check parses at most (a hostile one takes seconds per 100 KB): files
+# past it are listed as not checked.
+MAX_AGENTS_BYTES_CHECKED = 1024 * 1024
 MAX_OUTPUT_CHARS = 65_535
+NOT_CHECKED = (
+    f"Not checked (a check reads at most {MAX_FILES_CHECKED} files and "
+    f"{MAX_AGENTS_BYTES_CHECKED // 1024} KiB of AGENTS.md)"
+)
 TRUNCATED_NOTE = "\n\n… (cut: GitHub shows at most 65,535 characters)"
 DEFAULT_BRANCH_NOTE = (
     "Tasks always run with the default branch's copies; this pull request's take effect "
@@ -212,6 +219,13 @@ def report_title(errors: int, warnings: int) -> str:
     return "Gantry config is valid"
 
 
+def not_checked(paths: Sequence[str], shown: int = 20) -> str:
+    """The line naming the files a check left out (the first `shown` of them)."""
+    names = ", ".join(f"`{path}`" for path in paths[:shown])
+    more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
+    return f"{NOT_CHECKED}: {names}{more}."
+
+
 def build_report(validation: Validation) -> CheckReport:
     """The check run for a PR's config files: failure when gantry.yml has any problem."""
     annotations: list[Annotation] = []
@@ -231,7 +245,7 @@ def build_report(validation: Validation) -> CheckReport:
         lines += doc_summary(doc)
     lines += [f"`{path}` is removed by this pull request." for path in validation.removed]
     if validation.skipped:
-        lines.append(f"Not checked (over {MAX_FILES_CHECKED} files): {len(validation.skipped)}.")
+        lines.append(not_checked(validation.skipped))
     lines += ["", DEFAULT_BRANCH_NOTE]
     failures = sum(1 for a in annotations if a.level == "failure")
     errors = failures + foreign_errors
@@ -309,18 +323,28 @@ async def validate_head(
 ) -> Validation:
     """Read and validate the head's copies of the changed config files (over the
     organisation's defaults, within the operator's ceilings)."""
-    checked, skipped = changes.present[:MAX_FILES_CHECKED], changes.present[MAX_FILES_CHECKED:]
+    checked, skipped = (
+        changes.present[:MAX_FILES_CHECKED],
+        list(changes.present[MAX_FILES_CHECKED:]),
+    )
     config: ParsedConfig | ConfigError | None = None
     docs: list[AgentsDoc] = []
+    budget = MAX_AGENTS_BYTES_CHECKED
     for path in checked:
         if path == CONFIG_PATH:
             config = await repo_files.fetch_parsed_config(gh, pull.repo, pull.head_sha, settings)
-        else:
-            doc = await repo_files.fetch_agents_doc(gh, pull.repo, path, pull.head_sha)
-            docs += [doc] if doc is not None else []
+            continue
+        text = await repo_files.fetch_agents_text(gh, pull.repo, path, pull.head_sha)
+        if text is None:
+            continue
+        budget -= len(text.encode())
+        if budget < 0:
+            skipped.append(path)
+            continue
+        docs.append(await repo_files.parse_agents(text, path))
     owner = pull.repo.partition("/")[0]
     defaults_for = owner if org_repo(pull.repo) is None and config is not None else None
-    return Validation(config, tuple(docs), changes.removed, skipped, defaults_for)
+    return Validation(config, tuple(docs), changes.removed, tuple(skipped), defaults_for)
 
 
 async def publish(gh: GitHubAPI, pull: PullHead, report: CheckReport) -> int:

@@ -6,11 +6,13 @@ what runs with secrets. The config check reads a PR head's copies the same way.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
 import posixpath
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import gidgethub
@@ -37,6 +39,11 @@ log = logging.getLogger(__name__)
 CONTENTS_URL = "/repos/{+repo}/contents/{+path}{?ref}"
 TREE_URL = "/repos/{+repo}/git/trees/{+ref}?recursive=1"
 NOT_FOUND = 404
+# Markdown is parsed on a thread of its own, one file at a time: a hostile AGENTS.md (a fork
+# PR's, for the config check) parses at about 70 KB/s, and on the event loop that froze the
+# whole server, webhook included. On this thread the loop keeps its turns, and however many
+# files wait, one core at most goes to them.
+MARKDOWN = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gantry-markdown")
 
 
 class UnreadableFileError(GantryError):
@@ -167,8 +174,8 @@ async def find_agents_files(gh: GitHubAPI, repo: str, ref: str) -> list[str]:
     return agents_paths(await tree_listing(gh, repo, ref))
 
 
-async def fetch_agents_doc(gh: GitHubAPI, repo: str, path: str, ref: str) -> AgentsDoc | None:
-    """One AGENTS.md at `ref`, parsed (oversized files cut like a checkout's); None if absent."""
+async def fetch_agents_text(gh: GitHubAPI, repo: str, path: str, ref: str) -> str | None:
+    """One AGENTS.md at `ref` (oversized files cut like a checkout's); None if absent."""
     try:
         data = await fetch_bytes(gh, repo, path, ref)
     except UnreadableFileError as exc:
@@ -176,7 +183,18 @@ async def fetch_agents_doc(gh: GitHubAPI, repo: str, path: str, ref: str) -> Age
         return None
     if data is None:
         return None
-    return parse_agents_md(data[:MAX_AGENTS_BYTES].decode("utf-8", errors="replace"), path)
+    return data[:MAX_AGENTS_BYTES].decode("utf-8", errors="replace")
+
+
+async def parse_agents(text: str, path: str) -> AgentsDoc:
+    """`parse_agents_md` off the event loop (`MARKDOWN`)."""
+    return await asyncio.get_running_loop().run_in_executor(MARKDOWN, parse_agents_md, text, path)
+
+
+async def fetch_agents_doc(gh: GitHubAPI, repo: str, path: str, ref: str) -> AgentsDoc | None:
+    """One AGENTS.md at `ref`, parsed; None if absent."""
+    text = await fetch_agents_text(gh, repo, path, ref)
+    return None if text is None else await parse_agents(text, path)
 
 
 async def fetch_checkout(

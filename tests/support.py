@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+import urllib.request
 from dataclasses import dataclass
 
 import aiohttp
@@ -46,3 +49,16 @@ async def scrape(url: str) -> Scrape:
         assert response.status == 200, await response.text()
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         return parse_scrape(await response.text())
+
+
+def slowest_answer(url: str, stop: threading.Event) -> float:
+    """GET `url` every 0.1 s until `stop` (a client of its own, off the server's loop); the
+    slowest answer's seconds."""
+    worst = 0.0
+    while not stop.is_set():
+        start = time.monotonic()
+        with urllib.request.urlopen(url, timeout=60) as answer:  # noqa: S310 (a test URL)
+            answer.read()
+        worst = max(worst, time.monotonic() - start)
+        time.sleep(0.1)
+    return worst

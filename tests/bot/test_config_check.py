@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,8 @@ from gidgethub import routing
 from bot import config_check
 from bot.app import SERVICES, read_delivery
 from bot.config_check import (
+    MAX_AGENTS_BYTES_CHECKED,
+    NOT_CHECKED,
     Annotation,
     CheckReport,
     ConfigChanges,
@@ -30,6 +34,7 @@ from config.repo_config import ConfigError, parse_repo_config
 from config.settings import Settings
 from forge.server import Forge
 from gantry.compose import create_app
+from tests.support import slowest_answer
 
 SECRET = "config-check-secret"
 OWNER, NAME = "acme", "api"
@@ -231,6 +236,34 @@ async def test_a_failing_github_call_leaves_no_half_made_run_and_the_server_serv
     assert await world.pull_event("synchronize", number) == 200
     await world.settle()
     assert [r["conclusion"] for r in world.runs()] == ["failure"]
+
+
+async def test_a_pr_full_of_slow_markdown_leaves_the_server_answering(world: World) -> None:
+    # About 2.5 s of markdown-it each: on the event loop, every answer waited for them.
+    hostile = "![" * (96 * 1024)
+    files: dict[str, str | bytes | None] = {f"d{n}/AGENTS.md": hostile for n in range(2)}
+    stop = threading.Event()
+    health = str(world.server.make_url("/healthz"))
+    poll = asyncio.ensure_future(asyncio.to_thread(slowest_answer, health, stop))
+    try:
+        await world.open_pull("slow", files)
+    finally:
+        stop.set()
+    assert await poll < 1.0
+    [run] = world.runs()
+    assert run["conclusion"] == "success"  # both were still checked
+
+
+async def test_agents_md_past_the_checks_budget_is_listed_as_not_checked(world: World) -> None:
+    part = MAX_AGENTS_BYTES_CHECKED // 3  # with its heading and block, two fit, not three
+    text = "# Tests\n\n```sh\npytest\n```\n" + "x" * part
+    names = [f"d{n}/AGENTS.md" for n in range(4)]
+    await world.open_pull("big", dict.fromkeys(names, text))
+    [run] = world.runs()
+    summary = str(run["output"]["summary"])
+    assert f"{NOT_CHECKED}: `d2/AGENTS.md`, `d3/AGENTS.md`." in summary
+    assert all(f"`{name}:4`: `pytest`" in summary for name in names[:2])
+    assert all(f"`{name}:" not in summary for name in names[2:])
 
 
 # ---- pure parts -------------------------------------------------------------------------
