@@ -13,7 +13,9 @@ from config.hidden_text import strip_hidden
 CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
 MASKED_BLOCKS = {"fence", "code_block", "blockquote_open", "html_block"}
 # Building a parser costs far more than parsing a comment: build it once.
-MARKDOWN = MarkdownIt("commonmark")
+# Only the block structure is read (code, quotes, HTML blocks): the inline rules are what a
+# hostile comment makes slow (64 KiB of `![` took 1.5 s, on the event loop, from anyone).
+MARKDOWN = MarkdownIt("commonmark").disable("inline")
 MAX_REQUEST_CHARS = 20_000
 
 

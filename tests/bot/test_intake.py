@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from runner.cache_resets import RESET_POLL_S
 from runner.store import InboxState, TaskStore
 from runner.task import Task, TaskState
 from tests.bot.conftest import READER, WRITER, Gantry
+from tests.support import slowest_answer
 
 PERMISSION_ROUTE = "/repos/{owner}/{repo}/collaborators/{user}/permission"
 COMMENTS_ROUTE = "/repos/{owner}/{repo}/issues/{number}/comments"
@@ -212,6 +214,23 @@ async def test_a_reply_whose_post_fails_for_a_while_appears_once_after(gantry: G
     assert "`@gantry exec <command>`" in reply
     failed = [r for r in gantry.forge.requests if r.method == "POST" and r.status == 502]
     assert failed  # the reply's POST did fail first
+
+
+async def test_mentions_full_of_slow_markdown_leave_the_server_answering(gantry: Gantry) -> None:
+    # From a reader (anyone can comment on a public repository): 64 KiB of `![` took about
+    # 1.5 s of markdown-it each, on the event loop, before the permission was looked up.
+    hostile = "@gantry fix it " + "![" * 32_000
+    stop = threading.Event()
+    health = str(gantry.server.make_url("/healthz"))
+    poll = asyncio.ensure_future(asyncio.to_thread(slowest_answer, health, stop))
+    try:
+        sent = [mention(gantry, hostile, sender=READER)[0] for _ in range(4)]
+        answers = await asyncio.gather(*(gantry.post(delivery) for delivery in sent))
+    finally:
+        stop.set()
+    assert await poll < 1.0
+    assert answers == [(200, {"outcome": "refused"})] * 4
+    assert await gantry.tasks() == []
 
 
 async def test_a_refusal_whose_post_fails_for_a_while_appears_once_after(gantry: Gantry) -> None:
