@@ -18,7 +18,9 @@ from gantry import app_manifest as core
 from gantry.app_manifest import Conversion, ManifestError
 from gantry.app_page import Plan, run_flow
 
-DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "app.yml"
+# Shipped inside the package (package data): an installed Gantry, the service image too,
+# has it without a source tree.
+DEFAULT_MANIFEST = Path(__file__).resolve().parent / "app.yml"
 DEFAULT_KEY_NAME = "github-app.pem"
 
 
@@ -77,7 +79,7 @@ def plan_from(settings: Settings | SettingsError, args: argparse.Namespace) -> P
     except OSError as exc:
         raise ManifestError(
             f"cannot read the manifest {args.manifest} ({exc.strerror or exc}): pass "
-            "--manifest with the app.yml of the Gantry repository"
+            "--manifest with an App manifest (Gantry's own is gantry/app.yml)"
         ) from None
     plan = Plan(
         manifest={**base, **({"name": args.name} if args.name else {})},

@@ -126,7 +126,7 @@ async def test_the_button_registers_the_app_and_doctor_passes_right_after(
     assert f"/apps/{app.slug}/installations/new" in out.decode()
 
     # What GitHub registered is what app.yml asks for, with this server's webhook URL.
-    wanted = parse_manifest((REPO_ROOT / "app.yml").read_text())
+    wanted = parse_manifest((REPO_ROOT / "gantry" / "app.yml").read_text())
     assert app.permissions == wanted["default_permissions"]
     assert app.events == tuple(wanted["default_events"])
     assert app.hook_url == f"{PUBLIC_URL}/webhook"

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-MANIFEST = Path(__file__).resolve().parent.parent / "app.yml"
+MANIFEST = Path(__file__).resolve().parent.parent / "gantry" / "app.yml"
 # What the intake routes, per DESIGN.md; installation events need no subscription.
 HANDLED_EVENTS = {
     "issue_comment",

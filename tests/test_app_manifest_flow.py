@@ -12,7 +12,7 @@ from config.settings import Settings, web_url_for
 from gantry import app_manifest as core
 from gantry.app_manifest import ManifestError
 
-APP_YML = Path(__file__).resolve().parent.parent / "app.yml"
+APP_YML = Path(__file__).resolve().parent.parent / "gantry" / "app.yml"
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n"
 ANSWER: dict[str, Any] = {
     "id": 42,
