@@ -309,6 +309,10 @@ def load_settings(env_file: Path | None = Path(".env")) -> Settings:
         raise SettingsError(describe_errors(exc)) from None
     except UnreadableSettingError as exc:  # JSON that does not parse; its text never echoed
         raise SettingsError([str(exc)]) from None
+    except UnicodeDecodeError as exc:  # python-dotenv reads `.env` as UTF-8
+        raise SettingsError([f"{env_file}: not UTF-8 text (byte {exc.start + 1})"]) from None
+    except OSError as exc:
+        raise SettingsError([f"{env_file}: cannot be read ({exc.strerror or exc})"]) from None
 
 
 def describe_errors(exc: ValidationError) -> list[str]:

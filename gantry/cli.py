@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from gantry.compose import create_app
 DESCRIPTION = "Gantry: a GitHub App that gives coding agents a Docker environment."
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+# Why a server cannot listen: said in one line, not a traceback.
+LISTEN_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
 
 
 def package_version() -> str:
@@ -89,6 +92,11 @@ def cmd_serve(host: str, port: int, workers: bool) -> int:
         web.run_app(app, host=host, port=port, print=None, access_log=None)
     except SettingsError as exc:
         print(f"gantry serve: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in LISTEN_ERRORS:
+            raise
+        print(f"gantry serve: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return 2
     return 0
 

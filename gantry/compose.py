@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
+import gidgethub
 from aiohttp import web
 
 from bot import missed_deliveries, replies
@@ -56,7 +57,16 @@ async def resolve_handle(session: aiohttp.ClientSession, settings: Settings) -> 
         return settings.bot_handle
     if not settings.has_app_credentials:
         raise SettingsError(["GANTRY_BOT_HANDLE: set it, or set the App's credentials"])
-    app = await fetch_app(session, settings)
+    try:
+        app = await fetch_app(session, settings)
+    except (aiohttp.ClientError, gidgethub.GitHubException, TimeoutError) as exc:
+        raise SettingsError(
+            [
+                f"GitHub did not tell the App's handle (GET {settings.api_url}/app): "
+                f"{type(exc).__name__}: {exc}; check GANTRY_GITHUB_API_URL and the App's "
+                "credentials (`gantry doctor`), or set GANTRY_BOT_HANDLE to start without asking"
+            ]
+        ) from None
     return str(app["slug"])
 
 

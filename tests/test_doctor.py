@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import docker
@@ -9,6 +10,7 @@ import pytest
 
 from config.errors import SettingsError
 from config.settings import Settings, load_settings
+from forge.auth import generate_key_pair
 from forge.server import Forge
 from gantry import doctor
 from gantry.cli import main
@@ -220,3 +222,50 @@ def test_the_disk_limit_check_is_skipped_without_an_engine(
     result = doctor.check_disk_limit(TEST_BASE_IMAGE)
     assert result.status == doctor.SKIP_MARK
     assert "cannot ask the engine" in result.detail
+
+
+def test_a_dotenv_that_is_not_utf8_is_one_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Path(".env").write_bytes("GANTRY_PUBLIC_URL=https://caf\xe9.example\n".encode("latin-1"))
+    assert main(["serve"]) == 2
+    assert main(["doctor"]) == 1
+    out, err = capsys.readouterr()
+    assert ".env: not UTF-8 text (byte 30)" in err  # serve
+    assert ".env: not UTF-8 text (byte 30)" in out  # doctor
+    assert "Traceback" not in out + err
+
+
+def serving_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings `gantry serve` takes, with a GitHub that does not answer."""
+    monkeypatch.setenv("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("GANTRY_GITHUB_APP_ID", "1")
+    monkeypatch.setenv("GANTRY_GITHUB_PRIVATE_KEY", generate_key_pair().private_pem)
+    monkeypatch.setenv("GANTRY_GITHUB_API_URL", "http://127.0.0.1:9/api/v3")
+    monkeypatch.setenv("GANTRY_DATA_DIR", str(tmp_path))
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serving_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("GANTRY_BOT_HANDLE", "gantry")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--no-workers", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"gantry serve: cannot listen on 127.0.0.1:{port}: " in err
+    assert "Traceback" not in err
+
+
+def test_serve_when_github_does_not_answer_says_what_to_check(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serving_env(monkeypatch, tmp_path)
+    assert main(["serve", "--no-workers", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "GitHub did not tell the App's handle (GET http://127.0.0.1:9/api/v3/app)" in err
+    assert "set GANTRY_BOT_HANDLE to start without asking" in err
+    assert "Traceback" not in err
