@@ -3,6 +3,7 @@ the server's defaults for what neither sets, all within the operator's ceilings.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -22,6 +23,9 @@ from config.repo_config import (
 )
 from config.settings import Settings
 
+log = logging.getLogger(__name__)
+UNREADABLE = "Gantry could not read this file; this is a bug in Gantry, please report it"
+
 
 def parse_effective_config(
     text: str | None,
@@ -32,6 +36,25 @@ def parse_effective_config(
 ) -> ParsedConfig:
     """Read the repository's file over the organisation's (None: no org file), or raise
     `ConfigError` naming the file and line of each problem."""
+    try:
+        return _parse(text, settings, source, org_text, org_source)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        # A file we fail to read is still a broken file to its writer: intake replies, the
+        # check run fails, the CLI says so; a crash here would drop the mention unanswered.
+        log.exception("%s: reading the config failed", source)
+        raise ConfigError([Problem("", f"{UNREADABLE} ({type(exc).__name__})", 1)], source) from exc
+
+
+def _parse(
+    text: str | None,
+    settings: Settings | None,
+    source: str,
+    org_text: str | None,
+    org_source: str | None,
+) -> ParsedConfig:
+    """`parse_effective_config` without the backstop."""
     repo = parse_repo_config(text, None, source)
     files = [FileLayer(Layer.REPOSITORY, source, repo.document.lines)]
     data = [repo.document.data]

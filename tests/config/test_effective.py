@@ -127,3 +127,19 @@ def test_an_org_preset_and_a_repository_command_do_not_clash() -> None:
     parsed = effective("agent: {command: ./agent}\n", org="agent: {preset: codex, model: o3}\n")
     agent = parsed.config.agent
     assert (agent.preset, agent.model, agent.command) == (None, None, "./agent")
+
+
+def test_a_bug_while_reading_is_still_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader bug not yet found must not drop a mention unanswered: the file is reported
+    unreadable, like any broken file (the bug here is planted; real ones were huge numbers)."""
+
+    def broken(*_: object) -> object:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("config.effective.merge_layers", broken)
+    with pytest.raises(ConfigError) as info:
+        effective()
+    assert info.value.lines() == [
+        ".github/gantry.yml:1: Gantry could not read this file; this is a bug in Gantry, "
+        "please report it (RuntimeError)"
+    ]
