@@ -8,6 +8,8 @@ from datetime import timedelta
 DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 DURATION_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 DURATION_HINT = "write a duration with a unit, like 90s, 20m, 12h or 1h30m"
+# Far beyond any limit a setting allows, and far below what a timedelta can hold.
+MAX_DURATION = timedelta(days=3650)
 SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)([kmgt])(?:i?b)?", re.IGNORECASE)
 SIZE_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 SIZE_HINT = "write a size with a unit, like 512m or 4g"
@@ -23,11 +25,14 @@ def parse_duration(value: object) -> timedelta:
     match = DURATION_RE.fullmatch(text)
     if not text or match is None:
         raise ValueError(DURATION_HINT)
-    seconds = sum(
-        int(part) * size
-        for part, (_, size) in zip(match.groups(), DURATION_UNITS, strict=True)
-        if part
-    )
+    too_long = f"must be at most {format_duration(MAX_DURATION)}"
+    parts = [(p, size) for p, (_, size) in zip(match.groups(), DURATION_UNITS, strict=True) if p]
+    # A count of over 9 digits is beyond MAX_DURATION in any unit; do not read it as a number.
+    if any(len(part) > 9 for part, _ in parts):
+        raise ValueError(too_long)
+    seconds = sum(int(part) * size for part, size in parts)
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(too_long)
     return timedelta(seconds=seconds)
 
 

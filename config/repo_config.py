@@ -37,6 +37,10 @@ YAML_TAG = "tag:yaml.org,2002:"
 ALLOWED_TAGS = frozenset(
     YAML_TAG + t for t in ("str", "int", "float", "bool", "null", "seq", "map")
 )
+# No setting needs a longer number; Python refuses to read an int of over 4300 digits.
+MAX_NUMBER_CHARS = 100
+NUMBER_TAGS = frozenset(YAML_TAG + t for t in ("int", "float"))
+SCALAR_TAGS = frozenset(YAML_TAG + t for t in ("str", "int", "float", "bool", "null"))
 # YAML 1.2 core schema: `off`, `yes`, `on` stay text and dates stay text (PyYAML reads 1.1).
 CORE_RESOLVERS = (
     ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
@@ -194,7 +198,7 @@ def _to_python(
         problems.append(Problem(render_path(path), f"unsupported YAML tag {node.tag}", line))
         return None
     if isinstance(node, yaml.ScalarNode):
-        return yaml.SafeLoader.construct_object(_CONSTRUCTOR, node)
+        return _scalar(node, path, problems)
     if isinstance(node, yaml.SequenceNode):
         items = []
         for index, item in enumerate(node.value):
@@ -215,6 +219,25 @@ def _to_python(
         lines[key_path] = key_line
         mapping[key] = _to_python(value_node, key_path, lines, problems)
     return mapping
+
+
+def _scalar(node: yaml.ScalarNode, path: KeyPath, problems: list[Problem]) -> Any:
+    """A scalar's value, or None after recording why it cannot be read (a number too long
+    for Python, `!!int foo`, `!!map` on a single value)."""
+    kind = str(node.tag).removeprefix(YAML_TAG)
+    if node.tag in NUMBER_TAGS and len(str(node.value)) > MAX_NUMBER_CHARS:
+        message = f"a number longer than {MAX_NUMBER_CHARS} characters (quote it if it is text)"
+    elif node.tag not in SCALAR_TAGS:
+        message = f"a single value cannot be a {kind}"
+    else:
+        # The constructor itself, not `construct_object`: that caches every node it is given.
+        construct = _CoreLoader.yaml_constructors[node.tag]
+        try:
+            return construct(_CONSTRUCTOR, node)
+        except (ValueError, OverflowError, LookupError):
+            message = f"cannot be read as {'an' if kind == 'int' else 'a'} {kind}"
+    problems.append(Problem(render_path(path), message, node.start_mark.line + 1))
+    return None
 
 
 def _key(node: yaml.Node, path: KeyPath, problems: list[Problem]) -> str | None:

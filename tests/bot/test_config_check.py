@@ -150,6 +150,16 @@ async def test_a_pr_that_breaks_the_config_fails_with_annotations_on_its_lines(
     assert ".github/gantry.yml:3: network.agnet: unknown key" in str(run["output"]["summary"])
 
 
+async def test_a_pr_with_a_number_too_large_to_read_fails_at_its_line(world: World) -> None:
+    """Such a number once crashed the check: the PR got no verdict at all."""
+    await world.open_pull("break", {CONFIG: GOOD_CONFIG + "env:\n  X: " + "9" * 5000 + "\n"})
+    [run] = world.runs()
+    assert (run["status"], run["conclusion"]) == ("completed", "failure")
+    [note] = run["annotations"]
+    assert (note["path"], note["start_line"]) == (CONFIG, 7)
+    assert note["message"].startswith("env.X: a number longer than 100 characters")
+
+
 async def test_a_push_that_fixes_the_config_gets_a_passing_run_on_the_new_head(
     world: World,
 ) -> None:

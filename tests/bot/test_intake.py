@@ -15,6 +15,8 @@ from bot.app import SERVICES
 from bot.inbox import retry_delays
 from bot.permissions import PermissionCache
 from bot.replies import already_ended, cache_reset_requested, refusal
+from bot.repo_files import default_branch_checkout
+from config.repo_config import ConfigError
 from config.settings import Settings
 from forge.sender import Delivery
 from gantry.compose import create_app
@@ -380,6 +382,30 @@ async def test_readiness_asks_for_the_engine_only_where_workers_run(
         )  # fmt: skip
     finally:
         await server.close()
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ("env:\n  X: " + "9" * 5000 + "\n", "env.X: a number longer than 100 characters"),
+        ("timeouts:\n  setup: 99999999999999999999h\n", "timeouts.setup: must be at most"),
+    ],
+    ids=["huge-int", "huge-duration"],
+)
+async def test_a_config_too_large_to_read_is_broken_not_a_dropped_mention(
+    gantry: Gantry, config: str, problem: str
+) -> None:
+    """Such a file once crashed the config read: no 👀, no reply, no task. Now it is a broken
+    config like any other: default triggers decide, and the task reports the line."""
+    await gantry.forge.commit_files("octo", "hello", "main", {".github/gantry.yml": config})
+    assert await comment(gantry, "@gantry fix it") == (200, {"outcome": "queued"})
+    await gantry.settle()
+    [task] = await gantry.tasks()
+    gh = gantry.services.intake.github(gantry.installation_id)
+    checkout = await default_branch_checkout(gh, task.repo, task.default_branch, gantry.settings)
+    assert isinstance(checkout, ConfigError)
+    [line] = checkout.lines()
+    assert line.startswith(f".github/gantry.yml:2: {problem}")
 
 
 async def test_the_default_branchs_triggers_decide(gantry: Gantry) -> None:

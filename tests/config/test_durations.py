@@ -67,3 +67,9 @@ def test_duration_round_trips(seconds: int) -> None:
 @given(st.integers(min_value=0, max_value=2**32))
 def test_size_round_trips_in_whole_kib(kib: int) -> None:
     assert parse_size(format_size(kib * 1024)) == kib * 1024
+
+
+@pytest.mark.parametrize("huge", ["3651d", "99999999999999999999h", "9" * 5000 + "s"])
+def test_parse_duration_refuses_what_no_setting_could_mean(huge: str) -> None:
+    with pytest.raises(ValueError, match="at most 3650d"):
+        parse_duration(huge)

@@ -114,3 +114,38 @@ def test_yaml_errors_point_at_the_line_where_the_mistake_starts() -> None:
     assert [(p.line, p.message) for p in info.value.problems] == [
         (3, "invalid YAML: found unknown escape character 'q'")
     ]
+
+
+# A number Python will not read (over 4300 digits) or a duration past what a timedelta holds
+# once crashed the reader, so a mention on the repository went unanswered.
+HUGE_INT = "image: x:1\nenv:\n  X: " + "9" * 5000 + "\n"
+HUGE_DURATION = "image: x:1\ntimeouts:\n  setup: 99999999999999999999h\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (HUGE_INT, "env.X: a number longer than 100 characters (quote it if it is text) (line 3)"),
+        (HUGE_DURATION, "timeouts.setup: must be at most 3650d (line 3)"),
+        ("image: x:1\nenv:\n  X: !!int many\n", "env.X: cannot be read as an int (line 3)"),
+        ("image: x:1\nenv:\n  X: !!bool maybe\n", "env.X: cannot be read as a bool (line 3)"),
+        ("image: !!map x:1\n", "image: a single value cannot be a map (line 1)"),
+    ],
+    ids=["huge-int", "huge-duration", "int-tag", "bool-tag", "map-tag"],
+)
+def test_values_python_cannot_hold_are_problems_at_their_line(text: str, problem: str) -> None:
+    assert _problems(text) == [problem]
+
+
+def test_a_long_number_in_quotes_is_text() -> None:
+    assert load_repo_config('env:\n  X: "' + "9" * 5000 + '"\n').env["X"] == "9" * 5000
+
+
+def test_reading_keeps_nothing_between_files() -> None:
+    """PyYAML's `construct_object` caches every node it builds; the shared constructor would
+    hold every value of every file the server ever read."""
+    from config.repo_config import _CONSTRUCTOR
+
+    for _ in range(3):
+        load_repo_config("image: a:1\nenv:\n  A: b\n  N: 1\n")
+    assert _CONSTRUCTOR.constructed_objects == {}

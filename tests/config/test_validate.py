@@ -170,3 +170,21 @@ def test_review_rules_are_shown_with_their_headings(checkout: Path) -> None:
     status, text = _run(checkout)
     assert status == 0
     assert "  AGENTS.md: review rules for `@gantry review`: ## Code review\n" in text
+
+
+@pytest.mark.parametrize(
+    ("config", "error"),
+    [
+        ("env:\n  X: " + "9" * 5000 + "\n", ".github/gantry.yml:2: env.X: a number longer than"),
+        ("timeouts:\n  setup: 99999999999999999999h\n", ".github/gantry.yml:2: timeouts.setup:"),
+    ],
+    ids=["huge-int", "huge-duration"],
+)
+def test_a_value_too_large_to_read_is_an_error_at_its_line(
+    checkout: Path, config: str, error: str
+) -> None:
+    (checkout / ".github" / "gantry.yml").write_text(config, encoding="utf-8")
+    status, text = _run(checkout)
+    assert status == 1
+    assert ".github/gantry.yml has 1 problem(s):" in text
+    assert error in text
