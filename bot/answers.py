@@ -43,10 +43,11 @@ class GitHubAnswers:
         if answer.mode is Mode.REVIEW:
             return await self.review(answer, config)
         if answer.mode is Mode.PLAN:
+            # Cut to fit by plan_comment itself, which keeps the marker `go` looks for.
             body = plan_comment(quiet_mentions(answer.text), self.task.id, self.handle)
         else:
-            body = ask_comment(self.task, answer.text)
-        posted = await replies.post(self.gh, trigger_of(self.task), clip(body))
+            body = clip(ask_comment(self.task, answer.text))
+        posted = await replies.post(self.gh, trigger_of(self.task), body)
         return posted.url
 
     async def review(self, answer: Answer, config: RepoConfig) -> str:

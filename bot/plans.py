@@ -10,6 +10,7 @@ import re
 from gidgethub.abc import GitHubAPI
 
 from bot.commands import Command, Kind
+from bot.reports import MAX_BODY_CHARS, clip
 from bot.triggers import Trigger
 from runner.task import Task, TaskState
 
@@ -27,10 +28,14 @@ GO_REQUEST = "{request}\n\nCarry out this plan, agreed on the thread:\n\n{plan}"
 COMMENTS_URL = "/repos/{+repo}/issues/{number}/comments{?per_page}"
 
 
-def plan_comment(plan: str, task_id: int, handle: str) -> str:
-    """The plan as posted: the agent's text, how to go on, and the marker `go` looks for."""
+def plan_comment(plan: str, task_id: int, handle: str, limit: int = MAX_BODY_CHARS) -> str:
+    """The plan as posted: the agent's text, how to go on, and the marker `go` looks for.
+
+    A plan too long for a comment is cut, never the footer and marker after it: without the
+    marker `go` finds no plan. Quiet the plan's mentions before: that lengthens it."""
     footer = FOOTER.format(handle=handle)
-    return f"{plan.strip()}\n\n---\n{footer}\n\n{MARKER.format(id=task_id)}"
+    tail = f"\n\n---\n{footer}\n\n{MARKER.format(id=task_id)}"
+    return clip(plan.strip(), limit - len(tail)) + tail
 
 
 def plan_text(body: str) -> str:

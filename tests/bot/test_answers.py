@@ -6,11 +6,14 @@ from bot.answers import GitHubAnswers
 from bot.commands import Command, Kind
 from bot.intake import new_task
 from bot.pull_requests import PullHead
+from bot.reports import MAX_BODY_CHARS
 from bot.triggers import Trigger
 from config.repo_config import RepoConfig
 from forge.rest_reviews import LineComment
-from runner.modes import Answer, Finding, Mode
+from runner.modes import MAX_TEXT_BYTES, Answer, Finding, Mode
+from runner.task import TaskState
 from tests.bot.conftest import OWNER, REPO, WRITER, Gantry
+from tests.bot.test_intake import comment
 
 TWO = "a = 1\nb = 2\n"
 FIVE = TWO + "c = 3\nd = 4\ne = 5\n"
@@ -41,3 +44,24 @@ async def test_a_line_gone_from_the_reviewed_commit_moves_the_review_into_its_bo
     assert [c for c in forge.state.comments.values() if isinstance(c, LineComment)] == []
     assert "`lib.py` line 2: on both" in review.body
     assert "`lib.py` line 5: new" in review.body
+
+
+async def test_a_plan_as_long_as_allowed_is_still_found_by_go(gantry: Gantry) -> None:
+    """A plan may be up to MAX_TEXT_BYTES and quieting its mentions lengthens it; cut to
+    fit a comment, it once lost its marker, so `go` said there was no plan."""
+    plan = "- ask @alice, then step\n" * (MAX_TEXT_BYTES // 24)
+    assert MAX_BODY_CHARS < len(plan.encode()) <= MAX_TEXT_BYTES
+    trigger = Trigger(
+        "issue_comment", f"{OWNER}/{REPO}", gantry.installation_id, "", "main",
+        gantry.issue_number, False, "t", 1, "issue_comment", WRITER, "User", "@gantry plan x",
+    )  # fmt: skip
+    store = gantry.services.store
+    planned = await store.add_task(new_task(trigger, Command(Kind.PLAN, "refactor x"), None), "p1")
+    gh = gantry.services.tokens.client(gantry.installation_id)
+    await GitHubAnswers(gh, planned, "gantry").post(Answer(Mode.PLAN, text=plan), RepoConfig())
+    await store.set_state(planned.id, TaskState.SUCCEEDED)
+    assert await comment(gantry, "@gantry go") == (200, {"outcome": "queued"})
+    [go] = await gantry.tasks()
+    head = "refactor x\n\nCarry out this plan, agreed on the thread:\n\n- ask @alice, then step\n"
+    assert go.request.startswith(head)
+    assert go.request.endswith("then step\n\n…(cut to fit GitHub's limit)")

@@ -19,3 +19,11 @@ def test_go_attaches_the_plan_to_the_request() -> None:
     assert go_request(" add a flag ", "1. a\n2. b") == (
         "add a flag\n\nCarry out this plan, agreed on the thread:\n\n1. a\n2. b"
     )
+
+
+def test_a_plan_too_long_for_a_comment_is_cut_before_its_footer_and_marker() -> None:
+    body = plan_comment("- a step\n" * 10_000, 7, "gantry", limit=1000)
+    assert len(body) <= 1000
+    assert body.endswith("Comment `@gantry go` to carry this plan out; edit this comment first "
+                         "to change the plan.\n\n<!-- gantry:plan task=7 -->")  # fmt: skip
+    assert plan_text(body).endswith("- a step\n\n…(cut to fit GitHub's limit)")
