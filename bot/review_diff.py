@@ -22,6 +22,8 @@ MARKER = "<!-- gantry:finding {} -->"
 MARKER_RE = re.compile(r"<!-- gantry:finding ([0-9a-f]{16}) -->")
 SEVERITY_MARKS = {"info": "💬", "low": "🔹", "medium": "🔸", "high": "🔴", "critical": "🚨"}
 MAX_REVIEW_BODY_CHARS = 60_000
+# Room in the review body for its heading, counts and notes around the findings.
+BODY_RESERVE = 1000
 MAX_COMMENT_CHARS = 60_000
 
 
@@ -96,23 +98,39 @@ def body_item(finding: Finding) -> str:
 def review_body(
     outside: Sequence[Finding], inline_count: int, repeated: int, hidden: int, task_line: str
 ) -> str:
-    """The review's body: counts, the findings outside the diff, what was left out and why."""
+    """The review's body: counts, the findings outside the diff, what was left out and why.
+
+    Findings that would not fit are left out whole, and counted: a body cut at its end lost
+    the markers of the findings it cut (so the next review said them again) and the notes."""
     parts = [f"**Gantry review** ({task_line})"]
     if not outside and not inline_count:
         parts.append("No new findings." if repeated else "No findings.")
     elif inline_count:
         parts.append(f"{inline_count} finding(s) on the diff, as comments below.")
-    if outside:
-        parts.append("Findings outside the diff:\n\n" + "\n".join(body_item(f) for f in outside))
+    items = fitting([body_item(f) for f in outside], MAX_REVIEW_BODY_CHARS - BODY_RESERVE)
+    if items:
+        parts.append("Findings outside the diff:\n\n" + "\n".join(items))
     notes = []
+    if len(items) < len(outside):
+        notes.append(f"{len(outside) - len(items)} outside the diff that did not fit here")
     if repeated:
         notes.append(f"{repeated} finding(s) already reported on an earlier review")
     if hidden:
         notes.append(f"{hidden} below the configured `review.min_severity`")
     if notes:
         parts.append("Left out: " + "; ".join(notes) + ".")
-    body = "\n\n".join(parts)
-    return body if len(body) <= MAX_REVIEW_BODY_CHARS else body[:MAX_REVIEW_BODY_CHARS] + "\n…"
+    return "\n\n".join(parts)
+
+
+def fitting(items: Sequence[str], budget: int) -> list[str]:
+    """The leading items whose lines fit in `budget` characters."""
+    kept: list[str] = []
+    for item in items:
+        budget -= len(item) + 1
+        if budget < 0:
+            break
+        kept.append(item)
+    return kept
 
 
 def review_request(commit: str | None, inline: Sequence[Finding], body: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.review_diff import (
+    MAX_REVIEW_BODY_CHARS,
     diff_lines,
     fingerprint,
     inline_body,
@@ -78,3 +79,18 @@ def test_the_body_says_what_was_left_out() -> None:
     assert "- 🔸 **medium** `a.py` line 9: x\n  y <!-- gantry:finding " in text
     assert "1 finding(s) already reported" in text
     assert "3 below the configured" in text
+
+
+def test_findings_that_do_not_fit_the_body_are_left_out_whole_and_counted() -> None:
+    """200 findings of 8000 characters are far over a review body's limit: each one shown
+    keeps its marker (or the next review says it again), and the notes stay."""
+    many = [Finding("README.md", n, "low", f"{n}: " + "x" * 7990) for n in range(1, 201)]
+    body = review_body(many, 0, 1, 2, "task #5")
+    assert len(body) <= MAX_REVIEW_BODY_CHARS
+    shown = seen([body])
+    assert shown == {fingerprint(f) for f in many[: len(shown)]}
+    assert len(shown) == 7
+    assert body.endswith(
+        "Left out: 193 outside the diff that did not fit here; 1 finding(s) already reported "
+        "on an earlier review; 2 below the configured `review.min_severity`."
+    )
