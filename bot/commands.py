@@ -75,8 +75,9 @@ def clean(text: str) -> str:
 
 
 def mention_pattern(handle: str) -> re.Pattern[str]:
-    """`@handle` as a word: not inside an e-mail address, a longer handle or a path."""
-    return re.compile(rf"(?<![\w@/.`-])@{re.escape(handle)}(?![\w-])", re.IGNORECASE)
+    """`@handle` as a word: not inside an e-mail address, a longer handle or a path, nor
+    the organisation of a team mention (`@handle/reviewers`)."""
+    return re.compile(rf"(?<![\w@/.`-])@{re.escape(handle)}(?![\w/-])", re.IGNORECASE)
 
 
 def _blank(text: str) -> str:

@@ -69,6 +69,8 @@ def test_examples(body: str, expected: Command) -> None:
         "@gantry-dev is another bot",
         "@gantryx is another user",
         "path/@gantry is not a mention",
+        "cc @gantry/reviewers please look",
+        "@gantry/reviewers fix it",
         "<div>\n@gantry in an html block\n</div>",
     ],
 )
@@ -126,3 +128,10 @@ def test_code_and_quotes_never_trigger(request: str) -> None:
 @given(words, st.sampled_from(["-dev", "bot", "_x", "-"]))
 def test_a_longer_handle_is_not_a_mention(request: str, suffix: str) -> None:
     assert parse_command(f"@gantry{suffix} {request}", HANDLE) is None
+
+
+@given(words, st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True))
+def test_a_team_of_an_organisation_named_like_the_app_is_not_a_mention(
+    request: str, team: str
+) -> None:
+    assert parse_command(f"cc @gantry/{team} {request}", HANDLE) is None
