@@ -35,10 +35,14 @@ KEY = "sk-bench-real-key"
 GATEWAY_SERVER = """
 import asyncio, sys
 from gateway import Budget, ModelGateway, Providers, Upstream
+from gateway.connections import HeadLimits
+from gateway.ledger import Pacing
 async def main():
     upstream, port = sys.argv[1], int(sys.argv[2])
     providers = Providers(Upstream(upstream + "/v1", sys.argv[3]), Upstream(upstream, sys.argv[3]))
-    gateway = ModelGateway(providers, Budget(10**9, 10**15, 10**9))
+    # One task carries all the load here: no per-task or per-address caps in the way.
+    limits, pacing = HeadLimits(connections=10**4, per_address=10**4), Pacing(in_flight=10**4)
+    gateway = ModelGateway(providers, Budget(10**9, 10**15, 10**9), limits=limits, pacing=pacing)
     await gateway.start("127.0.0.1", port)
     print("token", gateway.open_task("bench", Budget(10**9, 10**15, 10**9)), flush=True)
     try:

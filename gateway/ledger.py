@@ -15,6 +15,9 @@ BudgetKind = Literal["requests", "tokens", "time"]
 LOG_CAP = 1024 * 1024
 ERRORS_CAP = 50
 EXHAUSTED = "Gantry budget exhausted: {spent} of {limit}"
+# A request's input tokens, guessed from its body before the answer says: JSON is about four
+# bytes a token, and the input is most of what an agent's request costs.
+BYTES_PER_TOKEN = 4
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,17 @@ class Budget:
     def ceilings(cls, settings: Settings) -> Budget:
         """The server's `MAX_AGENT_*` ceilings."""
         return cls(settings.max_agent_requests, settings.max_agent_tokens, settings.max_agent_time)
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How many requests of one task may be in flight, how long one waits for a slot, and
+    how long its body may take to arrive. Codex sends one request at a time; Claude Code a
+    few (its small model for titles and checks, subagents working side by side)."""
+
+    in_flight: int = 8
+    queue_seconds: float = 300.0
+    body_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,36 @@ class TaskLedger:
     log: deque[Exchange] = field(default_factory=deque)
     log_size: int = 0
     dropped: int = 0
+    in_flight: int = 0
+    reserved: int = 0
+    secrets: tuple[str, ...] = ()
+
+    @property
+    def masked(self) -> tuple[str, ...]:
+        """Every value redacted from what is recorded: the provider keys and the task's secrets."""
+        return tuple(sorted({*self.keys.values(), *self.secrets}, key=len, reverse=True))
+
+    def may_start(self, max_in_flight: int) -> bool:
+        """Whether one more request may start now: a free slot, and (while others are in
+        flight) tokens spent plus those reserved by requests in flight under the budget.
+        With none in flight the budget check proper (`spend`) decides."""
+        if self.in_flight >= max_in_flight:
+            return False
+        tokens = self.input_tokens + self.output_tokens + self.reserved
+        return self.in_flight == 0 or tokens < self.budget.tokens
+
+    def start(self, body_size: int) -> int:
+        """Take a slot, holding a guess of the request's input tokens (from its declared
+        body size) until its answer is counted; the guess, to give back to `end`."""
+        guess = body_size // BYTES_PER_TOKEN
+        self.in_flight += 1
+        self.reserved += guess
+        return guess
+
+    def end(self, guess: int) -> None:
+        """Give back a finished request's slot and reservation."""
+        self.in_flight -= 1
+        self.reserved -= guess
 
     def spend(self, now: float) -> str | None:
         """Count one request, or say which budget is spent (and count nothing)."""
@@ -146,7 +190,7 @@ class TaskLedger:
 
     def fail(self, error: str, *, provider: bool) -> None:
         """Record an error; a provider failure is also what the task report names."""
-        error = redact(error, self.keys.values())
+        error = redact(error, self.masked)
         self.errors.append(error)
         if provider:
             self.provider_error = error

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 import aiohttp
 from aiohttp import web
@@ -12,8 +13,9 @@ from multidict import CIMultiDict
 
 from config.errors import GantryError
 from gantry.metrics import Metrics
+from gateway.connections import Guards, HeadLimits
 from gateway.errors import NO_RETRY, error_body, error_message
-from gateway.ledger import Budget, Exchange, TaskLedger, TaskUsage
+from gateway.ledger import Budget, Exchange, Pacing, TaskLedger, TaskUsage
 from gateway.routes import (
     PROVIDERS,
     Provider,
@@ -27,7 +29,15 @@ from gateway.routes import (
     upstream_headers,
 )
 from gateway.tokens import TokenRegistry
-from gateway.transcript import JSON_CAP, Answer, StreamReader, read_json, redact, request_model
+from gateway.transcript import (
+    JSON_CAP,
+    Answer,
+    StreamReader,
+    UnreadableRequestError,
+    read_json,
+    redact,
+    request_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +51,16 @@ UNKNOWN_TOKEN = "Gantry token unknown or expired: this task's agent phase has en
 NO_KEY = "Gantry has no {provider} API key (set GANTRY_{upper}_API_KEY)"
 WEBSOCKET = "Gantry's model gateway speaks HTTP only; use the HTTP (SSE) transport"
 TOO_LARGE = f"request body over {MAX_BODY // 1024 // 1024} MiB"
+BUSY = "Gantry: {count} requests of this task are in flight already; retry when one has ended"
+SLOW_BODY = "Gantry: the request body did not arrive within {seconds:.0f} s"
+UNREADABLE = "Gantry could not read the request body as JSON: {reason}"
+GONE = "the agent closed the connection before its request body arrived"
+# An idle keep-alive connection is closed after this; the CLIs reconnect when they need to.
+KEEPALIVE_SECONDS = 75.0
+# How long the rest of a refused request's body is read and dropped before the connection
+# closes (aiohttp's default is 10 s).
+LINGER_SECONDS = 2.0
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class UnknownTaskError(GantryError):
@@ -58,23 +78,35 @@ class ModelGateway:
         clock: Callable[[], float] = time.monotonic,
         timeout: aiohttp.ClientTimeout = UPSTREAM_TIMEOUT,
         metrics: Metrics | None = None,
+        limits: HeadLimits | None = None,
+        pacing: Pacing | None = None,
     ) -> None:
         self.providers = providers
         self.metrics = metrics or Metrics()
         self.ceilings = ceilings
+        self.limits = limits or HeadLimits()
+        self.pacing = pacing or Pacing()
         self._clock = clock
         self._timeout = timeout
         self._tasks: dict[str, TaskLedger] = {}
+        self._gates: dict[str, asyncio.Condition] = {}
         self._registry = TokenRegistry()
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self._guards = Guards(self.limits)
 
     # -- tasks -----------------------------------------------------------------------------
 
     def open_task(
-        self, task_id: str, budget: Budget, keys: Mapping[Provider, str] | None = None
+        self,
+        task_id: str,
+        budget: Budget,
+        keys: Mapping[Provider, str] | None = None,
+        secrets: Iterable[str] = (),
     ) -> str:
-        """Start counting for a task; the token its agent uses. `keys` override the server's."""
+        """Start counting for a task; the token its agent uses. `keys` override the server's;
+        `secrets` (the task's, as its log masks them) are masked in its session log too."""
         if task_id in self._tasks:
             raise GantryError(f"task {task_id} already has an open gateway session")
         chosen = {p: (keys or {}).get(p) or self.providers[p].key for p in PROVIDERS}
@@ -83,13 +115,16 @@ class ModelGateway:
             budget=budget.capped(self.ceilings),
             opened_at=self._clock(),
             keys={p: key for p, key in chosen.items() if key},
+            secrets=tuple(value for value in secrets if value),
         )
+        self._gates[task_id] = asyncio.Condition()
         return self._registry.issue(task_id)
 
     def close_task(self, task_id: str) -> TaskUsage:
         """Revoke the task's token at once and return its final usage."""
         self._registry.revoke(task_id)
         ledger = self._tasks.pop(task_id, None)
+        self._gates.pop(task_id, None)
         if ledger is None:
             raise UnknownTaskError(task_id)
         return ledger.snapshot()
@@ -105,24 +140,50 @@ class ModelGateway:
 
     def app(self) -> web.Application:
         """The gateway as an aiohttp app (its upstream session lives as long as the app)."""
-        app = web.Application(client_max_size=MAX_BODY)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._mark_busy])
         app.router.add_get("/healthz", _healthz)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         app.cleanup_ctx.append(self._upstream_session)
         return app
 
     async def start(self, host: str, port: int) -> int:
-        """Serve on host:port (0 picks a free port); the bound port."""
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        """Serve on host:port (0 picks a free port); the bound port. Every connection goes
+        through the guards (`gateway.connections`) before aiohttp sees its bytes."""
+        self._runner = web.AppRunner(
+            self.app(),
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=KEEPALIVE_SECONDS,
+            lingering_time=LINGER_SECONDS,
+            **self.limits.server_args(),
+        )
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        return int(self._runner.addresses[0][1])
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(self._guards.factory(server), host, port)
+        return int(self._listener.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         """Stop serving and close the upstream session."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    @web.middleware
+    async def _mark_busy(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Tell the connection's guard that its head arrived, and when the answer is out."""
+        guard = self._guards.of(request.transport)
+        if guard is not None:
+            guard.request_started()
+        try:
+            return await handler(request)
+        finally:
+            if guard is not None:
+                guard.request_ended()
 
     async def _upstream_session(self, _app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=512)
@@ -162,19 +223,72 @@ class ModelGateway:
             message = NO_KEY.format(provider=provider, upper=provider.upper())
             ledger.fail(message, provider=True)
             return refuse(Refusal(provider, 401, "gantry_no_provider_key", message))
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+        if (request.content_length or 0) > MAX_BODY:
             return refuse(Refusal(provider, 413, "request_too_large", TOO_LARGE))
+        gate = self._gates[ledger.task_id]
+        guess = await self._take_slot(ledger, gate, request.content_length or 0)
+        if guess is None:
+            busy = BUSY.format(count=ledger.in_flight)
+            return refuse(Refusal(provider, 429, "gantry_too_many_parallel", busy), retry=True)
+        try:
+            if self._tasks.get(ledger.task_id) is not ledger:
+                return refuse(Refusal(provider, 401, "invalid_api_key", UNKNOWN_TOKEN))
+            return await self._in_slot(request, target, ledger, key)
+        finally:
+            ledger.end(guess)
+            async with gate:
+                gate.notify_all()
+
+    async def _take_slot(
+        self, ledger: TaskLedger, gate: asyncio.Condition, body_size: int
+    ) -> int | None:
+        """Wait (a while) until the task may start one more request, and take the slot;
+        its token reservation, or None if no slot came free in time."""
+        try:
+            async with asyncio.timeout(self.pacing.queue_seconds), gate:
+                await gate.wait_for(lambda: ledger.may_start(self.pacing.in_flight))
+                return ledger.start(body_size)
+        except TimeoutError:
+            return None
+
+    async def _in_slot(
+        self, request: web.Request, target: Route, ledger: TaskLedger, key: str
+    ) -> web.StreamResponse:
+        """Spend, read the body, forward: the budget is checked before the body is read."""
+        provider = target.provider
         spent = ledger.spend(self._clock())
         if spent is not None:
             log.info("gateway: task %s refused: %s", ledger.task_id, spent)
             return refuse(Refusal(provider, 403, "gantry_budget_exhausted", spent))
-        model, digest = request_model(body)
+        body = await self._read_body(request, ledger, provider)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            model, digest = request_model(body, ledger.masked)
+        except UnreadableRequestError as exc:
+            message = UNREADABLE.format(reason=exc)
+            return refuse(Refusal(provider, 400, "gantry_unreadable_body", message))
         ledger.saw_model(model)
-        digest = redact(digest, ledger.keys.values())
         call = Call(request, target, ledger, model, digest, self.metrics)
         return await self._forward(call, key, body)
+
+    async def _read_body(
+        self, request: web.Request, ledger: TaskLedger, provider: Provider
+    ) -> bytes | web.Response:
+        """The whole body, or the answer to a body too large, too slow or abandoned."""
+        seconds = self.pacing.body_seconds
+        try:
+            async with asyncio.timeout(seconds):
+                return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return refuse(Refusal(provider, 413, "request_too_large", TOO_LARGE))
+        except TimeoutError:
+            message = SLOW_BODY.format(seconds=seconds)
+            ledger.fail(message, provider=False)
+            return refuse(Refusal(provider, 408, "gantry_slow_body", message))
+        except ConnectionError:
+            log.info("gateway: task %s: %s", ledger.task_id, GONE)
+            return refuse(Refusal(provider, 400, "gantry_client_gone", GONE))
 
     async def _forward(self, call: Call, key: str, body: bytes) -> web.StreamResponse:
         assert self._session is not None, "the gateway app is not running"
@@ -212,7 +326,7 @@ class Call:
 
     def log(self, status: int, answer: Answer) -> None:
         """Count the answer's tokens and log the exchange, redacted."""
-        keys = self.ledger.keys.values()
+        keys = self.ledger.masked
         exchange = Exchange(
             provider=self.route.provider,
             path=self.route.path,
@@ -266,7 +380,7 @@ async def _upstream_error(call: Call, upstream: aiohttp.ClientResponse) -> web.R
         raw += chunk[: ERROR_BODY_CAP - len(raw)]
         if len(raw) >= ERROR_BODY_CAP:
             break
-    keys = call.ledger.keys.values()
+    keys = call.ledger.masked
     text = redact(bytes(raw).decode("utf-8", "replace"), keys)
     message = error_message(text.encode())
     summary = f"the {provider} API answered {status}: {message or text[:300] or upstream.reason}"

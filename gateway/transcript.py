@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from config.errors import GantryError
 from gateway.routes import Provider
 
 ANSWER_CAP = 16 * 1024
@@ -15,6 +17,18 @@ JSON_CAP = 8 * 1024 * 1024
 EVENT_CAP = 4 * 1024 * 1024
 REDACTED = "[REDACTED]"
 TOOL_ITEMS = frozenset({"function_call", "custom_tool_call", "local_shell_call"})
+# A request is parsed for the session log only up to this size and this many JSON items
+# (commas, objects, arrays): parsing `[{},{},…]` costs some 25 times its size in memory.
+PARSE_CAP = 8 * 1024 * 1024
+PARSE_ITEMS = 250_000
+# Past those, the model is looked for where both CLIs put it: the body's first key.
+MODEL_KEY = re.compile(rb'"model"\s*:\s*"([A-Za-z0-9][A-Za-z0-9._:@/-]{0,200})"')
+MODEL_WINDOW = 4096
+UNPARSED = "[request body of {size:,} bytes, not parsed for the session log]"
+
+
+class UnreadableRequestError(GantryError):
+    """A request body that is not JSON the gateway can parse (invalid, or nested too deep)."""
 
 
 @dataclass
@@ -190,16 +204,30 @@ class StreamReader:
             self.answer.add_tool(key, str(delta.get("partial_json", "")))
 
 
-def request_model(body: bytes) -> tuple[str | None, str]:
-    """The request's `model`, and a capped digest of what is new in it (its last input item)."""
+def request_model(body: bytes, secrets: Iterable[str] = ()) -> tuple[str | None, str]:
+    """The request's `model`, and a redacted, capped digest of what is new in it (its last
+    input item). A body too large to parse cheaply keeps a placeholder as its digest."""
+    if not parseable(body):
+        found = MODEL_KEY.search(body[:MODEL_WINDOW])
+        model = found.group(1).decode() if found else None
+        return model, UNPARSED.format(size=len(body))
     try:
         parsed = _dict(json.loads(body)) if body else {}
-    except (ValueError, UnicodeDecodeError):
-        return None, _cap(body.decode("utf-8", "replace"), REQUEST_CAP)
+        history = _list(parsed.get("input")) or _list(parsed.get("messages"))
+        latest = history[-1] if history else parsed.get("input", parsed)
+        digest = json.dumps(latest, ensure_ascii=False)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        reason = "nested too deep" if isinstance(exc, RecursionError) else "not valid JSON"
+        raise UnreadableRequestError(reason) from None
     model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
-    history = _list(parsed.get("input")) or _list(parsed.get("messages"))
-    latest = history[-1] if history else parsed.get("input", parsed)
-    return model, _cap(json.dumps(latest, ensure_ascii=False), REQUEST_CAP)
+    return model, _cap(redact(digest, secrets), REQUEST_CAP)
+
+
+def parseable(body: bytes) -> bool:
+    """Whether parsing `body` costs memory in proportion to its size (a few times, not 25)."""
+    if len(body) > PARSE_CAP:
+        return False
+    return body.count(b",") + body.count(b"{") + body.count(b"[") <= PARSE_ITEMS
 
 
 def _cap(text: str, limit: int) -> str:

@@ -376,7 +376,9 @@ class Run:
         token = None
         if gateway is not None and url is not None:
             keys = provider_keys(self.deps.secrets.available(self.task.repo))
-            token = gateway.open_task(task_id, budget, keys)
+            # The session log on the task page masks what the task log masks.
+            secrets = self.log.redactor.needles
+            token = gateway.open_task(task_id, budget, keys, secrets)
             budget = budget.capped(gateway.ceilings)
         usage = None
         try:

@@ -162,7 +162,7 @@ class Rig:
 @pytest.fixture
 async def upstream() -> AsyncIterator[FakeUpstream]:
     fake = FakeUpstream()
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", fake.handle)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
