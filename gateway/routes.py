@@ -43,9 +43,19 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-# Whatever could carry a credential or no longer matches the body once it crossed the gateway.
+# Whatever could carry a credential or no longer matches the body once it crossed the gateway,
+# and OpenAI's headers that choose another organization or project than the key's own.
 CLIENT_ONLY = frozenset(
-    {"authorization", "x-api-key", "api-key", "cookie", "host", "content-length"}
+    {
+        "authorization",
+        "x-api-key",
+        "api-key",
+        "cookie",
+        "host",
+        "content-length",
+        "openai-organization",
+        "openai-project",
+    }
 )
 UPSTREAM_ONLY = frozenset({"content-length", "content-encoding", "set-cookie", "server", "date"})
 

@@ -360,3 +360,11 @@ async def test_the_tasks_secrets_are_masked_in_the_session_log(rig: Rig) -> None
     assert "PGPASSWORD=" in page
     assert SECRET not in page
     assert SECRET not in json.dumps(record)
+
+
+async def test_headers_choosing_another_openai_account_never_reach_upstream(rig: Rig) -> None:
+    token = rig.gateway.open_task("t1", Budget(10, 10**6, 60))
+    headers = rig.openai(token) | {"OpenAI-Organization": "org-other", "OpenAI-Project": "proj_x"}
+    assert (await rig.post("/openai/v1/responses", headers))[0] == 200
+    sent = {name.lower() for name in rig.upstream.seen[0].headers}
+    assert not sent & {"openai-organization", "openai-project"}
