@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from runner.attempts import failed_unpublished, no_winner
 from runner.results import (
     AttemptReport,
     Attempts,
@@ -134,8 +135,10 @@ def diff_words(diff: DiffSize) -> str:
 def why_won(attempts: Attempts) -> str:
     """The sentence that names the published attempt and why it was picked."""
     count = len(attempts.reports)
+    if attempts.winner is None and failed_unpublished(attempts):
+        return "No attempt produced a change that could be published."
     if attempts.winner is None:
-        return f"None of the {count} attempts changed anything, so there is nothing to publish."
+        return f"{no_winner(attempts)}, so there is nothing to publish."
     won = next(r for r in attempts.reports if r.number == attempts.winner)
     head = f"Attempt {won.number} of {count} was published"
     if won.failing:
@@ -230,7 +233,10 @@ def started_run_end(
         return {"status": "completed", "conclusion": conclusion, "output": output}
     where = f" in {result.failed_phase}" if result.failed_phase else ""
     title = f"{result.conclusion.value.capitalize()}{where}"
-    summary = clip(quiet_mentions(result.reason) or "-", MAX_SUMMARY_CHARS)
+    summary = quiet_mentions(result.reason) or "-"
+    if result.attempts is not None:
+        summary += "\n\n" + attempts_section(result.attempts)
+    summary = clip(summary, MAX_SUMMARY_CHARS)
     conclusion = "failure" if result.conclusion is Conclusion.FAILED else "cancelled"
     return {
         "status": "completed",
@@ -292,8 +298,7 @@ def outcome_text(result: TaskResult) -> str:
     if result.conclusion is Conclusion.ANSWERED:
         return f"🚀 Done, {result.reason}: {result.pull_url}"
     if result.conclusion is Conclusion.NO_CHANGES and result.attempts is not None:
-        count = len(result.attempts.reports)
-        return f"None of the {count} attempts changed anything, so there is no pull request."
+        return f"{no_winner(result.attempts)}, so there is no pull request."
     if result.conclusion is Conclusion.NO_CHANGES:
         return "The task ran but changed nothing, so there is no pull request."
     if result.conclusion is Conclusion.CANCELLED:

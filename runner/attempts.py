@@ -13,6 +13,8 @@ REPO_LIMIT = "`agent.max_attempts` in .github/gantry.yml"
 SERVER_LIMIT = "the server's `GANTRY_MAX_ATTEMPTS`"
 # What the task page keeps of each attempt's diff (the winner's is kept whole, as always).
 MAX_RECORDED_PATCH = 256 * 1024
+# How much of a failed attempt's reason the sentence saying why none was published quotes.
+MAX_REASON_CHARS = 200
 
 
 def attempt_count(asked: int, repo_max: int, server_max: int) -> tuple[int, str]:
@@ -101,10 +103,36 @@ def stage_verdict(phase: Phase, dropped: Sequence[int]) -> Phase:
     return dataclasses.replace(phase, note=f"{listed(dropped)} failed" if dropped else "")
 
 
+def failed_unpublished(attempts: Attempts) -> bool:
+    """Whether no attempt is published and some failed: the task failed, as a single attempt
+    that fails does (a change it made may be what the request needed)."""
+    return attempts.winner is None and any(r.error for r in attempts.reports)
+
+
+def no_winner(attempts: Attempts) -> str:
+    """Why no attempt is published: each failed one with its reason, then those that
+    changed nothing; or, when none failed, that none changed anything."""
+    failed = [r for r in attempts.reports if r.error]
+    if not failed:
+        return f"None of the {len(attempts.reports)} attempts changed anything"
+    parts = [f"attempt {r.number} failed ({short_reason(r.error)})" for r in failed]
+    unchanged = [r.number for r in attempts.reports if not r.error]
+    if unchanged:
+        parts.append(f"{listed(unchanged)} changed nothing")
+    return "No attempt produced a change that could be published: " + ", ".join(parts)
+
+
+def short_reason(error: str, limit: int = MAX_REASON_CHARS) -> str:
+    """An attempt's failure on one line, cut to `limit` characters (the table has it whole)."""
+    flat = " ".join(error.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
 def verdict_line(attempts: Attempts) -> str:
-    """One line for the log: who won and why, or that no attempt changed anything."""
+    """One line for the log: who won and why, or why no attempt did."""
     if attempts.winner is None:
-        return f"none of the {len(attempts.reports)} attempts changed anything"
+        why = no_winner(attempts)
+        return why[:1].lower() + why[1:]
     won = next(r for r in attempts.reports if r.number == attempts.winner)
     checks = "its checks passed" if won.failing == 0 else f"{won.failing} checks failed"
     return f"attempt {won.number} of {len(attempts.reports)} won: {checks}"

@@ -27,7 +27,7 @@ from runner.agent_step import (
     usage_line,
     usage_record,
 )
-from runner.attempts import attempt_count
+from runner.attempts import attempt_count, failed_unpublished, no_winner
 from runner.attempts_run import AttemptsRun
 from runner.collect import (
     MESSAGE_NAME,
@@ -629,6 +629,17 @@ async def _attempts(
     best = await AttemptsRun(run, environment, request, checkout, sha)(asked, allowed, limited_by)
     run.outcomes = best.checks
     run.blocked = tuple(describe_blocked(d) for d in best.blocked)
+    if failed_unpublished(best.attempts):
+        # Some attempts failed and the rest changed nothing: failed, as one attempt would be
+        # (not "no changes": a failed attempt may have changed what the request needed).
+        await run.skip("publish", "nothing to publish")
+        run.outcome = TaskResult(
+            Conclusion.FAILED,
+            checks=best.checks,
+            reason=f"{no_winner(best.attempts)}.",
+            attempts=best.attempts,
+        )
+        return run.outcome
     work = Work(
         best.patch, best.message, best.checks, run.blocked, config, sha, best.usage, best.attempts
     )

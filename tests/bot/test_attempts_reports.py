@@ -8,6 +8,7 @@ from bot.reports import (
     check_run_output,
     final_comment,
     pr_body,
+    started_run_end,
 )
 from bot.task_page import render
 from runner.attempts import REPO_LIMIT, attempts_record
@@ -71,6 +72,26 @@ def test_no_changes_in_any_attempt_is_said_plainly() -> None:
     comment = final_comment(7, initial_phases(), result)
     assert "None of the 2 attempts changed anything, so there is no pull request." in comment
     assert "| 1 | ✅ passed | no changes | not published |" in comment
+
+
+def test_a_failed_attempt_is_never_reported_as_an_attempt_that_changed_nothing() -> None:
+    failed = AttemptReport(1, (), error="agent: the agent exit code 7")
+    empty = (failed, AttemptReport(2, (PASS,)), AttemptReport(3, (PASS,)))
+    why = (
+        "No attempt produced a change that could be published: attempt 1 failed (agent: the "
+        "agent exit code 7), attempts 2 and 3 changed nothing."
+    )
+    attempts = Attempts(3, 3, "", empty)
+    result = TaskResult(Conclusion.FAILED, (PASS,), reason=why, attempts=attempts)
+    comment = final_comment(7, initial_phases(), result)
+    assert "changed anything" not in comment
+    assert f"😕 Failed: {why}" in comment
+    assert "### Attempts\n\nNo attempt produced a change that could be published.\n" in comment
+    assert "| 1 | — | — | failed in agent: the agent exit code 7 |" in comment
+    summary = started_run_end(result, None)["output"]
+    assert isinstance(summary, dict)
+    assert summary["title"] == "Failed"
+    assert summary["summary"].startswith(why + "\n\n### Attempts")
 
 
 def test_a_single_attempt_task_says_nothing_of_attempts() -> None:

@@ -150,3 +150,41 @@ async def test_without_a_cache_each_attempt_sets_up_on_its_own_and_all_of_them_r
         setups = re.findall(r"\[setup\] \[attempt (\d)\] setting up\n", page)
         assert sorted(setups) == ["1", "2", "3"]
         assert live_containers(gantry) == []
+
+
+# Attempt 1 changes a file and then its agent fails; attempt 2's change touches
+# .github/workflows/ and is refused at collect; attempt 3 changes nothing.
+SOME_FAIL = """\
+case "$GANTRY_ATTEMPT" in
+  1) echo half > half.txt; exit 7 ;;
+  2) mkdir -p .github/workflows && echo 'on: push' > .github/workflows/x.yml ;;
+  *) true ;;
+esac
+"""
+
+
+async def test_attempts_that_failed_are_never_reported_as_attempts_that_changed_nothing(
+    forge: Forge, tmp_path: Path
+) -> None:
+    """No attempt published and some failed: the task failed (as one failed attempt would),
+    and the comment names each failure rather than saying nothing changed."""
+    files = {".github/gantry.yml": config_with(SOME_FAIL), "AGENTS.md": "# A\n"}
+    async with running_gantry(forge, tmp_path, files) as gantry:
+        asked = await comment_on(gantry, gantry.issue_number, "@gantry --attempts 3 fix it")
+        [task] = await wait_final(gantry, 1)
+        [progress] = bot_comments(gantry, gantry.issue_number)
+        assert task.state is TaskState.FAILED, progress
+        assert forge.pulls(OWNER, REPO) == []
+        assert "changed anything" not in progress
+        assert (
+            "😕 Failed: No attempt produced a change that could be published: attempt 1 failed "
+            "(agent: the agent exit code 7), attempt 2 failed (collect: the change touches "
+            ".github/workflows/x.yml" in progress
+        )
+        assert "), attempt 3 changed nothing." in progress
+        assert "### Attempts\n\nNo attempt produced a change that could be published.\n" in progress
+        assert "| 1 | — | — | failed in agent: the agent exit code 7 |" in progress
+        assert "| 3 | ✅ none configured | no changes | not published |" in progress
+        assert "- ⏭️ publish: nothing to publish" in progress
+        assert [c for c, _ in forge.reactions(asked)][-1] == "confused"
+        assert live_containers(gantry) == []

@@ -11,7 +11,9 @@ from runner.attempts import (
     attempts_record,
     checks_verdict,
     diff_size,
+    failed_unpublished,
     listed,
+    no_winner,
     pick_winner,
     stage_verdict,
     verdict_line,
@@ -166,3 +168,27 @@ def test_the_verdict_line_names_the_winner_or_says_none_changed_anything() -> No
     assert verdict_line(Attempts(2, 2, "", reports, 2)) == "attempt 2 of 2 won: its checks passed"
     assert verdict_line(Attempts(2, 2, "", reports, 1)) == "attempt 1 of 2 won: 1 checks failed"
     assert verdict_line(Attempts(2, 2, "", reports)) == "none of the 2 attempts changed anything"
+
+
+def test_with_no_winner_failed_attempts_are_named_with_their_reasons_not_hidden() -> None:
+    failed = report(1, (), 0, error="agent: the agent exit code 7")
+    refused = report(
+        2, (), 0, error="collect: the change touches\n  .github/workflows/x.yml " + "x" * 300
+    )
+    nothing = (report(3, (PASS,), 0), report(4, (PASS,), 0))
+    attempts = Attempts(4, 4, "", (failed, refused, *nothing))
+    assert failed_unpublished(attempts)
+    why = no_winner(attempts)
+    assert why.startswith(
+        "No attempt produced a change that could be published: attempt 1 failed (agent: the "
+        "agent exit code 7), attempt 2 failed (collect: the change touches .github/workflows/x.yml"
+    )
+    assert why.endswith("…), attempts 3 and 4 changed nothing")
+    assert len(why) < 400  # a reason is cut; the attempts table has it whole
+    assert verdict_line(attempts) == why[:1].lower() + why[1:]
+    # None failed: the plain words, and the task is not a failure.
+    quiet = Attempts(2, 2, "", nothing)
+    assert not failed_unpublished(quiet)
+    assert no_winner(quiet) == "None of the 2 attempts changed anything"
+    # One won: whatever failed beside it, the task is not a failure.
+    assert not failed_unpublished(Attempts(2, 2, "", (failed, report(2, (PASS,), 1)), 2))
