@@ -24,6 +24,7 @@ from bot import (
     task_stream,
 )
 from bot.background import Background
+from bot.body_budget import BodyBudget
 from bot.inbox import Inbox
 from bot.intake import Intake, Outcome
 from bot.routing import Dispatch
@@ -76,6 +77,7 @@ class Services:
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", Services)
 STREAMS = web.AppKey("streams", task_stream.Streams)
+BODIES = web.AppKey("bodies", BodyBudget)
 
 
 def web_app(settings: Settings) -> web.Application:
@@ -84,6 +86,7 @@ def web_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[BODIES] = BodyBudget()
     app.router.add_post("/webhook", app[METRICS].timed(webhook))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -99,6 +102,14 @@ def answer(http_status: int, **fields: object) -> web.Response:
     return web.json_response(fields, status=http_status)
 
 
+def refusal(exc: WebhookRejectedError) -> web.Response:
+    """The webhook's answer to a delivery refused at the edge."""
+    response = answer(exc.status, error=exc.reason)
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 def counted(request: web.Request, outcome: str, response: web.Response) -> web.Response:
     """The webhook's answer, counted by its outcome."""
     request.app[METRICS].delivery_answered(outcome)
@@ -111,15 +122,29 @@ async def read_delivery(request: web.Request, secret: str) -> sansio.Event:
 
 
 async def read_verified(request: web.Request, secret: str) -> tuple[sansio.Event, bytes]:
-    """Headers, size, signature, then JSON: in that order, so nothing unsigned is parsed."""
+    """Headers, size, signature, then JSON: in that order, so nothing unsigned is parsed, and
+    an unsigned body is read only within the server's budget for them."""
     headers = check_headers(request.headers, request.content_length)
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise WebhookRejectedError(413, "payload too large") from None
+    body = await read_body(request, request.app[BODIES], headers.length)
     verify_signature(secret, body, headers.signature)
     data = parse_payload(body)
     return sansio.Event(data, event=headers.event, delivery_id=headers.delivery_id), body
+
+
+async def read_body(request: web.Request, budget: BodyBudget, length: int) -> bytes:
+    """The request's body: at once when it came whole with the headers (as deliveries nearly
+    always do; aiohttp's flow control bounds what it buffers per connection), else within
+    the budget for unverified bodies and before its deadline."""
+    try:
+        if request.content.is_eof():
+            return await request.read()
+        with budget.reserved(length):
+            async with asyncio.timeout(budget.read_seconds):
+                return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise WebhookRejectedError(413, "payload too large") from None
+    except TimeoutError:
+        raise WebhookRejectedError(408, "body not received in time") from None
 
 
 async def webhook(request: web.Request) -> web.Response:
@@ -129,7 +154,7 @@ async def webhook(request: web.Request) -> web.Response:
         event, body = await read_verified(request, services.settings.webhook_secret)
     except WebhookRejectedError as exc:
         log.warning("delivery refused (%d): %s", exc.status, exc.reason)
-        return counted(request, refusal_outcome(exc.status), answer(exc.status, error=exc.reason))
+        return counted(request, refusal_outcome(exc.status), refusal(exc))
     # Only verified deliveries count as load: a client trickling an unsigned body in never
     # holds the inbox back.
     load = services.inbox.load

@@ -26,10 +26,11 @@ REQUIRED_HEADERS = ("x-github-event", "x-github-delivery")
 class WebhookRejectedError(GantryError):
     """A delivery refused at the edge; `status` is the HTTP answer."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class DeliveryHeaders:
     event: str
     delivery_id: str
     signature: str
+    length: int
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -55,7 +57,10 @@ def check_headers(headers: Mapping[str, str], content_length: int | None) -> Del
         if isinstance(headers, CIMultiDictProxy)
         else {k.lower(): v for k, v in headers.items()}
     )
-    if content_length is not None and content_length > MAX_BODY_BYTES:
+    if content_length is None:
+        # GitHub always sends one; without it the size of what is read is not known up front.
+        raise WebhookRejectedError(411, "Content-Length is required")
+    if content_length > MAX_BODY_BYTES:
         raise WebhookRejectedError(413, "payload too large")
     missing = [name for name in REQUIRED_HEADERS if not lower.get(name)]
     if missing:
@@ -67,7 +72,9 @@ def check_headers(headers: Mapping[str, str], content_length: int | None) -> Del
     if not signature:
         # A SHA-1-only delivery (X-Hub-Signature) is refused: SHA-1 is not good enough.
         raise WebhookRejectedError(401, "X-Hub-Signature-256 is required")
-    return DeliveryHeaders(lower["x-github-event"], lower["x-github-delivery"], signature)
+    return DeliveryHeaders(
+        lower["x-github-event"], lower["x-github-delivery"], signature, content_length
+    )
 
 
 def verify_signature(secret: str, body: bytes, signature: str) -> None:

@@ -24,8 +24,12 @@ log = logging.getLogger(__name__)
 PATH = "/metrics"
 OTHER = "other"
 # What the webhook answered, before anything was handled.
-EDGE_OUTCOMES = ("accepted", "duplicate", "ignored", "pong", "forged", "malformed", "too_large")
-REFUSALS = {401: "forged", 413: "too_large"}  # any other refusal (400, 415) is malformed
+EDGE_OUTCOMES = (
+    "accepted", "duplicate", "ignored", "pong", "forged", "malformed", "too_large", "busy",
+    "too_slow",
+)  # fmt: skip
+# Any other refusal (400, 411, 415) is malformed.
+REFUSALS = {401: "forged", 413: "too_large", 503: "busy", 408: "too_slow"}
 # What a stored delivery led to once handled (bot.intake.Outcome), or its end after retries.
 HANDLED_OUTCOMES = ("queued", "answered", "refused", "ignored", "failed")
 PHASE_OUTCOMES = (PhaseStatus.DONE.value, PhaseStatus.FAILED.value)
