@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from config.hidden_text import strip_hidden
+from config.hidden_text import strip_hidden_plain
 
 # A diff hunk kept for the agent: GitHub's ends at the commented line, so the tail matters.
 MAX_HUNK_CHARS = 8000
@@ -127,9 +127,9 @@ def review_context(comment: dict[str, Any]) -> dict[str, Any]:
     line, original = _int_or_none(comment.get("line")), _int_or_none(comment.get("original_line"))
     outdated = line is None and original is not None
     prefix = "original_" if outdated else ""
-    hunk = strip_hidden(str(comment.get("diff_hunk") or ""))
+    hunk = strip_hidden_plain(str(comment.get("diff_hunk") or ""))
     return {
-        "path": strip_hidden(str(comment.get("path") or ""))[:MAX_PATH_CHARS],
+        "path": strip_hidden_plain(str(comment.get("path") or ""))[:MAX_PATH_CHARS],
         "start_line": _int_or_none(comment.get(f"{prefix}start_line")),
         "line": _int_or_none(comment.get(f"{prefix}line")),
         "side": comment.get("side") if comment.get("side") in ("LEFT", "RIGHT") else None,

@@ -1,8 +1,20 @@
-"""Text a reader of GitHub cannot see, removed before anything reaches an agent. Pure."""
+"""Text a reader of GitHub cannot see, removed before anything reaches an agent. Pure.
+
+GitHub renders a comment as Markdown and sanitizes its HTML, so a reader never sees link
+reference definitions (they render as nothing, whatever their URL and title say), HTML
+comments, the attributes of tags (an `<img alt>`, a `<span title>`), nor invisible
+characters. All of these are removed; tags keep their bare names and the text between them.
+Code blocks and code spans are shown as written, so they are kept verbatim (only invisible
+characters go there).
+"""
 
 from __future__ import annotations
 
 import re
+
+from markdown_it.common import html_re
+
+from config.markdown_layout import layout, line_starts
 
 # Zero-width, bidirectional-control and other invisible format characters that hide text
 # from a reviewer (https://trojansource.codes/), Unicode tag characters (U+E0000-U+E007F,
@@ -12,16 +24,79 @@ INVISIBLE = re.compile(
     "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb"
     "\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
 )
-# An unterminated comment hides everything after it, as GitHub renders it.
+# Elements GitHub drops with their content.
+UNSHOWN_ELEMENT = re.compile(r"<(script|style)(?:\s[^>]*)?>.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
+# An unterminated comment or unshown element hides everything after it.
+UNTERMINATED = re.compile(r"<!--|<(?:script|style)(?:[\s>/]|$)", re.IGNORECASE)
+# Raw HTML as CommonMark defines it (https://spec.commonmark.org/0.31.2/#raw-html), in one
+# pattern so that the leftmost wins: a tag keeps only its name (attributes are never shown;
+# the bare tag keeps the text's block structure, so a mention inside an HTML block stays out
+# of prose); comments, processing instructions, declarations and CDATA go whole.
+RAW_HTML = re.compile(
+    rf"(?P<tag></?[A-Za-z][A-Za-z0-9-]*)(?:{html_re.attribute})*\s*(?P<slash>/?)>"
+    rf"|{html_re.comment}|{html_re.processing}|{html_re.declaration}|{html_re.cdata}"
+)
 HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
-# A link reference definition to `#` or `<>` renders as nothing: `[//]: # (hidden)`.
+# `[//]: # (hidden)` right under a line of text is not a definition but is meant as a
+# comment (and taken for one by many renderers): removed too.
 COMMENT_LINE = re.compile(r"^ {0,3}\[[^\]\n]+\]:[ \t]*(?:#|<>)(?:[ \t].*)?$\n?", re.MULTILINE)
 MAX_PASSES = 8
 
 
+def strip_invisible(text: str) -> str:
+    """The text without invisible characters."""
+    return INVISIBLE.sub("", text)
+
+
+def _bare(match: re.Match[str]) -> str:
+    """A tag without its attributes; nothing for anything else."""
+    tag = match.group("tag")
+    return f"{tag}{match.group('slash')}>" if tag else ""
+
+
+def strip_prose(text: str) -> tuple[str, bool]:
+    """Text outside code without its HTML; and whether an unterminated comment or element
+    hides all that follows."""
+    text = UNSHOWN_ELEMENT.sub("", text)
+    text = COMMENT_LINE.sub("", RAW_HTML.sub(_bare, text))
+    cut = UNTERMINATED.search(text)
+    return (text[: cut.start()], True) if cut else (text, False)
+
+
+def _regions(text: str) -> list[tuple[int, int, bool]]:
+    """Code to keep (True) and reference definitions to drop (False), in order."""
+    found = layout(text)
+    starts = [*line_starts(text), len(text) + 1]
+    drops = [(starts[n], min(starts[n + 1], len(text)), False) for n in found.reference_lines]
+    return sorted([*((a, b, True) for a, b in found.code), *drops])
+
+
 def _strip_once(text: str) -> str:
     """Invisible characters first: a zero-width space must not break a comment's opener."""
-    return COMMENT_LINE.sub("", HTML_COMMENT.sub("", INVISIBLE.sub("", text)))
+    text = strip_invisible(text).replace("\r\n", "\n").replace("\r", "\n").replace("\0", "")
+    kept: list[str] = []
+    at = 0
+    for start, end, is_code in [*_regions(text), (len(text), len(text), False)]:
+        if start < at:
+            continue
+        prose, cut = strip_prose(text[at:start])
+        kept.append(prose)
+        if cut:
+            break
+        kept.append(text[start:end] if is_code else "")
+        at = end
+    return "".join(kept)
+
+
+def strip_hidden_plain(text: str) -> str:
+    """Text that is not Markdown (a path, a diff hunk) without HTML comments (an
+    unterminated one hides the rest) and invisible characters; its tags are its own."""
+    for _ in range(MAX_PASSES):
+        stripped = HTML_COMMENT.sub("", strip_invisible(text))
+        if stripped == text:
+            return text
+        text = stripped
+    return strip_invisible(text.replace("<", ""))
 
 
 def strip_hidden(text: str) -> str:
@@ -31,5 +106,5 @@ def strip_hidden(text: str) -> str:
         if stripped == text:
             return text
         text = stripped
-    # Nested past any sane depth: no `<` survives, so no comment can either.
-    return INVISIBLE.sub("", text.replace("<", ""))
+    # Nested past any sane depth: no `<` survives, so no comment or tag can either.
+    return strip_invisible(text.replace("<", ""))

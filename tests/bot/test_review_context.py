@@ -156,3 +156,8 @@ async def test_a_deleted_review_comment_is_answered_on_the_conversation(gantry: 
     said = [c["body"] for c in gantry.forge.comments(OWNER, REPO, number)]
     assert said == ["There is no task on this thread yet."]
     assert not any(isinstance(c, ReviewReply) for c in gantry.forge.state.comments.values())
+
+
+def test_the_hunk_keeps_its_markup_as_the_diff_shows_it() -> None:
+    hunk = '@@ -1 +1 @@\n-<div class="a">\n+<div class="b"> [x]: https://example.com "t"'
+    assert review_context(comment(diff_hunk=hunk))["diff_hunk"] == hunk

@@ -10,7 +10,7 @@ import pytest
 from bot.pull_requests import head_of
 from bot.webhook import WebhookRejectedError, parse_payload, sign
 from tests.bot.conftest import OWNER, REPO, SECRET, WRITER, Gantry
-from tests.bot.test_hidden_text import HIDDEN
+from tests.bot.test_hidden_text import HIDDEN, SHOWN_CODE, UNRENDERED
 
 PATHS = ("mention", "review comment", "review", "label", "assignment")
 FORK = "mallory/hello"
@@ -68,6 +68,24 @@ async def test_no_hidden_text_reaches_the_stored_task(gantry: Gantry, path: str,
     for value in (task.request, task.title, task.thread_body):
         assert "rm -rf" not in value, (path, kind, value)
         assert "fix it" in value
+    await gantry.settle()
+
+
+@pytest.mark.parametrize("kind", UNRENDERED)
+@pytest.mark.parametrize("path", PATHS)
+async def test_markup_github_never_shows_stays_out_and_code_stays_as_written(
+    gantry: Gantry, path: str, kind: str
+) -> None:
+    # An issue's author without write access hides an instruction that a writer, labelling
+    # or mentioning, never sees; the code block showing the same markup is seen, and kept.
+    status, answer = await deliver(gantry, path, f"fix it\n\n{SHOWN_CODE}\n\n{UNRENDERED[kind]}")
+    assert (status, answer) == (200, {"outcome": "queued"})
+    [task] = await gantry.tasks()
+    for value in (task.request, task.title, task.thread_body):
+        assert "rm -rf" not in value, (path, kind, value)
+    for value in (task.request, task.thread_body):
+        assert "fix it" in value
+        assert SHOWN_CODE in value, (path, kind, value)
     await gantry.settle()
 
 
