@@ -54,6 +54,9 @@ DISK_PROBE_FILE = ".gantry-disk-probe"
 # One answer per engine: `Sandbox.start` is handed only a client, and the answer belongs to it.
 DISK_SUPPORT = SupportCache()
 UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB")
+# Nothing reads a task's container's own output (commands stream theirs through their execs),
+# while anything in it can write to its PID 1's stdout: a kept log would fill the host's disk.
+SANDBOX_LOG_CONFIG = {"type": "none"}
 
 T = TypeVar("T")
 
@@ -172,6 +175,7 @@ def create_kwargs(
         "hostname": HOSTNAME,
         "network_mode": spec.network_mode,
         "mounts": [*spec.mounts, *volumes],
+        "log_config": SANDBOX_LOG_CONFIG,
         **hardened(spec.limits),
     }
     if spec.dns:

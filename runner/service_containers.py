@@ -46,6 +46,8 @@ POLL_S = 0.5
 LOG_TAIL = 20
 NO_PROXY_NAMES = ("NO_PROXY", "no_proxy")
 Verdict = Literal["ready", "waiting", "dead"]
+# A service's last lines are shown when it fails; more never reaches the host's disk.
+SERVICE_LOG_CONFIG = {"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}}
 SERVICE_LIMITS = Limits(cpus=1.0, memory=1024**3, pids=256, disk=DEFAULT_DISK)
 
 
@@ -123,6 +125,7 @@ def service_kwargs(
         "hostname": spec.name,
         "network": attachment.network_mode,
         "networking_config": {attachment.network_mode: endpoint},
+        "log_config": SERVICE_LOG_CONFIG,
         **hardened(spec.limits),
     }
     if attachment.dns:

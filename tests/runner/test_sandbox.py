@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -25,6 +26,17 @@ EXPECTED_CAP_EFF = f"{0b11011011:016x}"
 def spec_for(owner: Owner, limits: Limits = SMALL) -> ContainerSpec:
     labels = gantry_labels(owner.task_id, owner.repo, "agent", owner.label_owner)
     return ContainerSpec(image=TEST_BASE_IMAGE, labels=labels, limits=limits)
+
+
+def host_log_bytes(client: docker.DockerClient, container_id: str) -> int:
+    """The size of the engine's log file of a container on the host (0: it keeps none)."""
+    path = client.api.inspect_container(container_id)["LogPath"]
+    return os.path.getsize(path) if path and os.path.exists(path) else 0
+
+
+def flood(mib: int) -> str:
+    """A command that writes `mib` MiB of 64 KiB lines to the container's own output."""
+    return f"head -c {mib * 1024**2} /dev/zero | tr '\\0' a | fold -w 65536 > /proc/1/fd/1"
 
 
 def assert_gone(client: docker.DockerClient, container_id: str) -> None:
@@ -291,3 +303,14 @@ async def test_an_image_volume_stays_within_the_disk_limit_where_the_layer_is_no
     for name in names:
         with pytest.raises(docker.errors.NotFound):
             docker_client.volumes.get(name)
+
+
+async def test_a_flood_of_the_containers_own_output_never_reaches_the_hosts_disk(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    # PID 1's stdout is the engine's log: a command that writes there bypasses its exec.
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        result = await sandbox.run(flood(64), task_log, "agent", 120)
+        kept = host_log_bytes(docker_client, sandbox.id)
+    assert result.ok, task_log.text()
+    assert kept < 1024**2

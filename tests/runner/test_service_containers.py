@@ -33,6 +33,7 @@ from runner.service_containers import (
 from runner.tasklog import TaskLog
 from tests.registry import LocalRegistry, forget, local_registry
 from tests.runner.conftest import Origin, Owner, request_for
+from tests.runner.test_sandbox import flood, host_log_bytes
 from tests.service_support import PORT, TALK, service_image, talk
 
 __all__ = ["local_registry", "service_image"]
@@ -84,6 +85,7 @@ def test_a_service_container_is_hardened_and_named_on_the_task_network() -> None
     assert kwargs["dns"] == ["10.0.0.254"]
     assert kwargs["environment"] == {"A": "1", "TOKEN": "s3cret"}
     assert "volumes" not in kwargs
+    assert kwargs["log_config"]["config"] == {"max-size": "1m", "max-file": "1"}
     assert "/var/run/docker.sock" not in repr(kwargs)
     untrusted = service_kwargs(spec, attachment, {}, endpoint, untrusted=True)
     assert untrusted["environment"] == {"A": "1"}
@@ -283,3 +285,20 @@ async def test_a_service_image_the_host_lacks_is_pulled_first(
         await stage.environments.release(env)
         forget(stage.client, reference)
     assert f"[gantry] pulled {reference}" in stage.log.text()
+
+
+async def test_a_services_log_on_the_hosts_disk_stays_small_and_keeps_its_last_lines(
+    stage: Stage,
+) -> None:
+    env = await stage.environments.prepare(stage.request(ServiceSpec("db", stage.image)), stage.log)
+    try:
+        [container] = stage.services_left()
+        command = f"{flood(32)}; echo the last line > /proc/1/fd/1"
+        result = container.exec_run(["/bin/sh", "-c", command])
+        assert result.exit_code == 0, result.output
+        kept = host_log_bytes(stage.client, container.id)
+        tail = stage.client.api.logs(container.id, tail=1)
+    finally:
+        await stage.environments.release(env)
+    assert kept <= 2 * 1024**2
+    assert tail == b"the last line\n"

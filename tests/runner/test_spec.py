@@ -37,6 +37,7 @@ def test_create_kwargs_are_hardened_and_limited() -> None:
     assert kwargs["network_mode"] == "none"
     assert kwargs["labels"]["gantry.task"] == "7"
     assert [*kwargs["entrypoint"], *kwargs["command"]] == ["sleep", "infinity"]
+    assert kwargs["log_config"] == {"type": "none"}  # nothing reads it; it would fill the host
 
 
 def test_the_docker_socket_is_refused() -> None:
