@@ -50,7 +50,13 @@ OOM_RE = re.compile(r"^oom_kill (\d+)$", re.MULTILINE)
 DEFAULT_DISK = 10 * 1024**3
 # After a failed command: can the container still write 1 MiB into its own layer (`/` is always
 # the layer) and into each tmpfs that stands in for an image VOLUME? Exit status 0 when it can.
-DISK_PROBE_FILE = ".gantry-disk-probe"
+# Each write goes to a fresh name made by `mktemp` (O_EXCL): the agent cannot plant a FIFO or
+# a link there. An image without `mktemp` cannot be probed safely: the answer is "not full".
+DISK_PROBE_TEMPLATE = ".gantry-probe.XXXXXX"
+# Gantry's own commands in a container (the disk probe, the OOM counter) end within this, or
+# the container is restarted: what the agent left there (a FIFO, a `cat` of its own) cannot
+# hold a phase past its end.
+INTERNAL_LIMIT_S = 15.0
 # One answer per engine: `Sandbox.start` is handed only a client, and the answer belongs to it.
 DISK_SUPPORT = SupportCache()
 UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB")
@@ -198,11 +204,16 @@ def disk_size_for(limits: Limits, support: DiskLimitSupport | None, image_bytes:
 
 def disk_probe(paths: Iterable[str]) -> str | None:
     """The shell command that fails when any of `paths` has no room for 1 MiB (None: none)."""
-    files = [shlex.quote(f"{path.rstrip('/')}/{DISK_PROBE_FILE}") for path in paths]
-    if not files:
+    dirs = " ".join(shlex.quote(path.rstrip("/") or "/") for path in paths)
+    if not dirs:
         return None
-    writes = " && ".join(f"head -c 1048576 /dev/zero > {f} 2>/dev/null" for f in files)
-    return f"{writes}; s=$?; rm -f {' '.join(files)}; exit $s"
+    return (
+        "command -v mktemp >/dev/null 2>&1 || exit 0; "
+        f"for d in {dirs}; do "
+        f'f=$(mktemp -p "$d" {DISK_PROBE_TEMPLATE}) || exit 1; '
+        'head -c 1048576 /dev/zero > "$f" 2>/dev/null; s=$?; rm -f "$f"; '
+        '[ "$s" -eq 0 ] || exit 1; done'
+    )
 
 
 def probed_paths(
@@ -260,6 +271,7 @@ class Sandbox:
         self.limits = limits
         self.disk = disk
         self._oom_seen = 0
+        self.internal_limit_s = INTERNAL_LIMIT_S
         self._disk_note = unenforced_note(limits, disk)
         self._disk_probe = disk_probe(probed_paths(limits, disk, volumes))
         # The host PIDs of the idle processes, read before the first command after a (re)start.
@@ -324,25 +336,41 @@ class Sandbox:
             await self.kill()
         await asyncio.to_thread(thread.join)
         exit_code = None if timed_out else await self._exit_code(exec_id)
-        oom = exit_code == SIGKILL_STATUS and await self._oom_happened()
-        full = exit_code not in (0, None) and not oom and await self._disk_full()
+        oom = exit_code == SIGKILL_STATUS and await self._oom_happened(log, phase)
+        full = exit_code not in (0, None) and not oom and await self._disk_full(log, phase)
         if full:
             log.line(phase, f"[gantry] disk limit of {human_bytes(self.limits.disk or 0)} reached")
         seconds = time.monotonic() - started
         limit = self.limits.disk if full else None
         return ExecResult(exit_code, timed_out, oom, seconds, full, limit)
 
-    async def _disk_full(self) -> bool:
+    async def _disk_full(self, log: TaskLog, phase: str) -> bool:
         """Whether the container's disk limit (its layer's where enforced, its VOLUMEs'
-        tmpfs) leaves no room for 1 MiB more."""
+        tmpfs) leaves no room for 1 MiB more (unknown: False)."""
         probe = self._disk_probe
         if probe is None:
             return False
+        result = await self._internal([*SHELL, probe], log, phase)
+        return result is not None and result.exit_code not in (0, None)
+
+    async def _internal(self, argv: list[str], log: TaskLog, phase: str) -> Any | None:
+        """One of Gantry's own commands in the container, its `exec_run` result; None when the
+        engine failed it or it did not end within `internal_limit_s` (the container is then
+        restarted, which ends the exec and everything the phase left)."""
         try:
-            result = await engine_call(lambda: self.container.exec_run([*SHELL, probe]))
+            return await asyncio.wait_for(
+                engine_call(lambda: self.container.exec_run(argv)), self.internal_limit_s
+            )
         except SandboxError:
-            return False
-        return result.exit_code not in (0, None)
+            return None
+        except TimeoutError:
+            limit = f"{self.internal_limit_s:.0f}s"
+            log.line(
+                phase,
+                f"[gantry] a check of the sandbox got no answer within {limit}; restarting it",
+            )
+            await self._restart()
+            return None
 
     async def end_phase(self) -> None:
         """Kill every process the last phase left running; the files stay, a fresh idle starts.
@@ -356,6 +384,10 @@ class Sandbox:
         """
         if self._idle and await self._processes() == self._idle:
             return
+        await self._restart()
+
+    async def _restart(self) -> None:
+        """Restart the container through the engine: every process in it dies, files stay."""
         self._idle = None
         await engine_call(lambda: self.client.api.restart(self.id, timeout=0))
         self._oom_seen = 0  # the restarted container's memory cgroup counts from zero
@@ -389,13 +421,10 @@ class Sandbox:
         code = info.get("ExitCode")
         return int(code) if code is not None else None
 
-    async def _oom_happened(self) -> bool:
+    async def _oom_happened(self, log: TaskLog, phase: str) -> bool:
         """Whether the kernel's OOM killer struck in this container since we last looked."""
-        try:
-            result = await engine_call(
-                lambda: self.container.exec_run([*SHELL, f"cat {OOM_FILES} 2>/dev/null"])
-            )
-        except SandboxError:
+        result = await self._internal([*SHELL, f"cat {OOM_FILES} 2>/dev/null"], log, phase)
+        if result is None:
             return await self.oom_killed_state()
         output = result.output if isinstance(result.output, bytes) else b""
         kills = parse_oom_kills(output.decode(errors="replace"))

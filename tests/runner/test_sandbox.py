@@ -314,3 +314,47 @@ async def test_a_flood_of_the_containers_own_output_never_reaches_the_hosts_disk
         kept = host_log_bytes(docker_client, sandbox.id)
     assert result.ok, task_log.text()
     assert kept < 1024**2
+
+
+async def run_bounded(sandbox: Sandbox, command: str, log: TaskLog, limit_s: float) -> float:
+    """Run a failing command; how long until `run` returned (it must, within a minute)."""
+    started = time.monotonic()
+    run = asyncio.ensure_future(sandbox.run(command, log, "agent", limit_s))
+    done, _ = await asyncio.wait([run], timeout=60)
+    if not done:
+        run.cancel()
+    assert done, f"run() still waiting after 60s: {log.tail(3)}"
+    assert not run.result().ok
+    return time.monotonic() - started
+
+
+async def test_a_fifo_where_the_disk_probe_used_to_write_does_not_hold_the_phase(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    image = committed_image(docker_client, VOLUME_IMAGE, ["VOLUME /data"])
+    limits = Limits(cpus=1.0, memory=256 * 1024**2, pids=64, disk=64 * 1024**2)
+    spec = ContainerSpec(image=image, labels=spec_for(owner).labels, limits=limits)
+    trap = "mkfifo /data/.gantry-disk-probe /.gantry-disk-probe; exit 1"
+    async with running(docker_client, spec) as sandbox:
+        took = await run_bounded(sandbox, trap, task_log, 10)
+    assert took < 10
+
+
+async def test_a_disk_probe_that_never_answers_restarts_the_sandbox_and_ends_the_phase(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    limits = Limits(cpus=1.0, memory=128 * 1024**2, pids=64, disk=64 * 1024**2)
+    image = committed_image(docker_client, VOLUME_IMAGE, ["VOLUME /data"])
+    spec = ContainerSpec(image=image, labels=spec_for(owner).labels, limits=limits)
+    # The agent's own `head`, first on PATH, holds whatever runs it; and a stray it leaves.
+    trap = (
+        "printf '#!/bin/sh\\nexec sleep 1000\\n' > /usr/local/bin/head; "
+        "chmod +x /usr/local/bin/head; (sleep 1000 &) ; exit 1"
+    )
+    async with running(docker_client, spec) as sandbox:
+        sandbox.internal_limit_s = 3.0
+        took = await run_bounded(sandbox, trap, task_log, 10)
+        assert "no answer within 3s; restarting it" in task_log.text()
+        assert len(process_commands(sandbox)) == 2  # a fresh idle: the stray went
+        assert (await sandbox.run("echo still here", task_log, "checks", 30)).ok
+    assert took < 10
