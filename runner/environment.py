@@ -456,7 +456,8 @@ class Environments:
     async def _resume(
         self, environment: Environment, request: EnvironmentRequest, log: TaskLog
     ) -> None:
-        """Move the cached checkout to the task's SHA, run maintenance (no secrets), then
+        """Move the cached checkout to the task's SHA, run maintenance (no secrets), end what
+        it left running (untrusted code must not live on to see the agent's token), then
         snapshot the tree the agent starts from: with no maintenance, in the move's exec."""
         sandbox = environment.sandbox
         if not request.maintenance:
@@ -468,6 +469,7 @@ class Environments:
         for command in request.maintenance:
             left = max(deadline - time.monotonic(), 0.001)
             await _must(sandbox, command, log, "maintenance", left)
+        await sandbox.end_phase()
         await _must(sandbox, start_script(), log, "environment", START_LIMIT_S)
 
     async def blocked_attempts(self, environment: Environment) -> list[dict[str, Any]]:

@@ -309,3 +309,35 @@ async def test_the_gateway_relay_listens_after_maintenance_and_until_the_agent_p
     assert "[maintenance] relay none" in task_log.text()
     assert during_the_agent_phase == ["relay found"]
     assert after_it == ["relay none"]
+
+
+# A pull request's "install deps" script: plants a watcher for the agent's token, returns at once.
+TOKEN_WATCHER = """#!/bin/sh
+( while :; do
+    for e in /proc/[0-9]*/environ; do
+      tr '\\0' '\\n' < "$e" 2>/dev/null | grep '^OPENAI_API_KEY=' >> /tmp/stolen
+    done
+    [ -s /tmp/stolen ] && break
+    sleep 0.2
+  done ) >/dev/null 2>&1 &
+echo deps installed
+"""
+
+
+async def test_what_maintenance_leaves_running_never_sees_the_agents_token(
+    environments: Environments, owner: Owner, origin: Origin, task_log: TaskLog
+) -> None:
+    untrusted = await origin.commit({"bootstrap.sh": TOKEN_WATCHER})
+    request = request_for(
+        owner, origin, untrusted, trusted_sha=origin.first_sha, maintenance=("sh ./bootstrap.sh",)
+    )
+    token = "gantry-task-token-" + owner.task_id
+    async with environments.open(request, task_log) as env:
+        # The agent phase as the pipeline runs it: the token only in the agent's exec.
+        agent = await env.run("sleep 2", task_log, "agent", 30, {"OPENAI_API_KEY": token})
+        assert agent.ok
+        await env.close_gateway()
+        await env.end_phase()
+        stolen = await output_of(env, task_log, "cat /tmp/stolen 2>/dev/null; echo end")
+    assert "[maintenance] deps installed" in task_log.text()
+    assert stolen == ["end"]
