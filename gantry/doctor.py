@@ -21,7 +21,7 @@ from bot.github_app import fetch_app
 from config.database import Database
 from config.errors import SettingsError
 from config.settings import DEFAULT_IMAGE, Settings
-from runner import migrate
+from runner import migrate, ptrace_scope
 from runner.disk_limit import FIX as DISK_FIX
 from runner.disk_limit import DiskLimitSupport, DiskProbeError, decide, precheck, probe
 from runner.engine import DOCKER_TIMEOUT_S, EngineUnavailableError, docker_version
@@ -141,6 +141,32 @@ def check_disk_limit(default_image: str) -> CheckResult:
             client.close()
     except (docker.errors.DockerException, RequestException, DiskProbeError) as exc:
         return skipped("disk limit", f"cannot ask the engine: {exc}")
+
+
+def ptrace_result(scope: int | None) -> CheckResult:
+    """The doctor's line for whether the engine's kernel confines ptrace."""
+    if ptrace_scope.confined(scope):
+        return passed("ptrace", f"confined: {ptrace_scope.describe(scope)}")
+    return warned(
+        "ptrace",
+        f"not confined: {ptrace_scope.describe(scope)}; {ptrace_scope.RESTART_COST}",
+        ptrace_scope.FIX,
+    )
+
+
+def check_ptrace(default_image: str) -> CheckResult:
+    """The engine's kernel keeps a container's process from tracing one it did not start."""
+    try:
+        client = docker.from_env(timeout=DOCKER_TIMEOUT_S)
+        try:
+            image = probe_image(client, default_image)
+            if image is None:
+                return skipped("ptrace", "no local image to read the engine's kernel with")
+            return ptrace_result(ptrace_scope.read_scope(client, image))
+        finally:
+            client.close()
+    except (docker.errors.DockerException, RequestException) as exc:
+        return skipped("ptrace", f"cannot ask the engine: {exc}")
 
 
 async def check_default_image(settings: Settings) -> CheckResult:
@@ -319,10 +345,12 @@ async def run_checks(settings: Settings | SettingsError) -> list[CheckResult]:
     results = [check_settings(settings), await asyncio.to_thread(check_docker)]
     if results[-1].failed:
         results.append(skipped("disk limit", "needs the Docker engine"))
+        results.append(skipped("ptrace", "needs the Docker engine"))
         results.append(skipped("default image", "needs the Docker engine"))
     else:
         image = DEFAULT_IMAGE if isinstance(settings, SettingsError) else settings.default_image
         results.append(await asyncio.to_thread(check_disk_limit, image))
+        results.append(await asyncio.to_thread(check_ptrace, image))
         results.append(
             skipped("default image", "needs valid settings")
             if isinstance(settings, SettingsError)

@@ -30,6 +30,7 @@ from runner.disk_limit import (
     storage_size,
     volume_mounts,
 )
+from runner.ptrace_scope import READ_COMMAND, ScopeCache, confined, parse_scope
 from runner.tasklog import LineSplitter, TaskLog
 
 WORKSPACE = "/workspace"
@@ -59,6 +60,8 @@ DISK_PROBE_TEMPLATE = ".gantry-probe.XXXXXX"
 INTERNAL_LIMIT_S = 15.0
 # One answer per engine: `Sandbox.start` is handed only a client, and the answer belongs to it.
 DISK_SUPPORT = SupportCache()
+# Whether the engine's kernel confines ptrace: one answer per engine, like DISK_SUPPORT.
+PTRACE_CONFINED = ScopeCache()
 UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB")
 # Nothing reads a task's container's own output (commands stream theirs through their execs),
 # while anything in it can write to its PID 1's stdout: a kept log would fill the host's disk.
@@ -276,6 +279,9 @@ class Sandbox:
         self._disk_probe = disk_probe(probed_paths(limits, disk, volumes))
         # The host PIDs of the idle processes, read before the first command after a (re)start.
         self._idle: frozenset[str] | None = None
+        # Whether the engine's kernel keeps anything in the container from taking the idle
+        # processes over (see runner/ptrace_scope.py); only then may a phase end unrestarted.
+        self.ptrace_confined = False
 
     @classmethod
     async def start(cls, client: docker.DockerClient, spec: ContainerSpec) -> Sandbox:
@@ -298,7 +304,9 @@ class Sandbox:
             return container
 
         container = await created(client, create)
-        return cls(client, container, spec.limits, disk.support, disk.volumes)
+        sandbox = cls(client, container, spec.limits, disk.support, disk.volumes)
+        sandbox.ptrace_confined = await sandbox._ptrace_confined()
+        return sandbox
 
     async def run(
         self,
@@ -372,6 +380,25 @@ class Sandbox:
             await self._restart()
             return None
 
+    async def _ptrace_confined(self) -> bool:
+        """The engine's answer, read in this container (fresh: nothing ran in it yet) unless
+        known; unreadable or late, the answer is no (every phase then ends with a restart)."""
+        known = PTRACE_CONFINED.known(self.client)
+        if known is not None:
+            return known
+        try:
+            result = await asyncio.wait_for(
+                engine_call(lambda: self.container.exec_run([*SHELL, READ_COMMAND])),
+                self.internal_limit_s,
+            )
+        except (TimeoutError, SandboxError):
+            return False
+        if result.exit_code != 0 or not isinstance(result.output, bytes):
+            return False
+        answer = confined(parse_scope(result.output.decode(errors="replace")))
+        PTRACE_CONFINED.remember(self.client, answer)
+        return answer
+
     async def end_phase(self) -> None:
         """Kill every process the last phase left running; the files stay, a fresh idle starts.
 
@@ -380,9 +407,11 @@ class Sandbox:
         users (CAP_KILL is dropped), no race with processes that fork while being killed.
         When the engine's process list (read on the host, from the container's cgroup: nothing
         inside can hide from it) holds exactly the idle processes seen before the first command,
-        nothing is left to kill and the restart (about 0.5 s) is skipped.
+        and the engine's kernel keeps a command from taking those over (Yama's ptrace_scope,
+        see runner/ptrace_scope.py), nothing is left to kill and the restart (about 0.5 s) is
+        skipped.
         """
-        if self._idle and await self._processes() == self._idle:
+        if self.ptrace_confined and self._idle and await self._processes() == self._idle:
             return
         await self._restart()
 

@@ -269,3 +269,23 @@ def test_serve_when_github_does_not_answer_says_what_to_check(
     assert "GitHub did not tell the App's handle (GET http://127.0.0.1:9/api/v3/app)" in err
     assert "set GANTRY_BOT_HANDLE to start without asking" in err
     assert "Traceback" not in err
+
+
+def test_unconfined_ptrace_warns_that_every_phase_restarts() -> None:
+    result = doctor.ptrace_result(None)
+    assert result.status == doctor.WARN_MARK
+    assert "every phase ends with a container restart (about 0.5 s)" in result.detail
+    assert result.fix == (
+        "set kernel.yama.ptrace_scope=1 on the engine's host to let Gantry skip it safely"
+    )
+    assert doctor.ptrace_result(0).status == doctor.WARN_MARK
+    assert doctor.ptrace_result(1).status == doctor.OK_MARK
+    assert doctor.ptrace_result(3).status == doctor.OK_MARK
+
+
+def test_the_ptrace_check_reads_the_engines_kernel(docker_client: docker.DockerClient) -> None:
+    path = Path("/proc/sys/kernel/yama/ptrace_scope")  # the test engine runs on this host
+    scope = int(path.read_text()) if path.exists() else None
+    assert doctor.check_ptrace(TEST_BASE_IMAGE) == doctor.ptrace_result(scope)
+    leftovers = docker_client.containers.list(all=True, filters={"label": "gantry.kind"})
+    assert not [c for c in leftovers if c.labels.get("gantry.kind") == "ptrace-probe"]

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import time
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
 import pytest
 
+from runner.collect import tar_file
 from runner.labels import gantry_labels
-from runner.sandbox import CAP_ADD, ContainerSpec, Limits, Sandbox, running
+from runner.ptrace_scope import SCOPE_FILE, confined, parse_scope
+from runner.sandbox import CAP_ADD, PTRACE_CONFINED, ContainerSpec, Limits, Sandbox, running
 from runner.tasklog import TaskLog
 from tests.runner.conftest import Owner
 from tests.runner.test_disk_limit import VOLUME_IMAGE, committed_image
 from tests.support import TEST_BASE_IMAGE
+
+HIJACK = Path(__file__).parent.parent / "sandbox_attacks" / "hijack_idle.py"
 
 SMALL = Limits(cpus=1.0, memory=128 * 1024**2, pids=64)
 # Bits of CHOWN(0) DAC_OVERRIDE(1) FOWNER(3) FSETID(4) SETGID(6) SETUID(7).
@@ -240,6 +246,7 @@ async def test_end_phase_restarts_only_when_something_is_left_running(
     docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
 ) -> None:
     async with running(docker_client, spec_for(owner)) as sandbox:
+        sandbox.ptrace_confined = True  # as on an engine whose kernel confines ptrace
         assert (await sandbox.run("echo clean", task_log, "agent", 30)).ok
         before = started_at(docker_client, sandbox)
         await sandbox.end_phase()
@@ -358,3 +365,53 @@ async def test_a_disk_probe_that_never_answers_restarts_the_sandbox_and_ends_the
         assert len(process_commands(sandbox)) == 2  # a fresh idle: the stray went
         assert (await sandbox.run("echo still here", task_log, "checks", 30)).ok
     assert took < 10
+
+
+def host_ptrace_confined() -> bool:
+    """What this machine's kernel (the test engine's) says about ptrace."""
+    path = Path(SCOPE_FILE)
+    return confined(parse_scope(path.read_text()) if path.exists() else None)
+
+
+async def test_a_clean_phase_restarts_unless_the_kernel_confines_ptrace(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        assert sandbox.ptrace_confined == host_ptrace_confined()
+        assert PTRACE_CONFINED.known(docker_client) == host_ptrace_confined()
+        assert (await sandbox.run("echo clean", task_log, "agent", 30)).ok
+        before = started_at(docker_client, sandbox)
+        started = time.monotonic()
+        await sandbox.end_phase()
+        took = time.monotonic() - started
+        restarted = started_at(docker_client, sandbox) != before
+    print(f"end_phase after a clean phase: {took:.2f}s (restarted: {restarted})")
+    assert restarted != host_ptrace_confined()
+
+
+# What the agent's hijacked idle process runs: it appends to a file every 0.2 s.
+SURVIVOR = (
+    "import time\n"
+    "while True:\n"
+    "    open('/workspace/after-the-agent', 'a').write('x')\n"
+    "    time.sleep(0.2)\n"
+)
+
+
+async def test_an_idle_process_taken_over_by_the_agent_does_not_outlive_the_phase(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        await sandbox.copy_in("/", tar_file("/tmp/hijack.py", HIJACK.read_bytes()))
+        assert (await sandbox.run("echo setup", task_log, "environment", 30)).ok
+        command = f"python3 /tmp/hijack.py {shlex.quote(SURVIVOR)}; sleep 0.5"
+        await sandbox.run(command, task_log, "agent", 30)
+        # Where the kernel confines ptrace the take-over fails; elsewhere the restart ends it.
+        assert host_ptrace_confined() or "hijacked idle pid" in task_log.text()
+        await sandbox.end_phase()
+        size = "wc -c < /workspace/after-the-agent 2>/dev/null || echo 0"
+        assert (await sandbox.run(size, task_log, "checks", 30)).ok
+        first = task_log.tail(1)
+        await asyncio.sleep(1.0)
+        assert (await sandbox.run(size, task_log, "checks", 30)).ok
+        assert task_log.tail(1) == first  # nothing writes during the checks
