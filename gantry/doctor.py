@@ -154,15 +154,12 @@ def ptrace_result(scope: int | None) -> CheckResult:
     )
 
 
-def check_ptrace(default_image: str) -> CheckResult:
+def check_ptrace() -> CheckResult:
     """The engine's kernel keeps a container's process from tracing one it did not start."""
     try:
         client = docker.from_env(timeout=DOCKER_TIMEOUT_S)
         try:
-            image = probe_image(client, default_image)
-            if image is None:
-                return skipped("ptrace", "no local image to read the engine's kernel with")
-            return ptrace_result(ptrace_scope.read_scope(client, image))
+            return ptrace_result(ptrace_scope.engine_scope(client))
         finally:
             client.close()
     except (docker.errors.DockerException, RequestException) as exc:
@@ -350,7 +347,7 @@ async def run_checks(settings: Settings | SettingsError) -> list[CheckResult]:
     else:
         image = DEFAULT_IMAGE if isinstance(settings, SettingsError) else settings.default_image
         results.append(await asyncio.to_thread(check_disk_limit, image))
-        results.append(await asyncio.to_thread(check_ptrace, image))
+        results.append(await asyncio.to_thread(check_ptrace))
         results.append(
             skipped("default image", "needs valid settings")
             if isinstance(settings, SettingsError)

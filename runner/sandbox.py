@@ -30,7 +30,7 @@ from runner.disk_limit import (
     storage_size,
     volume_mounts,
 )
-from runner.ptrace_scope import READ_COMMAND, ScopeCache, confined, parse_scope
+from runner.ptrace_scope import confined, engine_scope
 from runner.tasklog import LineSplitter, TaskLog
 
 WORKSPACE = "/workspace"
@@ -60,8 +60,6 @@ DISK_PROBE_TEMPLATE = ".gantry-probe.XXXXXX"
 INTERNAL_LIMIT_S = 15.0
 # One answer per engine: `Sandbox.start` is handed only a client, and the answer belongs to it.
 DISK_SUPPORT = SupportCache()
-# Whether the engine's kernel confines ptrace: one answer per engine, like DISK_SUPPORT.
-PTRACE_CONFINED = ScopeCache()
 UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB")
 # Nothing reads a task's container's own output (commands stream theirs through their execs),
 # while anything in it can write to its PID 1's stdout: a kept log would fill the host's disk.
@@ -305,7 +303,7 @@ class Sandbox:
 
         container = await created(client, create)
         sandbox = cls(client, container, spec.limits, disk.support, disk.volumes)
-        sandbox.ptrace_confined = await sandbox._ptrace_confined()
+        sandbox.ptrace_confined = confined(engine_scope(client))
         return sandbox
 
     async def run(
@@ -379,25 +377,6 @@ class Sandbox:
             )
             await self._restart()
             return None
-
-    async def _ptrace_confined(self) -> bool:
-        """The engine's answer, read in this container (fresh: nothing ran in it yet) unless
-        known; unreadable or late, the answer is no (every phase then ends with a restart)."""
-        known = PTRACE_CONFINED.known(self.client)
-        if known is not None:
-            return known
-        try:
-            result = await asyncio.wait_for(
-                engine_call(lambda: self.container.exec_run([*SHELL, READ_COMMAND])),
-                self.internal_limit_s,
-            )
-        except (TimeoutError, SandboxError):
-            return False
-        if result.exit_code != 0 or not isinstance(result.output, bytes):
-            return False
-        answer = confined(parse_scope(result.output.decode(errors="replace")))
-        PTRACE_CONFINED.remember(self.client, answer)
-        return answer
 
     async def end_phase(self) -> None:
         """Kill every process the last phase left running; the files stay, a fresh idle starts.
