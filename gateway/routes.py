@@ -57,6 +57,8 @@ CLIENT_ONLY = frozenset(
         "openai-project",
     }
 )
+# Request bodies aiohttp decodes as it reads them: sent on as read, without their encoding.
+DECODED = frozenset({"gzip", "deflate", "br", "zstd"})
 UPSTREAM_ONLY = frozenset({"content-length", "content-encoding", "set-cookie", "server", "date"})
 
 
@@ -119,7 +121,9 @@ def upstream_headers(
     kept = [
         (name, value)
         for name, value in client
-        if name.lower() not in HOP_BY_HOP | CLIENT_ONLY and name.lower() != "accept-encoding"
+        if name.lower() not in HOP_BY_HOP | CLIENT_ONLY
+        and name.lower() != "accept-encoding"
+        and not (name.lower() == "content-encoding" and value.strip().lower() in DECODED)
     ]
     auth = ("Authorization", f"Bearer {key}") if provider == "openai" else ("x-api-key", key)
     return [*kept, auth, ("Accept-Encoding", "identity")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import logging
 import subprocess
@@ -368,3 +369,15 @@ async def test_headers_choosing_another_openai_account_never_reach_upstream(rig:
     assert (await rig.post("/openai/v1/responses", headers))[0] == 200
     sent = {name.lower() for name in rig.upstream.seen[0].headers}
     assert not sent & {"openai-organization", "openai-project"}
+
+
+async def test_a_compressed_body_goes_upstream_as_the_gateway_read_it(rig: Rig) -> None:
+    token = rig.gateway.open_task("t1", Budget(10, 10**6, 60))
+    body = json.dumps({"model": "gpt-test", "input": "hi"}).encode()
+    headers = rig.openai(token) | {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    url = rig.base + "/openai/v1/responses"
+    async with rig.client.post(url, data=gzip.compress(body), headers=headers) as response:
+        assert response.status == 200
+    [seen] = rig.upstream.seen
+    assert seen.body == body  # inflated by the gateway's server, so no longer gzip
+    assert "content-encoding" not in {name.lower() for name in seen.headers}
