@@ -32,6 +32,7 @@ from gateway.tokens import TokenRegistry
 from gateway.transcript import (
     JSON_CAP,
     Answer,
+    ReachingRequestError,
     StreamReader,
     UnreadableRequestError,
     read_json,
@@ -54,6 +55,10 @@ TOO_LARGE = f"request body over {MAX_BODY // 1024 // 1024} MiB"
 BUSY = "Gantry: {count} requests of this task are in flight already; retry when one has ended"
 SLOW_BODY = "Gantry: the request body did not arrive within {seconds:.0f} s"
 UNREADABLE = "Gantry could not read the request body as JSON: {reason}"
+REACHING = (
+    "Gantry's gateway refuses {reason}: the provider would reach out for the agent, past the "
+    "task's network policy; run MCP servers and fetches in the agent instead"
+)
 GONE = "the agent closed the connection before its request body arrived"
 # An idle keep-alive connection is closed after this; the CLIs reconnect when they need to.
 KEEPALIVE_SECONDS = 75.0
@@ -268,6 +273,11 @@ class ModelGateway:
         except UnreadableRequestError as exc:
             message = UNREADABLE.format(reason=exc)
             return refuse(Refusal(provider, 400, "gantry_unreadable_body", message))
+        except ReachingRequestError as exc:
+            ledger.fail(REACHING.format(reason=exc), provider=False)
+            return refuse(
+                Refusal(provider, 400, "gantry_provider_reach", REACHING.format(reason=exc))
+            )
         ledger.saw_model(model)
         call = Call(request, target, ledger, model, digest, self.metrics)
         return await self._forward(call, key, body)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.errors import GantryError
+from gateway.reach import provider_reach
 from gateway.routes import Provider
 
 ANSWER_CAP = 16 * 1024
@@ -25,6 +26,10 @@ PARSE_ITEMS = 250_000
 MODEL_KEY = re.compile(rb'"model"\s*:\s*"([A-Za-z0-9][A-Za-z0-9._:@/-]{0,200})"')
 MODEL_WINDOW = 4096
 UNPARSED = "[request body of {size:,} bytes, not parsed for the session log]"
+
+
+class ReachingRequestError(GantryError):
+    """A request that would have the provider connect to a host the agent names."""
 
 
 class UnreadableRequestError(GantryError):
@@ -219,6 +224,9 @@ def request_model(body: bytes, secrets: Iterable[str] = ()) -> tuple[str | None,
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         reason = "nested too deep" if isinstance(exc, RecursionError) else "not valid JSON"
         raise UnreadableRequestError(reason) from None
+    reach = provider_reach(parsed)
+    if reach is not None:
+        raise ReachingRequestError(reach)
     model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
     return model, _cap(redact(digest, secrets), REQUEST_CAP)
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -381,3 +382,30 @@ async def test_a_compressed_body_goes_upstream_as_the_gateway_read_it(rig: Rig) 
     [seen] = rig.upstream.seen
     assert seen.body == body  # inflated by the gateway's server, so no longer gzip
     assert "content-encoding" not in {name.lower() for name in seen.headers}
+
+
+@pytest.mark.parametrize(
+    ("path", "extra"),
+    [
+        ("/openai/v1/responses", {"tools": [{"type": "mcp", "server_url": "https://x.example"}]}),
+        ("/anthropic/v1/messages", {"mcp_servers": [{"url": "https://x.example/mcp"}]}),
+        ("/anthropic/v1/messages", {"tools": [{"type": "web_fetch_20250910", "name": "f"}]}),
+    ],
+)
+async def test_a_request_that_would_have_the_provider_reach_out_never_goes_upstream(
+    rig: Rig, path: str, extra: dict[str, Any]
+) -> None:
+    token = rig.gateway.open_task("t1", Budget(10, 10**6, 60))
+    headers = rig.openai(token) if path.startswith("/openai") else rig.anthropic(token)
+    status, answer = await rig.post(path, headers, {"model": "m", "input": "hi", **extra})
+    assert status == 400
+    assert b"Gantry's gateway refuses" in answer
+    assert rig.upstream.seen == []
+
+
+async def test_client_side_tools_and_web_search_still_go_upstream(rig: Rig) -> None:
+    token = rig.gateway.open_task("t1", Budget(10, 10**6, 60))
+    tools = [{"type": "function", "name": "shell"}, {"type": "web_search"}]
+    body = {"model": "m", "input": "hi", "tools": tools}
+    assert (await rig.post("/openai/v1/responses", rig.openai(token), body))[0] == 200
+    assert len(rig.upstream.seen) == 1
