@@ -39,6 +39,9 @@ ALLOWED_TAGS = frozenset(
 )
 # No setting needs a longer number; Python refuses to read an int of over 4300 digits.
 MAX_NUMBER_CHARS = 100
+# Integers as YAML 1.2 writes them, and those of them YAML 1.1 reads alike (plain decimal).
+INT_FORMS = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
+PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
 NUMBER_TAGS = frozenset(YAML_TAG + t for t in ("int", "float"))
 SCALAR_TAGS = frozenset(YAML_TAG + t for t in ("str", "int", "float", "bool", "null"))
 # YAML 1.2 core schema: `off`, `yes`, `on` stay text and dates stay text (PyYAML reads 1.1).
@@ -229,6 +232,10 @@ def _scalar(node: yaml.ScalarNode, path: KeyPath, problems: list[Problem]) -> An
         message = f"a number longer than {MAX_NUMBER_CHARS} characters (quote it if it is text)"
     elif node.tag not in SCALAR_TAGS:
         message = f"a single value cannot be a {kind}"
+    elif node.tag == YAML_TAG + "int" and written_in_another_base(str(node.value)):
+        # PyYAML reads 0022 the YAML 1.1 way, as octal 18: an env value's `0022` (a umask, a
+        # ZIP code) became "18". Kept as written; a number setting still reads 0400 as 400.
+        return str(node.value)
     else:
         # The constructor itself, not `construct_object`: that caches every node it is given.
         construct = _CoreLoader.yaml_constructors[node.tag]
@@ -238,6 +245,11 @@ def _scalar(node: yaml.ScalarNode, path: KeyPath, problems: list[Problem]) -> An
             message = f"cannot be read as {'an' if kind == 'int' else 'a'} {kind}"
     problems.append(Problem(render_path(path), message, node.start_mark.line + 1))
     return None
+
+
+def written_in_another_base(text: str) -> bool:
+    """An integer with a leading zero, `0o` or `0x`: YAML 1.1 and 1.2 read it differently."""
+    return bool(INT_FORMS.fullmatch(text)) and not PLAIN_INT.fullmatch(text)
 
 
 def _key(node: yaml.Node, path: KeyPath, problems: list[Problem]) -> str | None:

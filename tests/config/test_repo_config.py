@@ -149,3 +149,12 @@ def test_reading_keeps_nothing_between_files() -> None:
     for _ in range(3):
         load_repo_config("image: a:1\nenv:\n  A: b\n  N: 1\n")
     assert _CONSTRUCTOR.constructed_objects == {}
+
+
+def test_numbers_with_a_leading_zero_or_a_base_stay_as_written() -> None:
+    # YAML 1.1 (PyYAML's constructor) read 0022 as octal: a umask became "18", a ZIP "1116".
+    config = load_repo_config("env:\n  UMASK: 0022\n  ZIP: 02134\n  MASK: 0x1F\n  N: 17\n")
+    assert dict(config.env) == {"UMASK": "0022", "ZIP": "02134", "MASK": "0x1F", "N": "17"}
+    assert _problems("resources:\n  pids: 0400\n") == [
+        "resources.pids: should be a valid integer (line 2)"
+    ]
