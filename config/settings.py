@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError as UnreadableSettingError
 
 from config.database import SQLITE_PREFIX, Database
-from config.durations import parse_duration, parse_size
+from config.durations import MAX_DURATION, format_duration, parse_duration, parse_size
 from config.errors import SettingsError
 
 ENV_PREFIX = "GANTRY_"
@@ -48,6 +48,8 @@ def _duration(value: object) -> timedelta:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not value <= MAX_DURATION.total_seconds():  # NaN too; a huge one would overflow
+            raise ValueError(f"must be at most {format_duration(MAX_DURATION)}")
         return timedelta(seconds=value)
     return parse_duration(value)
 
@@ -118,7 +120,7 @@ class Settings(BaseSettings):
     # Ceilings no repository (nor its organisation's `.github` defaults) can exceed; unset:
     # no ceiling beyond the config's own limits (see config/ceilings.py).
     max_network: Literal["off", "limited", "full"] = "full"
-    max_cpus: Annotated[float | None, Field(gt=0)] = None
+    max_cpus: Annotated[float | None, Field(gt=0, allow_inf_nan=False)] = None
     max_memory: Annotated[int | None, BeforeValidator(_optional(parse_size))] = None
     max_pids: Annotated[int | None, Field(ge=1)] = None
     max_disk: Annotated[int | None, BeforeValidator(_optional(parse_size))] = None
@@ -132,13 +134,13 @@ class Settings(BaseSettings):
     max_concurrent_tasks: Annotated[int, Field(ge=1, le=256)] = 2
     # A running task's lease: another worker takes the task back this long after its worker
     # stopped renewing it (it died). Workers renew every 2 s.
-    task_lease: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    task_lease: Annotated[float, Field(ge=1, le=3600, allow_inf_nan=False)] = 60.0
     # The name a worker holds its leases under; default: the host name and DATA_DIR. Unique
     # per worker: a worker restarting under its name takes back its unfinished tasks at once.
     worker_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     # On SIGTERM, `gantry worker` claims nothing more and gives its running tasks this long to
     # end; what still runs then is stopped and queued again for another worker.
-    drain_timeout: Annotated[float, Field(ge=0)] = 300.0
+    drain_timeout: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 300.0
     # The most attempts one task runs side by side (`@gantry --attempts N`), whatever a
     # repository's `agent.max_attempts` says: a task holds one of MAX_CONCURRENT_TASKS' slots
     # but up to this many agent containers at once.
@@ -146,10 +148,10 @@ class Settings(BaseSettings):
     # A delivery whose handling meets a GitHub failure is retried after this many seconds,
     # doubling each time, until the waits would pass INBOX_RETRY_LIMIT; then it is kept as
     # failed, with its reason, for the operator (`gantry doctor`).
-    inbox_retry_first: Annotated[float, Field(gt=0)] = 1.0
-    inbox_retry_limit: Annotated[float, Field(ge=0)] = 600.0
+    inbox_retry_first: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    inbox_retry_limit: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 600.0
     # Seconds between two reads of the App's delivery log (missed deliveries); 0: only at start.
-    delivery_log_interval: Annotated[float, Field(ge=0)] = 300.0
+    delivery_log_interval: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 300.0
     public_url: AnyHttpUrl | None = None
     secrets_file: Path | None = None
     extra_ca_certs: Path | None = None

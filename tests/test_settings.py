@@ -246,3 +246,28 @@ def test_no_ceilings_by_default_and_bad_ones_are_named(monkeypatch: pytest.Monke
         "GANTRY_MAX_NETWORK: Input should be 'off', 'limited' or 'full'",
         "GANTRY_MAX_MEMORY: write a size with a unit, like 512m or 4g",
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GANTRY_DRAIN_TIMEOUT", "inf"),
+        ("GANTRY_INBOX_RETRY_FIRST", "inf"),
+        ("GANTRY_TASK_LEASE", "nan"),
+        ("GANTRY_DELIVERY_LOG_INTERVAL", "nan"),
+    ],
+)
+def test_infinite_or_nan_numbers_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=None)
+    assert [p.split(":")[0] for p in info.value.problems] == [name]
+
+
+def test_a_huge_ceiling_in_seconds_is_refused_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GANTRY_MAX_TIMEOUT_AGENT", "9" * 30)
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=None)
+    assert info.value.problems == ["GANTRY_MAX_TIMEOUT_AGENT: must be at most 3650d"]
