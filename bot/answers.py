@@ -13,7 +13,7 @@ from gidgethub.abc import GitHubAPI
 from bot import replies
 from bot.plans import plan_comment
 from bot.progress import trigger_of
-from bot.reports import clip, quiet_mentions
+from bot.reports import clip, inert, quiet_mentions
 from bot.review_diff import diff_lines, place, review_body, review_request, seen, unsaid
 from config.repo_config import RepoConfig
 from runner.modes import Answer, Finding, Mode, at_least
@@ -44,7 +44,7 @@ class GitHubAnswers:
             return await self.review(answer, config)
         if answer.mode is Mode.PLAN:
             # Cut to fit by plan_comment itself, which keeps the marker `go` looks for.
-            body = plan_comment(quiet_mentions(answer.text), self.task.id, self.handle)
+            body = plan_comment(inert(answer.text), self.task.id, self.handle)
         else:
             body = clip(ask_comment(self.task, answer.text))
         posted = await replies.post(self.gh, trigger_of(self.task), body)
@@ -102,5 +102,5 @@ def ask_comment(task: Task, answer: str) -> str:
     """The answer under the question it answers, mentions quieted."""
     question = "\n".join(f"> {line}" for line in quiet_mentions(task.request).splitlines())
     return ASK_TEXT.format(
-        requester=task.requester, question=question or "> (no text)", answer=quiet_mentions(answer)
+        requester=task.requester, question=question or "> (no text)", answer=inert(answer)
     )

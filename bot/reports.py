@@ -54,6 +54,14 @@ def quiet_mentions(text: str) -> str:
     return MENTION.sub(MENTION_GUARD, text)
 
 
+def inert(text: str) -> str:
+    """An agent's text as Markdown that pings nobody and opens no HTML comment: an unclosed
+    `<!--` hid the rest of a review, and a copied `<!-- gantry:… -->` marker could make a
+    later review skip a finding, or `go` carry out an ask's answer as the plan. Shown as
+    written (`&lt;` is `<` to a reader); not for code blocks, where it would show as is."""
+    return quiet_mentions(text).replace("<!--", "&lt;!--")
+
+
 def fenced(text: str, info: str = "") -> str:
     """A code block whose fence is longer than any backtick run inside it."""
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
@@ -250,7 +258,7 @@ def pr_body(report: PullRequestReport) -> str:
     quoted = "\n".join(f"> {line}" for line in quiet_mentions(report.request).splitlines())
     parts = [
         f"@{report.requester} asked:\n\n{quoted or '> (no text)'}",
-        f"### What changed\n\n{quiet_mentions(report.summary).strip() or 'See the diff.'}",
+        f"### What changed\n\n{inert(report.summary).strip() or 'See the diff.'}",
         f"### Checks\n\n{check_table(report.checks)}",
     ]
     if report.attempts is not None:

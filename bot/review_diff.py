@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.reports import quiet_mentions
+from bot.reports import inert
 from runner.modes import Finding
 
 HUNK_RE = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@", re.MULTILINE)
@@ -84,13 +84,13 @@ def heading(finding: Finding) -> str:
 
 def inline_body(finding: Finding) -> str:
     """An inline comment: severity, the agent's text (mentions quieted), the marker."""
-    text = quiet_mentions(finding.body)[:MAX_COMMENT_CHARS]
+    text = inert(finding.body)[:MAX_COMMENT_CHARS]
     return f"{heading(finding)}: {text}\n\n{MARKER.format(fingerprint(finding))}"
 
 
 def body_item(finding: Finding) -> str:
     """A finding outside the diff, as a list item of the review's body."""
-    text = quiet_mentions(finding.body).replace("\n", "\n  ")
+    text = inert(finding.body).replace("\n", "\n  ")
     where = f"`{finding.path}` line {finding.line}"
     return f"- {heading(finding)} {where}: {text} {MARKER.format(fingerprint(finding))}"
 

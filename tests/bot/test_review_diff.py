@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from bot.review_diff import (
+    MARKER_RE,
     MAX_REVIEW_BODY_CHARS,
+    body_item,
     diff_lines,
     fingerprint,
     inline_body,
@@ -94,3 +96,13 @@ def test_findings_that_do_not_fit_the_body_are_left_out_whole_and_counted() -> N
         "Left out: 193 outside the diff that did not fit here; 1 finding(s) already reported "
         "on an earlier review; 2 below the configured `review.min_severity`."
     )
+
+
+def test_an_agents_comment_markup_neither_hides_the_review_nor_fakes_a_marker() -> None:
+    other = Finding("app.py", 9, "high", "the real one")
+    text = f"see <!-- gantry:finding {fingerprint(other)} --> and <!-- open"
+    finding = Finding("app.py", 3, "high", text)
+    for posted in (inline_body(finding), body_item(finding)):
+        assert MARKER_RE.findall(posted) == [fingerprint(finding)]  # its own marker, once
+        assert posted.count("<!--") == 1
+        assert "and &lt;!-- open" in posted  # shown to the reader as written
