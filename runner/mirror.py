@@ -72,12 +72,21 @@ def refspecs(ref: str | None) -> list[str]:
     return specs
 
 
+@dataclass(frozen=True)
+class Tidy:
+    """When a mirror's objects are packed after a fetch (git's own `gc --auto` limits)."""
+
+    loose: int = 6700
+    packs: int = 50
+
+
 class Mirrors:
     """The mirrors under a data directory; one fetch at a time per repository."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir.absolute()  # host git runs in an empty directory of its own
         self._locks: dict[str, asyncio.Lock] = {}
+        self.tidy = Tidy()
 
     def path(self, repo: str) -> Path:
         """The mirror directory of a repository."""
@@ -99,7 +108,14 @@ class Mirrors:
             if not await self.has_commit(path, sha):
                 # A commit no branch holds any more: ask for it by name (GitHub allows it).
                 await fetch(path, [clone_url, sha], token)
+            await self._tidy(path)
             return FetchResult(path, fetched=True)
+
+    async def _tidy(self, path: Path) -> None:
+        """Pack what fetches left loose (mirrors have gc.auto 0: a fetch never collects)."""
+        loose, packs = object_counts(await git(path, ["count-objects", "-v"], {}, None))
+        for step in tidy_steps(loose, packs, self.tidy):
+            await git(path, step, {}, None)
 
     async def _init(self, path: Path) -> None:
         """An empty bare mirror, created under a temporary name and renamed when ready."""
@@ -125,6 +141,23 @@ class Mirrors:
         except MirrorError:
             return False
         return True
+
+
+def object_counts(text: str) -> tuple[int, int]:
+    """`git count-objects -v` as (loose objects, packs). Pure."""
+    counts = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+    return int(counts.get("count", 0)), int(counts.get("packs", 0))
+
+
+def tidy_steps(loose: int, packs: int, limits: Tidy) -> list[list[str]]:
+    """git's housekeeping a mirror needs now: loose objects packed, many packs made one.
+    Nothing is pruned: a running checkout may still read an object no ref holds. Pure."""
+    steps = []
+    if loose >= limits.loose:
+        steps.append(["repack", "-d", "-q"])
+    if packs >= limits.packs:
+        steps.append(["repack", "-a", "-d", "-q", "--keep-unreachable"])
+    return steps
 
 
 async def fetch(path: Path, args: list[str], credential: Credential, prune: bool = False) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from runner.mirror import MirrorError, Mirrors, auth_env, mirror_path, refspecs
+from runner.mirror import MirrorError, Mirrors, Tidy, auth_env, mirror_path, refspecs
 from tests.runner.conftest import Origin
 
 
@@ -61,3 +62,29 @@ async def test_a_refused_fetch_is_an_error_that_does_not_echo_the_token(
     assert "wrong-token" not in str(caught.value)
     with pytest.raises(MirrorError, match="not a commit SHA"):
         await mirrors.ensure("acme/widget", origin.clone_url, "main", origin.token)
+
+
+def loose_and_packed(path: Path) -> tuple[int, int]:
+    """`git count-objects -v`: the loose objects and the packed ones."""
+    out = subprocess.run(
+        ["git", "--git-dir", str(path), "count-objects", "-v"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    counts = dict(line.split(": ") for line in out.splitlines())
+    return int(counts["count"]), int(counts["in-pack"])
+
+
+async def test_a_mirror_fetched_again_and_again_packs_its_loose_objects(
+    origin: Origin, tmp_path: Path
+) -> None:
+    mirrors = Mirrors(tmp_path / "data")
+    mirrors.tidy = Tidy(loose=32, packs=4)  # git's are 6,700 and 50: a long life, shortened
+    for n in range(25):
+        files = {f"src/f{k}.py": f"n = {n} * {k}\n" for k in range(8)}
+        sha = await origin.commit(files)
+        await mirrors.ensure("acme/widget", origin.clone_url, sha, origin.token)
+    loose, packed = loose_and_packed(mirrors.path("acme/widget"))
+    # 25 fetches of 8 files, a tree and a commit each: over 250 objects, never collected before.
+    assert packed > 250
+    assert loose < 32
+    assert await mirrors.has_commit(mirrors.path("acme/widget"), origin.first_sha)
