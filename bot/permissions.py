@@ -9,6 +9,7 @@ from typing import Any
 import gidgethub
 from gidgethub.abc import GitHubAPI
 
+from bot.expiring import Expiring
 from bot.single_flight import SingleFlight
 
 # GitHub's repository roles, weakest first.
@@ -50,20 +51,18 @@ class PermissionCache:
     before the first answer."""
 
     def __init__(self, ttl: float = CACHE_TTL_S, clock: Callable[[], float] = time.monotonic):
-        self._ttl = ttl
-        self._clock = clock
-        self._entries: dict[tuple[str, str], tuple[float, str]] = {}
+        self._entries: Expiring[tuple[str, str], str] = Expiring(ttl, clock)
         self._in_flight: SingleFlight[tuple[str, str], str] = SingleFlight()
 
     async def level(self, gh: GitHubAPI, repo: str, login: str) -> str:
         """The user's role on `repo` (`owner/name`); "none" for someone GitHub does not know."""
         key = (repo.lower(), login.lower())
         hit = self._entries.get(key)
-        if hit and hit[0] > self._clock():
-            return hit[1]
+        if hit is not None:
+            return hit
         return await self._in_flight.run(key, lambda: self._look_up(gh, key, repo, login))
 
     async def _look_up(self, gh: GitHubAPI, key: tuple[str, str], repo: str, login: str) -> str:
         level = await fetch_level(gh, repo, login)
-        self._entries[key] = (self._clock() + self._ttl, level)
+        self._entries.put(key, level)
         return level

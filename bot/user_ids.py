@@ -10,6 +10,7 @@ import aiohttp
 import gidgethub
 from gidgethub.abc import GitHubAPI
 
+from bot.expiring import Expiring
 from bot.single_flight import SingleFlight
 from runner.publish import Identity, user_identity
 
@@ -33,17 +34,15 @@ class UserIds:
     so the id is worth a request, but not a failed publish."""
 
     def __init__(self, ttl: float = CACHE_TTL_S, clock: Callable[[], float] = time.monotonic):
-        self._ttl = ttl
-        self._clock = clock
-        self._entries: dict[str, tuple[float, int]] = {}
+        self._entries: Expiring[str, int] = Expiring(ttl, clock)
         self._in_flight: SingleFlight[str, int] = SingleFlight()
 
     async def user_id(self, gh: GitHubAPI, login: str) -> int:
         """The account id of `login`; GitHub's error if it cannot say."""
         key = login.lower()
         hit = self._entries.get(key)
-        if hit and hit[0] > self._clock():
-            return hit[1]
+        if hit is not None:
+            return hit
         return await self._in_flight.run(key, lambda: self._look_up(gh, key, login))
 
     async def co_author(self, gh: GitHubAPI, login: str) -> Identity:
@@ -56,5 +55,5 @@ class UserIds:
 
     async def _look_up(self, gh: GitHubAPI, key: str, login: str) -> int:
         user_id = await fetch_user_id(gh, login)
-        self._entries[key] = (self._clock() + self._ttl, user_id)
+        self._entries.put(key, user_id)
         return user_id
