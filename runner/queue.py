@@ -12,7 +12,9 @@ from typing import Protocol
 class TaskQueue(Protocol):
     """Tells workers that a task may have become claimable."""
 
-    async def put(self, task_id: int) -> None: ...
+    async def put(self, task_id: int) -> None:
+        """Wake the workers; never raises: a lost wakeup costs one poll, not the caller's
+        work (a drain, a take-back's report, a delivery's intake)."""
 
     async def wait(self, seconds: float) -> None: ...
 

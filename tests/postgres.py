@@ -111,3 +111,15 @@ def fresh_database(admin_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def restart_database(url: str) -> int:
+    """What a server restart does to one database's clients, without restarting the (shared)
+    server: every other connection to it is terminated. How many were."""
+    sql = (
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity "
+        "where datname = current_database() and pid <> pg_backend_pid()"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(sql).fetchone()
+    return int(row[0]) if row else 0
