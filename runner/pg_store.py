@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -42,12 +43,25 @@ class PostgresTaskStore:
     ) -> PostgresTaskStore:
         """Migrate the schema (one process at a time), then open the pool."""
         await asyncio.to_thread(migrate.upgrade, database)
+
+        async def check(conn: AsyncConnection[Row]) -> None:
+            """Lend no connection the server closed (a restart): each is checked (one round
+            trip), and the first dead one has every idle one checked and replaced at once."""
+            try:
+                await AsyncConnectionPool.check_connection(conn)
+            except psycopg.Error:
+                # Else the pool would find the dead ones one by one, waiting longer after
+                # each (1 s, 2 s, 4 s...): a pool of them outlasts a caller's timeout.
+                await pool.check()
+                raise
+
         pool: AsyncConnectionPool[AsyncConnection[Row]] = AsyncConnectionPool(
             database.conninfo,
             min_size=1,
             max_size=POOL_SIZE,
             open=False,
             kwargs={"autocommit": True, "row_factory": dict_row},
+            check=check,
         )
         await pool.open(wait=True)
         return cls(pool, clock)

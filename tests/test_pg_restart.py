@@ -1,6 +1,6 @@
 """After a PostgreSQL restart (simulated: every connection to the test's database terminated),
-wakeups are sent and received again, a SIGTERM drain still requeues what ran, and a take-back's
-given-up task is still reported."""
+wakeups are sent and received again, a SIGTERM drain still requeues what ran, a take-back's
+given-up task is still reported, and no store call fails on a connection the restart closed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from config.database import Database
 from runner.pg_queue import PostgresQueue
-from runner.pg_store import CHANNEL, PostgresTaskStore
+from runner.pg_store import CHANNEL, POOL_SIZE, PostgresTaskStore
 from runner.results import TaskResult
 from runner.task import Task, TaskState
 from runner.worker import LeaseTimes, Worker, recover_interrupted
@@ -109,3 +109,22 @@ async def test_a_take_back_after_a_restart_still_returns_what_it_gave_up(
             retried, given_up = [], []
     assert [t.id for t in retried] == [once.id]
     assert [t.id for t in given_up] == [twice.id]
+
+
+async def test_no_store_call_fails_on_a_connection_the_restart_closed(
+    store: PostgresTaskStore, postgres_url: str
+) -> None:
+    async def hold_a_connection() -> None:
+        async with store.pool.connection() as conn:
+            await conn.execute("select pg_sleep(0.2)")
+
+    await asyncio.gather(*(hold_a_connection() for _ in range(POOL_SIZE)))  # all opened
+    assert restart_database(postgres_url) >= POOL_SIZE
+    failures = 0
+    async with asyncio.timeout(10):  # not one at a time, each after a longer wait
+        for i in range(POOL_SIZE + 2):
+            try:
+                await store.accept_delivery(f"g{i}", "issue_comment", "{}")
+            except psycopg.OperationalError:
+                failures += 1
+    assert failures == 0
