@@ -142,8 +142,9 @@ async def serve_parts(
             resumed = await inbox.resume()
             log.info("%d stored delivery(ies) resumed from the inbox", resumed)
             loops = [asyncio.create_task(recover_missed(session, settings, store))]
-            if workers is None:  # the copies of logs and patches it shows; workers prune theirs
-                loops.append(asyncio.create_task(prune_forever(settings.data_dir)))
+            if workers is None:  # its own copies of logs and patches; delivery records too
+                pruning = prune_forever(settings.data_dir, deliveries=store.prune_deliveries)
+                loops.append(asyncio.create_task(pruning))
             yield
             for loop in loops:
                 loop.cancel()

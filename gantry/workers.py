@@ -138,7 +138,12 @@ async def serving(
         asyncio.create_task(worker.serve(), name="gantry-worker"),
         asyncio.create_task(taking_back, name="gantry-take-back"),
         asyncio.create_task(
-            prune_forever(settings.data_dir, stored=store.prune_stored_files), name="gantry-prune"
+            prune_forever(
+                settings.data_dir,
+                stored=store.prune_stored_files,
+                deliveries=store.prune_deliveries,
+            ),
+            name="gantry-prune",
         ),
     ]
     if client is not None and isinstance(executor, Environments):

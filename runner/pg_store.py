@@ -17,6 +17,7 @@ from config.database import Database
 from runner import leases, migrate
 from runner.log_shipping import STORED_TABLES, prune_sql
 from runner.results import PHASES, Phase, PhaseStatus
+from runner.retention import delivery_prune_sql
 from runner.store import Effect, InboxEntry, InboxState, effect_of, inbox_entry
 from runner.task import TASK_FIELDS, NewTask, Task, TaskBranch, TaskState, task_from_row
 
@@ -375,6 +376,11 @@ class PostgresTaskStore:
         """Drop the stored logs and patches of tasks that ended before `ended_before`; how many
         rows (log chunks and patches) went."""
         return sum([await self._count(prune_sql(t, "%s"), (ended_before,)) for t in STORED_TABLES])
+
+    async def prune_deliveries(self, before: float) -> int:
+        """Drop handled deliveries' inbox rows, and the ids and effects of deliveries settled
+        before `before`; how many rows went."""
+        return sum([await self._count(sql, (before,)) for sql in delivery_prune_sql("%s")])
 
     async def request_cache_reset(self, repo: str) -> int:
         """Ask every worker to drop a repository's cached environments; the request's id."""

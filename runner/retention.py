@@ -1,4 +1,5 @@
-"""Keep the data directory bounded: task logs and patches older than the retention go."""
+"""Keep the data directory and the store bounded: task logs and patches older than the
+retention go, and so do the records of deliveries long settled."""
 
 from __future__ import annotations
 
@@ -12,6 +13,25 @@ log = logging.getLogger(__name__)
 RETENTION_S = 14 * 24 * 3600.0
 PRUNE_INTERVAL_S = 3600.0
 PRUNED_DIRS = ("logs", "patches")
+# Delivery ids are kept to answer a redelivery `duplicate`, and effects so that a retry never
+# posts twice; GitHub redelivers within 3 days (bot.missed_deliveries.RETENTION), so a month
+# is plenty. A delivery whose inbox row remains (pending, or failed within the window, which a
+# redelivery revives) keeps both; a handled one's inbox row (its payload) goes at once.
+DELIVERY_RETENTION_S = 30 * 24 * 3600.0
+SETTLED = "state = 'done' or (state = 'failed' and updated_at < {mark})"
+IN_INBOX = "select delivery_id from inbox"
+
+
+def delivery_prune_sql(mark: str) -> list[str]:
+    """The statements, in order, that drop the delivery records settled before a time (each
+    takes that time once, as `mark`). Pure."""
+    return [
+        f"delete from inbox where {SETTLED.format(mark=mark)}",  # noqa: S608 (ours)
+        f"delete from delivery_effects where started_at < {mark} "  # noqa: S608 (ours)
+        f"and delivery_id not in ({IN_INBOX})",
+        f"delete from deliveries where received_at < {mark} "  # noqa: S608 (ours)
+        f"and id not in ({IN_INBOX})",
+    ]
 
 
 def prune_old_files(directories: Iterable[Path], max_age_s: float, now: float) -> int:
@@ -27,15 +47,18 @@ def prune_old_files(directories: Iterable[Path], max_age_s: float, now: float) -
     return removed
 
 
-# Drops the stored logs and patches of tasks that ended before a time; how many rows went.
+# Drops the stored rows (of tasks ended, or deliveries received) before a time; how many went.
 PruneStored = Callable[[float], Awaitable[int]]
 
 
 async def prune_forever(
-    data_dir: Path, max_age_s: float = RETENTION_S, stored: PruneStored | None = None
+    data_dir: Path,
+    max_age_s: float = RETENTION_S,
+    stored: PruneStored | None = None,
+    deliveries: PruneStored | None = None,
 ) -> None:
-    """Prune now and every hour (and the store's copies, when `stored` is given); a failed
-    pass is logged, never fatal."""
+    """Prune now and every hour (and the store's copies, when `stored` is given, and its
+    delivery records, when `deliveries` is); a failed pass is logged, never fatal."""
     directories = [data_dir / name for name in PRUNED_DIRS]
     while True:
         now = time.time()
@@ -46,10 +69,17 @@ async def prune_forever(
         except OSError:
             log.exception("pruning old task files failed")
         if stored is not None:
-            try:
-                rows = await stored(now - max_age_s)
-                if rows:
-                    log.info("removed %d stored log chunk(s) and patch(es) of old tasks", rows)
-            except Exception:  # the store is away: the next pass tries again
-                log.exception("pruning stored task logs failed")
+            await prune_rows(stored, now - max_age_s, "stored log chunk(s) and patch(es)")
+        if deliveries is not None:
+            await prune_rows(deliveries, now - DELIVERY_RETENTION_S, "settled delivery record(s)")
         await asyncio.sleep(PRUNE_INTERVAL_S)
+
+
+async def prune_rows(prune: PruneStored, before: float, what: str) -> None:
+    """One store pruning; a failure is logged (the store is away: the next pass tries again)."""
+    try:
+        rows = await prune(before)
+        if rows:
+            log.info("removed %d %s", rows, what)
+    except Exception:
+        log.exception("pruning %s failed", what)

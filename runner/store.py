@@ -18,6 +18,7 @@ from runner import leases, migrate, task_listing
 from runner.accept_group import AcceptGroup, accept_rows
 from runner.log_shipping import STORED_TABLES, prune_sql
 from runner.results import PHASES, Phase, PhaseStatus
+from runner.retention import delivery_prune_sql
 from runner.task import TASK_FIELDS, NewTask, Task, TaskBranch, TaskState, task_from_row
 
 T = TypeVar("T")
@@ -135,6 +136,8 @@ class TaskStore(Protocol):
     async def patch(self, task_id: int) -> bytes | None: ...
 
     async def prune_stored_files(self, ended_before: float) -> int: ...
+
+    async def prune_deliveries(self, before: float) -> int: ...
 
     async def request_cache_reset(self, repo: str) -> int: ...
 
@@ -616,6 +619,11 @@ class SQLiteTaskStore:
         """Drop the stored logs and patches of tasks that ended before `ended_before`; how many
         rows (log chunks and patches) went."""
         return sum([await self._execute(prune_sql(t, "?"), (ended_before,)) for t in STORED_TABLES])
+
+    async def prune_deliveries(self, before: float) -> int:
+        """Drop handled deliveries' inbox rows, and the ids and effects of deliveries settled
+        before `before`; how many rows went."""
+        return sum([await self._execute(sql, (before,)) for sql in delivery_prune_sql("?")])
 
     async def request_cache_reset(self, repo: str) -> int:
         """Ask every worker to drop a repository's cached environments; the request's id."""
