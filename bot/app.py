@@ -36,6 +36,7 @@ from bot.webhook import (
     parse_payload,
     verify_signature,
 )
+from config.bad_requests import quiet_bad_requests
 from config.settings import Settings
 from gantry.metrics import METRICS, Metrics, refusal_outcome
 from runner import task_listing
@@ -83,6 +84,7 @@ BODIES = web.AppKey("bodies", BodyBudget)
 def web_app(settings: Settings) -> web.Application:
     """The webhook receiver and the task pages; the command line adds the parts they use
     (`SERVICES`) in a `cleanup_ctx` of its own."""
+    quiet_bad_requests()
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()

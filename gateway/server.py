@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from config.bad_requests import quiet_bad_requests
 from config.errors import GantryError
 from gantry.metrics import Metrics
 from gateway.connections import Guards, HeadLimits
@@ -154,6 +155,7 @@ class ModelGateway:
     async def start(self, host: str, port: int) -> int:
         """Serve on host:port (0 picks a free port); the bound port. Every connection goes
         through the guards (`gateway.connections`) before aiohttp sees its bytes."""
+        quiet_bad_requests()
         self._runner = web.AppRunner(
             self.app(),
             access_log=None,

@@ -18,12 +18,14 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from bot.task_page import exchange_html
 from gateway import Budget, ModelGateway, Providers, Upstream
 from gateway.connections import HeadLimits
 from gateway.ledger import Pacing
 from runner.agent_step import usage_record
+from tests.bot.test_bad_requests import flood_leaves_one_quiet_line_each
 from tests.gateway.conftest import CEILINGS, FakeUpstream, Rig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -409,3 +411,9 @@ async def test_client_side_tools_and_web_search_still_go_upstream(rig: Rig) -> N
     body = {"model": "m", "input": "hi", "tools": tools}
     assert (await rig.post("/openai/v1/responses", rig.openai(token), body))[0] == 200
     assert len(rig.upstream.seen) == 1
+
+
+async def test_malformed_request_heads_leave_no_tracebacks_in_the_workers_log(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    await flood_leaves_one_quiet_line_each(URL(rig.base), caplog)
