@@ -38,7 +38,7 @@ INBOX_COUNTS = "select state, count(*) from inbox group by state"
 DATABASE_ERRORS = (sqlite3.Error, psycopg.Error, sqlalchemy.exc.SQLAlchemyError)
 IMAGE_FIX = (
     "push the image where the engine can pull it (credentials: GANTRY_REGISTRY_AUTH), build it "
-    "on this host (docs/images.md), or point GANTRY_DEFAULT_IMAGE at one that exists"
+    "on this host (docs/images.md), or point {setting} at one that exists"
 )
 SETTINGS_FIX = "set the GANTRY_* variables in the environment or in .env (see docs/operating.md)"
 
@@ -168,24 +168,41 @@ def check_ptrace() -> CheckResult:
 
 async def check_default_image(settings: Settings) -> CheckResult:
     """`DEFAULT_IMAGE` is on this host, or its registry has it (a manifest lookup, no pull)."""
-    image = settings.default_image
+    return await check_image(
+        "default image", "GANTRY_DEFAULT_IMAGE", settings.default_image, settings
+    )
+
+
+async def check_proxy_image(settings: Settings) -> CheckResult | None:
+    """`EGRESS_PROXY_IMAGE`, when set apart from the default image: every task under
+    `network: off` or `limited` starts its proxy from it."""
+    image = settings.egress_proxy_image
+    if not image or image == settings.default_image:
+        return None
+    return await check_image("proxy image", "GANTRY_EGRESS_PROXY_IMAGE", image, settings)
+
+
+async def check_image(name: str, setting: str, image: str, settings: Settings) -> CheckResult:
+    """`image` is on this host, or its registry has it (a manifest lookup, no pull)."""
     try:
         client = docker.from_env(timeout=DOCKER_TIMEOUT_S)
     except docker.errors.DockerException as exc:
-        return skipped("default image", f"cannot ask the engine: {exc}")
+        return skipped(name, f"cannot ask the engine: {exc}")
     try:
         puller = ImagePuller(client, settings.registry_auth)
         if await puller.present(image):
-            return passed("default image", f"{image} is on this host")
+            return passed(name, f"{image} is on this host")
         digest = await puller.lookup(image)
     except ImagePullError as exc:
-        return failed("default image", f"{image} is not on this host, and {exc}", IMAGE_FIX)
+        return failed(
+            name, f"{image} is not on this host, and {exc}", IMAGE_FIX.format(setting=setting)
+        )
     except SandboxError as exc:
-        return skipped("default image", f"cannot ask the engine: {exc}")
+        return skipped(name, f"cannot ask the engine: {exc}")
     finally:
         client.close()
     return passed(
-        "default image",
+        name,
         f"{image} is not on this host; {registry_of(image)} has it ({digest[:19]}…): "
         "the first task pulls it",
     )
@@ -353,6 +370,8 @@ async def run_checks(settings: Settings | SettingsError) -> list[CheckResult]:
             if isinstance(settings, SettingsError)
             else await check_default_image(settings)
         )
+        proxy = None if isinstance(settings, SettingsError) else await check_proxy_image(settings)
+        results += [proxy] if proxy is not None else []
     if isinstance(settings, SettingsError):
         for name in ("data dir", "database", "inbox", "public url", "github"):
             results.append(skipped(name, "needs valid settings"))

@@ -56,3 +56,19 @@ async def test_an_image_nobody_has_fails_with_the_registrys_answer(
     refused = await doctor.check_default_image(settings_for(tmp_path, image))
     assert refused.failed
     assert "GANTRY_REGISTRY_AUTH" in refused.detail
+
+
+async def test_a_missing_egress_proxy_image_fails_and_names_its_setting(
+    docker_client: docker.DockerClient, local_registry: LocalRegistry, tmp_path: Path
+) -> None:
+    image = local_registry.image("no-proxy-here")
+    settings = settings_for(tmp_path, TEST_BASE_IMAGE, local_registry)
+    missing = settings.model_copy(update={"egress_proxy_image": image})
+    result = await doctor.check_proxy_image(missing)
+    assert result is not None
+    assert result.failed
+    assert (result.name, "GANTRY_EGRESS_PROXY_IMAGE" in result.fix) == ("proxy image", True)
+    # Unset, or the default image itself: the default image's check covers it.
+    assert await doctor.check_proxy_image(settings) is None
+    same = settings.model_copy(update={"egress_proxy_image": TEST_BASE_IMAGE})
+    assert await doctor.check_proxy_image(same) is None
