@@ -146,10 +146,15 @@ class TaskLedger:
         tokens = self.input_tokens + self.output_tokens + self.reserved
         return self.in_flight == 0 or tokens < self.budget.tokens
 
-    def start(self, body_size: int) -> int:
+    def start(self, body_size: int | None) -> int:
         """Take a slot, holding a guess of the request's input tokens (from its declared
-        body size) until its answer is counted; the guess, to give back to `end`."""
-        guess = body_size // BYTES_PER_TOKEN
+        body size) until its answer is counted; the guess, to give back to `end`. A body of
+        no declared size (chunked) holds all the budget left: nothing else starts beside it."""
+        if body_size is None:
+            used = self.input_tokens + self.output_tokens + self.reserved
+            guess = max(1, self.budget.tokens - used)
+        else:
+            guess = body_size // BYTES_PER_TOKEN
         self.in_flight += 1
         self.reserved += guess
         return guess

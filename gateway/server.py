@@ -233,7 +233,7 @@ class ModelGateway:
         if (request.content_length or 0) > MAX_BODY:
             return refuse(Refusal(provider, 413, "request_too_large", TOO_LARGE))
         gate = self._gates[ledger.task_id]
-        guess = await self._take_slot(ledger, gate, request.content_length or 0)
+        guess = await self._take_slot(ledger, gate, request.content_length)
         if guess is None:
             busy = BUSY.format(count=ledger.in_flight)
             return refuse(Refusal(provider, 429, "gantry_too_many_parallel", busy), retry=True)
@@ -247,7 +247,7 @@ class ModelGateway:
                 gate.notify_all()
 
     async def _take_slot(
-        self, ledger: TaskLedger, gate: asyncio.Condition, body_size: int
+        self, ledger: TaskLedger, gate: asyncio.Condition, body_size: int | None
     ) -> int | None:
         """Wait (a while) until the task may start one more request, and take the slot;
         its token reservation, or None if no slot came free in time."""

@@ -10,7 +10,7 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -417,3 +417,26 @@ async def test_malformed_request_heads_leave_no_tracebacks_in_the_workers_log(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     await flood_leaves_one_quiet_line_each(URL(rig.base), caplog)
+
+
+async def test_parallel_chunked_requests_do_not_outrun_the_token_budget(rig: Rig) -> None:
+    async def slow_answer(_request: web.Request) -> web.Response:
+        await asyncio.sleep(0.3)
+        return web.json_response({"usage": {"input_tokens": 900, "output_tokens": 100}})
+
+    rig.upstream.override = slow_answer
+    token = rig.gateway.open_task("t1", Budget(requests=500, tokens=2000, seconds=600))
+    body = json.dumps({"model": "gpt-test", "input": "x" * 3550}).encode()
+    headers = rig.openai(token) | {"Content-Type": "application/json"}
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: sent chunked
+        yield body
+
+    async def one() -> int:
+        url = rig.base + "/openai/v1/responses"
+        async with rig.client.post(url, data=chunks(), headers=headers) as response:
+            return response.status
+
+    await asyncio.gather(*(one() for _ in range(30)))
+    usage = rig.gateway.close_task("t1")
+    assert usage.tokens <= 3000, f"{usage.tokens:,} tokens spent against a budget of 2,000"
