@@ -21,7 +21,7 @@ from bot.github_app import fetch_app
 from config.database import Database
 from config.errors import SettingsError
 from config.settings import DEFAULT_IMAGE, Settings
-from runner import migrate, ptrace_scope
+from runner import idle, migrate, ptrace_scope
 from runner.disk_limit import FIX as DISK_FIX
 from runner.disk_limit import DiskLimitSupport, DiskProbeError, decide, precheck, probe
 from runner.engine import DOCKER_TIMEOUT_S, EngineUnavailableError, docker_version
@@ -143,8 +143,12 @@ def check_disk_limit(default_image: str) -> CheckResult:
         return skipped("disk limit", f"cannot ask the engine: {exc}")
 
 
-def ptrace_result(scope: int | None) -> CheckResult:
-    """The doctor's line for whether the engine's kernel confines ptrace."""
+def ptrace_result(scope: int | None, architecture: str = "") -> CheckResult:
+    """The doctor's line for whether a phase's commands could take the sandbox's idle process
+    over: not Gantry's idle program (runner/idle.py), nor where the engine's kernel confines
+    ptrace."""
+    if idle.supported(architecture):
+        return passed("ptrace", f"the sandbox's PID 1 is Gantry's undumpable idle ({architecture})")
     if ptrace_scope.confined(scope):
         return passed("ptrace", f"confined: {ptrace_scope.describe(scope)}")
     return warned(
@@ -159,7 +163,8 @@ def check_ptrace() -> CheckResult:
     try:
         client = docker.from_env(timeout=DOCKER_TIMEOUT_S)
         try:
-            return ptrace_result(ptrace_scope.engine_scope(client))
+            architecture = str(client.info().get("Architecture", ""))
+            return ptrace_result(ptrace_scope.engine_scope(client), architecture)
         finally:
             client.close()
     except (docker.errors.DockerException, RequestException) as exc:

@@ -21,6 +21,7 @@ from docker.types import Mount
 from requests.exceptions import RequestException
 
 from config.errors import GantryError
+from runner import idle
 from runner.disk_limit import FIX as DISK_FIX
 from runner.disk_limit import (
     DiskLimitSupport,
@@ -60,6 +61,11 @@ DISK_PROBE_TEMPLATE = ".gantry-probe.XXXXXX"
 INTERNAL_LIMIT_S = 15.0
 # One answer per engine: `Sandbox.start` is handed only a client, and the answer belongs to it.
 DISK_SUPPORT = SupportCache()
+IDLE_VOLUMES = idle.IdleVolumes()
+# Gantry's idle program is trusted once the engine sees it asleep (see runner/idle.py): it is
+# given this long to get there after a (re)start, or the phase ends with a restart.
+IDLE_SETTLE_S = 1.0
+IDLE_POLL_S = 0.01
 UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB")
 # Nothing reads a task's container's own output (commands stream theirs through their execs),
 # while anything in it can write to its PID 1's stdout: a kept log would fill the host's disk.
@@ -164,12 +170,17 @@ def hardened(limits: Limits) -> dict[str, Any]:
 
 
 def create_kwargs(
-    spec: ContainerSpec, disk_size: int | None = None, volumes: Sequence[Mount] = ()
+    spec: ContainerSpec,
+    disk_size: int | None = None,
+    volumes: Sequence[Mount] = (),
+    idle_volume: str | None = None,
 ) -> dict[str, Any]:
     """The docker SDK arguments of a hardened container (pure, so tests read it).
 
     `disk_size`: the size storage option, when the engine enforces one (see `disk_size_for`);
-    `volumes`: the tmpfs mounts in place of the image's VOLUMEs (see `volume_mounts`).
+    `volumes`: the tmpfs mounts in place of the image's VOLUMEs (see `volume_mounts`);
+    `idle_volume`: the engine's volume of Gantry's idle program, its PID 1 (see runner/idle.py);
+    None: docker-init and the image's `sleep`.
     """
     kwargs: dict[str, Any] = {
         "image": spec.image,
@@ -185,6 +196,9 @@ def create_kwargs(
         "log_config": SANDBOX_LOG_CONFIG,
         **hardened(spec.limits),
     }
+    if idle_volume is not None:
+        kwargs.update(idle.container_kwargs())
+        kwargs["mounts"] = [*kwargs["mounts"], idle.mount(idle_volume)]
     if spec.dns:
         kwargs["dns"] = list(spec.dns)
     if spec.dns_options:
@@ -277,8 +291,10 @@ class Sandbox:
         self._disk_probe = disk_probe(probed_paths(limits, disk, volumes))
         # The host PIDs of the idle processes, read before the first command after a (re)start.
         self._idle: frozenset[str] | None = None
-        # Whether the engine's kernel keeps anything in the container from taking the idle
-        # processes over (see runner/ptrace_scope.py); only then may a phase end unrestarted.
+        # Whether nothing in the container can take the idle processes over: its PID 1 is
+        # Gantry's idle program (runner/idle.py), or the engine's kernel confines ptrace
+        # (runner/ptrace_scope.py). Only then may a phase end unrestarted.
+        self.idle_guarded = False
         self.ptrace_confined = False
 
     @classmethod
@@ -288,7 +304,8 @@ class Sandbox:
         check_spec(spec)
         disk = await disk_plan(client, spec.image, spec.limits, mount_targets(spec))
         mounts = volume_mounts(disk.volumes, spec.limits.disk)
-        kwargs = create_kwargs(spec, disk.size, mounts)
+        idle_volume = await idle_volume_of(client, spec.image)
+        kwargs = create_kwargs(spec, disk.size, mounts, idle_volume)
 
         def create() -> Container:
             container = client.containers.create(**kwargs)
@@ -303,7 +320,8 @@ class Sandbox:
 
         container = await created(client, create)
         sandbox = cls(client, container, spec.limits, disk.support, disk.volumes)
-        sandbox.ptrace_confined = confined(engine_scope(client))
+        sandbox.idle_guarded = idle_volume is not None
+        sandbox.ptrace_confined = not sandbox.idle_guarded and confined(engine_scope(client))
         return sandbox
 
     async def run(
@@ -317,7 +335,7 @@ class Sandbox:
         """Run a shell command, streaming its output into the log; kill the sandbox at timeout."""
         started = time.monotonic()
         if self._idle is None:
-            self._idle = await self._processes()
+            self._idle = await self._idle_processes()
         if self._disk_note is not None:
             log.line(phase, self._disk_note)
             self._disk_note = None
@@ -386,11 +404,12 @@ class Sandbox:
         users (CAP_KILL is dropped), no race with processes that fork while being killed.
         When the engine's process list (read on the host, from the container's cgroup: nothing
         inside can hide from it) holds exactly the idle processes seen before the first command,
-        and the engine's kernel keeps a command from taking those over (Yama's ptrace_scope,
-        see runner/ptrace_scope.py), nothing is left to kill and the restart (about 0.5 s) is
-        skipped.
+        and nothing in the container could take those over (PID 1 is Gantry's undumpable idle
+        program, runner/idle.py; or the engine's kernel confines ptrace, runner/ptrace_scope.py),
+        nothing is left to kill and the restart (about 0.3 s) is skipped.
         """
-        if self.ptrace_confined and self._idle and await self._processes() == self._idle:
+        guarded = self.idle_guarded or self.ptrace_confined
+        if guarded and self._idle and await self._processes() == self._idle:
             return
         await self._restart()
 
@@ -400,13 +419,33 @@ class Sandbox:
         await engine_call(lambda: self.client.api.restart(self.id, timeout=0))
         self._oom_seen = 0  # the restarted container's memory cgroup counts from zero
 
+    async def _idle_processes(self) -> frozenset[str] | None:
+        """The processes idle before a phase's first command. Gantry's idle program counts
+        only once the engine sees it asleep, undumpable by then (None: it is not, within
+        `IDLE_SETTLE_S`; the phase will end with a restart)."""
+        if not self.idle_guarded:
+            return await self._processes()
+        deadline = time.monotonic() + IDLE_SETTLE_S
+        while True:
+            rows = await self._process_rows("pid,stat,comm")
+            if rows is not None and idle.trusted(rows):
+                return frozenset(row[0] for row in rows)
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(IDLE_POLL_S)
+
     async def _processes(self) -> frozenset[str] | None:
         """The host PIDs of every process in the container (None: the engine cannot say)."""
+        rows = await self._process_rows("pid")
+        return None if rows is None else frozenset(row[0] for row in rows)
+
+    async def _process_rows(self, columns: str) -> list[list[str]] | None:
+        """The engine's `ps -o <columns>` of the container (None: the engine cannot say)."""
         try:
-            top = await engine_call(lambda: self.client.api.top(self.id, ps_args="-o pid"))
+            top = await engine_call(lambda: self.client.api.top(self.id, ps_args=f"-o {columns}"))
         except (SandboxError, docker.errors.NotFound):
             return None
-        return frozenset(str(row[0]) for row in top.get("Processes") or [])
+        return [[str(cell) for cell in row] for row in top.get("Processes") or []]
 
     def _stream(self, exec_id: str, log: TaskLog, emit: Callable[[str | None], None]) -> None:
         """Thread body: decode the exec's output and hand over whole lines."""
@@ -478,6 +517,13 @@ async def created(client: docker.DockerClient, create: Callable[[], Container]) 
             orphan = await making
             await remove_container(client, orphan.id or "")
         raise
+
+
+async def idle_volume_of(client: docker.DockerClient, image: str) -> str | None:
+    """The engine's idle volume, filled on first use, and again when it is gone (a `docker
+    volume prune` between tasks); None: the engine's machine is one the idle program is not
+    written for."""
+    return await engine_call(lambda: IDLE_VOLUMES.volume(client, image))
 
 
 @contextlib.asynccontextmanager

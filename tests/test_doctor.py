@@ -281,9 +281,18 @@ def test_unconfined_ptrace_warns_that_every_phase_restarts() -> None:
     assert doctor.ptrace_result(0).status == doctor.WARN_MARK
     assert doctor.ptrace_result(1).status == doctor.OK_MARK
     assert doctor.ptrace_result(3).status == doctor.OK_MARK
+    # An engine of another machine than x86-64 keeps docker-init and the image's `sleep`.
+    assert doctor.ptrace_result(None, "aarch64").status == doctor.WARN_MARK
+
+
+def test_an_x86_64_engine_needs_no_confined_ptrace() -> None:
+    result = doctor.ptrace_result(None, "x86_64")
+    assert result.status == doctor.OK_MARK
+    assert "Gantry's undumpable idle" in result.detail
 
 
 def test_the_ptrace_check_reads_the_engines_kernel(docker_client: docker.DockerClient) -> None:
     path = Path("/proc/sys/kernel/yama/ptrace_scope")  # the test engine runs on this host
     scope = int(path.read_text()) if path.exists() else None
-    assert doctor.check_ptrace() == doctor.ptrace_result(scope)
+    architecture = str(docker_client.info()["Architecture"])
+    assert doctor.check_ptrace() == doctor.ptrace_result(scope, architecture)

@@ -10,6 +10,7 @@ import docker.errors
 import pytest
 
 from runner.disk_limit import FIX, PROBE_LABELS, DiskLimitSupport, detect
+from runner.idle import VOLUME_NAME
 from runner.labels import gantry_labels
 from runner.network import NetworkPolicy, Networks
 from runner.sandbox import ContainerSpec, Limits, running
@@ -152,9 +153,10 @@ def volume_spec(client: docker.DockerClient, owner: Owner) -> ContainerSpec:
 
 
 def volume_names(client: docker.DockerClient, container_id: str) -> set[str]:
-    """The engine's volumes a container mounts."""
+    """The engine's volumes a container mounts for itself (not the engine's idle volume, which
+    every sandbox shares and which stays: runner/idle.py)."""
     mounts = client.api.inspect_container(container_id)["Mounts"]
-    return {str(m["Name"]) for m in mounts if m["Type"] == "volume"}
+    return {str(m["Name"]) for m in mounts if m["Type"] == "volume" and m["Name"] != VOLUME_NAME}
 
 
 def assert_no_volume_left(client: docker.DockerClient, names: set[str]) -> None:

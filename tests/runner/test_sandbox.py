@@ -13,7 +13,10 @@ import docker
 import docker.errors
 import pytest
 
+from runner import idle
+from runner import sandbox as sandbox_module
 from runner.collect import tar_file
+from runner.idle import IDLE_PATH
 from runner.labels import gantry_labels
 from runner.ptrace_scope import SCOPE_FILE, confined, engine_scope, parse_scope
 from runner.sandbox import CAP_ADD, ContainerSpec, Limits, Sandbox, running
@@ -27,6 +30,11 @@ HIJACK = Path(__file__).parent.parent / "sandbox_attacks" / "hijack_idle.py"
 SMALL = Limits(cpus=1.0, memory=128 * 1024**2, pids=64)
 # Bits of CHOWN(0) DAC_OVERRIDE(1) FOWNER(3) FSETID(4) SETGID(6) SETUID(7).
 EXPECTED_CAP_EFF = f"{0b11011011:016x}"
+
+
+async def no_idle_program(client: docker.DockerClient, image: str) -> None:
+    """As on an engine the idle program is not written for: docker-init and the image's sleep."""
+    return None
 
 
 def spec_for(owner: Owner, limits: Limits = SMALL) -> ContainerSpec:
@@ -219,10 +227,7 @@ async def test_end_phase_kills_what_the_agent_left_running(
         await asyncio.sleep(1.0)
         assert await leak_sizes(sandbox, task_log) == after
         assert after >= second  # the files stay: only the processes went
-        commands = process_commands(sandbox)
-        assert len(commands) == 2, commands
-        assert commands[0].endswith("docker-init -- sleep infinity")
-        assert commands[1] == "sleep infinity"
+        assert process_commands(sandbox) == [IDLE_PATH]  # a fresh idle alone
         # The sandbox works as before, and still knows about its memory limit.
         again = await sandbox.run("echo still here", task_log, "checks", 30)
         assert again.ok
@@ -237,7 +242,7 @@ def started_at(docker_client: docker.DockerClient, sandbox: Sandbox) -> str:
 
 # A stray that names itself like the idle process: only its PID gives it away.
 DISGUISED = (
-    "bash -c \"exec -a 'sleep infinity' sh -c 'while true; do date >> /workspace/disguised; "
+    f"bash -c \"exec -a '{IDLE_PATH}' sh -c 'while true; do date >> /workspace/disguised; "
     "sleep 0.1; done'\" > /dev/null 2>&1 < /dev/null & sleep 0.3"
 )
 
@@ -246,13 +251,13 @@ async def test_end_phase_restarts_only_when_something_is_left_running(
     docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
 ) -> None:
     async with running(docker_client, spec_for(owner)) as sandbox:
-        sandbox.ptrace_confined = True  # as on an engine whose kernel confines ptrace
+        assert sandbox.idle_guarded  # PID 1 is Gantry's idle program (an x86-64 engine)
         assert (await sandbox.run("echo clean", task_log, "agent", 30)).ok
         before = started_at(docker_client, sandbox)
         await sandbox.end_phase()
         assert started_at(docker_client, sandbox) == before  # nothing to kill: no restart
         assert (await sandbox.run(DISGUISED, task_log, "agent", 30)).ok
-        disguised = [c for c in process_commands(sandbox) if c.startswith("sleep infinity")]
+        disguised = [c for c in process_commands(sandbox) if c.startswith(IDLE_PATH)]
         assert len(disguised) == 2  # it runs, named like the idle process
         await sandbox.end_phase()
         assert started_at(docker_client, sandbox) != before
@@ -263,7 +268,7 @@ async def test_end_phase_restarts_only_when_something_is_left_running(
         assert (await sandbox.run(size, task_log, "probe", 30)).ok
         assert task_log.tail(1) == after  # the disguised stray is gone
         await sandbox.end_phase()  # and from the fresh start on, a clean phase skips again
-        assert len(process_commands(sandbox)) == 2
+        assert process_commands(sandbox) == [IDLE_PATH]
 
 
 async def test_a_start_cancelled_while_the_engine_creates_leaves_no_container(
@@ -296,7 +301,7 @@ async def test_an_image_volume_stays_within_the_disk_limit_where_the_layer_is_no
         names = {
             m["Name"]
             for m in docker_client.api.inspect_container(sandbox.id)["Mounts"]
-            if m["Type"] == "volume"
+            if m["Type"] == "volume" and m["Name"] != idle.VOLUME_NAME  # the idle's stays
         }
         result = await sandbox.run(
             "dd if=/dev/zero of=/data/big bs=1M count=1024", task_log, "agent", 120
@@ -316,6 +321,23 @@ async def test_a_flood_of_the_containers_own_output_never_reaches_the_hosts_disk
     docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
 ) -> None:
     # PID 1's stdout is the engine's log: a command that writes there bypasses its exec.
+    # Gantry's idle program does not even let it open that (undumpable: /proc/1/fd is shut).
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        result = await sandbox.run(flood(64), task_log, "agent", 120)
+        kept = host_log_bytes(docker_client, sandbox.id)
+    assert not result.ok
+    assert "Permission denied" in task_log.text()
+    assert kept < 1024**2
+
+
+async def test_a_flood_of_docker_inits_output_never_reaches_the_hosts_disk(
+    docker_client: docker.DockerClient,
+    owner: Owner,
+    task_log: TaskLog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Where the engine has no idle program, PID 1 is docker-init, whose stdout anyone can open.
+    monkeypatch.setattr(sandbox_module, "idle_volume_of", no_idle_program)
     async with running(docker_client, spec_for(owner)) as sandbox:
         result = await sandbox.run(flood(64), task_log, "agent", 120)
         kept = host_log_bytes(docker_client, sandbox.id)
@@ -362,7 +384,7 @@ async def test_a_disk_probe_that_never_answers_restarts_the_sandbox_and_ends_the
         sandbox.internal_limit_s = 3.0
         took = await run_bounded(sandbox, trap, task_log, 10)
         assert "no answer within 3s; restarting it" in task_log.text()
-        assert len(process_commands(sandbox)) == 2  # a fresh idle: the stray went
+        assert process_commands(sandbox) == [IDLE_PATH]  # a fresh idle: the stray went
         assert (await sandbox.run("echo still here", task_log, "checks", 30)).ok
     assert took < 10
 
@@ -387,19 +409,31 @@ def test_only_a_local_engines_kernel_is_trusted_to_confine_ptrace(tmp_path: Path
         remote.close()
 
 
-async def test_a_clean_phase_restarts_unless_the_kernel_confines_ptrace(
+async def test_a_clean_phase_ends_without_a_restart(
     docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
 ) -> None:
     async with running(docker_client, spec_for(owner)) as sandbox:
-        assert sandbox.ptrace_confined == host_ptrace_confined()
+        assert sandbox.idle_guarded  # whatever the kernel says about ptrace
         assert (await sandbox.run("echo clean", task_log, "agent", 30)).ok
         before = started_at(docker_client, sandbox)
         started = time.monotonic()
         await sandbox.end_phase()
         took = time.monotonic() - started
-        restarted = started_at(docker_client, sandbox) != before
-    print(f"end_phase after a clean phase: {took:.2f}s (restarted: {restarted})")
-    assert restarted != host_ptrace_confined()
+        assert started_at(docker_client, sandbox) == before
+    print(f"end_phase after a clean phase: {took:.2f}s")
+
+
+async def test_a_child_left_to_the_idle_program_is_reaped_and_costs_no_restart(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        # The shell exits at once; its child goes on, is handed to PID 1, then exits.
+        assert (await sandbox.run("sleep 0.3 &", task_log, "agent", 30)).ok
+        await asyncio.sleep(1.0)
+        assert process_commands(sandbox) == [IDLE_PATH]  # no zombie left behind
+        before = started_at(docker_client, sandbox)
+        await sandbox.end_phase()
+        assert started_at(docker_client, sandbox) == before
 
 
 # What the agent's hijacked idle process runs: it appends to a file every 0.2 s.
@@ -409,12 +443,55 @@ SURVIVOR = (
     "    open('/workspace/after-the-agent', 'a').write('x')\n"
     "    time.sleep(0.2)\n"
 )
+# The other way in: rewrite the idle process's memory through /proc, as root and as any user.
+WRITE_MEMORY = (
+    "import os\n"
+    "for uid in (0, 65534):\n"
+    "    pid = os.fork()\n"
+    "    if pid == 0:\n"
+    "        os.setgid(uid); os.setuid(uid)\n"
+    "        try:\n"
+    "            open('/proc/1/mem', 'r+b').close(); print('memory open as', uid, flush=True)\n"
+    "        except OSError as exc:\n"
+    "            print('memory refused as', uid, exc.errno, flush=True)\n"
+    "        os._exit(0)\n"
+    "    os.waitpid(pid, 0)\n"
+)
 
 
-async def test_an_idle_process_taken_over_by_the_agent_does_not_outlive_the_phase(
+async def test_the_idle_process_cannot_be_taken_over_by_the_agent(
     docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
 ) -> None:
     async with running(docker_client, spec_for(owner)) as sandbox:
+        await sandbox.copy_in("/", tar_file("/tmp/hijack.py", HIJACK.read_bytes()))
+        await sandbox.copy_in("/", tar_file("/tmp/memory.py", WRITE_MEMORY.encode()))
+        assert (await sandbox.run("echo setup", task_log, "environment", 30)).ok
+        before = started_at(docker_client, sandbox)
+        command = f"python3 /tmp/hijack.py {shlex.quote(SURVIVOR)}; python3 /tmp/memory.py"
+        await sandbox.run(f"{command}; sleep 0.5", task_log, "agent", 30)
+        assert "hijacked idle pid" not in task_log.text()
+        assert "memory open" not in task_log.text()
+        assert "memory refused as 65534 13" in task_log.text()
+        await sandbox.end_phase()
+        assert started_at(docker_client, sandbox) == before  # nothing was left: no restart
+        assert process_commands(sandbox) == [IDLE_PATH]
+        size = "wc -c < /workspace/after-the-agent 2>/dev/null || echo 0"
+        assert (await sandbox.run(size, task_log, "checks", 30)).ok
+        first = task_log.tail(1)
+        await asyncio.sleep(1.0)
+        assert (await sandbox.run(size, task_log, "checks", 30)).ok
+        assert task_log.tail(1) == first == ["0"]  # nothing writes during the checks
+
+
+async def test_an_idle_process_taken_over_where_the_engine_has_no_idle_program_is_ended(
+    docker_client: docker.DockerClient,
+    owner: Owner,
+    task_log: TaskLog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sandbox_module, "idle_volume_of", no_idle_program)
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        assert not sandbox.idle_guarded
         await sandbox.copy_in("/", tar_file("/tmp/hijack.py", HIJACK.read_bytes()))
         assert (await sandbox.run("echo setup", task_log, "environment", 30)).ok
         command = f"python3 /tmp/hijack.py {shlex.quote(SURVIVOR)}; sleep 0.5"
@@ -428,3 +505,44 @@ async def test_an_idle_process_taken_over_by_the_agent_does_not_outlive_the_phas
         await asyncio.sleep(1.0)
         assert (await sandbox.run(size, task_log, "checks", 30)).ok
         assert task_log.tail(1) == first  # nothing writes during the checks
+
+
+def test_an_idle_volume_holding_another_program_is_rewritten_before_use(
+    docker_client: docker.DockerClient,
+) -> None:
+    volume = f"gantry-idle-test-{os.getpid()}"
+    planted = b"#!/bin/sh\nwhile :; do cat /proc/*/environ >> /workspace/loot; sleep 1; done\n"
+    try:
+        idle.fill(docker_client, TEST_BASE_IMAGE, volume)
+        writer = docker_client.containers.create(
+            TEST_BASE_IMAGE,
+            entrypoint=["true"],
+            mounts=[docker.types.Mount(idle.IDLE_DIR, volume, type="volume")],
+        )
+        try:
+            writer.put_archive(idle.IDLE_DIR, idle.archive(planted))
+            assert idle.read_archive(b"".join(writer.get_archive(idle.IDLE_PATH)[0])) == planted
+        finally:
+            writer.remove(force=True)
+        idle.fill(docker_client, TEST_BASE_IMAGE, volume)
+        reader = docker_client.containers.create(
+            TEST_BASE_IMAGE, entrypoint=["true"], mounts=[idle.mount(volume)]
+        )
+        try:
+            held = idle.read_archive(b"".join(reader.get_archive(idle.IDLE_PATH)[0]))
+        finally:
+            reader.remove(force=True)
+        assert held == idle.IDLE_BINARY
+    finally:
+        docker_client.volumes.get(volume).remove(force=True)
+
+
+async def test_a_pruned_idle_volume_is_filled_again_for_the_next_task(
+    docker_client: docker.DockerClient, owner: Owner, task_log: TaskLog
+) -> None:
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        assert sandbox.idle_guarded
+    docker_client.volumes.get(idle.VOLUME_NAME).remove()  # as `docker volume prune` would
+    async with running(docker_client, spec_for(owner)) as sandbox:
+        assert (await sandbox.run("echo started", task_log, "agent", 30)).ok
+        assert process_commands(sandbox) == [IDLE_PATH]

@@ -1,5 +1,6 @@
-"""Runs inside a sandbox as the agent (x86_64): ptrace the container's idle `sleep infinity`
-and make it exec `python3 -c <argv[1]>`, so that a process of ours runs under the idle PID."""
+"""Runs inside a sandbox as the agent (x86_64): ptrace the container's idle process (the image's
+`sleep infinity` under docker-init, or else PID 1) and make it exec `python3 -c <argv[1]>`, so
+that a process of ours runs under the idle PID."""
 
 import ctypes
 import os
@@ -32,7 +33,7 @@ def idle_pid() -> int:
                         return int(entry)
             except OSError:
                 pass
-    sys.exit("no idle sleep")
+    return 1
 
 
 def main() -> None:
