@@ -20,6 +20,7 @@ from config.loader import Checkout, read_checkout
 from config.repo_config import ConfigError
 from config.secret_store import read_secret_store
 from config.settings import Settings
+from gantry.commit_checkout import read_commit_checkout
 from gantry.executors import build_executor, engine_client
 from gateway import ModelGateway
 from runner import host_git
@@ -52,7 +53,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     run.add_argument("path", nargs="?", type=Path, default=Path("."))
     run.add_argument("--prompt", required=True, help="the request for the agent")
-    run.add_argument("--ref", default="HEAD", help="the commit to start from (default HEAD)")
+    run.add_argument(
+        "--ref",
+        help="the commit to start from, its .github/gantry.yml and AGENTS.md with it "
+        "(default: HEAD, with the working tree's .github/gantry.yml and AGENTS.md)",
+    )
 
 
 @dataclass
@@ -145,18 +150,39 @@ async def resolve(root: Path, ref: str) -> str:
     return out.decode().strip()
 
 
-async def run_local(settings: Settings, root: Path, prompt: str, ref: str, out: TextIO) -> int:
-    """Run one task; 0 when it published or found nothing to change, 1 otherwise."""
+async def load_checkout(
+    settings: Settings, root: Path, ref: str | None, sha: str
+) -> Checkout | ConfigError:
+    """The config and AGENTS.md the task runs with: the commit's with `--ref`, else the
+    working tree's (so that an edit to them can be tried before it is committed)."""
     try:
-        sha = await resolve(root, ref)
+        if ref is None:
+            return await asyncio.to_thread(read_checkout, root, settings)
+        return await read_commit_checkout(root / ".git", sha, settings)
+    except ConfigError as exc:
+        return exc
+
+
+async def run_local(
+    settings: Settings, root: Path, prompt: str, ref: str | None, out: TextIO
+) -> int:
+    """Run one task at `ref` (None: HEAD, with the working tree's config); 0 when it
+    published or found nothing to change, 1 when it failed, 2 when it could not start."""
+    start = "HEAD" if ref is None else ref
+    try:
+        sha = await resolve(root, start)
     except host_git.HostGitError as exc:
-        print(f"gantry run: {root} at {ref!r}: {exc}", file=out)
+        why = " ".join(str(exc).split())
+        print(f"gantry run: {start!r} names no commit in {root} ({why})", file=out)
         return 2
+    checkout = await load_checkout(settings, root, ref, sha)
     client = await asyncio.to_thread(engine_client, settings)
     try:
         async with running_gateway(settings, client) as model:
             environments = build_executor(settings, client, model.route)
-            return await run_checkout(settings, environments, model.gateway, root, prompt, sha, out)
+            return await run_checkout(
+                settings, environments, model.gateway, root, prompt, sha, checkout, out
+            )
     finally:
         if client is not None:
             await asyncio.to_thread(client.close)
@@ -169,15 +195,11 @@ async def run_checkout(
     root: Path,
     prompt: str,
     sha: str,
+    checkout: Checkout | ConfigError,
     out: TextIO,
 ) -> int:
-    """The pipeline on a checkout at `sha`, the result left beside it."""
+    """The pipeline on a checkout at `sha` with its config, the result left beside it."""
     task = local_task(root, prompt, int(time.time()))
-    checkout: Checkout | ConfigError
-    try:
-        checkout = read_checkout(root, settings)
-    except ConfigError as exc:
-        checkout = exc
 
     async def load(_task: Task, _source: Source) -> Checkout | ConfigError:
         return checkout
