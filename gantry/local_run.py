@@ -168,6 +168,12 @@ async def run_local(
 ) -> int:
     """Run one task at `ref` (None: HEAD, with the working tree's config); 0 when it
     published or found nothing to change, 1 when it failed, 2 when it could not start."""
+    if not prompt.strip():  # as `@gantry` alone starts no task
+        print("gantry run: --prompt is empty: say what the agent should do", file=out)
+        return 2
+    if not (root / ".git").exists():
+        print(f"gantry run: {root} is not the top of a git checkout (no .git)", file=out)
+        return 2
     start = "HEAD" if ref is None else ref
     try:
         sha = await resolve(root, start)

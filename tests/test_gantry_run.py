@@ -100,6 +100,22 @@ def test_a_ref_that_names_no_commit_is_one_line_and_runs_nothing(
     assert local_branches(root) == []
 
 
+def test_a_path_below_the_top_of_the_checkout_is_one_line(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", str(root / ".github"), "--prompt", "say it"]) == 2
+    out = capsys.readouterr().out.strip()
+    assert out == f"gantry run: {root / '.github'} is not the top of a git checkout (no .git)"
+
+
+def test_an_empty_prompt_is_refused_before_anything_runs(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", str(root), "--prompt", "  "]) == 2
+    assert "--prompt is empty" in capsys.readouterr().out
+    assert local_branches(root) == []
+
+
 def test_a_symlinked_config_at_a_ref_is_followed_as_in_a_checkout(
     root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
