@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -24,6 +25,7 @@ from config.errors import GantryError
 from config.hidden_text import strip_hidden
 from config.repo_config import TriggersConfig
 from config.settings import Settings
+from runner.modes import Mode, mode_of
 from runner.queue import TaskQueue
 from runner.store import TaskStore
 from runner.task import NewTask, Task
@@ -43,6 +45,10 @@ BRANCH_ON_PULL_TEXT = (
 BAD_BRANCH_TEXT = "Sorry @{login}, `{branch}` is not a valid branch name. " + NO_TASK
 ATTEMPTS_TEXT = (
     "Sorry @{login}, `--attempts` takes a whole number from 1 up (`--attempts 3`). " + NO_TASK
+)
+ATTEMPTS_MODE_TEXT = (
+    "Sorry @{login}, `--attempts` is for code changes: `{kind}` runs once and pushes nothing, "
+    "so there is no attempt to pick. Ask again without it. " + NO_TASK
 )
 NO_BRANCH_TEXT = "Sorry @{login}, {repo} has no branch `{branch}`. " + NO_TASK
 REVIEW_ON_ISSUE_TEXT = "Sorry @{login}, `review` is for pull requests. " + NO_TASK
@@ -184,7 +190,7 @@ class Intake:
             if not command.text:
                 return REVIEW_ON_ISSUE_TEXT.format(login=trigger.author)
             text = f"review {command.text}"
-            return Command(Kind.REQUEST, text, command.agent, command.model, command.branch)
+            return dataclasses.replace(command, kind=Kind.REQUEST, text=text)
         if command.kind is Kind.GO:
             tasks = await self.store.thread_tasks(trigger.repo, trigger.number)
             return await go_command(gh, tasks, trigger, command, self.handle)
@@ -315,10 +321,15 @@ class Intake:
 
 
 def attempts_refusal(trigger: Trigger, command: Command) -> str | None:
-    """The reply to `--attempts` given no positive number (None: fine or not given)."""
-    if command.attempts is None or command.attempts > 0:
+    """The reply to `--attempts` given no positive number, or more than one for a mode that
+    changes no code (None: fine or not given)."""
+    if command.attempts is None or command.attempts == 1:
         return None
-    return ATTEMPTS_TEXT.format(login=trigger.author)
+    if command.attempts == 0:
+        return ATTEMPTS_TEXT.format(login=trigger.author)
+    if mode_of(command.kind.value) is not Mode.CODE:
+        return ATTEMPTS_MODE_TEXT.format(login=trigger.author, kind=command.kind.value)
+    return None
 
 
 async def branch_exists(gh: GitHubAPI, repo: str, branch: str) -> bool:

@@ -78,6 +78,5 @@ async def go_command(
         return NO_PLAN_TEXT.format(login=trigger.author, handle=handle)
     request = go_request(task.request, plan_text(body))
     branch = None if task.is_pull_request else task.head_ref
-    return Command(
-        Kind.REQUEST, request, command.agent or task.agent, command.model or task.model, branch
-    )
+    agent, model = command.agent or task.agent, command.model or task.model
+    return Command(Kind.REQUEST, request, agent, model, branch, command.attempts)
