@@ -28,6 +28,7 @@ from runner.cleanup import sweep, sweep_forever
 from runner.environment import Environments
 from runner.executor import Executor
 from runner.model_access import running_gateway
+from runner.publish import sweep_scratch
 from runner.queue import TaskQueue
 from runner.retention import prune_forever
 from runner.store import TaskStore
@@ -131,6 +132,9 @@ async def serving(
         # Before this worker claims anything: what its previous life left is swept now (its
         # tasks were just queued again), what other workers run stays.
         await sweep(client, await live_tasks(store), executor.cache)
+    # Likewise the publish scratch a killed process left (a live one's is locked: it stays).
+    if scratch := await asyncio.to_thread(sweep_scratch):
+        log.info("removed %d publish scratch director(ies) left by a stopped process", scratch)
     times = LeaseTimes.for_lease(settings.task_lease)
     worker = Worker(store, queue, runner, settings.max_concurrent_tasks, owner, times)
     taking_back = take_back_forever(store, queue, tokens, runner.slug, background, times.lease / 2)
