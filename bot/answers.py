@@ -42,11 +42,13 @@ class GitHubAnswers:
         """The comment or review, posted in one request; its URL."""
         if answer.mode is Mode.REVIEW:
             return await self.review(answer, config)
+        at = self.at(answer)
         if answer.mode is Mode.PLAN:
             # Cut to fit by plan_comment itself, which keeps the marker `go` looks for.
-            body = plan_comment(inert(answer.text), self.task.id, self.handle)
+            text = inert(answer.text) + (f"\n\n_Planned on {at}._" if at else "")
+            body = plan_comment(text, self.task.id, self.handle)
         else:
-            body = clip(ask_comment(self.task, answer.text))
+            body = clip(ask_comment(self.task, answer.text, at))
         posted = await replies.post(self.gh, trigger_of(self.task), body)
         return posted.url
 
@@ -60,18 +62,21 @@ class GitHubAnswers:
         fresh = len(placed.inline) + len(placed.outside)
         repeated = len(wanted) - fresh
         hidden = len(answer.findings) - len(wanted)
-        counts = (repeated, hidden, self.label)
+        at = self.at(answer)
+        counts = (repeated, hidden, self.label + (f", reviewed at {at}" if at else ""))
+        commit = answer.sha or self.task.head_sha
         try:
-            return await self.submit(placed.inline, placed.outside, *counts)
+            return await self.submit(commit, placed.inline, placed.outside, *counts)
         except gidgethub.BadRequest as exc:
             if exc.status_code != HTTPStatus.UNPROCESSABLE_ENTITY or not placed.inline:
                 raise
             # The pull request moved on since the agent read it and GitHub no longer places a
             # line: the same review, every finding in its body (one review, never half).
-            return await self.submit((), placed.inline + placed.outside, *counts)
+            return await self.submit(commit, (), placed.inline + placed.outside, *counts)
 
     async def submit(
         self,
+        commit: str | None,
         inline: Sequence[Finding],
         outside: Sequence[Finding],
         repeated: int,
@@ -79,9 +84,13 @@ class GitHubAnswers:
         label: str,
     ) -> str:
         body = review_body(outside, len(inline), repeated, hidden, label)
-        data = review_request(self.task.head_sha, inline, body)
+        data = review_request(commit, inline, body)
         review = await self.gh.post(REVIEW_URL, self._where, data=data)
         return str(review["html_url"])
+
+    def at(self, answer: Answer) -> str:
+        """`abc1234`, the pull request's head the answer is about (nothing on an issue)."""
+        return f"`{answer.sha[:7]}`" if self.task.is_pull_request and answer.sha else ""
 
     @property
     def label(self) -> str:
@@ -98,9 +107,11 @@ class GitHubAnswers:
         return bodies
 
 
-def ask_comment(task: Task, answer: str) -> str:
-    """The answer under the question it answers, mentions quieted."""
+def ask_comment(task: Task, answer: str, at: str = "") -> str:
+    """The answer under the question it answers, mentions quieted; `at`: the commit it is
+    about, on a pull request."""
     question = "\n".join(f"> {line}" for line in quiet_mentions(task.request).splitlines())
-    return ASK_TEXT.format(
+    text = ASK_TEXT.format(
         requester=task.requester, question=question or "> (no text)", answer=inert(answer)
     )
+    return text + (f"\n\n_Answered on {at}._" if at else "")

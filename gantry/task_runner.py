@@ -51,6 +51,20 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class StartHead:
+    """Where a task on a pull request starts: read once, when first asked, so that the check
+    run the task opens and the code it works on are the same commit."""
+
+    read: Callable[[], Awaitable[str]]
+    _sha: str | None = None
+
+    async def sha(self) -> str:
+        if self._sha is None:
+            self._sha = await self.read()
+        return self._sha
+
+
+@dataclass
 class TrustedHead:
     """The default branch's head for one task: the only code that runs with secrets.
 
@@ -119,27 +133,29 @@ class TaskRunner:
     def log_path(self, task: Task) -> Path:
         return task_page.log_path(self.settings.data_dir, task.id)
 
-    async def source(self, gh: GitHubAPI, task: Task, trusted: TrustedHead) -> Source:
-        """The SHA to work on: a PR's head, the head of the branch an issue's request named,
-        or the default branch's head now. Its token is only for a fetch now; the environment
-        takes a fresh one when it fetches."""
+    async def source(
+        self, task: Task, trusted: TrustedHead, start: StartHead | None = None
+    ) -> Source:
+        """The SHA to work on: a PR's head when the task starts (`start`), the head of the
+        branch an issue's request named, or the default branch's head now. Its token is only
+        for a fetch now; the environment takes a fresh one when it fetches."""
         token = await current_token(trusted.token)
-        if task.is_pull_request and mode_of(task.kind) is Mode.CODE:
-            return Source(await self.round_start(gh, task), None, token)
-        if task.is_pull_request and task.head_sha:
-            return Source(task.head_sha, None, token)
+        if task.is_pull_request and start is not None:
+            return Source(await start.sha(), None, token)
         if not task.is_pull_request and task.head_ref and task.head_ref != trusted.branch:
             # Untrusted like a PR's head: the executor still sets up from the trusted head.
             return Source(await branch_head(task.clone_url, task.head_ref, token), None, token)
         return Source(await trusted.sha(), None, token)
 
     async def round_start(self, gh: GitHubAPI, task: Task) -> str:
-        """Where a round that may push onto a PR starts: the PR's head now, not as it was when
-        the round was asked for (a round queued behind another builds on that one's commit);
-        on a retry, where the earlier try built the commit it kept."""
-        kept = await self.store.task_branch(task.id)
-        if kept is not None and kept.start_sha is not None:
-            return kept.start_sha
+        """Where a task on a PR starts: the PR's head now, not as it was when the task was
+        asked for (a round queued behind another builds on that one's commit; a review, an
+        answer or a plan is of the code as it is when it runs); on a retry of a round, where
+        the earlier try built the commit it kept."""
+        if mode_of(task.kind) is Mode.CODE:
+            kept = await self.store.task_branch(task.id)
+            if kept is not None and kept.start_sha is not None:
+                return kept.start_sha
         return (await fetch_head(gh, task.repo, task.number)).sha
 
     async def earlier(self, task: Task) -> list[Task]:
@@ -157,11 +173,12 @@ class TaskRunner:
         gh = self.github(task.installation_id)
         token = self.token_source(task.installation_id)
         trusted = TrustedHead(task.clone_url, task.default_branch, token)
+        start = StartHead(lambda: self.round_start(gh, task)) if task.is_pull_request else None
         deps = PipelineDeps(
             environments=TrustBoundExecutor(self.environments, trusted),
             secrets=self.secrets,
             agent_command=self.settings.agent_command,
-            resolve_source=lambda t: self.source(gh, t, trusted),
+            resolve_source=lambda t: self.source(t, trusted, start),
             load_checkout=lambda t, _source: self.checkout(gh, t, trusted),
             patch_policy=PatchPolicy(allow_workflows=self.settings.allow_workflow_changes),
             earlier_tasks=self.earlier,

@@ -87,6 +87,8 @@ class Answer:
     mode: Mode
     text: str = ""
     findings: tuple[Finding, ...] = ()
+    # The commit the agent read (a pull request's head when the task started), once known.
+    sha: str | None = None
 
 
 class AnswerPoster(Protocol):
@@ -212,7 +214,7 @@ def redact(answer: Answer, values: Sequence[str]) -> Answer:
     findings = tuple(
         Finding(clean(f.path), f.line, f.severity, clean(f.body)) for f in answer.findings
     )
-    return Answer(answer.mode, clean(answer.text), findings)
+    return Answer(answer.mode, clean(answer.text), findings, answer.sha)
 
 
 async def read_output(env: RunningEnvironment, mode: Mode) -> Answer:

@@ -704,6 +704,7 @@ async def answer_phases(run: Run, env: Env, checkout: Checkout, sha: str) -> Tas
         await run.skip("checks", f"not run in {run.mode} mode")
         answer = await run.phase("collect", lambda: read_output(env, run.mode))
         answer = redact(answer, [s.value.get_secret_value() for s in run.secrets])
+        answer = replace(answer, sha=sha)  # what it is about: the commit the agent read
     finally:
         await asyncio.shield(run.deps.environments.release(env))
     poster = run.deps.answers
