@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -70,6 +70,9 @@ class GitHubReporter:
     # The progress comment: on the conversation, or a reply in a review comment's thread.
     comment: replies.Posted | None = None
     check_run_id: int | None = None
+    # Where the task starts on a pull request (its head when the task starts, read once and
+    # shared with the pipeline); None: the head the request was made on.
+    start_head: Callable[[], Awaitable[str]] | None = None
     _flusher: asyncio.Task[None] | None = None
     _shown: str = ""
 
@@ -86,14 +89,17 @@ class GitHubReporter:
         # In a review comment's thread when the request was made there.
         self.comment = await replies.post(self.gh, trigger_of(self.task), body)
         self.comment_id = self.comment.id
-        # A check run judges a commit: only a code task has one to judge (its head, then its
-        # own); ask, plan and review push nothing.
+        # A check run judges a commit: only a code task has one to judge (the head it starts
+        # from, then its own); ask, plan and review push nothing.
         code = mode_of(self.task.kind) is Mode.CODE
-        if self.task.is_pull_request and self.task.head_sha and code:
+        if not (self.task.is_pull_request and code):
+            return
+        head = await self.start_head() if self.start_head is not None else self.task.head_sha
+        if head:
             run = await self.gh.post(
                 "/repos/{+repo}/check-runs",
                 self._repo,
-                data=self._check_run(self.task.head_sha, {"status": "in_progress"}),
+                data=self._check_run(head, {"status": "in_progress"}),
             )
             self.check_run_id = int(run["id"])
 

@@ -190,7 +190,13 @@ class TaskRunner:
         reporter = Tee(
             (
                 StoreReporter(self.store, task.id),
-                GitHubReporter(gh, task, self.task_url(task), self.repo_url(task)),
+                GitHubReporter(
+                    gh,
+                    task,
+                    self.task_url(task),
+                    self.repo_url(task),
+                    start_head=start.sha if start is not None else None,
+                ),
                 self.metrics.reporter(),
             )
         )

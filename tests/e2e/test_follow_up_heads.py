@@ -81,6 +81,11 @@ async def test_a_round_asked_while_another_runs_builds_on_that_rounds_commit(
     # The last round started from the round before it, not from the head it was asked on.
     assert (await task_file(live, head))["base_sha"] == hello
     assert await git_show(live.forge, "show", f"{head}:fix.txt") == "fixed: say goodbye\n"
+    # Its check run was opened on the commit it started from (and moved on to its own), not
+    # on the head it was asked on.
+    runs = live.forge.check_runs(OWNER, REPO)
+    [started] = [r for r in runs if head[:7] in str(r["output"].get("title", ""))]
+    assert started["head_sha"] == hello, runs
 
 
 async def until_agent_runs(live: Gantry, number: int, seconds: float = 120) -> Task:
