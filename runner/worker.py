@@ -107,8 +107,15 @@ class Worker:
 
     async def stop(self) -> None:
         """Cancel what runs and wait for its cleanup: containers go before the process does.
-        The interrupted tasks are queued again, for whichever worker claims them next."""
+        The interrupted tasks are queued again, for whichever worker claims them next; those
+        another process cancelled meanwhile (no heartbeat had told this one yet) stop as
+        cancelled, and say so, not that they will run again."""
         self._stopping = self._draining = True
+        if self._running:
+            try:
+                await asyncio.wait_for(self.beat(), self.times.heartbeat)
+            except Exception:  # the store is away: the stop goes on, as a restart
+                log.warning("could not look for cancels before stopping", exc_info=True)
         for task_id in list(self._running):
             self.cancel(task_id, SHUTDOWN)
         await self.settle()

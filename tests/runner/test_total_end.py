@@ -35,7 +35,7 @@ from runner.results import Conclusion, EndedThenStopped, Phase, PhaseStatus, Tas
 from runner.store import SQLiteTaskStore
 from runner.task import Task, TaskState
 from runner.tasklog import TaskLog
-from runner.worker import Worker
+from runner.worker import LeaseTimes, Worker
 from tests.bot.test_progress import task_on
 from tests.runner.test_attempts_run import local_deps, project
 from tests.test_worker import add
@@ -377,3 +377,47 @@ class Unused:
 
     async def publish(self, work: Work) -> Published:
         raise AssertionError("an answer publishes no code")
+
+
+async def test_a_cancel_from_another_process_then_a_shutdown_ends_cancelled_not_to_rerun(
+    tmp_path: Path,
+) -> None:
+    """Another process (the intake of another server) cancels a running task in the store;
+    this worker shuts down before a heartbeat tells it: the task stops as cancelled, and its
+    final report says so, not that it runs again after the restart."""
+    reached = asyncio.Event()
+
+    async def slow(task: Task) -> Source:
+        reached.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("stopped before this")
+
+    reporter = Recorder()
+    store = await SQLiteTaskStore.open(tmp_path / "gantry.db")
+    queue = MemoryQueue()
+    [task_id] = await add(store, queue, 3)
+
+    async def run_one(task: Task) -> TaskResult:
+        tasklog = TaskLog(tmp_path / "task.log")
+        try:
+            pipeline = deps(tmp_path, None, slow)
+            return await run_task(task, pipeline, reporter, NeverPublish(), tasklog)
+        finally:
+            tasklog.close()
+
+    # No heartbeat comes before the shutdown: the cancel is known only to the store.
+    times = LeaseTimes(lease=7200.0, heartbeat=3600.0, poll=3600.0)
+    worker = Worker(store, queue, run_one, max_concurrent=1, times=times)
+    draining = asyncio.create_task(worker.drain())
+    try:
+        await asyncio.wait_for(reached.wait(), 30)
+        assert await store.cancel_task(task_id) is not None
+        await worker.stop()
+        await draining
+        [result] = reporter.results
+        assert (result.conclusion, result.reason) == (Conclusion.CANCELLED, "")
+        stored = await store.get(task_id)
+        assert stored is not None
+        assert stored.state is TaskState.CANCELLED
+    finally:
+        await store.close()
