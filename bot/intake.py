@@ -28,7 +28,7 @@ from config.settings import Settings
 from runner.modes import Mode, mode_of
 from runner.queue import TaskQueue
 from runner.store import TaskStore
-from runner.task import NewTask, Task
+from runner.task import NewTask, Task, TaskState
 
 # Ids and numbers are stored as SQLite integers (64-bit); GitHub's are far smaller.
 MAX_ID = 2**63 - 1
@@ -285,7 +285,7 @@ class Intake:
         cancelled = await self.store.cancel_task(latest.id)
         if cancelled is not None:
             self.on_cancel(cancelled.id)
-            return replies.cancelled(cancelled)
+            return replies.cancelled(cancelled, running=latest.state is TaskState.RUNNING)
         return replies.already_ended(await self.store.get(latest.id) or latest)
 
     async def subcommand(

@@ -56,7 +56,15 @@ def status(task: Task | None) -> str:
     return f"Task #{task.id} ({task.kind}, requested by @{task.requester}) is **{task.state}**."
 
 
-def cancelled(task: Task) -> str:
+def cancelled(task: Task, running: bool = False) -> str:
+    """The reply to a cancel the store took. A queued task never runs; a running one is
+    stopped by its worker within seconds, unless it ends first (publishing, say): the reply
+    cannot know yet, the task's own progress comment says how it ended."""
+    if running:
+        return (
+            f"Stopping task #{task.id}. Its progress comment says how it ends: work it had "
+            "already published stays."
+        )
     return f"Cancelled task #{task.id}."
 
 

@@ -120,6 +120,27 @@ async def test_a_cancel_after_the_task_ended_keeps_its_end_and_says_so(gantry: G
     assert "had already finished" in already_ended(ended)
 
 
+async def test_a_cancel_of_a_running_task_that_then_publishes_never_said_cancelled(
+    gantry: Gantry,
+) -> None:
+    """The cancel is written while a worker (in another process) runs the task, which ends
+    published before its heartbeat hears of the cancel: the reply did not say "Cancelled"."""
+    await comment(gantry, "@gantry write the changelog")
+    store = gantry.services.store
+    task = await store.claim_next("w", 60)  # a worker runs it
+    assert task is not None
+    assert await comment(gantry, "@gantry cancel") == (200, {"outcome": "answered"})
+    # The worker's run had published: its end is what the store keeps.
+    assert await store.finish_task(task.id, "w", TaskState.SUCCEEDED)
+    await gantry.settle()
+    ended = await store.get(task.id)
+    assert ended is not None
+    assert ended.state is TaskState.SUCCEEDED
+    [reply] = bot_replies(gantry)
+    assert "Cancelled" not in reply, reply
+    assert reply.startswith(f"Stopping task #{task.id}. Its progress comment says how it ends")
+
+
 async def test_reset_cache_without_workers_asks_every_worker_through_the_store(
     gantry: Gantry,
 ) -> None:

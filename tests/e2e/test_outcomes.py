@@ -103,9 +103,10 @@ async def test_cancel_during_the_agent_stops_it_within_seconds(live: Gantry) -> 
     assert task.state is TaskState.CANCELLED
     await live.settle()
     assert live_containers(live) == []
-    assert any(
-        text.startswith("Cancelled task #") for text in bot_comments(live, live.issue_number)
-    )
+    # The reply to the cancel says the task is stopping; its progress comment, how it ended.
+    said = bot_comments(live, live.issue_number)
+    assert any(text.startswith(f"Stopping task #{task.id}.") for text in said), said
+    assert any(f"task #{task.id}**" in text and "Cancelled." in text for text in said), said
     assert live.forge.pulls(OWNER, REPO) == []
 
 
