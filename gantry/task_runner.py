@@ -46,6 +46,7 @@ from runner.results import TaskResult
 from runner.store import TaskStore
 from runner.task import Task
 from runner.tasklog import TaskLog
+from runner.worker import not_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +187,7 @@ class TaskRunner:
             record_usage=self.record_usage,
             answers=GitHubAnswers(gh, task, self.slug),
             max_attempts=self.settings.max_attempts,
+            still_wanted=not_cancelled(self.store),
         )
         reporter = Tee(
             (

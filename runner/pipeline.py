@@ -174,6 +174,11 @@ async def no_rounds(task: Task) -> list[Task]:
     return []
 
 
+async def always_wanted(task: Task) -> bool:
+    """Nobody else can cancel the task (a local run)."""
+    return True
+
+
 @dataclass
 class PipelineDeps:
     """What a run needs from outside."""
@@ -193,6 +198,9 @@ class PipelineDeps:
     # The server's ceiling on a task's `--attempts` (the repository's `agent.max_attempts`
     # caps it further).
     max_attempts: int = 1
+    # Whether the task is still to run, as the store says now (False: cancelled, perhaps by
+    # another process): a task stopped by a restart says it runs again only then.
+    still_wanted: Callable[[Task], Awaitable[bool]] = always_wanted
 
 
 def task_file(task: Task, sha: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -491,8 +499,7 @@ async def run_task(
         result = await _after_error(run, exc)
     except asyncio.CancelledError as exc:
         if run.outcome is None:
-            note = RESTART_NOTE if SHUTDOWN in exc.args else ""
-            await to_the_end(finish(run, TaskResult(Conclusion.CANCELLED, reason=note)))
+            await to_the_end(finish_stopped(run, SHUTDOWN in exc.args))
             raise
         result, stop = run.outcome, exc
     try:
@@ -504,6 +511,22 @@ async def run_task(
     if stop is not None:
         raise EndedThenStopped(result) from stop
     return result
+
+
+async def finish_stopped(run: Run, shutdown: bool) -> None:
+    """The report of a task stopped before it ended: a restart's says the task runs again,
+    unless it was cancelled meanwhile (the store keeps a cancel over the restart's requeue)."""
+    again = shutdown and await still_wanted(run)
+    await finish(run, TaskResult(Conclusion.CANCELLED, reason=RESTART_NOTE if again else ""))
+
+
+async def still_wanted(run: Run) -> bool:
+    """Whether the task is still to run; when the store cannot say, it is (as it was)."""
+    try:
+        return await run.deps.still_wanted(run.task)
+    except Exception:
+        log.warning("task %s: could not read whether it was cancelled", run.task.id, exc_info=True)
+        return True
 
 
 async def _after_error(run: Run, exc: Exception) -> TaskResult:

@@ -234,6 +234,16 @@ class Workers:
         return self.worker.cancel(task_id)
 
 
+def not_cancelled(store: TaskStore) -> Callable[[Task], Awaitable[bool]]:
+    """Whether a task is still to run, as `store` says now: not cancelled (by any process)."""
+
+    async def wanted(task: Task) -> bool:
+        stored = await store.get(task.id)
+        return stored is None or stored.state is not TaskState.CANCELLED
+
+    return wanted
+
+
 async def recover_interrupted(
     store: TaskStore, queue: TaskQueue, owner: str | None = None
 ) -> tuple[list[Task], list[Task]]:

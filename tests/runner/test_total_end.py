@@ -35,7 +35,7 @@ from runner.results import Conclusion, EndedThenStopped, Phase, PhaseStatus, Tas
 from runner.store import SQLiteTaskStore
 from runner.task import Task, TaskState
 from runner.tasklog import TaskLog
-from runner.worker import LeaseTimes, Worker
+from runner.worker import LeaseTimes, Worker, not_cancelled
 from tests.bot.test_progress import task_on
 from tests.runner.test_attempts_run import local_deps, project
 from tests.test_worker import add
@@ -412,6 +412,50 @@ async def test_a_cancel_from_another_process_then_a_shutdown_ends_cancelled_not_
     try:
         await asyncio.wait_for(reached.wait(), 30)
         assert await store.cancel_task(task_id) is not None
+        await worker.stop()
+        await draining
+        [result] = reporter.results
+        assert (result.conclusion, result.reason) == (Conclusion.CANCELLED, "")
+        stored = await store.get(task_id)
+        assert stored is not None
+        assert stored.state is TaskState.CANCELLED
+    finally:
+        await store.close()
+
+
+async def test_a_cancel_written_while_a_restart_stops_the_task_ends_it_cancelled(
+    tmp_path: Path,
+) -> None:
+    """The shutdown's look at the store finds no cancel; one is written while the stopped
+    task cleans up, before its final report: the report still says cancelled, as the store
+    keeps it, not that the task runs again."""
+    reached = asyncio.Event()
+    store = await SQLiteTaskStore.open(tmp_path / "gantry.db")
+    queue = MemoryQueue()
+    [task_id] = await add(store, queue, 3)
+
+    async def slow(task: Task) -> Source:
+        reached.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            assert await store.cancel_task(task_id) is not None  # another process's cancel
+        raise AssertionError("stopped before this")
+
+    reporter = Recorder()
+
+    async def run_one(task: Task) -> TaskResult:
+        tasklog = TaskLog(tmp_path / "task.log")
+        try:
+            pipeline = replace(deps(tmp_path, None, slow), still_wanted=not_cancelled(store))
+            return await run_task(task, pipeline, reporter, NeverPublish(), tasklog)
+        finally:
+            tasklog.close()
+
+    worker = Worker(store, queue, run_one, max_concurrent=1)
+    draining = asyncio.create_task(worker.drain())
+    try:
+        await asyncio.wait_for(reached.wait(), 30)
         await worker.stop()
         await draining
         [result] = reporter.results
