@@ -73,6 +73,31 @@ class UnknownTaskError(GantryError):
     """No open task has this id."""
 
 
+class Gate:
+    """Where one task's requests wait for a slot: woken when one of them ends, and for good
+    when the task closes (then they end at once, not when their wait runs out)."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self._changed = asyncio.Event()
+
+    def wake(self) -> None:
+        """Let every waiter look again."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def close(self) -> None:
+        """End every wait, now and later."""
+        self.closed = True
+        self.wake()
+
+    async def wait_for(self, ready: Callable[[], bool]) -> bool:
+        """Wait until `ready()`; False if the task closed first."""
+        while not self.closed and not ready():
+            await self._changed.wait()
+        return not self.closed
+
+
 class ModelGateway:
     """One in-process gateway for every task: per-task tokens, budgets and usage."""
 
@@ -95,7 +120,7 @@ class ModelGateway:
         self._clock = clock
         self._timeout = timeout
         self._tasks: dict[str, TaskLedger] = {}
-        self._gates: dict[str, asyncio.Condition] = {}
+        self._gates: dict[str, Gate] = {}
         self._registry = TokenRegistry()
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -123,14 +148,17 @@ class ModelGateway:
             keys={p: key for p, key in chosen.items() if key},
             secrets=tuple(value for value in secrets if value),
         )
-        self._gates[task_id] = asyncio.Condition()
+        self._gates[task_id] = Gate()
         return self._registry.issue(task_id)
 
     def close_task(self, task_id: str) -> TaskUsage:
-        """Revoke the task's token at once and return its final usage."""
+        """Revoke the task's token at once, end its requests' waits for a slot, and return its
+        final usage."""
         self._registry.revoke(task_id)
         ledger = self._tasks.pop(task_id, None)
-        self._gates.pop(task_id, None)
+        gate = self._gates.pop(task_id, None)
+        if gate is not None:
+            gate.close()
         if ledger is None:
             raise UnknownTaskError(task_id)
         return ledger.snapshot()
@@ -233,30 +261,29 @@ class ModelGateway:
         if (request.content_length or 0) > MAX_BODY:
             return refuse(Refusal(provider, 413, "request_too_large", TOO_LARGE))
         gate = self._gates[ledger.task_id]
-        guess = await self._take_slot(ledger, gate, request.content_length)
-        if guess is None:
-            busy = BUSY.format(count=ledger.in_flight)
-            return refuse(Refusal(provider, 429, "gantry_too_many_parallel", busy), retry=True)
+        guess = await self._take_slot(provider, ledger, gate, request.content_length)
+        if isinstance(guess, Refusal):
+            return refuse(guess, retry=guess.status == 429)
         try:
-            if self._tasks.get(ledger.task_id) is not ledger:
-                return refuse(Refusal(provider, 401, "invalid_api_key", UNKNOWN_TOKEN))
             return await self._in_slot(request, target, ledger, key)
         finally:
             ledger.end(guess)
-            async with gate:
-                gate.notify_all()
+            gate.wake()
 
     async def _take_slot(
-        self, ledger: TaskLedger, gate: asyncio.Condition, body_size: int | None
-    ) -> int | None:
-        """Wait (a while) until the task may start one more request, and take the slot;
-        its token reservation, or None if no slot came free in time."""
+        self, provider: Provider, ledger: TaskLedger, gate: Gate, body_size: int | None
+    ) -> int | Refusal:
+        """Wait (a while) until the task may start one more request, and take the slot: its
+        token reservation, or the answer when no slot came free in time or the task closed."""
         try:
-            async with asyncio.timeout(self.pacing.queue_seconds), gate:
-                await gate.wait_for(lambda: ledger.may_start(self.pacing.in_flight))
-                return ledger.start(body_size)
+            async with asyncio.timeout(self.pacing.queue_seconds):
+                still_open = await gate.wait_for(lambda: ledger.may_start(self.pacing.in_flight))
         except TimeoutError:
-            return None
+            busy = BUSY.format(count=ledger.in_flight)
+            return Refusal(provider, 429, "gantry_too_many_parallel", busy)
+        if not still_open:
+            return Refusal(provider, 401, "invalid_api_key", UNKNOWN_TOKEN)
+        return ledger.start(body_size)
 
     async def _in_slot(
         self, request: web.Request, target: Route, ledger: TaskLedger, key: str

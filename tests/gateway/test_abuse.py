@@ -340,6 +340,48 @@ async def test_requests_past_the_in_flight_cap_wait_for_a_slot(upstream: FakeUps
         await gateway.stop()
 
 
+async def test_requests_waiting_for_a_slot_end_when_their_task_closes(
+    upstream: FakeUpstream,
+) -> None:
+    release = asyncio.Event()
+
+    async def held(_request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({"usage": {"input_tokens": 1, "output_tokens": 1}})
+
+    upstream.override = held
+    gateway = ModelGateway(
+        Providers(Upstream(upstream.url + "/v1", "sk-a"), Upstream(upstream.url, "sk-b")),
+        CEILINGS,
+        pacing=Pacing(in_flight=1, queue_seconds=300),
+    )
+    port = await gateway.start("127.0.0.1", 0)
+    token = gateway.open_task("t", Budget(100, 10**6, 600))
+    url = f"http://127.0.0.1:{port}/openai/v1/responses"
+    try:
+        async with aiohttp.ClientSession() as client:
+
+            async def one() -> tuple[int, str]:
+                headers = {"Authorization": f"Bearer {token}"}
+                async with client.post(url, json={"model": "m"}, headers=headers) as response:
+                    return response.status, await response.text()
+
+            holding = asyncio.create_task(one())
+            await asyncio.sleep(0.3)
+            waiting = [asyncio.create_task(one()) for _ in range(3)]
+            await asyncio.sleep(0.3)
+            gateway.close_task("t")
+            async with asyncio.timeout(5):
+                answers = await asyncio.gather(*waiting)
+            assert [status for status, _ in answers] == [401] * 3
+            assert all("agent phase has ended" in text for _, text in answers)
+            assert len(upstream.seen) == 1
+            release.set()
+            assert (await holding)[0] == 200
+    finally:
+        await gateway.stop()
+
+
 # -- what the task page shows ----------------------------------------------------------------
 
 SECRET = "pg-superuser-pass-7f3a9c1e"
