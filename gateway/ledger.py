@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from config.repo_config import BudgetConfig
+from config.repo_config import BudgetConfig, NetworkMode
 from config.settings import Settings
 from gateway.routes import Provider
 from gateway.transcript import Answer, redact
@@ -111,7 +111,8 @@ class TaskUsage:
 
 @dataclass
 class TaskLedger:
-    """The live, mutable record of one open task; `snapshot` freezes it."""
+    """The live, mutable record of one open task (`network`: its agent's network policy, for
+    the provider-side tools it may use); `snapshot` freezes it."""
 
     task_id: str
     budget: Budget
@@ -131,6 +132,7 @@ class TaskLedger:
     in_flight: int = 0
     reserved: int = 0
     secrets: tuple[str, ...] = ()
+    network: NetworkMode = "off"
 
     @property
     def masked(self) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from multidict import CIMultiDict
 
 from config.bad_requests import quiet_bad_requests
 from config.errors import GantryError
+from config.repo_config import NetworkMode
 from gantry.metrics import Metrics
 from gateway.connections import Guards, HeadLimits
 from gateway.errors import NO_RETRY, error_body, error_message
@@ -33,12 +34,13 @@ from gateway.tokens import TokenRegistry
 from gateway.transcript import (
     JSON_CAP,
     Answer,
+    Inspected,
     ReachingRequestError,
     StreamReader,
     UnreadableRequestError,
+    inspect_request,
     read_json,
     redact,
-    request_model,
 )
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,8 @@ BUSY = "Gantry: {count} requests of this task are in flight already; retry when 
 SLOW_BODY = "Gantry: the request body did not arrive within {seconds:.0f} s"
 UNREADABLE = "Gantry could not read the request body as JSON: {reason}"
 REACHING = (
-    "Gantry's gateway refuses {reason}: the provider would reach out for the agent, past the "
-    "task's network policy; run MCP servers and fetches in the agent instead"
+    "Gantry's gateway refuses {reason}; run MCP servers, fetches and commands in the agent "
+    "instead, where the task's network policy holds"
 )
 GONE = "the agent closed the connection before its request body arrived"
 # An idle keep-alive connection is closed after this; the CLIs reconnect when they need to.
@@ -135,9 +137,12 @@ class ModelGateway:
         budget: Budget,
         keys: Mapping[Provider, str] | None = None,
         secrets: Iterable[str] = (),
+        network: NetworkMode = "off",
     ) -> str:
         """Start counting for a task; the token its agent uses. `keys` override the server's;
-        `secrets` (the task's, as its log masks them) are masked in its session log too."""
+        `secrets` (the task's, as its log masks them) are masked in its session log too;
+        `network` is the agent's `network.agent`, which decides the provider-side tools its
+        requests may use (`gateway.reach`)."""
         if task_id in self._tasks:
             raise GantryError(f"task {task_id} already has an open gateway session")
         chosen = {p: (keys or {}).get(p) or self.providers[p].key for p in PROVIDERS}
@@ -147,6 +152,7 @@ class ModelGateway:
             opened_at=self._clock(),
             keys={p: key for p, key in chosen.items() if key},
             secrets=tuple(value for value in secrets if value),
+            network=network,
         )
         self._gates[task_id] = Gate()
         return self._registry.issue(task_id)
@@ -297,19 +303,17 @@ class ModelGateway:
         body = await self._read_body(request, ledger, provider)
         if isinstance(body, web.Response):
             return body
-        try:
-            model, digest = request_model(body, ledger.masked)
-        except UnreadableRequestError as exc:
-            message = UNREADABLE.format(reason=exc)
-            return refuse(Refusal(provider, 400, "gantry_unreadable_body", message))
-        except ReachingRequestError as exc:
-            ledger.fail(REACHING.format(reason=exc), provider=False)
-            return refuse(
-                Refusal(provider, 400, "gantry_provider_reach", REACHING.format(reason=exc))
-            )
-        ledger.saw_model(model)
-        call = Call(request, target, ledger, model, digest, self.metrics)
-        return await self._forward(call, key, body)
+        inspected = _inspect(body, ledger, provider)
+        if isinstance(inspected, Refusal):
+            return refuse(inspected)
+        if inspected.dropped:
+            log.debug(
+                "gateway: task %s: dropped %s (network.agent %s)",
+                ledger.task_id, ", ".join(inspected.dropped), ledger.network,
+            )  # fmt: skip
+        ledger.saw_model(inspected.model)
+        call = Call(request, target, ledger, inspected.model, inspected.digest, self.metrics)
+        return await self._forward(call, key, inspected.body)
 
     async def _read_body(
         self, request: web.Request, ledger: TaskLedger, provider: Provider
@@ -346,6 +350,19 @@ class ModelGateway:
             call.ledger.fail(message, provider=True)
             call.log(502, Answer())
             return refuse(Refusal(provider, 502, "upstream_unreachable", message), retry=True)
+
+
+def _inspect(body: bytes, ledger: TaskLedger, provider: Provider) -> Inspected | Refusal:
+    """The request as it may go upstream under the task's policy, or the gateway's answer."""
+    try:
+        return inspect_request(body, ledger.network, ledger.masked)
+    except UnreadableRequestError as exc:
+        message = UNREADABLE.format(reason=exc)
+        return Refusal(provider, 400, "gantry_unreadable_body", message)
+    except ReachingRequestError as exc:
+        message = REACHING.format(reason=exc)
+        ledger.fail(message, provider=False)
+        return Refusal(provider, 400, "gantry_provider_reach", message)
 
 
 class Call:

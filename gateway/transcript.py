@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.errors import GantryError
-from gateway.reach import provider_reach
+from config.repo_config import NetworkMode
+from gateway.reach import screen
 from gateway.routes import Provider
 
 ANSWER_CAP = 16 * 1024
@@ -29,7 +30,7 @@ UNPARSED = "[request body of {size:,} bytes, not parsed for the session log]"
 
 
 class ReachingRequestError(GantryError):
-    """A request that would have the provider connect to a host the agent names."""
+    """A request that would have the provider do what the task's network policy forbids."""
 
 
 class UnreadableRequestError(GantryError):
@@ -209,26 +210,42 @@ class StreamReader:
             self.answer.add_tool(key, str(delta.get("partial_json", "")))
 
 
-def request_model(body: bytes, secrets: Iterable[str] = ()) -> tuple[str | None, str]:
-    """The request's `model`, and a redacted, capped digest of what is new in it (its last
-    input item). A body too large to parse cheaply keeps a placeholder as its digest."""
+@dataclass(frozen=True)
+class Inspected:
+    """A request body the gateway read: its model, a digest for the session log, and the body
+    to forward (as sent, or without the tools the task's policy drops)."""
+
+    model: str | None
+    digest: str
+    body: bytes
+    dropped: tuple[str, ...] = ()
+
+
+def inspect_request(
+    body: bytes, network: NetworkMode = "off", secrets: Iterable[str] = ()
+) -> Inspected:
+    """Parse a request, check it against the task's agent network policy (`gateway.reach`),
+    and digest what is new in it (its last input item), redacted and capped. A body too large
+    to parse cheaply keeps a placeholder as its digest."""
     if not parseable(body):
         found = MODEL_KEY.search(body[:MODEL_WINDOW])
         model = found.group(1).decode() if found else None
-        return model, UNPARSED.format(size=len(body))
+        return Inspected(model, UNPARSED.format(size=len(body)), body)
     try:
         parsed = _dict(json.loads(body)) if body else {}
-        history = _list(parsed.get("input")) or _list(parsed.get("messages"))
-        latest = history[-1] if history else parsed.get("input", parsed)
-        digest = json.dumps(latest, ensure_ascii=False)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         reason = "nested too deep" if isinstance(exc, RecursionError) else "not valid JSON"
         raise UnreadableRequestError(reason) from None
-    reach = provider_reach(parsed)
-    if reach is not None:
-        raise ReachingRequestError(reach)
+    reach = screen(parsed, network)
+    if reach.refused is not None:
+        raise ReachingRequestError(reach.refused)
+    if reach.body is not None:
+        body = json.dumps(reach.body, separators=(",", ":")).encode()
+    history = _list(parsed.get("input")) or _list(parsed.get("messages"))
+    latest = history[-1] if history else parsed.get("input", parsed)
+    digest = _cap(redact(json.dumps(latest, ensure_ascii=False), secrets), REQUEST_CAP)
     model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
-    return model, _cap(redact(digest, secrets), REQUEST_CAP)
+    return Inspected(model, digest, body, reach.dropped)
 
 
 def parseable(body: bytes) -> bool:

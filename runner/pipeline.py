@@ -384,9 +384,10 @@ class Run:
         token = None
         if gateway is not None and url is not None:
             keys = provider_keys(self.deps.secrets.available(self.task.repo))
-            # The session log on the task page masks what the task log masks.
-            secrets = self.log.redactor.needles
-            token = gateway.open_task(task_id, budget, keys, secrets)
+            # The session log on the task page masks what the task log masks; the agent's
+            # network policy decides which provider-side tools its requests may use.
+            secrets, network = self.log.redactor.needles, config.network.agent
+            token = gateway.open_task(task_id, budget, keys, secrets, network)
             budget = budget.capped(gateway.ceilings)
         usage = None
         try:

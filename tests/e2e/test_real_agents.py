@@ -186,6 +186,9 @@ async def test_a_real_cli_edits_through_the_gateway_and_never_holds_the_key(
     requests = stand_in.model_requests()
     assert requests
     assert {r.api_key for r in requests} == {real_key}
+    # Codex offers the provider's web search in every request; under `off` the gateway drops it.
+    offered = [tool for r in requests for tool in r.body.get("tools") or ()]
+    assert not [tool for tool in offered if str(tool.get("type")).startswith("web_search")]
     assert f"🤖 {preset} ({MODELS[preset]}) · model {MODELS[preset]}" in body
     assert f"{len(requests)} request" in body
     assert real_key not in body

@@ -14,7 +14,7 @@ from gateway.errors import error_body, error_message
 from gateway.ledger import LOG_CAP, Budget, Exchange, TaskLedger, TaskUsage
 from gateway.routes import Refusal, Route, client_token, route, upstream_headers
 from gateway.tokens import TokenRegistry
-from gateway.transcript import EVENT_CAP, Answer, StreamReader, read_json, request_model
+from gateway.transcript import EVENT_CAP, Answer, StreamReader, inspect_request, read_json
 from tests.gateway.conftest import MESSAGES_STREAM, RESPONSES_STREAM
 
 
@@ -172,8 +172,8 @@ def test_json_answers_and_request_digests() -> None:
     )
     assert (answer.rendered_text(), answer.input_tokens) == ("done", 3)
     assert read_json("openai", b"not json").input_tokens == 0
-    model, digest = request_model(json.dumps({"model": "m", "input": ["old", "new"]}).encode())
-    assert (model, digest) == ("m", '"new"')
+    request = inspect_request(json.dumps({"model": "m", "input": ["old", "new"]}).encode())
+    assert (request.model, request.digest) == ("m", '"new"')
 
 
 def test_budget_from_config_and_ceilings() -> None:
