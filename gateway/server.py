@@ -37,6 +37,7 @@ from gateway.transcript import (
     Inspected,
     ReachingRequestError,
     StreamReader,
+    UninspectableRequestError,
     UnreadableRequestError,
     inspect_request,
     read_json,
@@ -62,6 +63,7 @@ REACHING = (
     "Gantry's gateway refuses {reason}; run MCP servers, fetches and commands in the agent "
     "instead, where the task's network policy holds"
 )
+UNINSPECTABLE = "Gantry's gateway refuses this request: {reason}"
 GONE = "the agent closed the connection before its request body arrived"
 # An idle keep-alive connection is closed after this; the CLIs reconnect when they need to.
 KEEPALIVE_SECONDS = 75.0
@@ -363,6 +365,10 @@ def _inspect(body: bytes, ledger: TaskLedger, provider: Provider) -> Inspected |
         message = REACHING.format(reason=exc)
         ledger.fail(message, provider=False)
         return Refusal(provider, 400, "gantry_provider_reach", message)
+    except UninspectableRequestError as exc:
+        message = UNINSPECTABLE.format(reason=exc)
+        ledger.fail(message, provider=False)
+        return Refusal(provider, 413, "request_too_large", message)
 
 
 class Call:

@@ -19,18 +19,24 @@ JSON_CAP = 8 * 1024 * 1024
 EVENT_CAP = 4 * 1024 * 1024
 REDACTED = "[REDACTED]"
 TOOL_ITEMS = frozenset({"function_call", "custom_tool_call", "local_shell_call"})
-# A request is parsed for the session log only up to this size and this many JSON items
-# (commas, objects, arrays): parsing `[{},{},…]` costs some 25 times its size in memory.
-PARSE_CAP = 8 * 1024 * 1024
+# Every request body is parsed (for the policy and the session log), up to the largest the
+# gateway reads, and if it holds at most this many JSON items (commas, objects, arrays):
+# parsing `[{},{},…]` costs some 25 times its size in memory.
+PARSE_CAP = 32 * 1024 * 1024
 PARSE_ITEMS = 250_000
-# Past those, the model is looked for where both CLIs put it: the body's first key.
-MODEL_KEY = re.compile(rb'"model"\s*:\s*"([A-Za-z0-9][A-Za-z0-9._:@/-]{0,200})"')
-MODEL_WINDOW = 4096
-UNPARSED = "[request body of {size:,} bytes, not parsed for the session log]"
+# A JSON string, escapes included, or an unterminated one to the end of the body: it always
+# matches at a quote, so skipping the strings is one pass.
+JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+STRINGS_CAP = 2 * PARSE_ITEMS + 2
+TOO_MANY_ITEMS = f"its body has more than {PARSE_ITEMS:,} JSON items, too many to check"
 
 
 class ReachingRequestError(GantryError):
     """A request that would have the provider do what the task's network policy forbids."""
+
+
+class UninspectableRequestError(GantryError):
+    """A request body too costly to parse, so it cannot be checked."""
 
 
 class UnreadableRequestError(GantryError):
@@ -225,34 +231,67 @@ def inspect_request(
     body: bytes, network: NetworkMode = "off", secrets: Iterable[str] = ()
 ) -> Inspected:
     """Parse a request, check it against the task's agent network policy (`gateway.reach`),
-    and digest what is new in it (its last input item), redacted and capped. A body too large
-    to parse cheaply keeps a placeholder as its digest."""
+    and digest what is new in it for the session log. Every body is parsed: one too costly
+    to parse is refused, never forwarded unchecked."""
     if not parseable(body):
-        found = MODEL_KEY.search(body[:MODEL_WINDOW])
-        model = found.group(1).decode() if found else None
-        return Inspected(model, UNPARSED.format(size=len(body)), body)
+        raise UninspectableRequestError(TOO_MANY_ITEMS)
     try:
         parsed = _dict(json.loads(body)) if body else {}
+        reach = screen(parsed, network)
+        if reach.body is not None:
+            body = json.dumps(reach.body, separators=(",", ":")).encode()
+        digest = _digest(parsed, tuple(secrets))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         reason = "nested too deep" if isinstance(exc, RecursionError) else "not valid JSON"
         raise UnreadableRequestError(reason) from None
-    reach = screen(parsed, network)
     if reach.refused is not None:
         raise ReachingRequestError(reach.refused)
-    if reach.body is not None:
-        body = json.dumps(reach.body, separators=(",", ":")).encode()
-    history = _list(parsed.get("input")) or _list(parsed.get("messages"))
-    latest = history[-1] if history else parsed.get("input", parsed)
-    digest = _cap(redact(json.dumps(latest, ensure_ascii=False), secrets), REQUEST_CAP)
     model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
     return Inspected(model, digest, body, reach.dropped)
 
 
+def _digest(parsed: dict[str, Any], secrets: tuple[str, ...]) -> str:
+    """The request's last input item, redacted and capped. Its strings are cut first (a long
+    history's last item can be megabytes), long enough that no secret starting inside the cap
+    is cut."""
+    history = _list(parsed.get("input")) or _list(parsed.get("messages"))
+    latest = history[-1] if history else parsed.get("input", parsed)
+    keep = REQUEST_CAP + max(map(len, secrets), default=0)
+    text = json.dumps(_clipped(latest, keep), ensure_ascii=False)
+    return _cap(redact(text, secrets), REQUEST_CAP)
+
+
+def _clipped(value: Any, length: int) -> Any:
+    """`value` with every string (keys too) cut to `length` characters."""
+    if isinstance(value, str):
+        return value[:length]
+    if isinstance(value, list):
+        return [_clipped(item, length) for item in value]
+    if isinstance(value, dict):
+        return {key[:length]: _clipped(item, length) for key, item in value.items()}
+    return value
+
+
 def parseable(body: bytes) -> bool:
-    """Whether parsing `body` costs memory in proportion to its size (a few times, not 25)."""
+    """Whether parsing `body` costs memory in proportion to its size (a few times, not 25):
+    at most `PARSE_ITEMS` JSON items. Commas and brackets are counted outside strings only
+    when the quick count (all of them) is over: code in a long history is full of commas."""
     if len(body) > PARSE_CAP:
         return False
-    return body.count(b",") + body.count(b"{") + body.count(b"[") <= PARSE_ITEMS
+    return _items(body) <= PARSE_ITEMS or _structure(body) <= PARSE_ITEMS
+
+
+def _structure(body: bytes) -> int:
+    """The JSON items outside strings, or past the cap. A string is at most two items' worth
+    (a key and its value share one comma), so past twice the cap's strings the items are past
+    it too, and the rest is not looked at. An unterminated string runs to the end: parsing
+    stops there."""
+    outside, strings = JSON_STRING.subn(b"", body, count=STRINGS_CAP)
+    return PARSE_ITEMS + 1 if strings >= STRINGS_CAP else _items(outside)
+
+
+def _items(body: bytes) -> int:
+    return body.count(b",") + body.count(b"{") + body.count(b"[")
 
 
 def _cap(text: str, limit: int) -> str:

@@ -248,12 +248,32 @@ async def test_a_body_that_never_ends_gets_408_and_a_quiet_log(
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
-async def test_one_huge_body_of_tiny_items_is_not_parsed(upstream: FakeUpstream) -> None:
+async def test_one_huge_body_of_tiny_items_is_refused_unparsed(upstream: FakeUpstream) -> None:
+    body = b'{"model":"gpt-big","input":[' + b"{}," * (10_000_000 - 1) + b"{}]}"
+    with gateway_process(upstream.url) as gateway:
+        await asyncio.sleep(0.5)
+        before = gateway.rss_mib("VmHWM")
+        headers = {"Authorization": f"Bearer {gateway.token}"}
+        url = f"http://127.0.0.1:{gateway.port}/openai/v1/responses"
+        async with (
+            aiohttp.ClientSession() as client,
+            client.post(url, data=body, headers=headers) as r,
+        ):
+            assert r.status == 413
+            assert "too many to check" in (await r.json())["error"]["message"]
+        grown = gateway.rss_mib("VmHWM") - before
+    assert upstream.seen == []
+    assert grown < 200, f"one {len(body) / MIB:.0f} MiB body grew the gateway's peak by {grown:.0f}"
+
+
+async def test_the_largest_body_is_parsed_at_a_bounded_cost(upstream: FakeUpstream) -> None:
     async def small_answer(_request: web.Request) -> web.Response:
         return web.json_response({"usage": {"input_tokens": 1, "output_tokens": 1}})
 
     upstream.override = small_answer
-    body = b'{"model":"gpt-big","input":[' + b"{}," * (10_000_000 - 1) + b"{}]}"
+    # One character outside Latin-1 makes Python hold the whole text at 4 bytes a character.
+    text = "a" * (31 * MIB) + "\U0001f600"
+    body = json.dumps({"model": "m", "input": [{"role": "user", "content": text}]}).encode()
     with gateway_process(upstream.url) as gateway:
         await asyncio.sleep(0.5)
         before = gateway.rss_mib("VmHWM")
@@ -265,8 +285,8 @@ async def test_one_huge_body_of_tiny_items_is_not_parsed(upstream: FakeUpstream)
         ):
             assert r.status == 200
         grown = gateway.rss_mib("VmHWM") - before
-    assert len(upstream.seen[0].body) == len(body)
-    assert grown < 200, f"one {len(body) / MIB:.0f} MiB body grew the gateway's peak by {grown:.0f}"
+    assert upstream.seen[0].body == body
+    assert grown < 300, f"one {len(body) / MIB:.0f} MiB body grew the gateway's peak by {grown:.0f}"
 
 
 @pytest.mark.parametrize(("body", "reason"), [(b"[" * 100_000, "nested"), (b"{nope", "valid")])

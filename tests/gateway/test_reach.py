@@ -12,6 +12,7 @@ from config.repo_config import NetworkMode
 from gateway import Budget
 from tests.gateway.conftest import Rig
 
+MIB = 1024 * 1024
 RESPONSES, CHAT = "/openai/v1/responses", "/openai/v1/chat/completions"
 MESSAGES = "/anthropic/v1/messages"
 SHELL = {"type": "function", "name": "exec_command", "parameters": {"type": "object"}}
@@ -135,3 +136,28 @@ async def test_claude_codes_search_request_under_off_is_refused_with_a_reason(ri
     assert answer["error"]["type"] == "invalid_request_error"
     assert "`web_search_20250305` tool under `network.agent: off`" in message(answer)
     assert rig.upstream.seen == []
+
+
+def code_history(size: int) -> list[dict[str, str]]:
+    """A long session's history: source code, full of commas (over 250,000 of them)."""
+    code = "def f(a, b, c):\n    return {'x': [a, b, c], 'y': (a, b)}\n" * 50
+    return [{"role": "user", "content": code} for _ in range(size // len(code))]
+
+
+async def test_a_body_past_the_old_parse_limit_is_still_checked(rig: Rig) -> None:
+    messages = code_history(12 * MIB)
+    mcp = {"type": "mcp", "server_url": "https://x.example"}
+    status, answer = await send(rig, "full", RESPONSES, {"input": messages, **tools(mcp)})
+    assert status == 400
+    assert "`mcp`" in message(answer)
+    assert rig.upstream.seen == []
+
+
+async def test_a_long_session_past_the_old_parse_limit_still_goes_upstream(rig: Rig) -> None:
+    token = rig.gateway.open_task("t1", Budget(10, 10**9, 60))
+    body = json.dumps({"model": "m", "input": code_history(20 * MIB), **tools(SHELL)}).encode()
+    assert len(body) > 20 * MIB
+    assert body.count(b",") > 250_000
+    async with rig.client.post(rig.base + RESPONSES, data=body, headers=rig.openai(token)) as r:
+        assert r.status == 200
+    assert rig.upstream.seen[0].body == body
