@@ -76,8 +76,10 @@ def clean(text: str) -> str:
 
 def mention_pattern(handle: str) -> re.Pattern[str]:
     """`@handle` as a word: not inside an e-mail address, a longer handle or a path, nor
-    the organisation of a team mention (`@handle/reviewers`)."""
-    return re.compile(rf"(?<![\w@/.`-])@{re.escape(handle)}(?![\w/-])", re.IGNORECASE)
+    the organisation of a team mention (`@handle/reviewers`), nor another account whose
+    name starts with it (`@handle[bot]`, `@handle.dev`: GitHub ends a mention at a dot only
+    when no word character follows the dots)."""
+    return re.compile(rf"(?<![\w@/.`-])@{re.escape(handle)}(?![\w/\[-])(?!\.+\w)", re.IGNORECASE)
 
 
 def _blank(text: str) -> str:

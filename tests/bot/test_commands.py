@@ -47,6 +47,10 @@ words = st.text(
         ("@gantry go fix it", Command(Kind.REQUEST, "go fix it")),
         ("@gantry --agent claude ask why?", Command(Kind.ASK, "why?", "claude")),
         ("@gantry --model m review", Command(Kind.REVIEW, "", None, "m")),
+        ("@gantry! fix it", Command(Kind.REQUEST, "! fix it")),
+        ("(@gantry) fix it", Command(Kind.REQUEST, ") fix it")),
+        ("thanks @gantry... fix it", Command(Kind.REQUEST, "... fix it")),
+        ("@gantry[bot] wrote this; @gantry fix it", Command(Kind.REQUEST, "fix it")),
     ],
 )
 def test_examples(body: str, expected: Command) -> None:
@@ -71,6 +75,11 @@ def test_examples(body: str, expected: Command) -> None:
         "path/@gantry is not a mention",
         "cc @gantry/reviewers please look",
         "@gantry/reviewers fix it",
+        "@gantry[bot] fix it",
+        "thanks @gantry[bot], now fix it",
+        "@Gantry[bot]: fix it",
+        "@gantry.dev fix it",
+        "@gantry..io fix it",
         "<div>\n@gantry in an html block\n</div>",
     ],
 )
@@ -125,7 +134,7 @@ def test_code_and_quotes_never_trigger(request: str) -> None:
         assert parse_command(body, HANDLE) is None, body
 
 
-@given(words, st.sampled_from(["-dev", "bot", "_x", "-"]))
+@given(words, st.sampled_from(["-dev", "bot", "_x", "-", "[bot]", ".dev", "[x"]))
 def test_a_longer_handle_is_not_a_mention(request: str, suffix: str) -> None:
     assert parse_command(f"@gantry{suffix} {request}", HANDLE) is None
 
