@@ -53,6 +53,16 @@ CORE_RESOLVERS = (
     ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
 )
 
+# What a value written with an explicit `!!null`, `!!bool`, `!!int` or `!!float` tag may say:
+# the same as one the core schema reads as that type untagged. PyYAML's constructors are
+# YAML 1.1's and lenient (`!!null foo` read as null, `!!bool yes` as true, `!!int 1:30` as 90).
+TAGGED_FORMS = {
+    YAML_TAG + kind: re.compile(
+        "|".join(p for k, p, _ in CORE_RESOLVERS if k == kind).replace("$", r"\Z")
+    )
+    for kind in ("null", "bool", "int", "float")
+}
+
 KeyPath = tuple[str | int, ...]
 
 
@@ -232,6 +242,8 @@ def _scalar(node: yaml.ScalarNode, path: KeyPath, problems: list[Problem]) -> An
         message = f"a number longer than {MAX_NUMBER_CHARS} characters (quote it if it is text)"
     elif node.tag not in SCALAR_TAGS:
         message = f"a single value cannot be a {kind}"
+    elif node.tag in TAGGED_FORMS and not TAGGED_FORMS[node.tag].search(str(node.value)):
+        message = f"cannot be read as {'an' if kind == 'int' else 'a'} {kind}"
     elif node.tag == YAML_TAG + "int" and written_in_another_base(str(node.value)):
         # PyYAML reads 0022 the YAML 1.1 way, as octal 18: an env value's `0022` (a umask, a
         # ZIP code) became "18". Kept as written; a number setting still reads 0400 as 400.

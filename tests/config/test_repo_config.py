@@ -130,11 +130,26 @@ HUGE_DURATION = "image: x:1\ntimeouts:\n  setup: 99999999999999999999h\n"
         ("image: x:1\nenv:\n  X: !!int many\n", "env.X: cannot be read as an int (line 3)"),
         ("image: x:1\nenv:\n  X: !!bool maybe\n", "env.X: cannot be read as a bool (line 3)"),
         ("image: !!map x:1\n", "image: a single value cannot be a map (line 1)"),
+        ("image: x:1\n\nsetup: !!null make\n", "setup: cannot be read as a null (line 3)"),
+        ("image: x:1\nenv:\n  X: !!null 'rm -rf'\n", "env.X: cannot be read as a null (line 3)"),
+        ("image: x:1\nenv:\n  X: !!bool yes\n", "env.X: cannot be read as a bool (line 3)"),
+        ("image: x:1\nenv:\n  X: !!int 1:30\n", "env.X: cannot be read as an int (line 3)"),
+        ("image: x:1\nenv:\n  X: !!float 1_0.5\n", "env.X: cannot be read as a float (line 3)"),
     ],
-    ids=["huge-int", "huge-duration", "int-tag", "bool-tag", "map-tag"],
+    ids=[
+        *("huge-int", "huge-duration", "int-tag", "bool-tag", "map-tag", "null-tag"),
+        *("quoted-null-tag", "yaml-1.1-bool", "sexagesimal-int", "underscored-float"),
+    ],
 )
 def test_values_python_cannot_hold_are_problems_at_their_line(text: str, problem: str) -> None:
     assert _problems(text) == [problem]
+
+
+def test_a_tagged_value_written_as_its_type_reads_as_it() -> None:
+    text = "env:\n  A: !!int 12\n  B: !!bool false\n  C: !!str 7\n"
+    assert dict(load_repo_config(text).env) == {"A": "12", "B": "false", "C": "7"}
+    assert load_repo_config("image: x:1\nsetup: !!null\n").setup is None
+    assert load_repo_config("image: x:1\nsetup: !!null ~\n").setup is None
 
 
 def test_a_long_number_in_quotes_is_text() -> None:
