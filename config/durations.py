@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+# ASCII only, here and in SIZE_RE: `\d` alone took any script's digits (Arabic-Indic 3 and 0
+# then `s` read as 30 seconds), and IGNORECASE took the Kelvin sign for `k`.
+DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", re.ASCII)
 DURATION_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 DURATION_HINT = "write a duration with a unit, like 90s, 20m, 12h or 1h30m"
 # Far beyond any limit a setting allows, and far below what a timedelta can hold.
 MAX_DURATION = timedelta(days=3650)
-SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)([kmgt])(?:i?b)?", re.IGNORECASE)
+SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)([kmgt])(?:i?b)?", re.IGNORECASE | re.ASCII)
 SIZE_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 SIZE_HINT = "write a size with a unit, like 512m or 4g"
 

@@ -29,7 +29,11 @@ def test_parse_duration(text: str, seconds: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "20", "20 minutes", "30m1h", "1.5h", "-5m", "m", 20, True, None]
+    "bad",
+    [
+        *("", "20", "20 minutes", "30m1h", "1.5h", "-5m", "m", 20, True, None),
+        *("\u0663\u0660s", "\uff13\uff10m", "1\u0968h", "\U0001d7d1d"),  # other scripts' digits
+    ],
 )
 def test_parse_duration_refuses(bad: object) -> None:
     with pytest.raises(ValueError, match="with a unit"):
@@ -52,7 +56,13 @@ def test_parse_size(text: str, size: int) -> None:
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("bad", ["4096", "4 gigs", "g", "4x", 4096, None, ["4g"]])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        *("4096", "4 gigs", "g", "4x", 4096, None, ["4g"]),
+        *("\u0664g", "\uff14g", "1.\u0665g", "4\u212a"),  # other digits, the Kelvin sign
+    ],
+)
 def test_parse_size_refuses(bad: object) -> None:
     with pytest.raises(ValueError, match="with a unit"):
         parse_size(bad)

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr
 
+from config.durations import DURATION_HINT
 from config.repo_config import (
     MAX_CONFIG_BYTES,
     ConfigError,
@@ -135,10 +136,15 @@ HUGE_DURATION = "image: x:1\ntimeouts:\n  setup: 99999999999999999999h\n"
         ("image: x:1\nenv:\n  X: !!bool yes\n", "env.X: cannot be read as a bool (line 3)"),
         ("image: x:1\nenv:\n  X: !!int 1:30\n", "env.X: cannot be read as an int (line 3)"),
         ("image: x:1\nenv:\n  X: !!float 1_0.5\n", "env.X: cannot be read as a float (line 3)"),
+        (
+            "image: x:1\ntimeouts:\n  setup: \u0663\u0660m\n",
+            f"timeouts.setup: {DURATION_HINT} (line 3)",
+        ),
     ],
     ids=[
         *("huge-int", "huge-duration", "int-tag", "bool-tag", "map-tag", "null-tag"),
         *("quoted-null-tag", "yaml-1.1-bool", "sexagesimal-int", "underscored-float"),
+        "arabic-indic-duration",
     ],
 )
 def test_values_python_cannot_hold_are_problems_at_their_line(text: str, problem: str) -> None:
