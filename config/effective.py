@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from config.ceilings import Refusal, apply_ceilings
-from config.org_defaults import merge_layers
-from config.provenance import FileLayer, Layer, Stages, trace
+from config.org_defaults import Origins, merge_layers
+from config.provenance import FileLayer, Layer, Stages, longest_prefix, trace
 from config.repo_config import (
     CONFIG_PATH,
     ConfigError,
@@ -18,7 +18,7 @@ from config.repo_config import (
     Problem,
     RepoConfig,
     apply_server_defaults,
-    describe_errors,
+    describe_error,
     parse_repo_config,
 )
 from config.settings import Settings
@@ -57,16 +57,16 @@ def _parse(
     """`parse_effective_config` without the backstop."""
     repo = parse_repo_config(text, None, source)
     files = [FileLayer(Layer.REPOSITORY, source, repo.document.lines)]
-    data = [repo.document.data]
+    documents = [repo]
     if org_text is not None:
         org = parse_repo_config(org_text, None, org_source or "organisation defaults")
         files.insert(0, FileLayer(Layer.ORG, org.source, org.document.lines))
-        data.insert(0, org.document.data)
-    merged, origins = merge_layers(data)
+        documents.insert(0, org)
+    merged, origins = merge_layers([d.document.data for d in documents])
     try:
         config = RepoConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(describe_errors(exc, repo.document), source) from None
+        raise merged_errors(exc, documents, origins) from None
     served = apply_server_defaults(config, settings)
     capped, cappings, refusals = (
         apply_ceilings(served, settings) if settings is not None else (served, [], [])
@@ -80,6 +80,23 @@ def _parse(
     if refusals:
         raise refused(parsed, refusals)
     return parsed
+
+
+def merged_errors(
+    exc: ValidationError, documents: Sequence[ParsedConfig], origins: Origins
+) -> ConfigError:
+    """The errors of the merged layers, each at the file and line that set the value in
+    error (a secret the organisation lists, that the repository's `env` also sets, is the
+    organisation's `secrets` line); the repository's problems first. Each file alone was
+    valid, so only a value that clashes with another layer's gets here."""
+    placed = []
+    for error in exc.errors(include_url=False):
+        found = longest_prefix(tuple(error["loc"]), origins)
+        layer = documents[found[1]] if found is not None else documents[-1]
+        placed.append((layer.source, describe_error(error, layer.document)))
+    repository = documents[-1].source
+    first = next((f for f, _ in placed if f == repository), placed[0][0])
+    return ConfigError([p for f, p in placed if f == first], first)
 
 
 def refused(parsed: ParsedConfig, refusals: Sequence[Refusal]) -> ConfigError:

@@ -21,6 +21,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import ErrorDetails
 
 from config.allow_presets import expand, is_preset, preset_domains
 from config.durations import format_duration, format_size, parse_duration, parse_size
@@ -723,18 +724,20 @@ def apply_server_defaults(config: RepoConfig, settings: Settings | None) -> Repo
 
 def describe_errors(exc: ValidationError, document: YamlDocument) -> list[Problem]:
     """Turn pydantic's errors into problems with the key path and line of each."""
-    problems = []
-    for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
-        path = document.known_prefix(loc)
-        message = str(error["msg"]).removeprefix("Value error, ")
-        message = message.replace("Input should be", "should be").replace("valid tuple", "list")
-        if error["type"] == "literal_error":
-            message = message.replace("True", "true").replace("False", "false")
-        if error["type"] == "extra_forbidden":
-            message = _unknown_key_message(loc)
-        problems.append(Problem(render_path(path), message, document.line_of(loc)))
-    return problems
+    return [describe_error(error, document) for error in exc.errors(include_url=False)]
+
+
+def describe_error(error: ErrorDetails, document: YamlDocument) -> Problem:
+    """One of pydantic's errors as a problem at its key path's line in `document`."""
+    loc = tuple(error["loc"])
+    path = document.known_prefix(loc)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    message = message.replace("Input should be", "should be").replace("valid tuple", "list")
+    if error["type"] == "literal_error":
+        message = message.replace("True", "true").replace("False", "false")
+    if error["type"] == "extra_forbidden":
+        message = _unknown_key_message(loc)
+    return Problem(render_path(path), message, document.line_of(loc))
 
 
 def _unknown_key_message(loc: KeyPath) -> str:

@@ -111,6 +111,19 @@ def test_a_broken_org_file_is_reported_with_its_own_name_and_line() -> None:
     ]
 
 
+def test_an_org_value_that_clashes_with_the_repositorys_is_reported_in_the_org_file() -> None:
+    # Each file is valid alone; merged, the org's secret is also the repository's env.
+    org = "image: x:1\n\nsecrets:\n  - TOKEN\n"
+    with pytest.raises(ConfigError) as info:
+        effective("env:\n  TOKEN: plain\n", org=org)
+    assert info.value.source == ORG_SOURCE
+    assert info.value.lines() == [f"{ORG_SOURCE}:3: secrets: also set in env: TOKEN"]
+    # The other way round it is the repository's own line.
+    with pytest.raises(ConfigError) as info:
+        effective("image: x:1\n\nsecrets: [TOKEN]\n", org="env:\n  TOKEN: plain\n")
+    assert info.value.lines() == [".github/gantry.yml:3: secrets: also set in env: TOKEN"]
+
+
 def test_a_refused_value_points_at_the_file_that_set_it() -> None:
     strict = Settings(_env_file=None, allowed_images="ghcr.io/other/*")
     with pytest.raises(ConfigError) as info:
