@@ -41,10 +41,24 @@ def parse_effective_config(
     except ConfigError:
         raise
     except Exception as exc:
-        # A file we fail to read is still a broken file to its writer: intake replies, the
-        # check run fails, the CLI says so; a crash here would drop the mention unanswered.
-        log.exception("%s: reading the config failed", source)
-        raise ConfigError([Problem("", f"{UNREADABLE} ({type(exc).__name__})", 1)], source) from exc
+        raise unreadable(source, exc) from exc
+
+
+def unreadable(source: str, exc: Exception) -> ConfigError:
+    """A file we fail to read is still a broken file to its writer: intake replies, the
+    check run fails, the CLI says so; a crash here would drop the mention unanswered."""
+    log.exception("%s: reading the config failed", source)
+    return ConfigError([Problem("", f"{UNREADABLE} ({type(exc).__name__})", 1)], source)
+
+
+def _read_file(text: str | None, source: str) -> ParsedConfig:
+    """One file alone; a bug while reading it is that file's (the org's is not the repo's)."""
+    try:
+        return parse_repo_config(text, None, source)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise unreadable(source, exc) from exc
 
 
 def _parse(
@@ -55,11 +69,11 @@ def _parse(
     org_source: str | None,
 ) -> ParsedConfig:
     """`parse_effective_config` without the backstop."""
-    repo = parse_repo_config(text, None, source)
+    repo = _read_file(text, source)
     files = [FileLayer(Layer.REPOSITORY, source, repo.document.lines)]
     documents = [repo]
     if org_text is not None:
-        org = parse_repo_config(org_text, None, org_source or "organisation defaults")
+        org = _read_file(org_text, org_source or "organisation defaults")
         files.insert(0, FileLayer(Layer.ORG, org.source, org.document.lines))
         documents.insert(0, org)
     merged, origins = merge_layers([d.document.data for d in documents])

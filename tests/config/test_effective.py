@@ -9,7 +9,7 @@ from config.agents_md import parse_agents_md
 from config.effective import parse_effective_config
 from config.loader import plan_commands
 from config.provenance import Layer
-from config.repo_config import ConfigError, ParsedConfig
+from config.repo_config import ConfigError, ParsedConfig, parse_repo_config
 from config.settings import Settings
 
 ORG_SOURCE = "acme/.github:.github/gantry.yml"
@@ -154,5 +154,22 @@ def test_a_bug_while_reading_is_still_a_config_error(monkeypatch: pytest.MonkeyP
         effective()
     assert info.value.lines() == [
         ".github/gantry.yml:1: Gantry could not read this file; this is a bug in Gantry, "
+        "please report it (RuntimeError)"
+    ]
+
+
+def test_a_bug_while_reading_the_org_file_names_the_org_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken_on_org(text: str | None, settings: object, source: str) -> ParsedConfig:
+        if source == ORG_SOURCE:
+            raise RuntimeError("a bug")
+        return parse_repo_config(text, None, source)
+
+    monkeypatch.setattr("config.effective.parse_repo_config", broken_on_org)
+    with pytest.raises(ConfigError) as info:
+        effective()
+    assert info.value.lines() == [
+        f"{ORG_SOURCE}:1: Gantry could not read this file; this is a bug in Gantry, "
         "please report it (RuntimeError)"
     ]
