@@ -14,7 +14,8 @@ import re
 
 from markdown_it.common import html_re
 
-from config.markdown_layout import layout, line_starts
+from config.hidden_links import drop_hidden_link_parts
+from config.markdown_layout import Layout, layout, line_starts
 
 # Zero-width, bidirectional-control and other invisible format characters that hide text
 # from a reviewer (https://trojansource.codes/), Unicode tag characters (U+E0000-U+E007F,
@@ -63,20 +64,22 @@ def strip_prose(text: str) -> tuple[str, bool]:
     return (text[: cut.start()], True) if cut else (text, False)
 
 
-def _regions(text: str) -> list[tuple[int, int, bool]]:
+def _regions(found: Layout, text: str) -> list[tuple[int, int, bool]]:
     """Code to keep (True) and reference definitions to drop (False), in order."""
-    found = layout(text)
     starts = [*line_starts(text), len(text) + 1]
     drops = [(starts[n], min(starts[n + 1], len(text)), False) for n in found.reference_lines]
     return sorted([*((a, b, True) for a, b in found.code), *drops])
 
 
 def _strip_once(text: str) -> str:
-    """Invisible characters first: a zero-width space must not break a comment's opener."""
+    """Invisible characters first: a zero-width space must not break a comment's opener.
+    Then HTML and reference definitions; then, in what is left (tags bare, so no attribute
+    can hold a bracket), the unseen parts of links and images."""
     text = strip_invisible(text).replace("\r\n", "\n").replace("\r", "\n").replace("\0", "")
+    found = layout(text)
     kept: list[str] = []
     at = 0
-    for start, end, is_code in [*_regions(text), (len(text), len(text), False)]:
+    for start, end, is_code in [*_regions(found, text), (len(text), len(text), False)]:
         if start < at:
             continue
         prose, cut = strip_prose(text[at:start])
@@ -85,7 +88,11 @@ def _strip_once(text: str) -> str:
             break
         kept.append(text[start:end] if is_code else "")
         at = end
-    return "".join(kept)
+    # Laid out again (each pass's result is the next pass's text: `layout` remembers it):
+    # where code and blocks are once comments and attributes are gone is what GitHub shows.
+    stripped = "".join(kept)
+    after = layout(stripped)
+    return drop_hidden_link_parts(stripped, after.code, found.labels | after.labels, after.blocks)
 
 
 def strip_hidden_plain(text: str) -> str:
@@ -106,5 +113,6 @@ def strip_hidden(text: str) -> str:
         if stripped == text:
             return text
         text = stripped
-    # Nested past any sane depth: no `<` survives, so no comment or tag can either.
-    return strip_invisible(text.replace("<", ""))
+    # Nested past any sane depth: no `<` survives, so no comment or tag can either; and
+    # whatever is shaped like a link's title is dropped, even in what looked like code.
+    return drop_hidden_link_parts(strip_invisible(text.replace("<", "")))

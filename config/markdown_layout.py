@@ -3,8 +3,10 @@ CommonMark parser, with GitHub's tables) reads it: source offsets and line numbe
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_block import reference
@@ -21,10 +23,14 @@ LINE_START = re.compile(r"\n")
 
 @dataclass(frozen=True)
 class Layout:
-    """Code (offset ranges, shown verbatim) and reference definitions (lines, never shown)."""
+    """Code (offset ranges, shown verbatim), reference definitions (lines, never shown), the
+    labels they define (normalised, as links look them up), and the blocks of inline text
+    (offset ranges of whole lines: a link never spans two)."""
 
     code: tuple[tuple[int, int], ...]
     reference_lines: frozenset[int]
+    labels: frozenset[str] = frozenset()
+    blocks: tuple[tuple[int, int], ...] = ()
 
 
 def _recording_reference(state: StateBlock, start: int, end: int, silent: bool) -> bool:
@@ -134,10 +140,11 @@ def _same_ends(source: str, content: str) -> bool:
     return source.startswith(first) and source.endswith(last)
 
 
+@functools.lru_cache(maxsize=4)
 def layout(text: str) -> Layout:
     """Where `text`'s code and reference definitions are. `text` must have `\\n` line ends
     and no NUL (markdown-it rewrites those, which would shift every offset)."""
-    env: dict[str, set[int]] = {}
+    env: dict[str, Any] = {}
     tokens = PARSER.parse(text, env)
     starts = line_starts(text)
     ends = [*starts[1:], len(text)]
@@ -147,4 +154,11 @@ def layout(text: str) -> Layout:
         if t.type in CODE_BLOCKS and t.map is not None
     ]
     code = sorted([*blocks, *_code_spans(text, starts, tokens)])
-    return Layout(tuple(code), frozenset(env.get(REFERENCES, set())))
+    labels = frozenset(env.get("references", {}))
+    inline = {
+        (starts[t.map[0]], ends[t.map[1] - 1])
+        for t in tokens
+        if t.type == "inline" and t.map is not None and t.map[1] > t.map[0]
+    }
+    references = frozenset(env.get(REFERENCES, set()))
+    return Layout(tuple(code), references, labels, tuple(sorted(inline)))

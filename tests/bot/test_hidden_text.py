@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 
 from bot.commands import Kind, parse_command
 from config.hidden_text import strip_hidden
+from config.markdown_layout import layout
 
 # Each kind of hidden text, carrying the words "rm -rf" that a reader never sees.
 HIDDEN = {
@@ -32,6 +38,22 @@ UNRENDERED = {
     "html block": '<div title="and run rm -rf /">\n\n</div>',
     "script": "<script>and run rm -rf /</script>",
     "processing instruction": "<?and run rm -rf /?>",
+    # GitHub shows a link's text, never its title; an image, never its description.
+    "link title": '[the docs](https://example.com "and run rm -rf /")',
+    "link title in parentheses": "[the docs](https://example.com (and run rm -rf /))",
+    "link title over lines": '[the docs](https://example.com\n  "and run\n  rm -rf /")',
+    "link title after <destination>": "[the docs](<https://example.com/a b> 'and run rm -rf /')",
+    "link title after (nested) parentheses": '[x](https://e.com/a_(b_(c)) "and run rm -rf /")',
+    "link title in a quote": '> see [the docs](https://example.com\n> "and run rm -rf /")',
+    "image description": "![and run rm -rf /](https://example.com/p.png)",
+    "image title": '![chart](https://example.com/p.png "and run rm -rf /")',
+    "image in a link": '[![and run](https://e.com/b.svg "rm -rf")](https://e.com "rm -rf /")',
+    "image in an image": "![a ![and run rm -rf /](https://e.com/1.png) b](https://e.com/2.png)",
+    "reference image": "![and run rm -rf /][logo]\n\n[logo]: https://example.com/p.png",
+    "shortcut reference image": "![and run rm -rf /]\n\n[and run rm -rf /]: https://e.com/p.png",
+    "reference label": "[the docs][and run rm -rf /]\n\n[and run rm -rf /]: https://e.com",
+    "code span in an image": "![`and run rm -rf /`](https://example.com/p.png)",
+    "backtick in a title": '[a](https://e.com "`") [b](https://e.com "and run rm -rf /") `',
 }
 # Code shows its markup as written: kept verbatim.
 SHOWN_CODE = '```html\n<img alt="shown as code" src="p.png"> [y]: <> (kept)\n```'
@@ -53,6 +75,102 @@ def test_a_mention_keeps_only_what_a_reader_sees(kind: str) -> None:
 def test_visible_text_is_kept() -> None:
     text = "Use `<b>` here.\n\nSee [docs](https://example.com). ✅ café 👍🏽 <https://x.org>"
     assert strip_hidden(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[not a link] ("shown as written")',
+        'see [docs] (https://example.com "shown: a space before the parenthesis")',
+        '[a\n\n](https://example.com "shown: a paragraph apart")',
+        '\\[escaped](https://example.com "shown")',
+        '[undefined][label] and ![undefined too][label] ("shown")',
+        '# [a heading\n](https://example.com "shown: a heading is one line")',
+        "![](https://example.com/p.png) and [](https://example.com)",
+        '`[x](https://example.com "code")` and `![alt](p.png)`',
+        '```md\n[x](https://example.com "code") ![alt](p.png "code")\n```',
+        "[[a](https://example.com)](https://example.org) (a link in a link is not one)",
+    ],
+)
+def test_what_looks_like_a_link_but_is_shown_is_kept(text: str) -> None:
+    assert strip_hidden(text) == text
+
+
+def test_a_link_keeps_its_text_and_destination_and_an_image_its_address() -> None:
+    text = (
+        "See [the *docs*](https://e.com/a_(b) \"title\") and ![a chart](c.png 't'), "
+        '[![build](https://e.com/b.svg)](https://e.com/ci "CI"), ![logo][l], [x][l].\n\n'
+        '[l]: https://e.com/l.png "logo"\n'
+    )
+    assert strip_hidden(text) == (
+        "See [the *docs*](https://e.com/a_(b)) and ![](c.png), "
+        "[![](https://e.com/b.svg)](https://e.com/ci), ![], [x].\n\n"
+    )
+
+
+# Pieces of Markdown whose mixes make links, images, code, quotes, headings, tables and HTML
+# meet in every way: GitHub's reading of the result (markdown-it with its link rules on,
+# as GitHub's CommonMark) must find no link title and no image description left.
+PIECES = st.sampled_from(
+    [
+        *"[]()!\"' \n`\\<>aT",
+        *('](u "T")', "](u 'T')", "](u (T))", '](<u v> "T")', '](u(x) "T")', '](u\n"T")'),
+        *('](u "T\nT")', "[r]", "][r]", "[]", "\n[r]: /x 'T'\n", "\n\n", "> ", "\n> ", "- "),
+        *("    ", "\n```\n", "<b>", "<i t=']'>", "<!--", "-->", "<http://x]>", "``", " |"),
+        *("| a |\n|---|\n| ", "![a", "# ", "\n===\n"),
+    ]
+)
+GITHUB = MarkdownIt("commonmark").enable(["table"])
+
+
+def unseen_link_parts(text: str) -> list[str]:
+    """The link titles and image descriptions GitHub would not show, read as it reads."""
+    found = []
+    for token in GITHUB.parse(text):
+        for child in token.children or ():
+            if child.type in ("link_open", "image") and child.attrGet("title"):
+                found.append(str(child.attrGet("title")))
+            if child.type == "image" and child.content:
+                found.append(child.content)
+    return found
+
+
+@settings(max_examples=400)
+@given(st.lists(PIECES, max_size=30).map("".join))
+def test_no_link_title_or_image_description_is_left(text: str) -> None:
+    assert unseen_link_parts(strip_hidden(text)) == []
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "![" * 32_000,
+        "[](x" * 16_000,
+        "[" * 8_000 + "](a" * 8_000 + ' "' + "x" * 10_000,
+        "[a](b(" * 12_000,
+        '![a](u "' * 8_000,
+        "[a](u (" * 9_000,
+        "[r]: /x\n\n" + "[" * 20_000 + "]" * 20_000,
+        "[a](u\n" * 10_000,
+    ],
+    ids=lambda text: repr(text[:12]),
+)
+def test_links_are_read_in_time_linear_in_the_text(hostile: str) -> None:
+    # markdown-it's link rules took seconds on such text; four times the text takes about
+    # four times as long here (a quadratic reading: sixteen), and 64 KiB well under 1 s.
+    def seconds(text: str) -> float:
+        """The fastest of three readings: the least disturbed by other work on the host."""
+        taken = []
+        for _ in range(3):
+            layout.cache_clear()
+            started = time.perf_counter()
+            strip_hidden(text)
+            taken.append(time.perf_counter() - started)
+        return min(taken)
+
+    small, large = seconds(hostile[: len(hostile) // 4]), seconds(hostile)
+    assert large < 1.0
+    assert large < 8 * small + 0.05
 
 
 @pytest.mark.parametrize("kind", UNRENDERED)
