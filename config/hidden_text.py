@@ -37,6 +37,19 @@ RAW_HTML = re.compile(
     rf"(?P<tag></?[A-Za-z][A-Za-z0-9-]*)(?:{html_re.attribute})*\s*(?P<slash>/?)>"
     rf"|{html_re.comment}|{html_re.processing}|{html_re.declaration}|{html_re.cdata}"
 )
+# Openers that match only with their closer after them: one past the last closer never
+# matches, but each try reads to the end of the text (64 KiB of `<!--` took 13 s, on the
+# event loop, from anyone who can comment). Such openers are set apart (their `<` made a
+# NUL, which nothing else matches differently) while the patterns run.
+CLOSED_BY = (
+    ("<!--", "-->"),
+    ("<?", "?>"),
+    ("<![cdata[", "]]>"),
+    ("<!", ">"),
+    ("<script", "</script"),
+    ("<style", "</style"),
+)
+APART = "\0"
 HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 # `[//]: # (hidden)` right under a line of text is not a definition but is meant as a
 # comment (and taken for one by many renderers): removed too.
@@ -55,11 +68,30 @@ def _bare(match: re.Match[str]) -> str:
     return f"{tag}{match.group('slash')}>" if tag else ""
 
 
+def _set_apart(text: str) -> str:
+    """`text` with the `<` of every opener past its last closer made `APART`."""
+    lower = text.lower()
+    apart = set()
+    for opener, closer in CLOSED_BY:
+        at = lower.rfind(closer) + 1
+        while (at := lower.find(opener, at)) >= 0:
+            apart.add(at)
+            at += 1
+    if not apart:
+        return text
+    return "".join(APART if n in apart else c for n, c in enumerate(text))
+
+
 def strip_prose(text: str) -> tuple[str, bool]:
     """Text outside code without its HTML; and whether an unterminated comment or element
     hides all that follows."""
-    text = UNSHOWN_ELEMENT.sub("", text)
-    text = COMMENT_LINE.sub("", RAW_HTML.sub(_bare, text))
+    apart = APART not in text
+    if apart:
+        text = _set_apart(text)
+    text = RAW_HTML.sub(_bare, UNSHOWN_ELEMENT.sub("", text))
+    if apart:
+        text = text.replace(APART, "<")
+    text = COMMENT_LINE.sub("", text)
     cut = UNTERMINATED.search(text)
     return (text[: cut.start()], True) if cut else (text, False)
 
