@@ -208,7 +208,8 @@ class IdleVolumes:
     """One idle volume per engine client, checked or filled once (None: the engine's machine
     is one the program is not written for)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = VOLUME_NAME) -> None:
+        self.name = name
         self._known: weakref.WeakKeyDictionary[docker.DockerClient, str | None] = (
             weakref.WeakKeyDictionary()
         )
@@ -227,7 +228,7 @@ class IdleVolumes:
         if asked and (answer is None or _exists(client, answer)):
             return answer
         architecture = str(client.info().get("Architecture", ""))
-        answer = VOLUME_NAME if supported(architecture) else None
+        answer = self.name if supported(architecture) else None
         if answer is not None:
             fill(client, image, answer)
         with self._lock:

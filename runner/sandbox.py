@@ -402,14 +402,23 @@ class Sandbox:
         The engine restarts the container (SIGKILL to its init takes the whole PID namespace),
         so nothing in the container has to cooperate: no shell of its own, no `kill` across
         users (CAP_KILL is dropped), no race with processes that fork while being killed.
-        When the engine's process list (read on the host, from the container's cgroup: nothing
-        inside can hide from it) holds exactly the idle processes seen before the first command,
-        and nothing in the container could take those over (PID 1 is Gantry's undumpable idle
-        program, runner/idle.py; or the engine's kernel confines ptrace, runner/ptrace_scope.py),
-        nothing is left to kill and the restart (about 0.3 s) is skipped.
+        When the engine's process list (read on the host) holds exactly the idle processes seen
+        before the first command, the kernel's count of tasks in the container's cgroup is
+        theirs alone, and nothing in the container could take those over (PID 1 is Gantry's
+        undumpable idle program, runner/idle.py; or the engine's kernel confines ptrace,
+        runner/ptrace_scope.py), nothing is left to kill and the restart (about 0.3 s) is
+        skipped. The list alone is not enough: the engine reads the cgroup's PIDs, then runs `ps`
+        for them, so a process that forks and exits in a loop is never in both and never shows.
+        The count is one number the kernel keeps: a process is in it from its fork on.
         """
         guarded = self.idle_guarded or self.ptrace_confined
-        if guarded and self._idle and await self._processes() == self._idle:
+        idle = self._idle
+        if (
+            guarded
+            and idle
+            and await self._processes() == idle
+            and await self._task_count() == len(idle)
+        ):
             return
         await self._restart()
 
@@ -433,6 +442,18 @@ class Sandbox:
             if time.monotonic() >= deadline:
                 return None
             await asyncio.sleep(IDLE_POLL_S)
+
+    async def _task_count(self) -> int | None:
+        """The kernel's count of tasks (threads included) in the container's pids cgroup, as
+        the engine reports it (None: it cannot say)."""
+        try:
+            stats = await engine_call(
+                lambda: self.client.api.stats(self.id, stream=False, one_shot=True)
+            )
+        except (SandboxError, docker.errors.NotFound):
+            return None
+        current = (stats.get("pids_stats") or {}).get("current")
+        return current if isinstance(current, int) else None
 
     async def _processes(self) -> frozenset[str] | None:
         """The host PIDs of every process in the container (None: the engine cannot say)."""
