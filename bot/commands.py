@@ -44,7 +44,7 @@ SUBCOMMANDS = {k.value: k for k in Kind if k is not Kind.REQUEST and k not in WI
 
 
 # Options a requester may put before the request: `@gantry --agent claude --model m fix it`,
-# `@gantry --attempts 3 fix it`.
+# `@gantry --attempts 3 fix it`; also right after a subcommand: `@gantry review --attempts 3`.
 OPTION_RE = re.compile(
     r"--(agent|model|attempts)(?:=|[ \t]+)([A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127})\s*"
 )
@@ -119,14 +119,14 @@ def parse_command(body: str, handle: str) -> Command | None:
     return interpret(text[end:].strip()[:MAX_REQUEST_CHARS])
 
 
-def take_options(request: str) -> tuple[dict[str, str], str]:
-    """Leading `--agent NAME`, `--model NAME`, `--attempts N` and `on BRANCH:` options, and
-    the text after."""
+def take_options(request: str, *, branch: bool = True) -> tuple[dict[str, str], str]:
+    """Leading `--agent NAME`, `--model NAME`, `--attempts N` and (with `branch`) `on BRANCH:`
+    options, and the text after. An option it does not know ends them: the rest is text."""
     options: dict[str, str] = {}
     while True:
         if match := OPTION_RE.match(request):
             options[match.group(1)] = match.group(2)
-        elif match := BRANCH_RE.match(request):
+        elif branch and (match := BRANCH_RE.match(request)):
             options["branch"] = match.group(1)
         else:
             return options, request.strip()
@@ -136,7 +136,8 @@ def take_options(request: str) -> tuple[dict[str, str], str]:
 def interpret(request: str) -> Command:
     """Turn the text after the mention into a subcommand or a request (with its options)."""
     options, request = take_options(request)
-    command = _interpret(request)
+    command, after = _interpret(request)
+    options.update(after)
     if options and command.kind in TASK_KINDS:
         return Command(
             command.kind,
@@ -158,19 +159,23 @@ def asked_attempts(value: str | None) -> int | None:
     return min(int(value), MAX_ASKED_ATTEMPTS)
 
 
-def _interpret(request: str) -> Command:
+def _interpret(request: str) -> tuple[Command, dict[str, str]]:
+    """The command, and the options right after its subcommand word (`review --attempts 3`):
+    they count as if written before it. `on BRANCH:` there is text (`ask on macOS: why?`)."""
     if not request:
-        return Command(Kind.HELP)
+        return Command(Kind.HELP), {}
     first, *rest_list = request.split(None, 1)
-    rest = rest_list[0] if rest_list else ""
     word = first.lower().rstrip(".!:,")
+    options, rest = take_options(rest_list[0] if rest_list else "", branch=False)
     with_text = {k.value: k for k in WITH_TEXT}
     if word in with_text:
-        kind, text = with_text[word], rest.strip()
-        return Command(kind, text) if text or kind not in NEEDS_TEXT else Command(Kind.HELP)
-    if word in SUBCOMMANDS and not rest.strip():
-        return Command(SUBCOMMANDS[word])
-    return Command(Kind.REQUEST, request)
+        kind = with_text[word]
+        if rest or kind not in NEEDS_TEXT:
+            return Command(kind, rest), options
+        return Command(Kind.HELP), options
+    if word in SUBCOMMANDS and not rest:
+        return Command(SUBCOMMANDS[word]), options
+    return Command(Kind.REQUEST, request), {}
 
 
 HELP_TEXT = """\
