@@ -27,6 +27,7 @@ from runner.cache_resets import follow_resets
 from runner.cleanup import sweep, sweep_forever
 from runner.environment import Environments
 from runner.executor import Executor
+from runner.host_git import sweep_homes
 from runner.model_access import running_gateway
 from runner.publish import sweep_scratch
 from runner.queue import TaskQueue
@@ -132,9 +133,12 @@ async def serving(
         # Before this worker claims anything: what its previous life left is swept now (its
         # tasks were just queued again), what other workers run stays.
         await sweep(client, await live_tasks(store), executor.cache)
-    # Likewise the publish scratch a killed process left (a live one's is locked: it stays).
+    # Likewise the publish scratch and git homes a killed process left (a live one's is
+    # locked: it stays).
     if scratch := await asyncio.to_thread(sweep_scratch):
         log.info("removed %d publish scratch director(ies) left by a stopped process", scratch)
+    if homes := await asyncio.to_thread(sweep_homes):
+        log.info("removed %d git home director(ies) left by a stopped process", homes)
     times = LeaseTimes.for_lease(settings.task_lease)
     worker = Worker(store, queue, runner, settings.max_concurrent_tasks, owner, times)
     taking_back = take_back_forever(store, queue, tokens, runner.slug, background, times.lease / 2)

@@ -12,13 +12,12 @@ import asyncio
 import os
 import shutil
 import signal
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from config.errors import GantryError
-from runner import child_process
+from runner import child_process, locked_temp
 
 GIT_TIMEOUT_S = 600.0
 MAX_ERROR_CHARS = 2000
@@ -36,6 +35,10 @@ SAFE_FLAGS = (
 # Under an address-space limit, pack files are mapped in small windows instead of 1 GiB ones.
 BOUNDED_PACK_FLAGS = ("-c", "core.packedGitWindowSize=32m", "-c", "core.packedGitLimit=256m")
 KILLED_BY = {signal.SIGXFSZ: "the file size limit", signal.SIGKILL: "a kill (memory?)"}
+# Each git runs in an empty home, `$TMPDIR/gantry-git-*/home`, locked while it runs
+# (`locked_temp`): what a worker killed with `kill -9` left is swept at the next start.
+HOME_PREFIX = "gantry-git-"
+HOME_DIR = "home"
 
 
 class HostGitError(GantryError):
@@ -134,7 +137,9 @@ async def run(
     needs_prlimit = limits.memory_bytes is not None or limits.file_bytes is not None
     prlimit = find_prlimit() if needs_prlimit else "prlimit"
     argv = command(args, git_dir, limits, prlimit)
-    with tempfile.TemporaryDirectory(prefix="gantry-git-") as home:
+    async with locked_temp.locked_dir(HOME_PREFIX) as scratch:
+        home = str(scratch / HOME_DIR)
+        os.mkdir(home, 0o700)
         process = await asyncio.create_subprocess_exec(
             *argv,
             cwd=home,
@@ -154,3 +159,9 @@ async def run(
     if process.returncode != 0:
         raise HostGitError(failure(args, process.returncode or 0, err, secret))
     return out
+
+
+def sweep_homes(root: Path | None = None, now: float | None = None) -> int:
+    """Remove the git homes nobody uses (a killed worker's git calls'); one of a live git
+    call, in this process or another, stays. How many went."""
+    return locked_temp.sweep(HOME_PREFIX, HOME_DIR, root, now)

@@ -7,20 +7,13 @@ limits of `host_git.PATCH_WORK`, after its expanded size was checked.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import fcntl
-import os
-import shutil
-import stat
-import tempfile
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from config.errors import GantryError
-from runner import host_git
+from runner import host_git, locked_temp
 from runner.mirror import Credential, auth_env, current_token
 from runner.patch_policy import (
     MAX_EXPANDED_BYTES,
@@ -33,15 +26,11 @@ SUBJECT_MAX_CHARS = 72
 NOREPLY = "users.noreply.github.com"
 REJECTIONS = ("stale info", "rejected", "fetch first")
 GITLINK_MODE = "160000"  # a submodule link in a tree
-# Scratch repositories live in the temporary directory as `gantry-publish-*`, each holding
-# a lock (flock) on its `in-use.lock` for as long as it is used: a process killed with
-# `kill -9` loses its locks, so what it left is told from what a live task uses.
+# Scratch repositories live in the temporary directory as `gantry-publish-*`, each locked
+# for as long as it is used (`locked_temp`): what a `kill -9` left is told from what a live
+# task uses.
 SCRATCH_PREFIX = "gantry-publish-"
-SCRATCH_LOCK = "in-use.lock"
 SCRATCH_REPO = "repo.git"
-# A scratch directory with no repository in it may be one made a moment ago, not yet
-# locked: a leftover only once it is this old.
-UNSTARTED_GRACE_S = 3600.0
 
 
 class PublishError(GantryError):
@@ -122,20 +111,12 @@ async def _git(repo: Path, *args: str, env: Mapping[str, str] | None = None) -> 
 async def scratch_repo(mirror: Path) -> AsyncIterator[Path]:
     """An empty bare repository that borrows the mirror's objects; removed afterwards, and
     locked meanwhile (`sweep_scratch` removes it only once its process is gone)."""
-    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    lock = os.open(scratch / SCRATCH_LOCK, flags, 0o600)
-    try:
-        # A sweep that holds it (a moment, on a directory with no repository yet) lets go.
-        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+    async with locked_temp.locked_dir(SCRATCH_PREFIX) as scratch:
         repo = scratch / SCRATCH_REPO
         await host_git.run(["init", "--quiet", "--bare", str(repo)])
         alternates = repo / "objects" / "info" / "alternates"
         alternates.write_text(f"{(mirror / 'objects').resolve()}\n")
         yield repo
-    finally:
-        await asyncio.to_thread(shutil.rmtree, scratch, True)
-        os.close(lock)
 
 
 def sweep_scratch(root: Path | None = None, now: float | None = None) -> int:
@@ -143,41 +124,7 @@ def sweep_scratch(root: Path | None = None, now: float | None = None) -> int:
     `gantry-publish-*` directories of this user in `root` (the temporary directory) whose
     lock nobody holds. One in use, by a task of this process or any other, stays. How many
     went."""
-    root = Path(tempfile.gettempdir()) if root is None else root
-    now = time.time() if now is None else now
-    return sum(1 for path in root.glob(f"{SCRATCH_PREFIX}*") if _swept(path, now))
-
-
-def _swept(path: Path, now: float) -> bool:
-    """Remove one scratch directory if it is a leftover; whether it went."""
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return False
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        return False  # not a directory Gantry made here
-    fresh = now - info.st_mtime < UNSTARTED_GRACE_S
-    try:
-        lock = os.open(path / SCRATCH_LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        # Made, never locked: its owner locks it at once, so an old one is a leftover.
-        if fresh:
-            return False
-        shutil.rmtree(path, ignore_errors=True)
-        return True
-    except OSError:
-        return False
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False  # in use
-        if fresh and not (path / SCRATCH_REPO).exists():
-            return False  # locked by nobody yet: its owner may be about to
-        shutil.rmtree(path, ignore_errors=True)
-        return True
-    finally:
-        os.close(lock)
+    return locked_temp.sweep(SCRATCH_PREFIX, SCRATCH_REPO, root, now)
 
 
 async def apply_patch(repo: Path, start_sha: str, patch: bytes, max_expanded: int) -> str:
