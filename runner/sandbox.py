@@ -51,10 +51,17 @@ OOM_FILES = "/sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_contr
 OOM_RE = re.compile(r"^oom_kill (\d+)$", re.MULTILINE)
 DEFAULT_DISK = 10 * 1024**3
 # After a failed command: can the container still write 1 MiB into its own layer (`/` is always
-# the layer) and into each tmpfs that stands in for an image VOLUME? Exit status 0 when it can.
-# Each write goes to a fresh name made by `mktemp` (O_EXCL): the agent cannot plant a FIFO or
-# a link there. An image without `mktemp` cannot be probed safely: the answer is "not full".
+# the layer) and into each tmpfs that stands in for an image VOLUME? Exit status 0 when it can,
+# 1 when it cannot. Each write goes to a fresh name made by `mktemp` (O_EXCL): the agent cannot
+# plant a FIFO or a link there. An image without `mktemp` (or `head`) cannot be probed safely,
+# nor a path its user may not write to: those answer "unknown" (the task log says so).
 DISK_PROBE_TEMPLATE = ".gantry-probe.XXXXXX"
+PROBE_NO_TOOLS = 3
+PROBE_NOT_WRITABLE = 4
+PROBE_UNKNOWN: dict[int | None, str] = {
+    PROBE_NO_TOOLS: "the image has no `mktemp` or `head`",
+    PROBE_NOT_WRITABLE: "the container's user may not write there",
+}
 # Gantry's own commands in a container (the disk probe, the OOM counter) end within this, or
 # the container is restarted: what the agent left there (a FIFO, a `cat` of its own) cannot
 # hold a phase past its end.
@@ -223,9 +230,10 @@ def disk_probe(paths: Iterable[str]) -> str | None:
     if not dirs:
         return None
     return (
-        "command -v mktemp >/dev/null 2>&1 || exit 0; "
+        f"for p in mktemp head; do command -v $p >/dev/null 2>&1 || exit {PROBE_NO_TOOLS}; done; "
         f"for d in {dirs}; do "
-        f'f=$(mktemp -p "$d" {DISK_PROBE_TEMPLATE}) || exit 1; '
+        f'[ -w "$d" ] || exit {PROBE_NOT_WRITABLE}; '
+        f'f=$(mktemp -p "$d" {DISK_PROBE_TEMPLATE} 2>/dev/null) || exit 1; '
         'head -c 1048576 /dev/zero > "$f" 2>/dev/null; s=$?; rm -f "$f"; '
         '[ "$s" -eq 0 ] || exit 1; done'
     )
@@ -375,7 +383,17 @@ class Sandbox:
         if probe is None:
             return False
         result = await self._internal([*SHELL, probe], log, phase)
-        return result is not None and result.exit_code not in (0, None)
+        code = None if result is None else result.exit_code
+        why = "the check got no answer" if result is None else PROBE_UNKNOWN.get(code)
+        if why is not None:
+            # Unknown is not "not full": a user whose command failed from a full disk is told.
+            log.line(
+                phase,
+                f"[gantry] whether the disk limit was reached could not be checked ({why}); "
+                "a full disk may be why the command failed",
+            )
+            return False
+        return code not in (0, None)
 
     async def _internal(self, argv: list[str], log: TaskLog, phase: str) -> Any | None:
         """One of Gantry's own commands in the container, its `exec_run` result; None when the
