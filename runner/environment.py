@@ -23,7 +23,13 @@ from runner.cache import CACHE_REPOSITORY, CacheInputs, EnvironmentCache, cache_
 from runner.collect import SCRATCH, read_file, start_script, tar_file, tar_files
 from runner.image_pull import ImagePuller
 from runner.labels import KIND_AGENT, KIND_SETUP, gantry_labels
-from runner.languages import LanguageSelectionError, describe, selection_error, shell_command
+from runner.languages import (
+    SELECT_PROGRAM,
+    LanguageSelectionError,
+    describe,
+    selection_error,
+    shell_command,
+)
 from runner.mirror import Mirrors
 from runner.network import Attachment, NetworkPolicy, Networks, blocked
 from runner.sandbox import (
@@ -43,6 +49,9 @@ from runner.workspace import checkout_script, mirror_mount, move_script
 CHECKOUT_LIMIT_S = 600.0
 # The snapshot of the tree the agent starts from (`git add -A` of a large tree can take a while).
 START_LIMIT_S = 300.0
+# The image's `gantry-select` only points symlinks at installed versions: one that runs longer
+# (a hostile or broken image, a `/bin/sh` that waits) fails the setup instead of holding it.
+SELECT_LIMIT_S = 60.0
 DEFAULT_LIMITS = Limits()
 SETUP_NETWORK = NetworkPolicy("full")
 AGENT_NETWORK = NetworkPolicy("off")
@@ -494,7 +503,20 @@ async def _select_languages(sandbox: Sandbox, request: EnvironmentRequest, log: 
     log.line("setup", f"[gantry] languages: {describe(request.languages)}")
     # Through the shell, so that an image without the program answers 127 ("not found").
     argv = ["/bin/sh", "-c", shell_command(request.languages)]
-    result = await engine_call(lambda: sandbox.container.exec_run(argv, workdir="/"))
+    try:
+        result = await asyncio.wait_for(
+            engine_call(lambda: sandbox.container.exec_run(argv, workdir="/")), SELECT_LIMIT_S
+        )
+    except TimeoutError:
+        # The kill ends the exec (and its thread); the container goes with the failed setup.
+        await sandbox.kill()
+        reason = (
+            f"languages: {describe(request.languages)} requested, but the language selection "
+            f"(the image's {SELECT_PROGRAM}) did not finish within {SELECT_LIMIT_S:.0f}s "
+            f"(image {request.image})"
+        )
+        log.line("setup", f"[gantry] setup failed: {reason}")
+        raise LanguageSelectionError(reason) from None
     output = result.output.decode(errors="replace") if isinstance(result.output, bytes) else ""
     for line in output.splitlines():
         log.line("setup", line)
