@@ -294,9 +294,15 @@ class Sandbox:
         self.limits = limits
         self.disk = disk
         self._oom_seen = 0
+        # The engine's `State.OOMKilled` as last seen: it turns on when a restart ends a run
+        # with an OOM kill in it, and stays on for the container's life (see `_engine_oom_news`).
+        self._oom_flag = False
+        # Whether the restart of a check that got no answer ended a run the OOM killer struck.
+        self._oom_at_restart = False
         self.internal_limit_s = INTERNAL_LIMIT_S
         self._disk_note = unenforced_note(limits, disk)
         self._disk_probe = disk_probe(probed_paths(limits, disk, volumes))
+        self.volumes = volumes
         # The host PIDs of the idle processes, read before the first command after a (re)start.
         self._idle: frozenset[str] | None = None
         # Whether nothing in the container can take the idle processes over: its PID 1 is
@@ -340,7 +346,9 @@ class Sandbox:
         limit_s: float,
         env: Mapping[str, str] | None = None,
     ) -> ExecResult:
-        """Run a shell command, streaming its output into the log; kill the sandbox at timeout."""
+        """Run a shell command, streaming its output into the log; at its time limit, end
+        everything in the sandbox (a restart: the files stay, and the phase's next command
+        runs)."""
         started = time.monotonic()
         if self._idle is None:
             self._idle = await self._idle_processes()
@@ -364,8 +372,12 @@ class Sandbox:
         thread.start()
         timed_out = not await _drain(lines, log, phase, limit_s)
         if timed_out:
-            log.line(phase, f"[gantry] time limit of {limit_s:.0f}s reached; killing the sandbox")
-            await self.kill()
+            log.line(
+                phase,
+                f"[gantry] time limit of {limit_s:.0f}s reached; killing everything in the "
+                f"sandbox{self._emptied()}",
+            )
+            await self._end_everything()
         await asyncio.to_thread(thread.join)
         exit_code = None if timed_out else await self._exit_code(exec_id)
         oom = exit_code == SIGKILL_STATUS and await self._oom_happened(log, phase)
@@ -409,9 +421,10 @@ class Sandbox:
             limit = f"{self.internal_limit_s:.0f}s"
             log.line(
                 phase,
-                f"[gantry] a check of the sandbox got no answer within {limit}; restarting it",
+                f"[gantry] a check of the sandbox got no answer within {limit}; restarting it"
+                f"{self._emptied()}",
             )
-            await self._restart()
+            self._oom_at_restart = await self._restart()
             return None
 
     async def end_phase(self) -> None:
@@ -440,11 +453,29 @@ class Sandbox:
             return
         await self._restart()
 
-    async def _restart(self) -> None:
-        """Restart the container through the engine: every process in it dies, files stay."""
+    def _emptied(self) -> str:
+        """What a restart in the middle of a phase takes besides its processes: the image's
+        VOLUME paths are tmpfs, empty again after it (said in the task log)."""
+        if not self.volumes:
+            return ""
+        return f" (which empties {', '.join(self.volumes)}: the image's VOLUME paths)"
+
+    async def _end_everything(self) -> None:
+        """Kill every process in the container but leave it running: a kill alone stopped it,
+        and the phase's next command (the next check) failed with the engine's "not running".
+        When the engine cannot restart it, it is killed all the same."""
+        try:
+            await self._restart()
+        except SandboxError:
+            await self.kill()
+
+    async def _restart(self) -> bool:
+        """Restart the container through the engine: every process in it dies, files stay.
+        Whether the engine says the OOM killer struck in the run it ended (and not before)."""
         self._idle = None
         await engine_call(lambda: self.client.api.restart(self.id, timeout=0))
         self._oom_seen = 0  # the restarted container's memory cgroup counts from zero
+        return await self._engine_oom_news()
 
     async def _idle_processes(self) -> frozenset[str] | None:
         """The processes idle before a phase's first command. Gantry's idle program counts
@@ -509,13 +540,30 @@ class Sandbox:
 
     async def _oom_happened(self, log: TaskLog, phase: str) -> bool:
         """Whether the kernel's OOM killer struck in this container since we last looked."""
+        self._oom_at_restart = False
         result = await self._internal([*SHELL, f"cat {OOM_FILES} 2>/dev/null"], log, phase)
         if result is None:
-            return await self.oom_killed_state()
+            if self._oom_at_restart or await self._engine_oom_news():
+                return True
+            # Unknown is not "no": a kill that may have been the OOM killer's says so.
+            log.line(
+                phase,
+                "[gantry] whether the command ran out of memory could not be checked "
+                "(the check got no answer); exit code 137 is a kill, often the OOM killer's",
+            )
+            return False
         output = result.output if isinstance(result.output, bytes) else b""
         kills = parse_oom_kills(output.decode(errors="replace"))
         happened, self._oom_seen = kills > self._oom_seen, kills
-        return happened or await self.oom_killed_state()
+        return await self._engine_oom_news() or happened
+
+    async def _engine_oom_news(self) -> bool:
+        """Whether the engine's `State.OOMKilled` turned on since we last looked. Only the
+        change counts: the flag stays on after the restart that set it, and every later kill
+        (exit 137: a `kill -9`, a test runner's SIGKILL) was "out of memory" with it."""
+        state = await self.oom_killed_state()
+        news, self._oom_flag = state and not self._oom_flag, state
+        return news
 
     async def oom_killed_state(self) -> bool:
         """The engine's own `State.OOMKilled`."""
