@@ -156,7 +156,10 @@ async def test_a_fork_bomb_stays_inside_its_pid_limit(
             sandbox.run("exec bash -c 'b() { while :; do b & done; }; b'", task_log, "agent", 4)
         )
         await asyncio.sleep(2.5)
-        stats: Any = await asyncio.to_thread(lambda: sandbox.container.stats(stream=False))
+        # One sample (no second one a second later): read before the time limit ends it all.
+        stats: Any = await asyncio.to_thread(
+            lambda: sandbox.container.stats(stream=False, one_shot=True)
+        )
         result = await bomb
     pids = stats["pids_stats"]["current"]
     assert SMALL.pids * 3 // 4 <= pids <= SMALL.pids
