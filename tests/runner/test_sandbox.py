@@ -222,7 +222,7 @@ async def test_end_phase_kills_what_the_agent_left_running(
         await asyncio.sleep(0.6)
         second = await leak_sizes(sandbox, task_log)
         assert all(b > a > 0 for a, b in zip(first, second, strict=True)), (first, second)
-        assert len(process_commands(sandbox)) > 4
+        assert len(process_commands(sandbox)) >= 4  # the idle and three loops (and sleeps)
         started = time.monotonic()
         await sandbox.end_phase()
         took = time.monotonic() - started
