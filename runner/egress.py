@@ -33,7 +33,8 @@ from urllib.parse import urlsplit
 
 LISTEN_PORT = 3128
 RELAY_PORT = 3129
-# Inside its own container; only the task's internal network and Docker's bridge reach it.
+# Inside its own container; only the task's internal network reaches it (its other leg is on
+# Gantry's outward network, where no container reaches another).
 LISTEN_ADDRESS = "0.0.0.0"  # noqa: S104
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HELLO_BYTES = 16 * 1024 + 5

@@ -1,11 +1,18 @@
-"""Network policy per container: none, an internal network behind the egress proxy, or bridge.
+"""Network policy per container: none, an internal network behind the egress proxy, or out.
+
+The way out of every sandbox is Gantry's own bridge network, `gantry-outward` (one per
+engine, made on first use and again if pruned, never removed by a task's cleanup): the
+internet and the host's addresses, but no other container, since inter-container
+communication is off on it (`enable_icc=false`). Containers under `full` sit on it, and so
+does each egress proxy's outward leg: on Docker's default bridge (ICC on) a task could
+connect to any port of another task's containers, or of anything else there.
 
 The model gateway (on the host) is reachable under every mode when `attach` is given its
-address: directly on the bridge under `full`, through the proxy's raw relay otherwise; under
-`off` that relay is the only thing the container can reach. A relay attached with
-`hold_relay` listens only from `open_relay` on (after maintenance); `close_relay` switches it
-off for good when the agent phase ends (under `full` the gateway stays on the bridge, and only
-the revoked token keeps it shut).
+address: directly from the outward network under `full`, through the proxy's raw relay
+otherwise; under `off` that relay is the only thing the container can reach. A relay attached
+with `hold_relay` listens only from `open_relay` on (after maintenance); `close_relay`
+switches it off for good when the agent phase ends (under `full` the gateway stays reachable,
+and only the revoked token keeps it shut).
 """
 
 from __future__ import annotations
@@ -30,7 +37,15 @@ from requests.exceptions import RequestException
 
 from config.errors import GantryError
 from runner import egress
-from runner.labels import DEFAULT_OWNER, KIND_NETWORK, KIND_PROXY, gantry_labels
+from runner.labels import (
+    DEFAULT_OWNER,
+    KIND,
+    KIND_NETWORK,
+    KIND_PROXY,
+    MANAGED,
+    MANAGED_FILTER,
+    gantry_labels,
+)
 from runner.sandbox import created, engine_call, remove_container
 from runner.task_ca import TaskTls, issue_task_tls
 
@@ -58,7 +73,18 @@ DECISIONS_TAIL = 2 * egress.MAX_RECORDS
 # Characters of a followed log kept while waiting for a line (the proxy's lines are short).
 FOLLOWED_KEPT = 4096
 RELAY_SIGNAL_S = 20.0
+# Docker's default bridge: only read (the host's address on it, where the gateway listens by
+# default, and its MTU); no Gantry container joins it.
 BRIDGE = "bridge"
+# The engine's one network out, shared by every task and deployment: containers on it reach
+# the internet and the host, never each other. No owner or task label: no sweep removes it.
+OUTWARD = "gantry-outward"
+# Its host interface, by name: a host firewall rule can let it reach the gateway's port.
+OUTWARD_INTERFACE = "gantry-outward"
+ICC_OPTION = "com.docker.network.bridge.enable_icc"
+INTERFACE_OPTION = "com.docker.network.bridge.name"
+MTU_OPTION = "com.docker.network.driver.mtu"
+OUTWARD_LABELS = {MANAGED: "1", KIND: KIND_NETWORK}
 
 
 class NetworkSetupError(GantryError):
@@ -162,6 +188,49 @@ def bridge_gateway_address(client: docker.DockerClient) -> str:
     return str(config.get("Gateway") or next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
+def outward_network(client: docker.DockerClient) -> str:
+    """The id of the engine's outward network, made if missing (blocking).
+
+    Looked up on every use, as a `docker network prune` removes it whenever no container is
+    on it. Two makers at once: the engine refuses the second name (`check_duplicate`); if an
+    old engine let both through, the oldest is taken (either would do: both have ICC off)."""
+    found = _outward(client)
+    if found is not None:
+        return found
+    options = {ICC_OPTION: "false", INTERFACE_OPTION: OUTWARD_INTERFACE}
+    with contextlib.suppress(docker.errors.APIError):  # no default bridge: the engine's MTU
+        mtu = (client.api.inspect_network(BRIDGE).get("Options") or {}).get(MTU_OPTION)
+        options |= {MTU_OPTION: str(mtu)} if mtu else {}  # the engine's `mtu` setting
+    with contextlib.suppress(docker.errors.APIError):  # made by someone else meanwhile
+        client.api.create_network(
+            OUTWARD, driver="bridge", options=options, labels=OUTWARD_LABELS, check_duplicate=True
+        )
+    found = _outward(client)
+    if found is None:
+        raise NetworkSetupError(
+            f"could not make the network {OUTWARD} with {ICC_OPTION}=false (is a network of "
+            "that name, but not Gantry's, on the engine?)"
+        )
+    return found
+
+
+def _outward(client: docker.DockerClient) -> str | None:
+    """The outward network's id, if the engine has it: Gantry's, by name, with ICC off."""
+    filters = {"name": [OUTWARD], "label": [MANAGED_FILTER, f"{KIND}={KIND_NETWORK}"]}
+    rows = client.api.networks(filters=filters)
+    ours = [
+        row
+        for row in rows
+        if row.get("Name") == OUTWARD  # the engine's filter matches parts of names too
+        and row.get("Driver") == "bridge"
+        and not row.get("Internal")
+        and (row.get("Options") or {}).get(ICC_OPTION) == "false"
+    ]
+    if not ours:
+        return None
+    return str(min(ours, key=lambda row: (str(row.get("Created")), str(row["Id"])))["Id"])
+
+
 def proxy_source() -> str:
     """The proxy's code, passed on its command line: no file to copy into a read-only root."""
     return Path(egress.__file__).read_text(encoding="utf-8")
@@ -211,7 +280,7 @@ class Networks:
         """Prepare the network for one container under a policy (and the gateway, if given).
 
         With `services`, the container is always on an internal network of the task's own,
-        where its service containers join it (under `full`, it is on the bridge as well).
+        where its service containers join it (under `full`, it is on the outward one as well).
         With `wait` off, a proxy that only relays to the gateway (`off`: nothing in the
         container's own settings names it) goes on starting while the caller starts its
         container; `ready()` must be awaited before anything in the container may use it.
@@ -219,11 +288,12 @@ class Networks:
         labels = gantry_labels(task_id, repo, KIND_NETWORK, owner or self.owner)
         if policy.mode == "full":
             url = gateway_url(*gateway) if gateway is not None else None
+            outward = await self._outward()
             if not services:
-                return Attachment(BRIDGE, gateway_url=url)
+                return Attachment(outward, gateway_url=url)
             network = await self._create_network(labels)
             return Attachment(
-                str(network.name), network_id=network.id, gateway_url=url, extra_networks=(BRIDGE,)
+                str(network.name), network_id=network.id, gateway_url=url, extra_networks=(outward,)
             )
         if policy.mode == "off" and gateway is None:
             return (await self._isolated(labels))[1] if services else Attachment("none")
@@ -231,6 +301,10 @@ class Networks:
         return await self._internal(
             policy, task_id, repo, owner or self.owner, gateway, wait, hold_relay
         )
+
+    async def _outward(self) -> str:
+        """The engine's outward network (its id), made if missing."""
+        return await engine_call(lambda: outward_network(self.client))
 
     async def ready(self, attachment: Attachment) -> None:
         """Wait until the attachment's proxy listens (at once when it was waited for)."""
@@ -259,6 +333,7 @@ class Networks:
         hold_relay: bool = False,
     ) -> Attachment:
         """An internal network with no host address, and the proxy as its only way out."""
+        outward = await self._outward()
         network, attachment = await self._isolated(
             gantry_labels(task_id, repo, KIND_NETWORK, owner)
         )
@@ -270,7 +345,9 @@ class Networks:
             attachment.relay_held = held
             command = proxy_command(policy, self.mapped, gateway, held)
             environment = proxy_environment(tls, self.upstream_ca)
-            start = self._proxy(attachment, policy, command, environment, network, labels, gateway)
+            start = self._proxy(
+                attachment, policy, command, environment, (network, outward), labels, gateway
+            )
             if wait:
                 await start
             else:
@@ -286,12 +363,14 @@ class Networks:
         policy: NetworkPolicy,
         command: list[str],
         environment: dict[str, str],
-        network: Network,
+        networks: tuple[Network, str],
         labels: dict[str, str],
         gateway: tuple[str, int] | None,
     ) -> None:
-        """Start the attachment's proxy and wait until it listens."""
-        proxy = await self._start_proxy(command, environment, network, labels)
+        """Start the attachment's proxy (on the task's network and the outward one) and wait
+        until it listens."""
+        network = networks[0]
+        proxy = await self._start_proxy(command, environment, networks, labels)
         attachment.proxy_id = proxy.id
         address = proxy.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
         if policy.mode == "limited":
@@ -339,10 +418,12 @@ class Networks:
         self,
         command: list[str],
         environment: dict[str, str],
-        network: Network,
+        networks: tuple[Network, str],
         labels: dict[str, str],
     ) -> Container:
-        """The proxy container: unprivileged, read-only, on the task network and the bridge."""
+        """The proxy container: unprivileged, read-only, on the task network and the outward
+        one (where no other container reaches its ports)."""
+        network, outward = networks
         kwargs: dict[str, Any] = {
             "image": self.proxy_image,
             "command": command,
@@ -362,7 +443,7 @@ class Networks:
 
         def start() -> Container:
             container = self.client.containers.create(**kwargs)
-            self.client.networks.get(BRIDGE).connect(container)
+            self.client.networks.get(outward).connect(container)
             container.start()
             container.reload()
             return container
