@@ -32,6 +32,7 @@ from runner.disk_limit import (
     volume_mounts,
 )
 from runner.ptrace_scope import confined, engine_scope
+from runner.task_count import host_count
 from runner.tasklog import LineSplitter, TaskLog
 
 WORKSPACE = "/workspace"
@@ -493,8 +494,13 @@ class Sandbox:
             await asyncio.sleep(IDLE_POLL_S)
 
     async def _task_count(self) -> int | None:
-        """The kernel's count of tasks (threads included) in the container's pids cgroup, as
-        the engine reports it (None: it cannot say)."""
+        """The kernel's count of tasks (threads included) in the container's pids cgroup: read
+        on this host when it is the engine's, else as the engine reports it (which can take a
+        second: runner/task_count.py); None: neither can say."""
+        for pid in sorted(self._idle or ()):
+            counted = host_count(pid, self.id)
+            if counted is not None:
+                return counted
         try:
             stats = await engine_call(
                 lambda: self.client.api.stats(self.id, stream=False, one_shot=True)
