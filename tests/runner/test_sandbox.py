@@ -238,6 +238,17 @@ async def test_end_phase_kills_what_the_agent_left_running(
     assert took < 10
 
 
+async def file_stays(sandbox: Sandbox, path: str, log: TaskLog) -> int:
+    """Assert that nothing writes to `path` for a second, during a next phase; its size."""
+    size = f"cat {path} 2>/dev/null | wc -c"
+    assert (await sandbox.run(size, log, "checks", 30)).ok
+    first = log.tail(1)
+    await asyncio.sleep(1.0)
+    assert (await sandbox.run(size, log, "checks", 30)).ok
+    assert log.tail(1) == first  # nothing writes during the checks
+    return int(first[0])
+
+
 def started_at(docker_client: docker.DockerClient, sandbox: Sandbox) -> str:
     """When the engine last (re)started the container."""
     return str(docker_client.api.inspect_container(sandbox.id)["State"]["StartedAt"])
@@ -264,12 +275,7 @@ async def test_end_phase_restarts_only_when_something_is_left_running(
         assert len(disguised) == 2  # it runs, named like the idle process
         await sandbox.end_phase()
         assert started_at(docker_client, sandbox) != before
-        size = "wc -c < /workspace/disguised"
-        assert (await sandbox.run(size, task_log, "probe", 30)).ok
-        after = task_log.tail(1)
-        await asyncio.sleep(0.5)
-        assert (await sandbox.run(size, task_log, "probe", 30)).ok
-        assert task_log.tail(1) == after  # the disguised stray is gone
+        await file_stays(sandbox, "/workspace/disguised", task_log)  # the stray is gone
         await sandbox.end_phase()  # and from the fresh start on, a clean phase skips again
         assert process_commands(sandbox) == [IDLE_PATH]
 
@@ -478,12 +484,7 @@ async def test_the_idle_process_cannot_be_taken_over_by_the_agent(
         await sandbox.end_phase()
         assert started_at(docker_client, sandbox) == before  # nothing was left: no restart
         assert process_commands(sandbox) == [IDLE_PATH]
-        size = "cat /workspace/after-the-agent 2>/dev/null | wc -c"
-        assert (await sandbox.run(size, task_log, "checks", 30)).ok
-        first = task_log.tail(1)
-        await asyncio.sleep(1.0)
-        assert (await sandbox.run(size, task_log, "checks", 30)).ok
-        assert task_log.tail(1) == first == ["0"]  # nothing writes during the checks
+        assert await file_stays(sandbox, "/workspace/after-the-agent", task_log) == 0
 
 
 async def test_an_idle_process_taken_over_where_the_engine_has_no_idle_program_is_ended(
@@ -502,12 +503,7 @@ async def test_an_idle_process_taken_over_where_the_engine_has_no_idle_program_i
         # Where the kernel confines ptrace the take-over fails; elsewhere the restart ends it.
         assert host_ptrace_confined() or "hijacked idle pid" in task_log.text()
         await sandbox.end_phase()
-        size = "wc -c < /workspace/after-the-agent 2>/dev/null || echo 0"
-        assert (await sandbox.run(size, task_log, "checks", 30)).ok
-        first = task_log.tail(1)
-        await asyncio.sleep(1.0)
-        assert (await sandbox.run(size, task_log, "checks", 30)).ok
-        assert task_log.tail(1) == first  # nothing writes during the checks
+        await file_stays(sandbox, "/workspace/after-the-agent", task_log)
 
 
 def test_an_idle_volume_holding_another_program_is_rewritten_before_use(
@@ -578,10 +574,5 @@ async def test_a_process_that_hops_from_pid_to_pid_does_not_outlive_the_phase(
         for _ in range(3):
             await sandbox.run(HOPPER, task_log, "agent", 30)
             await sandbox.end_phase()
-            size = "wc -c < /workspace/alive"
-            assert (await sandbox.run(size, task_log, "checks", 30)).ok
-            first = task_log.tail(1)
-            await asyncio.sleep(1.0)
-            assert (await sandbox.run(size, task_log, "checks", 30)).ok
-            assert task_log.tail(1) == first  # nothing writes during the checks
+            await file_stays(sandbox, "/workspace/alive", task_log)
             await sandbox.end_phase()
